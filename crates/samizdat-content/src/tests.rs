@@ -1,0 +1,128 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+use proptest::prelude::*;
+
+fn manifest(size: usize) -> Manifest {
+    Manifest { name: "report.pdf".into(), size: size as u64, mime: "application/pdf".into() }
+}
+
+fn blob_of(data: &[u8]) -> (ContentKey, Vec<u8>, Encoded) {
+    let key = ContentKey::from_bytes([42; 32]);
+    let mut blob = Vec::new();
+    let enc = encode(&key, &manifest(data.len()), data, &mut blob).unwrap();
+    (key, blob, enc)
+}
+
+fn file(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[test]
+fn root_is_the_standard_blake3_hash_and_groups_verify() {
+    for len in [0, 1, GROUP_SIZE - HEADER_LEN, GROUP_SIZE, 3 * GROUP_SIZE + 17, 9 * GROUP_SIZE] {
+        let data = file(len);
+        let (key, blob, enc) = blob_of(&data);
+        assert_eq!(enc.root.0, *blake3::hash(&blob).as_bytes(), "len {len}");
+        enc.outboard.check_root(&enc.root).unwrap();
+        for g in 0..enc.outboard.groups() {
+            let r = group_range(blob.len() as u64, g);
+            let group = &blob[r.start as usize..r.end as usize];
+            enc.outboard.verify_group(&enc.root, g, group).unwrap();
+            let mut bad = group.to_vec();
+            let mid = bad.len() / 2;
+            bad[mid] ^= 0x40;
+            assert!(enc.outboard.verify_group(&enc.root, g, &bad).is_err());
+            assert!(enc.outboard.verify_group(&enc.root, g, &group[1..]).is_err());
+        }
+        // Decrypt and read back.
+        let mut plain = blob.clone();
+        key.apply_at(0, &mut plain);
+        assert_eq!(Manifest::from_header(&plain[..HEADER_LEN]).unwrap(), manifest(len));
+        assert_eq!(&plain[HEADER_LEN..], &data[..]);
+    }
+}
+
+#[test]
+fn forged_leaf_is_caught_by_the_root() {
+    let (_, _, enc) = blob_of(&file(5 * GROUP_SIZE));
+    let mut forged = enc.outboard.clone();
+    forged.leaves[2][0] ^= 1;
+    assert!(matches!(forged.check_root(&enc.root), Err(ContentError::OutboardMismatch)));
+    let mut short = enc.outboard.clone();
+    short.leaves.pop();
+    assert!(short.check_root(&enc.root).is_err());
+    let bytes = enc.outboard.to_bytes();
+    assert_eq!(Outboard::from_bytes(&bytes).unwrap(), enc.outboard);
+    assert!(Outboard::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+}
+
+#[test]
+fn nothing_in_plaintext() {
+    let data = b"very secret words ".repeat(1000);
+    let (_, blob, _) = blob_of(&data);
+    assert!(!blob.windows(6).any(|w| w == b"secret" || w == b"report"));
+}
+
+#[test]
+fn wrong_key_gives_bad_manifest() {
+    let (_, blob, _) = blob_of(&file(100));
+    let mut plain = blob[..HEADER_LEN].to_vec();
+    ContentKey::from_bytes([1; 32]).apply_at(0, &mut plain);
+    assert!(Manifest::from_header(&plain).is_err());
+}
+
+#[test]
+fn size_mismatch_is_an_error() {
+    let key = ContentKey::from_bytes([1; 32]);
+    let r = encode(&key, &manifest(10), &[0u8; 5][..], Vec::new());
+    assert!(matches!(r, Err(ContentError::SizeChanged { expected: 10, got: 5 })));
+    let r = encode(&key, &manifest(10), &[0u8; 50][..], Vec::new());
+    assert!(matches!(r, Err(ContentError::SizeChanged { .. })));
+}
+
+#[test]
+fn safe_names() {
+    let mut m = manifest(0);
+    m.name = "../../etc/passwd".into();
+    assert_eq!(m.safe_name(), "passwd");
+    m.name = "..".into();
+    assert_eq!(m.safe_name(), "download");
+}
+
+fn link() -> ShareLink {
+    ShareLink {
+        root: ContentRoot([3; 32]),
+        key: ContentKey::from_bytes([4; 32]),
+        peers: vec!["tcp/127.0.0.1:4000".parse().unwrap(), "tcp/[::1]:9".parse().unwrap()],
+    }
+}
+
+#[test]
+fn link_roundtrip_and_errors() {
+    let text = link().to_string();
+    assert!(text.starts_with("sz1"));
+    assert_eq!(text.parse::<ShareLink>().unwrap(), link());
+    assert_eq!(text.to_uppercase().replacen("SZ1", "sz1", 1).parse::<ShareLink>().unwrap(), link());
+    assert_eq!("http://x".parse::<ShareLink>(), Err(LinkError::Prefix));
+    assert_eq!(format!("{text}!").parse::<ShareLink>(), Err(LinkError::Encoding));
+    assert!(!format!("{:?}", link()).contains(&text[5..20]));
+}
+
+proptest! {
+    #[test]
+    fn any_single_typo_is_detected(pos in 3usize..150, ch in "[a-z2-7]") {
+        let text = link().to_string();
+        let pos = pos.min(text.len() - 1);
+        let mut chars: Vec<char> = text.chars().collect();
+        let c = ch.chars().next().unwrap();
+        prop_assume!(chars[pos] != c);
+        chars[pos] = c;
+        let typo: String = chars.into_iter().collect();
+        prop_assert!(typo.parse::<ShareLink>().is_err());
+    }
+
+    #[test]
+    fn garbage_links_never_panic(s in "sz1[a-z2-7]{0,200}") {
+        let _ = s.parse::<ShareLink>();
+    }
+}

@@ -1,0 +1,1 @@
+//! Sans-IO node engine: peers, content serving and verified multi-source transfers.

@@ -1,0 +1,1 @@
+//! Samizdat node runtime: drives the sans-IO engine with tokio and offers the async Node API.

@@ -1,0 +1,50 @@
+//! A snow crypto resolver whose randomness comes from a seed, so that sessions driven by the
+//! simulator replay exactly. Each RNG it hands out gets a distinct sub-seed.
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
+use std::sync::Mutex;
+
+pub(crate) struct SeededResolver {
+    master: Mutex<ChaCha20Rng>,
+}
+
+impl SeededResolver {
+    pub(crate) fn new(seed: [u8; 32]) -> Self {
+        SeededResolver { master: Mutex::new(ChaCha20Rng::from_seed(seed)) }
+    }
+}
+
+struct SeededRandom(ChaCha20Rng);
+
+impl Random for SeededRandom {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        self.0.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl CryptoResolver for SeededResolver {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        let mut sub = [0u8; 32];
+        // A poisoned lock only means another thread panicked mid-draw; the RNG state is still a
+        // valid ChaCha state, so keep using it.
+        let mut master = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        master.fill_bytes(&mut sub);
+        Some(Box::new(SeededRandom(ChaCha20Rng::from_seed(sub))))
+    }
+
+    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn Dh>> {
+        DefaultResolver.resolve_dh(choice)
+    }
+
+    fn resolve_hash(&self, choice: &snow::params::HashChoice) -> Option<Box<dyn Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+
+    fn resolve_cipher(&self, choice: &snow::params::CipherChoice) -> Option<Box<dyn Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}

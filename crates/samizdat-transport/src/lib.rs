@@ -1,0 +1,1 @@
+//! Pluggable transports: dial and listen giving byte streams (TCP, in-memory).

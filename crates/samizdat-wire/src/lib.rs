@@ -1,0 +1,27 @@
+//! Wire codec: the typed messages Samizdat peers exchange inside an encrypted session.
+//!
+//! This crate is the bottom of the protocol stack (see `ARCHITECTURE.md`). It turns bytes into
+//! typed [`Message`]s and back, and nothing else: no I/O, no state, no cryptography. Every
+//! decoder checks every length against a hard limit and returns a typed [`DecodeError`] on
+//! malformed input; it never panics, whatever the bytes (a fuzz target holds it to that).
+//!
+//! All integers are big-endian. A message is one tag byte followed by its fields; a message must
+//! consume its whole buffer (trailing bytes are an error).
+//!
+//! ```
+//! use samizdat_wire::{Message, ContentRoot};
+//! let msg = Message::GetGroups { root: ContentRoot([7; 32]), first: 3, count: 16 };
+//! let bytes = msg.encode_to_vec();
+//! assert_eq!(Message::decode(&bytes).unwrap(), msg);
+//! ```
+#![forbid(unsafe_code)]
+
+mod codec;
+mod message;
+
+pub use codec::{DecodeError, Reader, Writer};
+pub use message::{
+    features, privacy, ContentRoot, Hello, Message, PeerAddr, GROUP_SIZE, MAX_ADDRS,
+    MAX_GROUPS_PER_REQUEST, MAX_LEAVES_PER_MESSAGE, MAX_MESSAGE_LEN, MAX_PEER_ADDR_LEN,
+    MAX_USER_AGENT_LEN, PROTOCOL_VERSION,
+};

@@ -1,0 +1,512 @@
+//! The message set of protocol version 1.
+
+use crate::codec::{DecodeError, Reader, Writer};
+use std::fmt;
+
+/// The protocol version this code speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Bytes in one chunk group: the unit of verification, transfer and resumption.
+pub const GROUP_SIZE: usize = 32 * 1024;
+/// Largest encoded message (plaintext) a peer may send.
+pub const MAX_MESSAGE_LEN: usize = GROUP_SIZE + 1024;
+/// Most peer addresses in one `Addr` message or `Hello`.
+pub const MAX_ADDRS: usize = 64;
+/// Longest peer address, in bytes.
+pub const MAX_PEER_ADDR_LEN: usize = 128;
+/// Longest user agent string, in bytes.
+pub const MAX_USER_AGENT_LEN: usize = 64;
+/// Most leaf hashes in one `Outboard` message.
+pub const MAX_LEAVES_PER_MESSAGE: usize = 1000;
+/// Most chunk groups one `GetGroups` may ask for.
+pub const MAX_GROUPS_PER_REQUEST: u32 = 256;
+
+/// General feature flags (bit positions in [`Hello::features`]).
+pub mod features {
+    /// Serves content (answers `GetOutboard`/`GetGroups`).
+    pub const SERVE_CONTENT: u32 = 1 << 0;
+    /// Answers `GetAddr` with known peers.
+    pub const PEER_EXCHANGE: u32 = 1 << 1;
+    /// Every feature this version implements.
+    pub const ALL: u32 = SERVE_CONTENT | PEER_EXCHANGE;
+}
+
+/// Privacy feature flags (bit positions in [`Hello::privacy`]).
+pub mod privacy {
+    /// Pads messages to hide their true sizes (reserved; negotiated but not yet applied).
+    pub const PADDING: u32 = 1 << 0;
+    /// Adds timing jitter (reserved; negotiated but not yet applied).
+    pub const JITTER: u32 = 1 << 1;
+}
+
+/// The BLAKE3 root hash of an encrypted content blob: what a share link points to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentRoot(pub [u8; 32]);
+
+impl fmt::Debug for ContentRoot {
+    // Roots identify content: print only a short prefix so logs never carry a full handle.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentRoot({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+/// A transport address of a peer, such as `tcp/127.0.0.1:4000` or `mem/7`: the transport name,
+/// a slash, and a transport-specific address. Printable ASCII, at most
+/// [`MAX_PEER_ADDR_LEN`] bytes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerAddr(String);
+
+impl PeerAddr {
+    /// Parses and validates an address.
+    pub fn new(s: &str) -> Result<Self, DecodeError> {
+        let field = "peer address";
+        if s.len() > MAX_PEER_ADDR_LEN {
+            return Err(DecodeError::TooLong { field, len: s.len(), max: MAX_PEER_ADDR_LEN });
+        }
+        if !s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(DecodeError::BadText { field });
+        }
+        match s.split_once('/') {
+            Some((t, a)) if !t.is_empty() && !a.is_empty() => Ok(PeerAddr(s.to_owned())),
+            _ => Err(DecodeError::Invalid { field }),
+        }
+    }
+
+    /// The transport name (before the slash).
+    pub fn transport(&self) -> &str {
+        self.0.split_once('/').map_or("", |(t, _)| t)
+    }
+
+    /// The transport-specific part (after the slash).
+    pub fn address(&self) -> &str {
+        self.0.split_once('/').map_or("", |(_, a)| a)
+    }
+
+    /// The whole address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PeerAddr {
+    // Peer addresses are sensitive: Debug output (which reaches logs) hides them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerAddr({}/…)", self.transport())
+    }
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = DecodeError;
+    fn from_str(s: &str) -> Result<Self, DecodeError> {
+        PeerAddr::new(s)
+    }
+}
+
+/// The first message each side sends inside a fresh session: version and feature negotiation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Protocol version of the sender.
+    pub version: u16,
+    /// Sender's wall clock, seconds since the Unix epoch.
+    pub timestamp: u64,
+    /// General feature flags ([`features`]).
+    pub features: u32,
+    /// Privacy feature flags ([`privacy`]).
+    pub privacy: u32,
+    /// Software name; generic by default so it does not fingerprint the user.
+    pub user_agent: String,
+    /// Random per-node value: receiving our own nonce means we dialled ourselves.
+    pub nonce: u64,
+    /// Addresses where the sender accepts connections (possibly none).
+    pub listen: Vec<PeerAddr>,
+}
+
+impl fmt::Debug for Hello {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hello")
+            .field("version", &self.version)
+            .field("features", &self.features)
+            .field("privacy", &self.privacy)
+            .field("listen", &self.listen.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every message of protocol version 1.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message {
+    /// Version and feature negotiation; first message in each direction.
+    Hello(Hello),
+    /// Liveness check; answered with `Pong` carrying the same nonce.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Answer to `Ping`.
+    Pong {
+        /// The nonce of the `Ping`.
+        nonce: u64,
+    },
+    /// Asks for known peer addresses.
+    GetAddr,
+    /// Known peer addresses (at most [`MAX_ADDRS`]).
+    Addr(Vec<PeerAddr>),
+    /// Asks for leaf hashes `first..first+count` of a content blob's verification tree.
+    GetOutboard {
+        /// The content.
+        root: ContentRoot,
+        /// First leaf index.
+        first: u32,
+        /// How many leaves (at most [`MAX_LEAVES_PER_MESSAGE`]).
+        count: u32,
+    },
+    /// Leaf hashes (BLAKE3 chaining values of each chunk group) of a content blob.
+    Outboard {
+        /// The content.
+        root: ContentRoot,
+        /// Length of the whole encrypted blob in bytes.
+        blob_len: u64,
+        /// Index of the first leaf in `leaves`.
+        first: u32,
+        /// The leaf chaining values.
+        leaves: Vec<[u8; 32]>,
+    },
+    /// Asks for chunk groups `first..first+count` (at most [`MAX_GROUPS_PER_REQUEST`]).
+    GetGroups {
+        /// The content.
+        root: ContentRoot,
+        /// First group index.
+        first: u32,
+        /// How many groups.
+        count: u32,
+    },
+    /// One chunk group of encrypted content.
+    Group {
+        /// The content.
+        root: ContentRoot,
+        /// Group index.
+        index: u32,
+        /// The group's bytes (at most [`GROUP_SIZE`]).
+        data: Vec<u8>,
+    },
+    /// The sender does not have this content.
+    NotFound {
+        /// The content asked for.
+        root: ContentRoot,
+    },
+    /// Withdraws all outstanding requests for this content.
+    Cancel {
+        /// The content.
+        root: ContentRoot,
+    },
+}
+
+impl fmt::Debug for Message {
+    // Never print payloads, roots or addresses in full.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::Hello(h) => h.fmt(f),
+            Message::Ping { .. } => f.write_str("Ping"),
+            Message::Pong { .. } => f.write_str("Pong"),
+            Message::GetAddr => f.write_str("GetAddr"),
+            Message::Addr(a) => write!(f, "Addr({} addrs)", a.len()),
+            Message::GetOutboard { first, count, .. } => write!(f, "GetOutboard({first}+{count})"),
+            Message::Outboard { first, leaves, .. } => {
+                write!(f, "Outboard({first}+{})", leaves.len())
+            }
+            Message::GetGroups { first, count, .. } => write!(f, "GetGroups({first}+{count})"),
+            Message::Group { index, data, .. } => write!(f, "Group({index}, {} bytes)", data.len()),
+            Message::NotFound { .. } => f.write_str("NotFound"),
+            Message::Cancel { .. } => f.write_str("Cancel"),
+        }
+    }
+}
+
+mod tag {
+    pub const HELLO: u8 = 0x01;
+    pub const PING: u8 = 0x02;
+    pub const PONG: u8 = 0x03;
+    pub const GET_ADDR: u8 = 0x04;
+    pub const ADDR: u8 = 0x05;
+    pub const GET_OUTBOARD: u8 = 0x10;
+    pub const OUTBOARD: u8 = 0x11;
+    pub const GET_GROUPS: u8 = 0x12;
+    pub const GROUP: u8 = 0x13;
+    pub const NOT_FOUND: u8 = 0x14;
+    pub const CANCEL: u8 = 0x15;
+}
+
+fn write_addrs(w: &mut Writer<'_>, addrs: &[PeerAddr]) {
+    let addrs = &addrs[..addrs.len().min(MAX_ADDRS)];
+    w.u16(addrs.len() as u16);
+    for a in addrs {
+        w.short_bytes(a.0.as_bytes());
+    }
+}
+
+fn read_addrs(r: &mut Reader<'_>) -> Result<Vec<PeerAddr>, DecodeError> {
+    let n = usize::from(r.u16("address count")?);
+    if n > MAX_ADDRS {
+        return Err(DecodeError::TooLong { field: "address count", len: n, max: MAX_ADDRS });
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let text = r.text(MAX_PEER_ADDR_LEN, "peer address")?;
+        out.push(PeerAddr::new(&text)?);
+    }
+    Ok(out)
+}
+
+fn read_root(r: &mut Reader<'_>) -> Result<ContentRoot, DecodeError> {
+    Ok(ContentRoot(r.array("content root")?))
+}
+
+fn read_count(r: &mut Reader<'_>, max: u32, field: &'static str) -> Result<u32, DecodeError> {
+    let count = r.u32(field)?;
+    if count == 0 {
+        return Err(DecodeError::Invalid { field });
+    }
+    if count > max {
+        return Err(DecodeError::TooLong { field, len: count as usize, max: max as usize });
+    }
+    Ok(count)
+}
+
+impl Message {
+    /// Appends the encoding of this message to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        match self {
+            Message::Hello(h) => {
+                w.u8(tag::HELLO);
+                w.u16(h.version);
+                w.u64(h.timestamp);
+                w.u32(h.features);
+                w.u32(h.privacy);
+                let ua = &h.user_agent.as_bytes()[..h.user_agent.len().min(MAX_USER_AGENT_LEN)];
+                w.short_bytes(ua);
+                w.u64(h.nonce);
+                write_addrs(&mut w, &h.listen);
+            }
+            Message::Ping { nonce } => {
+                w.u8(tag::PING);
+                w.u64(*nonce);
+            }
+            Message::Pong { nonce } => {
+                w.u8(tag::PONG);
+                w.u64(*nonce);
+            }
+            Message::GetAddr => w.u8(tag::GET_ADDR),
+            Message::Addr(addrs) => {
+                w.u8(tag::ADDR);
+                write_addrs(&mut w, addrs);
+            }
+            Message::GetOutboard { root, first, count } => {
+                w.u8(tag::GET_OUTBOARD);
+                w.bytes(&root.0);
+                w.u32(*first);
+                w.u32(*count);
+            }
+            Message::Outboard { root, blob_len, first, leaves } => {
+                w.u8(tag::OUTBOARD);
+                w.bytes(&root.0);
+                w.u64(*blob_len);
+                w.u32(*first);
+                let leaves = &leaves[..leaves.len().min(MAX_LEAVES_PER_MESSAGE)];
+                w.u16(leaves.len() as u16);
+                for leaf in leaves {
+                    w.bytes(leaf);
+                }
+            }
+            Message::GetGroups { root, first, count } => {
+                w.u8(tag::GET_GROUPS);
+                w.bytes(&root.0);
+                w.u32(*first);
+                w.u32(*count);
+            }
+            Message::Group { root, index, data } => {
+                w.u8(tag::GROUP);
+                w.bytes(&root.0);
+                w.u32(*index);
+                w.long_bytes(&data[..data.len().min(GROUP_SIZE)]);
+            }
+            Message::NotFound { root } => {
+                w.u8(tag::NOT_FOUND);
+                w.bytes(&root.0);
+            }
+            Message::Cancel { root } => {
+                w.u8(tag::CANCEL);
+                w.bytes(&root.0);
+            }
+        }
+    }
+
+    /// Encodes into a new vector.
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes exactly one message from `buf`.
+    pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
+        if buf.len() > MAX_MESSAGE_LEN {
+            return Err(DecodeError::TooLong {
+                field: "message",
+                len: buf.len(),
+                max: MAX_MESSAGE_LEN,
+            });
+        }
+        let mut r = Reader::new(buf);
+        let msg = match r.u8("tag")? {
+            tag::HELLO => Message::Hello(Hello {
+                version: r.u16("version")?,
+                timestamp: r.u64("timestamp")?,
+                features: r.u32("features")?,
+                privacy: r.u32("privacy features")?,
+                user_agent: r.text(MAX_USER_AGENT_LEN, "user agent")?,
+                nonce: r.u64("nonce")?,
+                listen: read_addrs(&mut r)?,
+            }),
+            tag::PING => Message::Ping { nonce: r.u64("nonce")? },
+            tag::PONG => Message::Pong { nonce: r.u64("nonce")? },
+            tag::GET_ADDR => Message::GetAddr,
+            tag::ADDR => Message::Addr(read_addrs(&mut r)?),
+            tag::GET_OUTBOARD => Message::GetOutboard {
+                root: read_root(&mut r)?,
+                first: r.u32("first leaf")?,
+                count: read_count(&mut r, MAX_LEAVES_PER_MESSAGE as u32, "leaf count")?,
+            },
+            tag::OUTBOARD => {
+                let root = read_root(&mut r)?;
+                let blob_len = r.u64("blob length")?;
+                let first = r.u32("first leaf")?;
+                let n = usize::from(r.u16("leaf count")?);
+                if n > MAX_LEAVES_PER_MESSAGE {
+                    return Err(DecodeError::TooLong {
+                        field: "leaf count",
+                        len: n,
+                        max: MAX_LEAVES_PER_MESSAGE,
+                    });
+                }
+                let mut leaves = Vec::with_capacity(n);
+                for _ in 0..n {
+                    leaves.push(r.array("leaf")?);
+                }
+                Message::Outboard { root, blob_len, first, leaves }
+            }
+            tag::GET_GROUPS => Message::GetGroups {
+                root: read_root(&mut r)?,
+                first: r.u32("first group")?,
+                count: read_count(&mut r, MAX_GROUPS_PER_REQUEST, "group count")?,
+            },
+            tag::GROUP => Message::Group {
+                root: read_root(&mut r)?,
+                index: r.u32("group index")?,
+                data: r.long_bytes(GROUP_SIZE, "group data")?.to_vec(),
+            },
+            tag::NOT_FOUND => Message::NotFound { root: read_root(&mut r)? },
+            tag::CANCEL => Message::Cancel { root: read_root(&mut r)? },
+            other => return Err(DecodeError::UnknownTag(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn addr() -> impl Strategy<Value = PeerAddr> {
+        "[a-z]{1,5}/[a-zA-Z0-9.:]{1,40}".prop_map(|s| PeerAddr::new(&s).unwrap())
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        let root = any::<[u8; 32]>().prop_map(ContentRoot);
+        prop_oneof![
+            (any::<u16>(), any::<u64>(), any::<u32>(), any::<u32>(), "[ -~]{0,64}", any::<u64>(),
+             proptest::collection::vec(addr(), 0..8))
+                .prop_map(|(version, timestamp, features, privacy, user_agent, nonce, listen)| {
+                    Message::Hello(Hello { version, timestamp, features, privacy, user_agent, nonce, listen })
+                }),
+            any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
+            any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
+            Just(Message::GetAddr),
+            proptest::collection::vec(addr(), 0..MAX_ADDRS).prop_map(Message::Addr),
+            (root.clone(), any::<u32>(), 1..=MAX_LEAVES_PER_MESSAGE as u32)
+                .prop_map(|(root, first, count)| Message::GetOutboard { root, first, count }),
+            (root.clone(), any::<u64>(), any::<u32>(), proptest::collection::vec(any::<[u8; 32]>(), 0..50))
+                .prop_map(|(root, blob_len, first, leaves)| Message::Outboard { root, blob_len, first, leaves }),
+            (root.clone(), any::<u32>(), 1..=MAX_GROUPS_PER_REQUEST)
+                .prop_map(|(root, first, count)| Message::GetGroups { root, first, count }),
+            (root.clone(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..2000))
+                .prop_map(|(root, index, data)| Message::Group { root, index, data }),
+            root.clone().prop_map(|root| Message::NotFound { root }),
+            root.prop_map(|root| Message::Cancel { root }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(msg in message()) {
+            let bytes = msg.encode_to_vec();
+            prop_assert!(bytes.len() <= MAX_MESSAGE_LEN);
+            prop_assert_eq!(Message::decode(&bytes).unwrap(), msg);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Message::decode(&bytes);
+        }
+
+        #[test]
+        fn truncation_is_an_error(msg in message(), cut in any::<prop::sample::Index>()) {
+            let bytes = msg.encode_to_vec();
+            let cut = cut.index(bytes.len());
+            prop_assert!(Message::decode(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn test_vectors() {
+        let ping = Message::Ping { nonce: 0x0102030405060708 };
+        assert_eq!(ping.encode_to_vec(), [0x02, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let get = Message::GetGroups { root: ContentRoot([0xaa; 32]), first: 1, count: 2 };
+        let mut expect = vec![0x12];
+        expect.extend([0xaa; 32]);
+        expect.extend([0, 0, 0, 1, 0, 0, 0, 2]);
+        assert_eq!(get.encode_to_vec(), expect);
+    }
+
+    #[test]
+    fn typed_errors() {
+        assert_eq!(Message::decode(&[]), Err(DecodeError::Truncated { field: "tag" }));
+        assert_eq!(Message::decode(&[0xee]), Err(DecodeError::UnknownTag(0xee)));
+        assert_eq!(Message::decode(&[0x04, 0]), Err(DecodeError::TrailingBytes(1)));
+        let mut zero = vec![0x12];
+        zero.extend([0; 40]);
+        assert_eq!(Message::decode(&zero), Err(DecodeError::Invalid { field: "group count" }));
+        // An address list claiming more entries than allowed.
+        assert!(matches!(Message::decode(&[0x05, 0xff, 0xff]), Err(DecodeError::TooLong { .. })));
+        // A control character inside an address.
+        assert!(matches!(Message::decode(&[0x05, 0, 1, 0, 3, b'a', b'/', 0x07]), Err(DecodeError::BadText { .. })));
+    }
+
+    #[test]
+    fn peer_addr_parts() {
+        let a = PeerAddr::new("tcp/127.0.0.1:9").unwrap();
+        assert_eq!(a.transport(), "tcp");
+        assert_eq!(a.address(), "127.0.0.1:9");
+        assert!(PeerAddr::new("nope").is_err());
+        assert!(!format!("{a:?}").contains("127"));
+    }
+}
