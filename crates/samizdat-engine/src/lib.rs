@@ -244,6 +244,10 @@ impl<S> std::fmt::Debug for Engine<S> {
 }
 
 const PENALTY_CORRUPT: i64 = 10;
+/// Redial rounds (with doubling back-off from [`REDIAL_BASE`]) before a download with no usable
+/// peer fails.
+const MAX_REDIALS: u32 = 4;
+const REDIAL_BASE: Duration = Duration::from_millis(500);
 const BAN_THRESHOLD: i64 = -30;
 
 impl<S: ContentSource> Engine<S> {
@@ -384,7 +388,40 @@ impl<S: ContentSource> Engine<S> {
             t.conn_lost(conn);
         }
         self.events.push_back(Event::PeerDown { conn, peer: c.peer_id() });
+        self.check_sources(now);
         self.schedule(now);
+    }
+
+    /// Downloads without any usable peer redial their hints with back-off, then fail.
+    fn check_sources(&mut self, now: Instant) {
+        let mut failed = Vec::new();
+        let mut dial = Vec::new();
+        for (root, t) in self.transfers.iter_mut() {
+            if t.has_source(&self.conns) {
+                t.redials = 0;
+                t.next_redial = None;
+                continue;
+            }
+            match t.next_redial {
+                Some(at) if now >= at => {
+                    t.next_redial = None;
+                    t.redials += 1;
+                    dial.extend(t.hints.iter().cloned());
+                }
+                Some(_) => {}
+                None if t.redials >= MAX_REDIALS => failed.push(*root),
+                None => t.next_redial = Some(now + REDIAL_BASE * 2u32.pow(t.redials)),
+            }
+        }
+        for addr in dial {
+            if !self.is_connected_to(&addr) {
+                self.connect(now, addr);
+            }
+        }
+        for root in failed {
+            self.transfers.remove(&root);
+            self.events.push_back(Event::TransferFailed { root, error: TransferError::NoSources });
+        }
     }
 
     /// Bytes arrived on a connection.
@@ -420,6 +457,7 @@ impl<S: ContentSource> Engine<S> {
                 return;
             }
         }
+        self.check_sources(now);
         self.schedule(now);
         self.flush(conn);
     }
@@ -567,7 +605,8 @@ impl<S: ContentSource> Engine<S> {
         if self.transfers.contains_key(&root) {
             return;
         }
-        let t = Transfer::new(now, root, resume);
+        let mut t = Transfer::new(now, root, resume);
+        t.hints = peers.clone();
         let complete = t.is_complete();
         self.transfers.insert(root, t);
         if complete {
@@ -579,6 +618,7 @@ impl<S: ContentSource> Engine<S> {
                 self.connect(now, addr);
             }
         }
+        self.check_sources(now);
         self.schedule(now);
     }
 
@@ -673,6 +713,7 @@ impl<S: ContentSource> Engine<S> {
             self.transfers.remove(&root);
             self.events.push_back(Event::TransferFailed { root, error: TransferError::NoSources });
         }
+        self.check_sources(now);
         self.schedule(now);
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
@@ -688,7 +729,10 @@ impl<S: ContentSource> Engine<S> {
             let ping = c.session.is_established().then_some(c.next_ping);
             [hs, idle, ping]
         });
-        let transfers = self.transfers.values().map(|t| Some(t.deadline(self.config.stall_timeout)));
+        let transfers = self
+            .transfers
+            .values()
+            .flat_map(|t| [Some(t.deadline(self.config.stall_timeout)), t.next_redial]);
         conns.chain(transfers).flatten().min()
     }
 

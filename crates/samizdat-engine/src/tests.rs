@@ -247,3 +247,32 @@ fn request_floods_are_cut_off() {
     net.run();
     assert!(net.nodes[0].peers().is_empty(), "flooding peer was disconnected");
 }
+
+#[test]
+fn unreachable_peers_fail_after_redials() {
+    let (root, _, _) = blob(10_000);
+    let mut net = Net::new(vec![Box::new(MemorySource::new())]);
+    let mut now = net.now;
+    // "test/7" does not exist: the harness reports the dial as failed.
+    net.nodes[0].fetch(now, root, vec![addr(7)], Resume::default());
+    for _ in 0..20 {
+        while let Some(a) = net.nodes[0].poll_action() {
+            if let Action::Connect { conn, .. } = a {
+                net.nodes[0].connect_failed(now, conn);
+            }
+        }
+        while let Some(e) = net.nodes[0].poll_event() {
+            net.events[0].push(e);
+        }
+        match net.nodes[0].poll_timeout() {
+            Some(t) => now = t,
+            None => break,
+        }
+        net.nodes[0].handle_timeout(now);
+    }
+    assert!(net.events[0].iter().any(|e| matches!(e, Event::TransferFailed { .. })));
+    let waited = now - net.now;
+    assert!(waited < Duration::from_secs(20), "gave up after {waited:?}");
+    let dials = net.events[0].iter().filter(|e| matches!(e, Event::PeerDown { .. })).count();
+    assert_eq!(dials, 1 + MAX_REDIALS as usize);
+}

@@ -58,6 +58,12 @@ pub(crate) struct Transfer {
     excluded: BTreeSet<ConnId>,
     banned: BTreeSet<NodeId>,
     last_progress: Instant,
+    /// Addresses to (re)dial while no usable peer is connected.
+    pub(crate) hints: Vec<samizdat_wire::PeerAddr>,
+    /// Redial rounds used so far.
+    pub(crate) redials: u32,
+    /// When the next redial round is due, if one is scheduled.
+    pub(crate) next_redial: Option<Instant>,
 }
 
 impl Transfer {
@@ -74,6 +80,9 @@ impl Transfer {
             excluded: BTreeSet::new(),
             banned: BTreeSet::new(),
             last_progress: now,
+            hints: Vec::new(),
+            redials: 0,
+            next_redial: None,
         };
         if let Some(o) = resume.outboard {
             if o.check_root(&root).is_ok() {
@@ -109,6 +118,11 @@ impl Transfer {
             }
             None => (0, None),
         }
+    }
+
+    /// Whether any connection could still serve this download (or is still being set up).
+    pub(crate) fn has_source(&self, conns: &BTreeMap<ConnId, Conn>) -> bool {
+        conns.iter().any(|(id, c)| !c.session.is_established() || self.usable(*id, c))
     }
 
     fn usable(&self, conn: ConnId, c: &Conn) -> bool {

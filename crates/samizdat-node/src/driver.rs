@@ -1,0 +1,430 @@
+//! The tokio driver: one task owns the engine; reader and writer tasks per connection move
+//! bytes; bounded channels carry everything between them.
+
+use crate::download::Target;
+use crate::store::{blob_stem, FileSource};
+use crate::{FetchOutcome, NodeError, Progress};
+use samizdat_content::{ContentRoot, Outboard};
+use samizdat_engine::{Action, ConnId, Engine, EngineConfig, Event, PeerSummary, Resume};
+use samizdat_identity::Identity;
+use samizdat_session::SessionConfig;
+use samizdat_transport::{BoxStream, Listener, Transports};
+use samizdat_wire::PeerAddr;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+const READ_BUFFER: usize = 64 * 1024;
+const WRITE_QUEUE: usize = 1024;
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) enum Command {
+    Register {
+        root: ContentRoot,
+        outboard: Outboard,
+        stem: PathBuf,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Fetch {
+        target: Box<Target>,
+        resume: Resume,
+        peers: Vec<PeerAddr>,
+        progress: mpsc::Sender<Progress>,
+        outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerSummary>>,
+    },
+    Connect {
+        addr: PeerAddr,
+        reply: oneshot::Sender<()>,
+    },
+    Shutdown,
+}
+
+enum Io {
+    Accepted(BoxStream),
+    Dialed(ConnId, std::io::Result<BoxStream>),
+    Data(ConnId, Vec<u8>),
+    Written(ConnId, usize),
+    Closed(ConnId),
+}
+
+pub(crate) struct Setup {
+    pub identity: Identity,
+    pub user_agent: Option<String>,
+    pub listen_addrs: Vec<PeerAddr>,
+    pub listeners: Vec<Box<dyn Listener>>,
+    pub peers: Vec<PeerAddr>,
+    pub transports: Transports,
+    pub source: FileSource,
+    pub blob_dir: Option<PathBuf>,
+    pub seed_downloads: bool,
+}
+
+struct Download {
+    target: Target,
+    progress: mpsc::Sender<Progress>,
+    outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
+    verified: u64,
+    /// Ciphertext copy for seeding, if enabled.
+    seed: Option<(File, PathBuf)>,
+}
+
+struct ConnIo {
+    writer: mpsc::Sender<Vec<u8>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+struct Driver {
+    engine: Engine<FileSource>,
+    transports: Transports,
+    io_tx: mpsc::Sender<Io>,
+    conns: BTreeMap<ConnId, ConnIo>,
+    downloads: BTreeMap<ContentRoot, Download>,
+    blob_dir: Option<PathBuf>,
+    seed_downloads: bool,
+}
+
+pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
+    let now = Instant::now();
+    let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut nonce = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    let mut session = SessionConfig::new(setup.identity, u64::from_le_bytes(nonce));
+    session.listen = setup.listen_addrs;
+    if let Some(ua) = setup.user_agent {
+        session.user_agent = ua;
+    }
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let engine = Engine::new(EngineConfig::new(session), setup.source, seed, now, wall);
+    let (io_tx, mut io_rx) = mpsc::channel(256);
+    let mut accept_tasks = Vec::new();
+    for mut listener in setup.listeners {
+        let tx = io_tx.clone();
+        accept_tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        if tx.send(Io::Accepted(stream)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Transient accept errors (e.g. too many open files): back off briefly.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }));
+    }
+    let mut d = Driver {
+        engine,
+        transports: setup.transports,
+        io_tx,
+        conns: BTreeMap::new(),
+        downloads: BTreeMap::new(),
+        blob_dir: setup.blob_dir,
+        seed_downloads: setup.seed_downloads,
+    };
+    for addr in setup.peers {
+        d.engine.connect(Instant::now(), addr);
+    }
+    d.drain();
+    loop {
+        let wake = d.engine.poll_timeout().map(tokio::time::Instant::from_std);
+        let sleep = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Shutdown) | None => break,
+                Some(cmd) => d.on_command(cmd),
+            },
+            Some(io) = io_rx.recv() => {
+                d.on_io(io);
+                // Batch whatever else is ready before draining.
+                for _ in 0..64 {
+                    match io_rx.try_recv() {
+                        Ok(io) => d.on_io(io),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = sleep => d.engine.handle_timeout(Instant::now()),
+        }
+        d.drain();
+    }
+    for t in accept_tasks {
+        t.abort();
+    }
+    for (_, c) in std::mem::take(&mut d.conns) {
+        c.reader.abort();
+    }
+    for (_, dl) in std::mem::take(&mut d.downloads) {
+        let _ = dl.outcome.send(Err(NodeError::Stopped));
+    }
+}
+
+impl Driver {
+    fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Register { root, outboard, stem, reply } => {
+                let _ = reply.send(self.engine.source_mut().commit(&stem, root, outboard));
+            }
+            Command::Fetch { target, resume, peers, progress, outcome } => {
+                let root = target.root;
+                if self.downloads.contains_key(&root) {
+                    let _ = outcome.send(Err(NodeError::io(
+                        "fetching",
+                        std::io::Error::other("this content is already being downloaded"),
+                    )));
+                    return;
+                }
+                let seed = self.open_seed_copy(&root);
+                let verified = target.resumed_bytes;
+                let total = resume.outboard.as_ref().map(|o| o.blob_len);
+                let _ = progress.try_send(Progress { verified_bytes: verified, total_bytes: total, resumed_bytes: verified });
+                let dl = Download { target: *target, progress, outcome, verified, seed };
+                if let (Some(o), Some((file, _))) = (&resume.outboard, &dl.seed) {
+                    // Resumed groups must also be in the seeding copy: rebuild it from the output.
+                    let _ = copy_resumed(&dl.target, o, &resume.have, file);
+                }
+                self.downloads.insert(root, dl);
+                self.engine.fetch(now, root, peers, resume);
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.engine.peers());
+            }
+            Command::Connect { addr, reply } => {
+                if !self.engine.is_connected_to(&addr) {
+                    self.engine.connect(now, addr);
+                }
+                let _ = reply.send(());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn open_seed_copy(&self, root: &ContentRoot) -> Option<(File, PathBuf)> {
+        let dir = self.blob_dir.as_ref().filter(|_| self.seed_downloads)?;
+        if self.engine.source().contains(root) {
+            return None;
+        }
+        let stem = blob_stem(dir, root);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(stem.with_extension("blob"))
+            .ok()?;
+        Some((file, stem))
+    }
+
+    fn on_io(&mut self, io: Io) {
+        let now = Instant::now();
+        match io {
+            Io::Accepted(stream) => match self.engine.accept(now) {
+                Some(conn) => self.install(conn, stream),
+                None => drop(stream),
+            },
+            Io::Dialed(conn, Ok(stream)) => {
+                self.install(conn, stream);
+                self.engine.connected(now, conn);
+            }
+            Io::Dialed(conn, Err(_)) => self.engine.connect_failed(now, conn),
+            Io::Data(conn, data) => self.engine.handle_input(now, conn, &data),
+            Io::Written(conn, n) => self.engine.on_written(conn, n),
+            Io::Closed(conn) => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    c.reader.abort();
+                    self.engine.closed(now, conn);
+                }
+            }
+        }
+    }
+
+    fn install(&mut self, conn: ConnId, stream: BoxStream) {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let io_tx = self.io_tx.clone();
+        tokio::spawn(async move {
+            while let Some(buf) = wrx.recv().await {
+                if wr.write_all(&buf).await.is_err() {
+                    let _ = io_tx.send(Io::Closed(conn)).await;
+                    return;
+                }
+                if io_tx.send(Io::Written(conn, buf.len())).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        let io_tx = self.io_tx.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; READ_BUFFER];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = io_tx.send(Io::Closed(conn)).await;
+                        return;
+                    }
+                    Ok(n) => {
+                        if io_tx.send(Io::Data(conn, buf[..n].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        self.conns.insert(conn, ConnIo { writer: wtx, reader });
+    }
+
+    /// Carries out the engine's actions and handles its events until both queues are empty.
+    fn drain(&mut self) {
+        loop {
+            let mut busy = false;
+            while let Some(action) = self.engine.poll_action() {
+                busy = true;
+                self.on_action(action);
+            }
+            while let Some(event) = self.engine.poll_event() {
+                busy = true;
+                self.on_event(event);
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn on_action(&mut self, action: Action) {
+        match action {
+            Action::Connect { conn, addr } => {
+                let transports = self.transports.clone();
+                let tx = self.io_tx.clone();
+                tokio::spawn(async move {
+                    let result = match tokio::time::timeout(DIAL_TIMEOUT, transports.dial(addr.as_str())).await {
+                        Ok(r) => r,
+                        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+                    };
+                    let _ = tx.send(Io::Dialed(conn, result)).await;
+                });
+            }
+            Action::Send { conn, data } => {
+                let full = match self.conns.get(&conn) {
+                    Some(c) => c.writer.try_send(data).is_err(),
+                    None => false,
+                };
+                if full {
+                    // The engine bounds unwritten bytes, so this only happens to a dead link.
+                    if let Some(c) = self.conns.remove(&conn) {
+                        c.reader.abort();
+                    }
+                    self.engine.closed(Instant::now(), conn);
+                }
+            }
+            Action::Close { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    c.reader.abort();
+                    // Dropping the writer sender lets the writer flush and shut down.
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::OutboardVerified { root, outboard } => {
+                let result = match self.downloads.get_mut(&root) {
+                    Some(dl) => dl.target.save_outboard(&outboard),
+                    None => Ok(()),
+                };
+                if let Err(e) = result {
+                    self.fail(root, e);
+                }
+            }
+            Event::GroupVerified { root, index, data, .. } => {
+                let Some(dl) = self.downloads.get_mut(&root) else { return };
+                if dl.progress.is_closed() {
+                    self.fail(root, NodeError::Cancelled);
+                    return;
+                }
+                if let Some((file, _)) = &dl.seed {
+                    let offset = u64::from(index) * samizdat_content::GROUP_SIZE as u64;
+                    if file.write_all_at(&data, offset).is_err() {
+                        dl.seed = None;
+                    }
+                }
+                dl.verified += data.len() as u64;
+                let result = dl.target.write_group(index, data);
+                let _ = dl.progress.try_send(Progress {
+                    verified_bytes: dl.verified,
+                    total_bytes: dl.target.blob_len,
+                    resumed_bytes: dl.target.resumed_bytes,
+                });
+                if let Err(e) = result {
+                    self.fail(root, e);
+                }
+            }
+            Event::TransferComplete { root } => {
+                let Some(dl) = self.downloads.remove(&root) else { return };
+                let resumed_bytes = dl.target.resumed_bytes;
+                let path = dl.target.paths.out.clone();
+                let outboard = self.engine_outboard_for_seed(&dl);
+                let result = dl.target.finish().map(|manifest| FetchOutcome {
+                    bytes: manifest.size,
+                    manifest,
+                    resumed_bytes,
+                    path,
+                });
+                if let (Ok(_), Some((file, stem)), Some(outboard)) = (&result, dl.seed, outboard) {
+                    if file.sync_all().is_ok() {
+                        let _ = self.engine.source_mut().commit(&stem, root, outboard);
+                    }
+                }
+                let _ = dl.outcome.send(result);
+            }
+            Event::TransferFailed { root, .. } => self.fail(root, NodeError::NoSources),
+            Event::PeerUp { .. } | Event::PeerDown { .. } | Event::PeerPenalized { .. } => {}
+            _ => {}
+        }
+    }
+
+    fn engine_outboard_for_seed(&self, dl: &Download) -> Option<Outboard> {
+        dl.seed.as_ref()?;
+        let mut bytes = std::fs::read(&dl.target.paths.state).ok()?;
+        crate::download::decrypt_state(&dl.target.key, &mut bytes);
+        Outboard::from_bytes(&bytes).ok()
+    }
+
+    fn fail(&mut self, root: ContentRoot, error: NodeError) {
+        self.engine.cancel(&root);
+        if let Some(dl) = self.downloads.remove(&root) {
+            let _ = dl.outcome.send(Err(error));
+        }
+    }
+}
+
+/// Copies groups resumed from the output file into the seeding copy (re-encrypting them).
+fn copy_resumed(target: &Target, outboard: &Outboard, have: &[bool], seed: &File) -> std::io::Result<()> {
+    let mut buf = vec![0u8; samizdat_content::GROUP_SIZE];
+    for (g, _) in have.iter().enumerate().filter(|(_, h)| **h) {
+        let g = g as u32;
+        let r = samizdat_content::group_range(outboard.blob_len, g);
+        let len = (r.end - r.start) as usize;
+        let data = &mut buf[..len];
+        target.file.read_exact_at(data, r.start - samizdat_content::HEADER_LEN as u64)?;
+        target.key.apply(g, data);
+        seed.write_all_at(data, r.start)?;
+    }
+    Ok(())
+}
