@@ -11,7 +11,7 @@
 //!
 //! The crate has no threads, no async runtime, and reads the OS clock only once, at
 //! [`Sim::new`], to get a base [`Instant`]. After that, virtual time is that base plus a
-//! [`Duration`] that only moves when the next event is processed.
+//! [`Duration`](std::time::Duration) that only moves when the next event is processed.
 //!
 //! # Layers
 //!
@@ -67,12 +67,13 @@
 //! }
 //!
 //! let mut sim = Sim::new(7, SimConfig::default());
-//! let a = sim.add_node(Hello { talk_to: Some(1), ..Hello::default() });
+//! let a = sim.add_node(Hello::default());
 //! let b = sim.add_node(Hello::default());
+//! sim.with_host(a, |host, _now| host.talk_to = Some(b))?;
 //! assert!(sim.run_until_idle());
 //! assert_eq!(sim.host(b).map(|h| h.got.clone()), Some(b"hello".to_vec()));
 //! assert!(sim.elapsed() < Duration::from_secs(1));
-//! # let _ = a;
+//! # Ok::<(), samizdat_sim::SimError>(())
 //! ```
 #![forbid(unsafe_code)]
 
@@ -159,7 +160,8 @@ pub trait Host {
     fn timeout(&mut self, now: Instant);
     /// Next thing the host wants done; called repeatedly until `None` after every call above.
     fn poll_action(&mut self, now: Instant) -> Option<Action>;
-    /// When the host next wants [`Host::timeout`] called.
+    /// When the host next wants [`Host::timeout`] called. After `timeout` runs, this must
+    /// return a later instant or `None`, or the host is woken again at the same time.
     fn poll_timeout(&self) -> Option<Instant>;
 }
 

@@ -12,7 +12,7 @@ use crate::error::SimError;
 use crate::middlebox::{Middlebox, Segment, SegmentKind, Verdict};
 use crate::stats::{LinkStats, SimStats};
 use crate::trace::{TraceEvent, TraceKind, Tracer};
-use crate::transport::{Connection, Output, Packet, Timer};
+use crate::transport::{Connection, Output, Packet};
 use crate::{Action, ConnId, Host, NodeId};
 
 /// Marks "no peer" in trace events.
@@ -55,8 +55,10 @@ struct Endpoint {
     conn: Connection,
     host_conn: ConnId,
     /// The earliest pending timer event for this endpoint, if any.
-    scheduled: Option<Timer>,
+    scheduled: Option<Duration>,
     generation: u64,
+    /// Counted in `Sim::busy_endpoints`: it has data in flight or a connection attempt.
+    busy: bool,
 }
 
 struct Node<H> {
@@ -126,7 +128,13 @@ pub struct Sim<H: Host> {
     rng: ChaCha8Rng,
     queue: BinaryHeap<Scheduled>,
     next_seq: u64,
+    /// Pending events that are never stale: deliveries (except keepalive traffic) and
+    /// immediate connect failures.
     active_pending: usize,
+    /// Endpoints with data in flight or a connection attempt under way.
+    busy_endpoints: usize,
+    /// Nodes with a host timer pending.
+    hosts_waiting: usize,
     nodes: Vec<Node<H>>,
     links: BTreeMap<(NodeId, NodeId), Link>,
     next_flow: u64,
@@ -153,6 +161,8 @@ impl<H: Host> Sim<H> {
             queue: BinaryHeap::new(),
             next_seq: 0,
             active_pending: 0,
+            busy_endpoints: 0,
+            hosts_waiting: 0,
             nodes: Vec::new(),
             links: BTreeMap::new(),
             next_flow: 1,
@@ -346,6 +356,10 @@ impl<H: Host> Sim<H> {
         }
         n.host = None;
         n.incarnation += 1;
+        self.busy_endpoints -= n.endpoints.values().filter(|ep| ep.busy).count();
+        if n.host_scheduled.is_some() {
+            self.hosts_waiting -= 1;
+        }
         n.endpoints.clear();
         n.by_conn.clear();
         n.retired.clear();
@@ -487,7 +501,7 @@ impl<H: Host> Sim<H> {
     /// do not count as activity: run past their dead timeout with [`Sim::run_until`].
     pub fn run_until_idle(&mut self) -> bool {
         let limit = self.now + self.config.idle_limit;
-        while self.active_pending > 0 {
+        while !self.is_idle() {
             if self.queue.peek().is_some_and(|s| s.at > limit) {
                 return false;
             }
@@ -495,7 +509,7 @@ impl<H: Host> Sim<H> {
                 break;
             }
         }
-        true
+        self.is_idle()
     }
 
     /// Runs `f` after every event until it returns `true` or `deadline` passes; returns
@@ -505,12 +519,17 @@ impl<H: Host> Sim<H> {
             if f(self) {
                 return true;
             }
-            if !self.queue.peek().is_some_and(|s| s.at <= deadline) {
+            if self.queue.peek().is_none_or(|s| s.at > deadline) {
                 self.now = self.now.max(deadline);
                 return f(self);
             }
             self.step();
         }
+    }
+
+    /// Whether nothing but keepalive traffic is pending (see [`Sim::run_until_idle`]).
+    pub fn is_idle(&self) -> bool {
+        self.active_pending == 0 && self.busy_endpoints == 0 && self.hosts_waiting == 0
     }
 
     fn schedule(&mut self, at: Duration, active: bool, event: Event) {
@@ -555,23 +574,24 @@ impl<H: Host> Sim<H> {
             return;
         }
         let n = &mut self.nodes[node];
+        if n.host_scheduled.is_none() {
+            self.hosts_waiting += 1;
+        }
         n.host_generation += 1;
         n.host_scheduled = Some(at);
-        let event = Event::HostTimer {
-            node,
-            incarnation: n.incarnation,
-            generation: n.host_generation,
-        };
-        self.schedule(at, true, event);
+        let event =
+            Event::HostTimer { node, incarnation: n.incarnation, generation: n.host_generation };
+        self.schedule(at, false, event);
     }
 
     fn host_timer(&mut self, node: NodeId, incarnation: u64, generation: u64) {
+        let now = self.now();
         let n = &mut self.nodes[node];
         if n.incarnation != incarnation || n.host_generation != generation {
             return;
         }
         n.host_scheduled = None;
-        let now = self.now();
+        self.hosts_waiting -= 1;
         let Some(host) = n.host.as_mut() else { return };
         if host.poll_timeout().is_some_and(|t| t <= now) {
             host.timeout(now);
@@ -598,11 +618,20 @@ impl<H: Host> Sim<H> {
                 let flow = self.next_flow;
                 self.next_flow += 1;
                 let mut out = Vec::new();
-                let c = Connection::connect(node, peer, flow, now, &self.config.transport, &mut out);
+                let c =
+                    Connection::connect(node, peer, flow, now, &self.config.transport, &mut out);
                 let n = &mut self.nodes[node];
                 n.by_conn.insert(conn.0, flow);
-                n.endpoints
-                    .insert(flow, Endpoint { conn: c, host_conn: conn, scheduled: None, generation: 0 });
+                n.endpoints.insert(
+                    flow,
+                    Endpoint {
+                        conn: c,
+                        host_conn: conn,
+                        scheduled: None,
+                        generation: 0,
+                        busy: false,
+                    },
+                );
                 self.process_outputs(node, flow, out);
             }
             Action::Send { conn, data } => {
@@ -647,9 +676,12 @@ impl<H: Host> Sim<H> {
     /// Carries out an endpoint's outputs: transmits segments, tells the host, then forgets
     /// a finished endpoint or re-arms its timer.
     fn process_outputs(&mut self, node: NodeId, flow: u64, out: Vec<Output>) {
+        // Captured up front: a nested call (from actions the host queues while handling an
+        // output) may already have forgotten a finished endpoint; its outputs still count.
+        let Some(conn) = self.nodes[node].endpoints.get(&flow).map(|ep| ep.host_conn) else {
+            return;
+        };
         for o in out {
-            let Some(ep) = self.nodes[node].endpoints.get(&flow) else { break };
-            let conn = ep.host_conn;
             let now = self.now();
             match o {
                 Output::Transmit(p) => {
@@ -683,6 +715,18 @@ impl<H: Host> Sim<H> {
                             h.closed(now, conn);
                         }
                     }
+                    self.after_host(node);
+                    let cfg = &self.config.transport;
+                    let mut more = Vec::new();
+                    if let Some(ep) = self.nodes[node].endpoints.get_mut(&flow) {
+                        ep.conn.host_told_closed(self.now, cfg, &mut more);
+                    }
+                    for o in more {
+                        if let Output::Transmit(p) = o {
+                            self.transmit(p);
+                        }
+                    }
+                    continue;
                 }
             }
             // Honour the Host contract: drain actions after every call.
@@ -697,6 +741,9 @@ impl<H: Host> Sim<H> {
         let n = &mut self.nodes[node];
         let Some(ep) = n.endpoints.get_mut(&flow) else { return };
         if ep.conn.is_finished() {
+            if ep.busy {
+                self.busy_endpoints -= 1;
+            }
             if n.by_conn.get(&ep.host_conn.0) == Some(&flow) {
                 n.by_conn.remove(&ep.host_conn.0);
             }
@@ -704,17 +751,26 @@ impl<H: Host> Sim<H> {
             n.retired.insert(flow);
             return;
         }
-        let Some(timer) = ep.conn.next_timer(cfg) else { return };
-        // An already scheduled event that fires no later (and counts as activity if this
-        // one does) will re-arm when it fires.
-        if ep.scheduled.is_some_and(|s| s.at <= timer.at && (s.active || !timer.active)) {
+        let timer = ep.conn.next_timer(cfg);
+        let busy = timer.is_some_and(|t| t.active);
+        if busy != ep.busy {
+            ep.busy = busy;
+            if busy {
+                self.busy_endpoints += 1;
+            } else {
+                self.busy_endpoints -= 1;
+            }
+        }
+        let Some(timer) = timer else { return };
+        // An already scheduled event that fires no later will re-arm when it fires.
+        if ep.scheduled.is_some_and(|s| s <= timer.at) {
             return;
         }
         ep.generation += 1;
-        ep.scheduled = Some(timer);
+        ep.scheduled = Some(timer.at);
         let event =
             Event::ConnTimer { node, incarnation: n.incarnation, flow, generation: ep.generation };
-        self.schedule(timer.at, timer.active, event);
+        self.schedule(timer.at, false, event);
     }
 
     fn conn_timer(&mut self, node: NodeId, incarnation: u64, flow: u64, generation: u64) {
@@ -913,7 +969,10 @@ impl<H: Host> Sim<H> {
         let c = Connection::accept(node, peer, flow, self.now, &self.config.transport, &mut out);
         let n = &mut self.nodes[node];
         n.by_conn.insert(conn.0, flow);
-        n.endpoints.insert(flow, Endpoint { conn: c, host_conn: conn, scheduled: None, generation: 0 });
+        n.endpoints.insert(
+            flow,
+            Endpoint { conn: c, host_conn: conn, scheduled: None, generation: 0, busy: false },
+        );
         // SYN-ACK first, then whatever the host wants to do with its new connection.
         self.process_outputs(node, flow, out);
         self.after_host(node);

@@ -115,8 +115,10 @@ pub(crate) struct Connection {
     peer: NodeId,
     flow: u64,
     state: State,
-    /// The host knows the connection and has not yet been told it closed.
+    /// The host knows the connection and no `Closed` has been emitted for it yet.
     host_open: bool,
+    /// The simulator has told the host the connection closed.
+    told_closed: bool,
     finished: bool,
 
     connect_started: Duration,
@@ -167,6 +169,7 @@ impl Connection {
             flow,
             state: State::SynSent,
             host_open: false,
+            told_closed: false,
             finished: false,
             connect_started: now,
             syn_deadline: now + cfg.initial_rto,
@@ -238,13 +241,25 @@ impl Connection {
 
     /// The endpoint is done and can be forgotten.
     pub(crate) fn is_finished(&self) -> bool {
-        self.finished
-            || (self.peer_fin_done && self.fin_seq.is_some_and(|f| self.snd_una > f))
+        self.finished || (self.peer_fin_done && self.fin_seq.is_some_and(|f| self.snd_una > f))
     }
 
     /// Whether the host may still send on this connection.
     pub(crate) fn accepts_data(&self) -> bool {
-        !self.close_requested && !self.finished
+        !self.close_requested && !self.told_closed && !self.finished
+    }
+
+    /// The host has now seen `Closed` (after a peer FIN, it may have queued a last reply
+    /// while handling data delivered just before): queue our FIN after whatever it sent.
+    pub(crate) fn host_told_closed(
+        &mut self,
+        now: Duration,
+        cfg: &TransportConfig,
+        out: &mut Vec<Output>,
+    ) {
+        self.told_closed = true;
+        self.close_requested = true;
+        self.pump(now, cfg, out);
     }
 
     fn control(&self, kind: SegmentKind) -> Packet {
@@ -339,7 +354,19 @@ impl Connection {
     fn ack(&self, echo: Option<(u64, u64)>) -> Packet {
         let mut p = self.control(SegmentKind::Ack);
         p.ack = self.rcv_nxt;
-        p.sacks = self.ranges.iter().take(MAX_SACK_RANGES).map(|(&s, &e)| (s, e)).collect();
+        // Like TCP's first SACK block: the run holding the segment that triggered this ack
+        // (so every arrival is reported at least once), then the lowest runs.
+        let current = echo.and_then(|(seq, _)| {
+            self.ranges.range(..=seq).next_back().filter(|&(_, &e)| e > seq).map(|(&s, &e)| (s, e))
+        });
+        p.sacks.extend(current);
+        p.sacks.extend(
+            self.ranges
+                .iter()
+                .map(|(&s, &e)| (s, e))
+                .filter(|&r| Some(r) != current)
+                .take(MAX_SACK_RANGES - p.sacks.len()),
+        );
         p.echo = echo;
         p
     }
@@ -380,10 +407,12 @@ impl Connection {
             }
             if fin_reached {
                 self.peer_fin_done = true;
-                self.close_requested = true;
                 if self.host_open {
+                    // Our FIN follows once the host has seen this (`host_told_closed`).
                     self.host_open = false;
                     out.push(Output::Closed);
+                } else {
+                    self.close_requested = true;
                 }
             }
         }
@@ -439,6 +468,9 @@ impl Connection {
         }
         for &(start, end) in &pkt.sacks {
             let start = start.max(self.snd_una);
+            if start >= end {
+                continue;
+            }
             while let Some(seq) = self.in_flight.range(start..end).next().map(|(&k, _)| k) {
                 self.remove_in_flight(seq);
                 newly_acked = newly_acked.saturating_add(1);
