@@ -27,7 +27,7 @@ use rand_core::{RngCore, SeedableRng};
 use samizdat_content::{ContentRoot, Outboard};
 use samizdat_identity::NodeId;
 use samizdat_session::{PeerInfo, Session, SessionConfig, SessionError, SessionEvent};
-use samizdat_wire::{features, Message, PeerAddr, MAX_ADDRS, MAX_LEAVES_PER_MESSAGE};
+use samizdat_wire::{MAX_ADDRS, MAX_LEAVES_PER_MESSAGE, Message, PeerAddr, features};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 use transfer::Transfer;
@@ -154,6 +154,9 @@ pub struct EngineConfig {
     pub stall_timeout: Duration,
     /// The largest blob the engine will download (bounds outboard memory).
     pub max_blob_len: u64,
+    /// A peer that delivers nothing it was asked for during this long loses those requests
+    /// to other peers, for that download.
+    pub request_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -170,6 +173,7 @@ impl EngineConfig {
             idle_timeout: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(60),
             max_blob_len: 64 << 30,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -253,7 +257,13 @@ const BAN_THRESHOLD: i64 = -30;
 impl<S: ContentSource> Engine<S> {
     /// Creates an engine. `seed` drives all of its randomness (session keys, nonces);
     /// `now` and `wall_secs` anchor its idea of wall-clock time.
-    pub fn new(config: EngineConfig, source: S, seed: [u8; 32], now: Instant, wall_secs: u64) -> Self {
+    pub fn new(
+        config: EngineConfig,
+        source: S,
+        seed: [u8; 32],
+        now: Instant,
+        wall_secs: u64,
+    ) -> Self {
         Engine {
             config,
             source,
@@ -306,7 +316,13 @@ impl<S: ContentSource> Engine<S> {
         ConnId(self.next_conn)
     }
 
-    fn insert_conn(&mut self, now: Instant, session: Session, addr: Option<PeerAddr>, outbound: bool) -> ConnId {
+    fn insert_conn(
+        &mut self,
+        now: Instant,
+        session: Session,
+        addr: Option<PeerAddr>,
+        outbound: bool,
+    ) -> ConnId {
         let conn = self.alloc_conn();
         let c = Conn {
             session,
@@ -500,7 +516,8 @@ impl<S: ContentSource> Engine<S> {
             }
             Message::Pong { .. } => {}
             Message::GetAddr => {
-                let addrs: Vec<PeerAddr> = self.known_addrs.iter().take(MAX_ADDRS).cloned().collect();
+                let addrs: Vec<PeerAddr> =
+                    self.known_addrs.iter().take(MAX_ADDRS).cloned().collect();
                 let _ = c.session.send(&Message::Addr(addrs));
             }
             Message::Addr(addrs) => {
@@ -563,7 +580,13 @@ impl<S: ContentSource> Engine<S> {
         true
     }
 
-    fn after_transfer_input(&mut self, _now: Instant, conn: ConnId, root: ContentRoot, input: transfer::Input) {
+    fn after_transfer_input(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        root: ContentRoot,
+        input: transfer::Input,
+    ) {
         match input {
             transfer::Input::Ignored | transfer::Input::Verified(_) => {}
             transfer::Input::OutboardReady(outboard) => {
@@ -613,7 +636,9 @@ impl<S: ContentSource> Engine<S> {
             self.finish_transfer(root);
             return;
         }
-        for addr in peers.into_iter().chain(self.known_addrs.iter().take(8).cloned().collect::<Vec<_>>()) {
+        for addr in
+            peers.into_iter().chain(self.known_addrs.iter().take(8).cloned().collect::<Vec<_>>())
+        {
             if !self.is_connected_to(&addr) {
                 self.connect(now, addr);
             }
@@ -643,8 +668,11 @@ impl<S: ContentSource> Engine<S> {
         for t in transfers.values_mut() {
             t.schedule(now, conns, window);
         }
-        let pending: Vec<ConnId> =
-            conns.iter().filter(|(_, c)| c.session.pending_transmit() > 0).map(|(id, _)| *id).collect();
+        let pending: Vec<ConnId> = conns
+            .iter()
+            .filter(|(_, c)| c.session.pending_transmit() > 0)
+            .map(|(id, _)| *id)
+            .collect();
         for conn in pending {
             self.flush(conn);
         }
@@ -671,8 +699,16 @@ impl<S: ContentSource> Engine<S> {
                 ServeItem::Leaves(root, first, count) => match self.source.outboard(&root) {
                     Some(o) => {
                         let start = (first as usize).min(o.leaves.len());
-                        let end = start.saturating_add(count as usize).min(o.leaves.len()).min(start + MAX_LEAVES_PER_MESSAGE);
-                        Message::Outboard { root, blob_len: o.blob_len, first, leaves: o.leaves[start..end].to_vec() }
+                        let end = start
+                            .saturating_add(count as usize)
+                            .min(o.leaves.len())
+                            .min(start + MAX_LEAVES_PER_MESSAGE);
+                        Message::Outboard {
+                            root,
+                            blob_len: o.blob_len,
+                            first,
+                            leaves: o.leaves[start..end].to_vec(),
+                        }
                     }
                     None => Message::NotFound { root },
                 },
@@ -691,7 +727,9 @@ impl<S: ContentSource> Engine<S> {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut dead = Vec::new();
         for (&id, c) in self.conns.iter_mut() {
-            if c.session.handle_timeout(now).is_err() || now.saturating_duration_since(c.last_rx) >= self.config.idle_timeout {
+            if c.session.handle_timeout(now).is_err()
+                || now.saturating_duration_since(c.last_rx) >= self.config.idle_timeout
+            {
                 dead.push(id);
             } else if c.session.is_established() && now >= c.next_ping {
                 c.next_ping = now + self.config.ping_interval;
@@ -704,7 +742,8 @@ impl<S: ContentSource> Engine<S> {
         }
         let stall = self.config.stall_timeout;
         let mut failed = Vec::new();
-        for (root, t) in &self.transfers {
+        for (root, t) in self.transfers.iter_mut() {
+            t.expire(now, self.config.request_timeout);
             if t.stalled(now, stall) {
                 failed.push(*root);
             }
@@ -729,10 +768,8 @@ impl<S: ContentSource> Engine<S> {
             let ping = c.session.is_established().then_some(c.next_ping);
             [hs, idle, ping]
         });
-        let transfers = self
-            .transfers
-            .values()
-            .flat_map(|t| [Some(t.deadline(self.config.stall_timeout)), t.next_redial]);
+        let (stall, request) = (self.config.stall_timeout, self.config.request_timeout);
+        let transfers = self.transfers.values().map(|t| t.deadline(stall, request));
         conns.chain(transfers).flatten().min()
     }
 

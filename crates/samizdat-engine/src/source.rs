@@ -1,6 +1,6 @@
 //! Where the engine reads the content it serves.
 
-use samizdat_content::{group_range, ContentRoot, Outboard};
+use samizdat_content::{ContentRoot, Outboard, group_range};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Engine tests over a direct in-memory pump (no simulator): every `Send` is delivered at once.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 use super::*;
-use samizdat_content::{encode, ContentKey, Manifest};
+use samizdat_content::{ContentKey, Manifest, encode};
 use samizdat_identity::Identity;
 use samizdat_session::SessionConfig;
 
@@ -40,7 +40,8 @@ impl Net {
             .into_iter()
             .enumerate()
             .map(|(i, src)| {
-                let mut cfg = SessionConfig::new(Identity::generate(&mut rand_core::OsRng), i as u64 + 1);
+                let mut cfg =
+                    SessionConfig::new(Identity::generate(&mut rand_core::OsRng), i as u64 + 1);
                 cfg.listen = vec![PeerAddr::new(&format!("test/{i}")).unwrap()];
                 Engine::new(EngineConfig::new(cfg), src, [i as u8; 32], now, T0)
             })
@@ -92,14 +93,18 @@ impl Net {
         self.events[node]
             .iter()
             .filter_map(|e| match e {
-                Event::GroupVerified { root: r, index, data, .. } if *r == root => Some((*index, data.clone())),
+                Event::GroupVerified { root: r, index, data, .. } if *r == root => {
+                    Some((*index, data.clone()))
+                }
                 _ => None,
             })
             .collect()
     }
 
     fn completed(&self, node: usize, root: ContentRoot) -> bool {
-        self.events[node].iter().any(|e| matches!(e, Event::TransferComplete { root: r } if *r == root))
+        self.events[node]
+            .iter()
+            .any(|e| matches!(e, Event::TransferComplete { root: r } if *r == root))
     }
 }
 

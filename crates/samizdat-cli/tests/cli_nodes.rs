@@ -1,0 +1,186 @@
+//! Real processes: `samizdat node` daemons on loopback driven through the CLI.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_samizdat");
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `samizdat node` and returns it with its listen address.
+fn start_node(data: &Path, peer: Option<&str>) -> (Daemon, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--json", "node", "--listen", "tcp/127.0.0.1:0", "--data"]).arg(data);
+    if let Some(p) = peer {
+        cmd.args(["--peer", p]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr = v["listen"][0].as_str().unwrap().to_owned();
+    // Wait for the control socket.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !data.join("control.sock").exists() {
+        assert!(Instant::now() < deadline, "control socket never appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (Daemon(child), addr)
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn write_random(path: &Path, len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let data: Vec<u8> = (0..len / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn hundred_mib_between_two_daemons_with_kill_and_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (_a, addr_a) = start_node(&da, None);
+    let (_b, _) = start_node(&db, Some(&addr_a));
+
+    let file = tmp.path().join("leak.bin");
+    let content = write_random(&file, 100 << 20);
+    let out = cli(&["--json", "share", s(&file), "--data", s(&da)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let link = v["link"].as_str().unwrap().to_owned();
+
+    // Start the fetch through daemon B and kill the CLI midway.
+    let dest = tmp.path().join("copy.bin");
+    let part = tmp.path().join("copy.bin.part");
+    let mut fetch = Command::new(BIN)
+        .args(["--json", "fetch", &link, "-o", s(&dest), "--data", s(&db)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let len = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        if len > 10 << 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fetch made no progress");
+        assert!(fetch.try_wait().unwrap().is_none(), "fetch ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    fetch.kill().unwrap();
+    fetch.wait().unwrap();
+    assert!(!dest.exists(), "an interrupted download must not appear complete");
+    // Give daemon B a moment to notice the cancel and flush its writes.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&db)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["resumed_bytes"].as_u64().unwrap() > 5 << 20, "resume expected: {v}");
+    assert_eq!(v["bytes"].as_u64().unwrap(), 100 << 20);
+    assert!(std::fs::read(&dest).unwrap() == content, "fetched file differs");
+
+    let out = cli(&["--json", "peers", "--data", s(&db)]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!v["peers"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "fetch".into(),
+                "sz1notalink".into(),
+                "-o".into(),
+                s(&tmp.path().join("o")).into(),
+            ],
+            "link",
+        ),
+        (vec!["fetch".into(), "hello".into(), "-o".into(), "o".into()], "not a samizdat link"),
+        (
+            vec!["share".into(), "/nonexistent/file".into(), "--data".into(), s(tmp.path()).into()],
+            "cannot read",
+        ),
+        (
+            vec![
+                "share".into(),
+                s(&std::env::current_exe().unwrap()).into(),
+                "--data".into(),
+                s(tmp.path()).into(),
+            ],
+            "no node is running",
+        ),
+        (vec!["peers".into(), "--data".into(), s(tmp.path()).into()], "no node is running"),
+    ];
+    for (args, expect) in cases {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        let out = Command::new(BIN).arg("--json").args(&args).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ok"], false);
+    }
+}
+
+#[test]
+fn unreachable_peer_fails_cleanly_and_keeps_nothing_half_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, _) = (tmp.path().join("a"), ());
+    let (a, addr_a) = start_node(&da, None);
+    let file = tmp.path().join("f");
+    write_random(&file, 1 << 20);
+    let out = cli(&["--json", "share", s(&file), "--data", s(&da)]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let link = v["link"].as_str().unwrap().to_owned();
+    drop(a); // the only peer goes away
+    let _ = addr_a;
+    let dest = tmp.path().join("o");
+    let started = Instant::now();
+    let out = cli(&["fetch", &link, "-o", s(&dest), "--data", s(&tmp.path().join("none"))]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no reachable peer"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(!dest.exists());
+}
+
+#[test]
+fn demo_json_reports_success() {
+    let out = cli(&["--json", "demo", "--nodes", "3", "--size", "4MiB"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["sha256_match"], true);
+    assert_eq!(v["bytes"], 4 << 20);
+    assert!(v["seconds"].as_f64().unwrap() > 0.0);
+}
