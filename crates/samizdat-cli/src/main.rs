@@ -208,9 +208,8 @@ async fn run_node(
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = control => {
-            match r {
-                Ok(Err(e)) => return Err(e).context("control socket"),
-                Ok(Ok(())) | Err(_) => {}
+            if let Ok(Err(e)) = r {
+                return Err(e).context("control socket");
             }
         }
         _ = tokio::signal::ctrl_c() => {}

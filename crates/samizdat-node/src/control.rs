@@ -12,7 +12,7 @@
 //! Failures answer `{"ok":false,"error":"…"}`.
 
 use crate::{Node, NodeError, Progress, ShareLink};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
@@ -190,7 +190,11 @@ impl ControlClient {
     }
 
     /// Sends a request and returns the final answer, passing progress lines to `on_progress`.
-    pub async fn request(mut self, req: Value, mut on_progress: impl FnMut(Progress)) -> Result<Value, ControlError> {
+    pub async fn request(
+        mut self,
+        req: Value,
+        mut on_progress: impl FnMut(Progress),
+    ) -> Result<Value, ControlError> {
         send(&mut self.wr, &req).await?;
         loop {
             let v = self.next().await?;

@@ -9,7 +9,9 @@
 //! and renamed to `OUT`.
 
 use crate::NodeError;
-use samizdat_content::{group_range, ContentKey, ContentRoot, Manifest, Outboard, GROUP_SIZE, HEADER_LEN};
+use samizdat_content::{
+    ContentKey, ContentRoot, GROUP_SIZE, HEADER_LEN, Manifest, Outboard, group_range,
+};
 use samizdat_engine::Resume;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -58,7 +60,11 @@ pub(crate) struct Target {
 
 /// Opens (or creates) the part file and works out what is already verified on disk.
 /// Runs blocking file I/O: call it off the driver thread.
-pub(crate) fn prepare(out: &Path, root: ContentRoot, key: ContentKey) -> Result<(Target, Resume), NodeError> {
+pub(crate) fn prepare(
+    out: &Path,
+    root: ContentRoot,
+    key: ContentKey,
+) -> Result<(Target, Resume), NodeError> {
     let paths = Paths::new(out);
     if paths.out.exists() {
         return Err(NodeError::OutputExists(paths.out));
@@ -77,7 +83,8 @@ pub(crate) fn prepare(out: &Path, root: ContentRoot, key: ContentKey) -> Result<
         decrypt_state(&key, &mut state);
         if let Ok(outboard) = Outboard::from_bytes(&state) {
             if outboard.check_root(&root).is_ok() {
-                let part_len = file.metadata().map_err(|e| NodeError::io("reading the output file", e))?.len();
+                let part_len =
+                    file.metadata().map_err(|e| NodeError::io("reading the output file", e))?.len();
                 let mut have = vec![false; outboard.groups() as usize];
                 let mut buf = vec![0u8; GROUP_SIZE];
                 for g in 1..outboard.groups() {
@@ -87,7 +94,8 @@ pub(crate) fn prepare(out: &Path, root: ContentRoot, key: ContentKey) -> Result<
                         continue;
                     }
                     let data = &mut buf[..len];
-                    file.read_exact_at(data, start).map_err(|e| NodeError::io("reading the output file", e))?;
+                    file.read_exact_at(data, start)
+                        .map_err(|e| NodeError::io("reading the output file", e))?;
                     key.apply(g, data);
                     if outboard.verify_group(&root, g, data).is_ok() {
                         have[g as usize] = true;
@@ -110,7 +118,8 @@ impl Target {
         decrypt_state(&self.key, &mut bytes);
         let tmp = self.paths.state.with_extension("tmp");
         std::fs::write(&tmp, &bytes).map_err(|e| NodeError::io("saving download state", e))?;
-        std::fs::rename(&tmp, &self.paths.state).map_err(|e| NodeError::io("saving download state", e))
+        std::fs::rename(&tmp, &self.paths.state)
+            .map_err(|e| NodeError::io("saving download state", e))
     }
 
     /// Decrypts a verified group and writes its file bytes in place.
@@ -122,7 +131,8 @@ impl Target {
         let mut file_offset = range.start.saturating_sub(HEADER_LEN as u64);
         if index == 0 {
             let header = data.get(..HEADER_LEN).ok_or(NodeError::Corrupt("short first group"))?;
-            let manifest = Manifest::from_header(header).map_err(|_| NodeError::Corrupt("manifest"))?;
+            let manifest =
+                Manifest::from_header(header).map_err(|_| NodeError::Corrupt("manifest"))?;
             if manifest.size + HEADER_LEN as u64 != blob_len {
                 return Err(NodeError::Corrupt("manifest size"));
             }
@@ -130,7 +140,9 @@ impl Target {
             body = &data[HEADER_LEN..];
             file_offset = 0;
         }
-        self.file.write_all_at(body, file_offset).map_err(|e| NodeError::io("writing the output file", e))
+        self.file
+            .write_all_at(body, file_offset)
+            .map_err(|e| NodeError::io("writing the output file", e))
     }
 
     /// Truncates, syncs and renames the finished file; removes the state file.

@@ -2,7 +2,7 @@
 //! bytes; bounded channels carry everything between them.
 
 use crate::download::Target;
-use crate::store::{blob_stem, FileSource};
+use crate::store::{FileSource, blob_stem};
 use crate::{FetchOutcome, NodeError, Progress};
 use samizdat_content::{ContentRoot, Outboard};
 use samizdat_engine::{Action, ConnId, Engine, EngineConfig, Event, PeerSummary, Resume};
@@ -191,7 +191,11 @@ impl Driver {
                 let seed = self.open_seed_copy(&root);
                 let verified = target.resumed_bytes;
                 let total = resume.outboard.as_ref().map(|o| o.blob_len);
-                let _ = progress.try_send(Progress { verified_bytes: verified, total_bytes: total, resumed_bytes: verified });
+                let _ = progress.try_send(Progress {
+                    verified_bytes: verified,
+                    total_bytes: total,
+                    resumed_bytes: verified,
+                });
                 let dl = Download { target: *target, progress, outcome, verified, seed };
                 if let (Some(o), Some((file, _))) = (&resume.outboard, &dl.seed) {
                     // Resumed groups must also be in the seeding copy: rebuild it from the output.
@@ -312,10 +316,13 @@ impl Driver {
                 let transports = self.transports.clone();
                 let tx = self.io_tx.clone();
                 tokio::spawn(async move {
-                    let result = match tokio::time::timeout(DIAL_TIMEOUT, transports.dial(addr.as_str())).await {
-                        Ok(r) => r,
-                        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-                    };
+                    let result =
+                        match tokio::time::timeout(DIAL_TIMEOUT, transports.dial(addr.as_str()))
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+                        };
                     let _ = tx.send(Io::Dialed(conn, result)).await;
                 });
             }
@@ -415,7 +422,12 @@ impl Driver {
 }
 
 /// Copies groups resumed from the output file into the seeding copy (re-encrypting them).
-fn copy_resumed(target: &Target, outboard: &Outboard, have: &[bool], seed: &File) -> std::io::Result<()> {
+fn copy_resumed(
+    target: &Target,
+    outboard: &Outboard,
+    have: &[bool],
+    seed: &File,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; samizdat_content::GROUP_SIZE];
     for (g, _) in have.iter().enumerate().filter(|(_, h)| **h) {
         let g = g as u32;

@@ -34,7 +34,7 @@ pub use samizdat_wire::PeerAddr;
 pub use store::FileSource;
 
 use driver::Command;
-use samizdat_content::{encode, ContentKey};
+use samizdat_content::{ContentKey, encode};
 use samizdat_identity::Identity;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -252,7 +252,9 @@ fn load_identity(dir: &Path) -> Result<Identity, NodeError> {
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     let path = dir.join("identity.key");
     match std::fs::read(&path) {
-        Ok(bytes) => Identity::from_secret_bytes(&bytes).map_err(|_| NodeError::Corrupt("identity key")),
+        Ok(bytes) => {
+            Identity::from_secret_bytes(&bytes).map_err(|_| NodeError::Corrupt("identity key"))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Identity::generate(&mut rand_core::OsRng);
             let mut f = std::fs::OpenOptions::new()
@@ -291,7 +293,10 @@ impl Node {
         &self.listen_addrs
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.cmd.send(make(tx)).await.map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)
@@ -305,9 +310,10 @@ impl Node {
             source: std::io::Error::other("this node has no data directory"),
         })?;
         let path = path.to_owned();
-        let (root, outboard, stem, key) = tokio::task::spawn_blocking(move || encode_file(&path, &dir))
-            .await
-            .map_err(|_| NodeError::Stopped)??;
+        let (root, outboard, stem, key) =
+            tokio::task::spawn_blocking(move || encode_file(&path, &dir))
+                .await
+                .map_err(|_| NodeError::Stopped)??;
         self.call(|reply| Command::Register { root, outboard, stem, reply }).await??;
         Ok(ShareLink { root, key, peers: self.listen_addrs.clone() })
     }
@@ -315,9 +321,10 @@ impl Node {
     /// Starts downloading `link` into `out` (resuming from `out.part` if present).
     pub async fn fetch(&self, link: &ShareLink, out: &Path) -> Result<Fetch, NodeError> {
         let (root, key, out_path) = (link.root, link.key.clone(), out.to_owned());
-        let (target, resume) = tokio::task::spawn_blocking(move || download::prepare(&out_path, root, key))
-            .await
-            .map_err(|_| NodeError::Stopped)??;
+        let (target, resume) =
+            tokio::task::spawn_blocking(move || download::prepare(&out_path, root, key))
+                .await
+                .map_err(|_| NodeError::Stopped)??;
         let (progress_tx, progress_rx) = mpsc::channel(64);
         let (outcome_tx, outcome_rx) = oneshot::channel();
         let cmd = Command::Fetch {
@@ -368,7 +375,8 @@ fn encode_file(
     path: &Path,
     dir: &Path,
 ) -> Result<(ContentRoot, samizdat_content::Outboard, PathBuf, ContentKey), NodeError> {
-    let file = std::fs::File::open(path).map_err(|e| NodeError::io("opening the file to share", e))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| NodeError::io("opening the file to share", e))?;
     let meta = file.metadata().map_err(|e| NodeError::io("reading the file to share", e))?;
     if !meta.is_file() {
         return Err(NodeError::io("sharing", std::io::Error::other("not a regular file")));
@@ -376,8 +384,10 @@ fn encode_file(
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let manifest = Manifest { name, size: meta.len(), mime: "application/octet-stream".into() };
     let key = ContentKey::generate(&mut rand_core::OsRng);
-    let tmp = dir.join(format!("incoming-{}.tmp", rand_core::RngCore::next_u64(&mut rand_core::OsRng)));
-    let out = std::fs::File::create(&tmp).map_err(|e| NodeError::io("writing to the blob store", e))?;
+    let tmp =
+        dir.join(format!("incoming-{}.tmp", rand_core::RngCore::next_u64(&mut rand_core::OsRng)));
+    let out =
+        std::fs::File::create(&tmp).map_err(|e| NodeError::io("writing to the blob store", e))?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, out);
     let reader = std::io::BufReader::with_capacity(1 << 20, file);
     let encoded = match encode(&key, &manifest, reader, &mut writer) {
@@ -387,9 +397,12 @@ fn encode_file(
             return Err(e.into());
         }
     };
-    let out = writer.into_inner().map_err(|e| NodeError::io("writing to the blob store", e.into_error()))?;
+    let out = writer
+        .into_inner()
+        .map_err(|e| NodeError::io("writing to the blob store", e.into_error()))?;
     out.sync_all().map_err(|e| NodeError::io("writing to the blob store", e))?;
     let stem = store::blob_stem(dir, &encoded.root);
-    std::fs::rename(&tmp, stem.with_extension("blob")).map_err(|e| NodeError::io("writing to the blob store", e))?;
+    std::fs::rename(&tmp, stem.with_extension("blob"))
+        .map_err(|e| NodeError::io("writing to the blob store", e))?;
     Ok((encoded.root, encoded.outboard, stem, key))
 }

@@ -5,7 +5,7 @@
 //! checked against its root when loaded.
 
 use crate::NodeError;
-use samizdat_content::{group_range, ContentRoot, Outboard};
+use samizdat_content::{ContentRoot, Outboard, group_range};
 use samizdat_engine::ContentSource;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -30,7 +30,8 @@ impl FileSource {
     pub fn open(dir: &Path) -> Result<Self, NodeError> {
         std::fs::create_dir_all(dir).map_err(|e| NodeError::io("creating the blob store", e))?;
         let mut source = FileSource::default();
-        let entries = std::fs::read_dir(dir).map_err(|e| NodeError::io("reading the blob store", e))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| NodeError::io("reading the blob store", e))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "obao") {
@@ -47,9 +48,11 @@ impl FileSource {
         let mut r = [0u8; 32];
         r.copy_from_slice(root);
         let root = ContentRoot(r);
-        let outboard = Outboard::from_bytes(rest).map_err(|_| NodeError::Corrupt("outboard file"))?;
+        let outboard =
+            Outboard::from_bytes(rest).map_err(|_| NodeError::Corrupt("outboard file"))?;
         outboard.check_root(&root).map_err(|_| NodeError::Corrupt("outboard file"))?;
-        let blob = File::open(obao.with_extension("blob")).map_err(|e| NodeError::io("opening a blob", e))?;
+        let blob = File::open(obao.with_extension("blob"))
+            .map_err(|e| NodeError::io("opening a blob", e))?;
         let len = blob.metadata().map_err(|e| NodeError::io("reading a blob", e))?.len();
         if len != outboard.blob_len {
             return Err(NodeError::Corrupt("blob length"));
@@ -59,7 +62,12 @@ impl FileSource {
     }
 
     /// Writes the outboard of a completed blob file at `stem.blob` and starts serving it.
-    pub(crate) fn commit(&mut self, stem: &Path, root: ContentRoot, outboard: Outboard) -> Result<(), NodeError> {
+    pub(crate) fn commit(
+        &mut self,
+        stem: &Path,
+        root: ContentRoot,
+        outboard: Outboard,
+    ) -> Result<(), NodeError> {
         let mut bytes = root.0.to_vec();
         bytes.extend_from_slice(&outboard.to_bytes());
         let obao = stem.with_extension("obao");

@@ -1,5 +1,5 @@
 //! Real nodes over loopback TCP.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use samizdat_node::{NodeBuilder, NodeError, ShareLink};
 use std::time::Duration;
@@ -22,7 +22,12 @@ async fn share_fetch_resume_over_tcp() {
     let file = dir.path().join("secret-report.bin");
     let content = data(6_000_000, 1);
     std::fs::write(&file, &content).unwrap();
-    let seeder = NodeBuilder::new().data_dir(dir.path().join("a")).listen("tcp/127.0.0.1:0").build().await.unwrap();
+    let seeder = NodeBuilder::new()
+        .data_dir(dir.path().join("a"))
+        .listen("tcp/127.0.0.1:0")
+        .build()
+        .await
+        .unwrap();
     let link = seeder.share(&file).await.unwrap();
     let link: ShareLink = link.to_string().parse().unwrap();
 
@@ -78,7 +83,8 @@ async fn unreachable_peer_is_a_clear_error() {
     let node = NodeBuilder::new().build().await.unwrap();
     let started = std::time::Instant::now();
     let fetch = node.fetch(&link, &dir.path().join("x")).await.unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(30), fetch.outcome()).await.unwrap().unwrap_err();
+    let err =
+        tokio::time::timeout(Duration::from_secs(30), fetch.outcome()).await.unwrap().unwrap_err();
     assert!(matches!(err, NodeError::NoSources), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20));
     node.shutdown().await;
@@ -94,7 +100,12 @@ async fn seeded_download_serves_a_third_node() {
     let file = dir.path().join("f");
     let content = data(3_000_000, 2);
     std::fs::write(&file, &content).unwrap();
-    let a = NodeBuilder::new().data_dir(dir.path().join("a")).listen("tcp/127.0.0.1:0").build().await.unwrap();
+    let a = NodeBuilder::new()
+        .data_dir(dir.path().join("a"))
+        .listen("tcp/127.0.0.1:0")
+        .build()
+        .await
+        .unwrap();
     let b = NodeBuilder::new()
         .data_dir(dir.path().join("b"))
         .listen("tcp/127.0.0.1:0")

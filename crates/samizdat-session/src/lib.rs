@@ -7,7 +7,8 @@
 //! handshake deadline out of [`Session::poll_timeout`].
 //!
 //! # Protocol
-//! 1. **Noise XX** (`Noise_XX_25519_ChaChaPoly_BLAKE2s`) with a fresh static key per session.
+//! 1. **Noise XX** (`Noise_XX_25519_AESGCM_SHA256`, AES-GCM from ring) with a fresh static key
+//!    per session.
 //!    Handshake messages travel behind a 2-byte length. The responder's second message and the
 //!    initiator's third each carry, encrypted, the sender's Ed25519 identity key and its
 //!    signature over the session's Noise static key: mutual authentication without ever
@@ -45,12 +46,12 @@ mod noise;
 
 use noise::SeededResolver;
 use samizdat_identity::{Identity, IdentityError, NodeId};
-use samizdat_wire::{features, DecodeError, Hello, Message, PeerAddr, PROTOCOL_VERSION};
+use samizdat_wire::{DecodeError, Hello, Message, PROTOCOL_VERSION, PeerAddr, features};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Noise protocol name used by every session.
-pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_AESGCM_SHA256";
 /// Largest plaintext in one transport frame (a Noise message is at most 65535 bytes).
 pub const MAX_FRAME_PLAINTEXT: usize = 65535 - TAG_LEN;
 const TAG_LEN: usize = 16;
@@ -268,7 +269,6 @@ impl Session {
         })
     }
 
-
     fn push_handshake(&mut self, msg: &[u8]) {
         self.outbuf.extend_from_slice(&(msg.len() as u16).to_be_bytes());
         self.outbuf.extend_from_slice(msg);
@@ -319,7 +319,13 @@ impl Session {
 
     /// Encrypted bytes to write to the transport, if any.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        if self.outbuf.is_empty() { None } else { Some(std::mem::take(&mut self.outbuf)) }
+        if self.outbuf.is_empty() {
+            return None;
+        }
+        // Hand out the bytes but keep a buffer of the same capacity, so a steady stream of
+        // frames does not regrow it from nothing each time.
+        let capacity = self.outbuf.capacity().min(4 << 20);
+        Some(std::mem::replace(&mut self.outbuf, Vec::with_capacity(capacity)))
     }
 
     /// How many encrypted bytes are waiting in [`Session::poll_transmit`] (for backpressure).

@@ -3,7 +3,7 @@
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use std::sync::Mutex;
 
@@ -40,11 +40,13 @@ impl CryptoResolver for SeededResolver {
         DefaultResolver.resolve_dh(choice)
     }
 
+    // Symmetric primitives come from ring (AES-NI / assembly), with the pure-Rust ones as a
+    // fallback; only key generation needs our seeded RNG.
     fn resolve_hash(&self, choice: &snow::params::HashChoice) -> Option<Box<dyn Hash>> {
-        DefaultResolver.resolve_hash(choice)
+        RingResolver.resolve_hash(choice).or_else(|| DefaultResolver.resolve_hash(choice))
     }
 
     fn resolve_cipher(&self, choice: &snow::params::CipherChoice) -> Option<Box<dyn Cipher>> {
-        DefaultResolver.resolve_cipher(choice)
+        RingResolver.resolve_cipher(choice).or_else(|| DefaultResolver.resolve_cipher(choice))
     }
 }
