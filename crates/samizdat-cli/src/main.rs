@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod demo;
+mod size;
 mod vault_cmd;
 
 use anyhow::{Context as _, bail};
@@ -97,30 +98,11 @@ enum Command {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=64))]
         nodes: u16,
         /// Size of the generated file, e.g. 16MiB.
-        #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+        #[arg(long, default_value = "16MiB", value_parser = size::parse_size)]
         size: u64,
     },
     /// Deniable encrypted storage: containers with hidden volumes.
     Vault(vault_cmd::VaultArgs),
-}
-
-/// Parses sizes like `1048576`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB, GiB)")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 fn main() {
@@ -343,21 +325,4 @@ async fn peers(dir: &Path, json: bool) -> anyhow::Result<()> {
         println!("{dir:3} {id} {addr}");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("10").unwrap(), 10);
-        assert_eq!(parse_size("2kb").unwrap(), 2000);
-        assert!(parse_size("12XB").is_err());
-        assert!(parse_size("abc").is_err());
-        assert!(parse_size("99999999999999GiB").is_err());
-    }
 }

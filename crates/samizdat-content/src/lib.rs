@@ -31,9 +31,9 @@ mod manifest;
 mod outboard;
 
 pub use cipher::ContentKey;
-pub use link::{LinkError, ShareLink, LINK_PREFIX};
-pub use manifest::{Manifest, HEADER_LEN};
-pub use outboard::{group_count, group_range, Outboard};
+pub use link::{LINK_PREFIX, LinkError, ShareLink};
+pub use manifest::{HEADER_LEN, Manifest};
+pub use outboard::{Outboard, group_count, group_range};
 pub use samizdat_wire::{ContentRoot, GROUP_SIZE};
 
 use std::io::{Read, Write};

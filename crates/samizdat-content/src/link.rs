@@ -1,7 +1,7 @@
 //! Share links: `sz1` followed by base32 of `version || root || key || hints || checksum`.
 
 use crate::{ContentKey, ContentRoot};
-use samizdat_wire::{PeerAddr, Reader, Writer, MAX_PEER_ADDR_LEN};
+use samizdat_wire::{MAX_PEER_ADDR_LEN, PeerAddr, Reader, Writer};
 use std::fmt;
 
 /// Every share link starts with this.
@@ -76,9 +76,11 @@ impl std::str::FromStr for ShareLink {
     fn from_str(s: &str) -> Result<Self, LinkError> {
         let s = s.trim();
         let body = s.strip_prefix(LINK_PREFIX).ok_or(LinkError::Prefix)?;
-        let raw = ENCODING.decode(body.to_uppercase().as_bytes()).map_err(|_| LinkError::Encoding)?;
-        let (payload, sum) =
-            raw.split_at_checked(raw.len().saturating_sub(CHECKSUM_LEN)).ok_or(LinkError::Malformed)?;
+        let raw =
+            ENCODING.decode(body.to_uppercase().as_bytes()).map_err(|_| LinkError::Encoding)?;
+        let (payload, sum) = raw
+            .split_at_checked(raw.len().saturating_sub(CHECKSUM_LEN))
+            .ok_or(LinkError::Malformed)?;
         if sum.len() != CHECKSUM_LEN || &blake3::hash(payload).as_bytes()[..CHECKSUM_LEN] != sum {
             return Err(LinkError::Checksum);
         }

@@ -7,7 +7,9 @@
 //! is then checked against its leaf on arrival.
 
 use crate::{ContentError, ContentRoot, GROUP_SIZE};
-use blake3::hazmat::{left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode};
+use blake3::hazmat::{
+    HasherExt, Mode, left_subtree_len, merge_subtrees_non_root, merge_subtrees_root,
+};
 use std::ops::Range;
 
 /// The chaining value of group `index` holding `data`.
@@ -61,7 +63,11 @@ impl Outboard {
 
     fn root_of(&self, start: u64, len: u64) -> blake3::Hash {
         let left = left_subtree_len(len);
-        merge_subtrees_root(&self.cv_of(start, left), &self.cv_of(start + left, len - left), Mode::Hash)
+        merge_subtrees_root(
+            &self.cv_of(start, left),
+            &self.cv_of(start + left, len - left),
+            Mode::Hash,
+        )
     }
 
     fn cv_of(&self, start: u64, len: u64) -> [u8; 32] {
@@ -69,11 +75,20 @@ impl Outboard {
             return self.leaves[(start / GROUP_SIZE as u64) as usize];
         }
         let left = left_subtree_len(len);
-        merge_subtrees_non_root(&self.cv_of(start, left), &self.cv_of(start + left, len - left), Mode::Hash)
+        merge_subtrees_non_root(
+            &self.cv_of(start, left),
+            &self.cv_of(start + left, len - left),
+            Mode::Hash,
+        )
     }
 
     /// Verifies group `index` of a blob whose outboard already passed [`Outboard::check_root`].
-    pub fn verify_group(&self, root: &ContentRoot, index: u32, data: &[u8]) -> Result<(), ContentError> {
+    pub fn verify_group(
+        &self,
+        root: &ContentRoot,
+        index: u32,
+        data: &[u8],
+    ) -> Result<(), ContentError> {
         let range = group_range(self.blob_len, index);
         let ok = match self.leaves.get(index as usize) {
             Some(_) if data.len() as u64 != range.end - range.start => false,

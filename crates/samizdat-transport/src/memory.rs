@@ -81,8 +81,11 @@ impl Transport for MemoryTransport {
             }
             let (tx, rx) = mpsc::channel(BACKLOG);
             reg.insert(addr.clone(), tx);
-            Ok(Box::new(MemoryListener { name: addr, incoming: rx, registry: self.registry.clone() })
-                as Box<dyn Listener>)
+            Ok(Box::new(MemoryListener {
+                name: addr,
+                incoming: rx,
+                registry: self.registry.clone(),
+            }) as Box<dyn Listener>)
         })
     }
 }

@@ -40,19 +40,13 @@ pub(crate) fn blocks_for(size: u64) -> u64 {
 /// Checks a file name.
 pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.is_empty() {
-        return Err(VaultError::InvalidName {
-            reason: "the name is empty",
-        });
+        return Err(VaultError::InvalidName { reason: "the name is empty" });
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(VaultError::InvalidName {
-            reason: "the name is longer than 1024 bytes",
-        });
+        return Err(VaultError::InvalidName { reason: "the name is longer than 1024 bytes" });
     }
     if name.contains('\0') {
-        return Err(VaultError::InvalidName {
-            reason: "the name contains a NUL byte",
-        });
+        return Err(VaultError::InvalidName { reason: "the name contains a NUL byte" });
     }
     Ok(())
 }
@@ -103,10 +97,7 @@ impl Catalog {
                 }
                 blocks.push(b);
             }
-            if files
-                .insert(name, FileEntry { size, key, blocks })
-                .is_some()
-            {
+            if files.insert(name, FileEntry { size, key, blocks }).is_some() {
                 return Err(VaultError::corrupt("duplicate file name in catalog"));
             }
         }
@@ -125,11 +116,7 @@ mod tests {
 
     fn entry(size: u64, first: u32) -> FileEntry {
         let n = blocks_for(size) as u32;
-        FileEntry {
-            size,
-            key: SecretKey([first as u8; 32]),
-            blocks: (first..first + n).collect(),
-        }
+        FileEntry { size, key: SecretKey([first as u8; 32]), blocks: (first..first + n).collect() }
     }
 
     #[test]

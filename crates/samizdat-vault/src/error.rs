@@ -107,9 +107,7 @@ impl VaultError {
         if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
             VaultError::DiskFull { context }
         } else if source.kind() == io::ErrorKind::UnexpectedEof {
-            VaultError::Corrupt {
-                what: format!("{context}: the container is truncated"),
-            }
+            VaultError::Corrupt { what: format!("{context}: the container is truncated") }
         } else {
             VaultError::Io { context, source }
         }

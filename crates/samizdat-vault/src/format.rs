@@ -67,18 +67,10 @@ pub struct KdfCost {
 impl KdfCost {
     /// The cost of format version 1: Argon2id, 64 MiB, 3 passes, 1 lane (RFC 9106's second
     /// recommended option, single lane).
-    pub const FORMAT: KdfCost = KdfCost {
-        memory_kib: 64 * 1024,
-        iterations: 3,
-        lanes: 1,
-    };
+    pub const FORMAT: KdfCost = KdfCost { memory_kib: 64 * 1024, iterations: 3, lanes: 1 };
     /// A trivially cheap cost for tests and fuzzing. Containers made with it are **not**
     /// protected against password guessing and cannot be opened by the CLI.
-    pub const DANGER_INSECURE_TEST: KdfCost = KdfCost {
-        memory_kib: 8,
-        iterations: 1,
-        lanes: 1,
-    };
+    pub const DANGER_INSECURE_TEST: KdfCost = KdfCost { memory_kib: 8, iterations: 1, lanes: 1 };
 }
 
 /// A 256-bit secret key, zeroized on drop, never printed.
@@ -176,9 +168,7 @@ pub(crate) fn open_in_place(
     let (nonce, rest) = record.split_at_mut(NONCE_LEN);
     let (body, tag) = rest.split_at_mut(len - NONCE_LEN - TAG_LEN);
     let tag = Tag::clone_from_slice(tag);
-    cipher
-        .decrypt_in_place_detached(XNonce::from_slice(nonce), ad, body, &tag)
-        .map_err(|_| ())
+    cipher.decrypt_in_place_detached(XNonce::from_slice(nonce), ad, body, &tag).map_err(|_| ())
 }
 
 /// Seals a small record (`plain`) into a fresh buffer.

@@ -25,11 +25,8 @@ fn par_blocks<F>(buf: &mut [u8], n: usize, f: F) -> Result<()>
 where
     F: Fn(usize, &mut [u8]) -> Result<()> + Sync,
 {
-    let threads = std::thread::available_parallelism()
-        .map(|t| t.get())
-        .unwrap_or(1)
-        .clamp(1, 4)
-        .min(n);
+    let threads =
+        std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1).clamp(1, 4).min(n);
     let buf = &mut buf[..n * BLOCK_SIZE];
     if threads <= 1 {
         for (i, block) in buf.chunks_mut(BLOCK_SIZE).enumerate() {
@@ -54,9 +51,8 @@ where
             .collect();
         let mut result = Ok(());
         for h in handles {
-            let r = h
-                .join()
-                .unwrap_or_else(|_| Err(VaultError::corrupt("a worker thread panicked")));
+            let r =
+                h.join().unwrap_or_else(|_| Err(VaultError::corrupt("a worker thread panicked")));
             if result.is_ok() {
                 result = r;
             }
@@ -83,9 +79,7 @@ pub struct FileWriter<'v> {
 
 impl std::fmt::Debug for FileWriter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileWriter")
-            .field("size", &self.size)
-            .finish_non_exhaustive()
+        f.debug_struct("FileWriter").field("size", &self.size).finish_non_exhaustive()
     }
 }
 
@@ -146,12 +140,7 @@ impl<'v> FileWriter<'v> {
         let storage: &dyn Storage = &*self.vault.storage;
         let result = par_blocks(&mut self.batch, n, |i, block| {
             let b = phys[i];
-            seal_in_place(
-                cipher,
-                &nonces[i],
-                &ad(AD_DATA, b, first_chunk + i as u64, 0),
-                block,
-            )?;
+            seal_in_place(cipher, &nonces[i], &ad(AD_DATA, b, first_chunk + i as u64, 0), block)?;
             storage
                 .write_at(block_offset(b), block)
                 .map_err(|e| VaultError::io("writing file content", e))
@@ -326,9 +315,8 @@ impl Seek for FileReader<'_> {
             SeekFrom::End(d) => self.entry.size.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        let target = target.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
+        let target = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         self.pos = target;
         Ok(target)
     }

@@ -42,11 +42,7 @@ impl FileStorage {
     /// Creates a new file of `len` bytes; fails if the path exists. The content is not yet
     /// random: [`crate::Vault::create`] fills it.
     pub fn create_new(path: &Path, len: u64) -> io::Result<Self> {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+        let file = File::options().read(true).write(true).create_new(true).open(path)?;
         file.set_len(len)?;
         Ok(FileStorage { file, len })
     }
@@ -85,16 +81,12 @@ pub struct MemStorage {
 impl MemStorage {
     /// A zero-filled in-memory container of `len` bytes.
     pub fn new(len: usize) -> Self {
-        MemStorage {
-            bytes: Mutex::new(vec![0u8; len]),
-        }
+        MemStorage { bytes: Mutex::new(vec![0u8; len]) }
     }
 
     /// An in-memory container holding exactly `bytes`.
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        MemStorage {
-            bytes: Mutex::new(bytes),
-        }
+        MemStorage { bytes: Mutex::new(bytes) }
     }
 
     /// A copy of the current bytes.
@@ -111,10 +103,7 @@ impl MemStorage {
 
 fn range(offset: u64, n: usize, len: usize) -> io::Result<std::ops::Range<usize>> {
     let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
-    let end = start
-        .checked_add(n)
-        .filter(|&e| e <= len)
-        .ok_or(io::ErrorKind::UnexpectedEof)?;
+    let end = start.checked_add(n).filter(|&e| e <= len).ok_or(io::ErrorKind::UnexpectedEof)?;
     Ok(start..end)
 }
 

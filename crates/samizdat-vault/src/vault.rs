@@ -67,9 +67,7 @@ pub struct Vault {
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Deliberately silent about slots and volume counts: logs must not reveal them.
-        f.debug_struct("Vault")
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
+        f.debug_struct("Vault").field("capacity", &self.capacity()).finish_non_exhaustive()
     }
 }
 
@@ -92,12 +90,7 @@ fn find_slot(header: &[u8], pw_key: &SecretKey) -> Option<(usize, SecretKey)> {
     for slot in 0..MAX_VOLUMES {
         let cipher = slot_key(pw_key, slot).cipher();
         let at = slot_offset(slot) + KEYS_OFF;
-        let rec = open_small(
-            &cipher,
-            &ad(AD_KEYS, slot as u32, 0, 0),
-            &header[at..],
-            KEYS_PLAIN,
-        );
+        let rec = open_small(&cipher, &ad(AD_KEYS, slot as u32, 0, 0), &header[at..], KEYS_PLAIN);
         if let Some(plain) = rec {
             let mut vmk = SecretKey([0u8; 32]);
             vmk.0.copy_from_slice(&plain[..32]);
@@ -120,26 +113,17 @@ struct CommitRecord {
 fn new_rng() -> Result<ChaCha20Rng> {
     let mut seed = Zeroizing::new([0u8; 32]);
     OsRng.try_fill_bytes(&mut *seed).map_err(|e| {
-        VaultError::io(
-            "seeding the random generator",
-            std::io::Error::other(e.to_string()),
-        )
+        VaultError::io("seeding the random generator", std::io::Error::other(e.to_string()))
     })?;
     Ok(ChaCha20Rng::from_seed(*seed))
 }
 
 fn nblocks_for_len(len: u64) -> Result<u32> {
     if len < MIN_CONTAINER_SIZE {
-        return Err(VaultError::TooSmall {
-            size: len,
-            min: MIN_CONTAINER_SIZE,
-        });
+        return Err(VaultError::TooSmall { size: len, min: MIN_CONTAINER_SIZE });
     }
     let n = (len / BLOCK_SIZE as u64 - 1).min(u64::from(u32::MAX - 1));
-    u32::try_from(n).map_err(|_| VaultError::TooLarge {
-        size: len,
-        max: MAX_CONTAINER_SIZE,
-    })
+    u32::try_from(n).map_err(|_| VaultError::TooLarge { size: len, max: MAX_CONTAINER_SIZE })
 }
 
 impl Vault {
@@ -156,16 +140,11 @@ impl Vault {
         let size = size - size % BLOCK_SIZE as u64;
         nblocks_for_len(size)?;
         if size > MAX_CONTAINER_SIZE {
-            return Err(VaultError::TooLarge {
-                size,
-                max: MAX_CONTAINER_SIZE,
-            });
+            return Err(VaultError::TooLarge { size, max: MAX_CONTAINER_SIZE });
         }
         let storage = FileStorage::create_new(path, size).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                VaultError::PathExists {
-                    path: path.display().to_string(),
-                }
+                VaultError::PathExists { path: path.display().to_string() }
             } else {
                 VaultError::io("creating the container file", e)
             }
@@ -213,12 +192,7 @@ impl Vault {
     ) -> Result<Vault> {
         let storage = FileStorage::open(path.as_ref())
             .map_err(|e| VaultError::io("opening the container", e))?;
-        Vault::add_volume_in(
-            Box::new(storage),
-            parent_password,
-            new_password,
-            KdfCost::FORMAT,
-        )
+        Vault::add_volume_in(Box::new(storage), parent_password, new_password, KdfCost::FORMAT)
     }
 
     /// [`Vault::create`] on any [`Storage`] with an explicit KDF cost. Use
@@ -356,10 +330,7 @@ impl Vault {
         )?;
         self.write_header(slot_offset(slot) + KEYS_OFF, &keys)?;
         self.sync("writing the new volume")?;
-        self.volumes[slot] = Some(Volume {
-            generation: 1,
-            ..volume
-        });
+        self.volumes[slot] = Some(Volume { generation: 1, ..volume });
         Ok(())
     }
 
@@ -499,11 +470,8 @@ impl Vault {
         if cur != NO_BLOCK || bytes.len() as u64 != rec.len {
             return Err(VaultError::corrupt("metadata chain inconsistent"));
         }
-        let catalog = if rec.count == 0 {
-            Catalog::default()
-        } else {
-            Catalog::parse(&bytes, self.nblocks)?
-        };
+        let catalog =
+            if rec.count == 0 { Catalog::default() } else { Catalog::parse(&bytes, self.nblocks)? };
         Ok((catalog, blocks))
     }
 
@@ -531,9 +499,7 @@ impl Vault {
     }
 
     pub(crate) fn volume(&self, slot: usize) -> Result<&Volume> {
-        self.volumes[slot]
-            .as_ref()
-            .ok_or_else(|| VaultError::corrupt("active volume missing"))
+        self.volumes[slot].as_ref().ok_or_else(|| VaultError::corrupt("active volume missing"))
     }
 
     pub(crate) fn active_catalog(&self) -> Result<&Catalog> {
@@ -655,12 +621,7 @@ impl Vault {
             let mut nonce = [0u8; NONCE_LEN];
             self.rng.fill_bytes(&mut nonce);
             let b = meta[seq];
-            seal_in_place(
-                &cipher,
-                &nonce,
-                &ad(AD_META, b, generation, seq as u32),
-                &mut block,
-            )?;
+            seal_in_place(&cipher, &nonce, &ad(AD_META, b, generation, seq as u32), &mut block)?;
             self.storage
                 .write_at(block_offset(b), &block)
                 .map_err(|e| VaultError::io("writing metadata", e))?;
@@ -699,10 +660,7 @@ impl Vault {
             .active_catalog()?
             .files
             .iter()
-            .map(|(name, f)| FileInfo {
-                name: name.clone(),
-                size: f.size,
-            })
+            .map(|(name, f)| FileInfo { name: name.clone(), size: f.size })
             .collect())
     }
 
@@ -751,9 +709,7 @@ impl Vault {
             .files
             .get(name)
             .cloned()
-            .ok_or_else(|| VaultError::NotFound {
-                name: name.to_owned(),
-            })?;
+            .ok_or_else(|| VaultError::NotFound { name: name.to_owned() })?;
         Ok(FileReader::new(self, entry))
     }
 
@@ -767,8 +723,7 @@ impl Vault {
             if n.is_empty() {
                 break;
             }
-            out.write_all(n)
-                .map_err(|e| VaultError::io("writing the output", e))?;
+            out.write_all(n).map_err(|e| VaultError::io("writing the output", e))?;
             total += n.len() as u64;
         }
         Ok(total)
@@ -788,9 +743,7 @@ impl Vault {
         let entry = catalog
             .files
             .remove(name)
-            .ok_or_else(|| VaultError::NotFound {
-                name: name.to_owned(),
-            })?;
+            .ok_or_else(|| VaultError::NotFound { name: name.to_owned() })?;
         self.commit(catalog, entry.blocks.clone(), &[])
     }
 
@@ -804,9 +757,7 @@ impl Vault {
         let entry = catalog
             .files
             .remove(from)
-            .ok_or_else(|| VaultError::NotFound {
-                name: from.to_owned(),
-            })?;
+            .ok_or_else(|| VaultError::NotFound { name: from.to_owned() })?;
         catalog.files.insert(to.to_owned(), entry);
         self.commit(catalog, Vec::new(), &[])
     }
@@ -825,11 +776,7 @@ impl Vault {
     pub(crate) fn commit_file(&mut self, name: String, entry: FileEntry) -> Result<()> {
         let mut catalog = self.active_catalog()?.clone();
         let blocks = entry.blocks.clone();
-        let freed = catalog
-            .files
-            .insert(name, entry)
-            .map(|old| old.blocks)
-            .unwrap_or_default();
+        let freed = catalog.files.insert(name, entry).map(|old| old.blocks).unwrap_or_default();
         self.commit(catalog, freed, &blocks)
     }
 }

@@ -96,7 +96,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a `u16`-length-prefixed byte string of at most `max` bytes.
-    pub fn short_bytes(&mut self, max: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub fn short_bytes(
+        &mut self,
+        max: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
         let len = usize::from(self.u16(field)?);
         if len > max {
             return Err(DecodeError::TooLong { field, len, max });

@@ -21,7 +21,7 @@ mod message;
 
 pub use codec::{DecodeError, Reader, Writer};
 pub use message::{
-    features, privacy, ContentRoot, Hello, Message, PeerAddr, GROUP_SIZE, MAX_ADDRS,
-    MAX_GROUPS_PER_REQUEST, MAX_LEAVES_PER_MESSAGE, MAX_MESSAGE_LEN, MAX_PEER_ADDR_LEN,
-    MAX_USER_AGENT_LEN, PROTOCOL_VERSION,
+    ContentRoot, GROUP_SIZE, Hello, MAX_ADDRS, MAX_GROUPS_PER_REQUEST, MAX_LEAVES_PER_MESSAGE,
+    MAX_MESSAGE_LEN, MAX_PEER_ADDR_LEN, MAX_USER_AGENT_LEN, Message, PROTOCOL_VERSION, PeerAddr,
+    features, privacy,
 };

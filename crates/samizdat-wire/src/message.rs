@@ -433,19 +433,46 @@ mod tests {
     fn message() -> impl Strategy<Value = Message> {
         let root = any::<[u8; 32]>().prop_map(ContentRoot);
         prop_oneof![
-            (any::<u16>(), any::<u64>(), any::<u32>(), any::<u32>(), "[ -~]{0,64}", any::<u64>(),
-             proptest::collection::vec(addr(), 0..8))
-                .prop_map(|(version, timestamp, features, privacy, user_agent, nonce, listen)| {
-                    Message::Hello(Hello { version, timestamp, features, privacy, user_agent, nonce, listen })
-                }),
+            (
+                any::<u16>(),
+                any::<u64>(),
+                any::<u32>(),
+                any::<u32>(),
+                "[ -~]{0,64}",
+                any::<u64>(),
+                proptest::collection::vec(addr(), 0..8)
+            )
+                .prop_map(
+                    |(version, timestamp, features, privacy, user_agent, nonce, listen)| {
+                        Message::Hello(Hello {
+                            version,
+                            timestamp,
+                            features,
+                            privacy,
+                            user_agent,
+                            nonce,
+                            listen,
+                        })
+                    }
+                ),
             any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
             any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
             Just(Message::GetAddr),
             proptest::collection::vec(addr(), 0..MAX_ADDRS).prop_map(Message::Addr),
             (root.clone(), any::<u32>(), 1..=MAX_LEAVES_PER_MESSAGE as u32)
                 .prop_map(|(root, first, count)| Message::GetOutboard { root, first, count }),
-            (root.clone(), any::<u64>(), any::<u32>(), proptest::collection::vec(any::<[u8; 32]>(), 0..50))
-                .prop_map(|(root, blob_len, first, leaves)| Message::Outboard { root, blob_len, first, leaves }),
+            (
+                root.clone(),
+                any::<u64>(),
+                any::<u32>(),
+                proptest::collection::vec(any::<[u8; 32]>(), 0..50)
+            )
+                .prop_map(|(root, blob_len, first, leaves)| Message::Outboard {
+                    root,
+                    blob_len,
+                    first,
+                    leaves
+                }),
             (root.clone(), any::<u32>(), 1..=MAX_GROUPS_PER_REQUEST)
                 .prop_map(|(root, first, count)| Message::GetGroups { root, first, count }),
             (root.clone(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..2000))
@@ -498,7 +525,10 @@ mod tests {
         // An address list claiming more entries than allowed.
         assert!(matches!(Message::decode(&[0x05, 0xff, 0xff]), Err(DecodeError::TooLong { .. })));
         // A control character inside an address.
-        assert!(matches!(Message::decode(&[0x05, 0, 1, 0, 3, b'a', b'/', 0x07]), Err(DecodeError::BadText { .. })));
+        assert!(matches!(
+            Message::decode(&[0x05, 0, 1, 0, 3, b'a', b'/', 0x07]),
+            Err(DecodeError::BadText { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,467 @@
+//! Library-level tests of the vault: file store, hidden volumes, protected mode, tampering,
+//! simulated crashes at every write, secure deletion and hostile containers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use samizdat_vault::{
+    BLOCK_SIZE, KdfCost, MAX_VOLUMES, MemStorage, PAYLOAD_SIZE, Storage, Vault, VaultError,
+};
+
+const KDF: KdfCost = KdfCost::DANGER_INSECURE_TEST;
+
+/// Deterministic test data (xorshift).
+fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+fn mem(len: usize) -> Arc<MemStorage> {
+    Arc::new(MemStorage::new(len))
+}
+
+fn open(disk: &Arc<MemStorage>, pw: &[u8]) -> Result<Vault, VaultError> {
+    Vault::open_in(Box::new(disk.clone()), pw, &[], KDF)
+}
+
+#[test]
+fn file_store_roundtrip() {
+    let disk = mem(32 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+    let big = data(1, 9 * 1024 * 1024 + 12345); // spans several batches, odd tail
+    let exact = data(2, PAYLOAD_SIZE * 3);
+    v.put("big.bin", &big[..]).unwrap();
+    v.put_bytes("exact", &exact).unwrap();
+    v.put_bytes("empty", b"").unwrap();
+    v.put_bytes("dir/sub/small.txt", b"hello").unwrap();
+    // Streaming writer through std::io::Write.
+    let mut w = v.create_file("streamed").unwrap();
+    for i in 0..100u64 {
+        w.write_all(&data(i, 10_000)).unwrap();
+    }
+    assert_eq!(w.finish().unwrap(), 1_000_000);
+    drop(v);
+
+    let mut v = open(&disk, b"pw").unwrap();
+    let names: Vec<_> = v.list().unwrap().into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["big.bin", "dir/sub/small.txt", "empty", "exact", "streamed"]);
+    assert_eq!(v.get_bytes("big.bin").unwrap(), big);
+    assert_eq!(v.get_bytes("exact").unwrap(), exact);
+    assert_eq!(v.get_bytes("empty").unwrap(), b"");
+    let streamed: Vec<u8> = (0..100u64).flat_map(|i| data(i, 10_000)).collect();
+    assert_eq!(v.get_bytes("streamed").unwrap(), streamed);
+
+    // Seek + Read.
+    let mut r = v.open_file("big.bin").unwrap();
+    r.seek(SeekFrom::Start(5_000_000)).unwrap();
+    let mut buf = vec![0u8; 300_000];
+    r.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, &big[5_000_000..5_300_000]);
+    r.seek(SeekFrom::End(-10)).unwrap();
+    let mut tail = Vec::new();
+    r.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, &big[big.len() - 10..]);
+    drop(r);
+
+    // Replace, rename, delete.
+    v.put_bytes("exact", b"replaced").unwrap();
+    v.rename("dir/sub/small.txt", "moved.txt").unwrap();
+    assert!(matches!(v.rename("moved.txt", "exact"), Err(VaultError::AlreadyExists { .. })));
+    v.delete("big.bin").unwrap();
+    assert!(matches!(v.delete("big.bin"), Err(VaultError::NotFound { .. })));
+    assert!(matches!(v.get_bytes("nope"), Err(VaultError::NotFound { .. })));
+    assert!(matches!(v.put_bytes("", b"x"), Err(VaultError::InvalidName { .. })));
+    drop(v);
+
+    let v = open(&disk, b"pw").unwrap();
+    assert_eq!(v.get_bytes("exact").unwrap(), b"replaced");
+    assert_eq!(v.get_bytes("moved.txt").unwrap(), b"hello");
+    assert_eq!(v.file_size("big.bin").unwrap(), None);
+    v.verify().unwrap();
+}
+
+#[test]
+fn dropped_writer_leaves_nothing_and_frees_space() {
+    let disk = mem(8 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+    let free = v.free_space();
+    {
+        let mut w = v.create_file("partial").unwrap();
+        w.write_bytes(&data(3, 5 << 20)).unwrap();
+    }
+    assert_eq!(v.free_space(), free);
+    assert!(v.list().unwrap().is_empty());
+    // Full: a file larger than the container.
+    let err = v.put("huge", &data(4, 9 << 20)[..]).unwrap_err();
+    assert!(matches!(err, VaultError::Full), "{err:?}");
+    assert_eq!(v.free_space(), free);
+    v.put_bytes("fits", &data(5, 1 << 20)).unwrap();
+}
+
+#[test]
+fn hidden_volumes_nest_and_stay_separate() {
+    let disk = mem(24 << 20);
+    let pws: Vec<Vec<u8>> = (0..8).map(|i| format!("password {i}").into_bytes()).collect();
+    let mut v = Vault::create_in(Box::new(disk.clone()), &pws[0], KDF).unwrap();
+    v.put_bytes("vol0", &data(100, 700_000)).unwrap();
+    drop(v);
+    for i in 1..8 {
+        let mut v =
+            Vault::add_volume_in(Box::new(disk.clone()), &pws[i - 1], &pws[i], KDF).unwrap();
+        assert!(v.list().unwrap().is_empty());
+        v.put_bytes(&format!("vol{i}"), &data(100 + i as u64, 700_000)).unwrap();
+    }
+    // Writing a lot to the most hidden volume never clobbers the ones below it.
+    let mut top = open(&disk, &pws[7]).unwrap();
+    for k in 0..10 {
+        top.put_bytes(&format!("fill{k}"), &data(k, 1 << 20)).unwrap();
+    }
+    drop(top);
+    for (i, pw) in pws.iter().enumerate() {
+        let v = open(&disk, pw).unwrap();
+        let names: Vec<_> = v.list().unwrap().into_iter().map(|f| f.name).collect();
+        let own = format!("vol{i}");
+        assert!(names.contains(&own), "volume {i} lists {names:?}");
+        assert_eq!(v.get_bytes(&own).unwrap(), data(100 + i as u64, 700_000));
+        for j in 0..8 {
+            if j != i {
+                assert!(!names.contains(&format!("vol{j}")));
+            }
+        }
+        v.verify().unwrap();
+    }
+    assert!(matches!(open(&disk, b"wrong"), Err(VaultError::NoVolume)));
+    assert!(matches!(
+        Vault::add_volume_in(Box::new(disk.clone()), &pws[7], &pws[3], KDF),
+        Err(VaultError::PasswordInUse)
+    ));
+}
+
+#[test]
+fn at_most_max_volumes() {
+    let disk = mem(2 << 20);
+    Vault::create_in(Box::new(disk.clone()), b"p0", KDF).unwrap();
+    for i in 1..MAX_VOLUMES {
+        let parent = format!("p{}", i - 1);
+        let new = format!("p{i}");
+        Vault::add_volume_in(Box::new(disk.clone()), parent.as_bytes(), new.as_bytes(), KDF)
+            .unwrap();
+    }
+    let last = format!("p{}", MAX_VOLUMES - 1);
+    assert!(matches!(
+        Vault::add_volume_in(Box::new(disk.clone()), last.as_bytes(), b"one more", KDF),
+        Err(VaultError::NoFreeSlot { .. })
+    ));
+    for i in 0..MAX_VOLUMES {
+        open(&disk, format!("p{i}").as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn protected_mode_keeps_hidden_data_and_decoy_alone_may_not() {
+    // Small container: filling the decoy alone must eventually reuse hidden blocks.
+    let disk = mem(4 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"decoy", KDF).unwrap();
+    v.put_bytes("d", b"decoy data").unwrap();
+    drop(v);
+    let mut h = Vault::add_volume_in(Box::new(disk.clone()), b"decoy", b"hidden", KDF).unwrap();
+    let secret = data(9, 20 * PAYLOAD_SIZE);
+    h.put_bytes("secret", &secret).unwrap();
+    drop(h);
+    let snapshot = disk.to_bytes();
+
+    // Protected mode: fill everything the decoy may take, hidden data survives.
+    let mut p =
+        Vault::open_in(Box::new(disk.clone()), b"decoy", &[b"hidden".as_slice()], KDF).unwrap();
+    let room = p.free_space() as usize;
+    // 63 data blocks - hidden (20 content + 1 catalog) - decoy (1 + 1).
+    assert_eq!(room / PAYLOAD_SIZE, 40, "hidden blocks must count as used");
+    p.put_bytes("fill", &data(10, room - 2 * PAYLOAD_SIZE)).unwrap();
+    drop(p);
+    let h = open(&disk, b"hidden").unwrap();
+    assert_eq!(h.get_bytes("secret").unwrap(), secret);
+    assert_eq!(h.get_bytes("d").err().map(|_| ()), Some(()));
+
+    // Decoy alone: the same fill overwrites hidden blocks; reading them is an error, never
+    // garbage, and the decoy stays fine.
+    let disk2 = Arc::new(MemStorage::from_bytes(snapshot));
+    let mut d = open(&disk2, b"decoy").unwrap();
+    let room = d.free_space() as usize;
+    d.put_bytes("fill", &data(10, room - 2 * PAYLOAD_SIZE)).unwrap();
+    drop(d);
+    // The hidden catalog or content was overwritten: opening or reading it is an error.
+    let hidden = open(&disk2, b"hidden").and_then(|h| h.get_bytes("secret"));
+    assert!(matches!(hidden, Err(VaultError::Corrupt { .. })), "{hidden:?}");
+    let d = open(&disk2, b"decoy").unwrap();
+    assert_eq!(d.get_bytes("d").unwrap(), b"decoy data");
+}
+
+#[test]
+fn wrong_password_and_hostile_containers_are_typed_errors() {
+    // Random bytes.
+    let rnd = Arc::new(MemStorage::from_bytes(data(77, 2 << 20)));
+    assert!(matches!(open(&rnd, b"pw"), Err(VaultError::NoVolume)));
+    // Too small.
+    let small = Arc::new(MemStorage::from_bytes(data(78, 100)));
+    assert!(matches!(open(&small, b"pw"), Err(VaultError::TooSmall { .. })));
+    // Truncated: header intact, data area cut.
+    let disk = mem(4 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+    v.put_bytes("f", &data(1, 2 << 20)).unwrap();
+    drop(v);
+    let mut bytes = disk.to_bytes();
+    bytes.truncate(1 << 20);
+    let cut = Arc::new(MemStorage::from_bytes(bytes));
+    match open(&cut, b"pw") {
+        Err(VaultError::Corrupt { .. }) => {}
+        Ok(v) => assert!(v.get_bytes("f").is_err()),
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+    assert!(matches!(
+        Vault::create_in(Box::new(mem(4 << 20)), b"", KDF),
+        Err(VaultError::EmptyPassword)
+    ));
+}
+
+#[test]
+fn every_tampered_block_is_detected() {
+    let disk = mem(2 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+    let content = data(5, 5 * PAYLOAD_SIZE + 17);
+    v.put_bytes("a", &content).unwrap();
+    v.put_bytes("b", b"short").unwrap();
+    drop(v);
+    let clean = disk.to_bytes();
+    let nblocks = clean.len() / BLOCK_SIZE;
+    let mut detected = 0;
+    for block in 0..nblocks {
+        for &off in &[3usize, 100, BLOCK_SIZE / 2, BLOCK_SIZE - 1] {
+            let mut bytes = clean.clone();
+            // In the header block, hit the active slot (slot 0 at 4096..8192) too.
+            let at = if block == 0 { 4096 + off % 4096 } else { block * BLOCK_SIZE + off };
+            bytes[at] ^= 0x40;
+            let d = Arc::new(MemStorage::from_bytes(bytes));
+            let outcome = open(&d, b"pw").and_then(|v| {
+                let a = v.get_bytes("a")?;
+                let b = v.get_bytes("b")?;
+                Ok((a, b))
+            });
+            match outcome {
+                Ok((a, b)) => {
+                    assert_eq!(a, content, "garbage read after tampering block {block}");
+                    assert_eq!(b, b"short");
+                }
+                Err(VaultError::Corrupt { .. }) | Err(VaultError::NoVolume) => detected += 1,
+                Err(e) => panic!("unexpected error {e:?}"),
+            }
+        }
+    }
+    // 6 + 1 content blocks and 1 catalog block, 4 flips each, plus the header slot.
+    assert!(detected >= 8 * 4, "only {detected} tamperings detected");
+}
+
+/// Storage that stops writing after a budget of writes (simulated crash); the last write may
+/// be torn in half.
+struct CrashingStorage {
+    inner: Arc<MemStorage>,
+    budget: AtomicI64,
+    torn: bool,
+    log: Mutex<()>,
+}
+
+impl Storage for CrashingStorage {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let _g = self.log.lock().unwrap();
+        let left = self.budget.fetch_sub(1, Ordering::SeqCst);
+        if left > 0 {
+            self.inner.write_at(offset, buf)
+        } else {
+            if left == 0 && self.torn {
+                self.inner.write_at(offset, &buf[..buf.len() / 2])?;
+            }
+            Err(io::Error::other("simulated crash"))
+        }
+    }
+    fn sync(&self) -> io::Result<()> {
+        if self.budget.load(Ordering::SeqCst) > 0 {
+            Ok(())
+        } else {
+            Err(io::Error::other("simulated crash"))
+        }
+    }
+}
+
+#[test]
+fn crash_at_every_write_keeps_last_commit() {
+    let disk = mem(4 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+    let old = data(1, 3 * PAYLOAD_SIZE);
+    v.put_bytes("keep", b"kept").unwrap();
+    v.put_bytes("f", &old).unwrap();
+    drop(v);
+    let base = disk.to_bytes();
+    let new = data(2, 2 * PAYLOAD_SIZE + 5);
+    type Op = fn(&mut Vault, &[u8]) -> Result<(), VaultError>;
+    let ops: [(&str, Op); 4] = [
+        ("replace", |v, new| v.put_bytes("f", new)),
+        ("delete", |v, _| v.delete("f")),
+        ("rename", |v, _| v.rename("f", "g")),
+        ("new", |v, new| v.put_bytes("n", new)),
+    ];
+    for (label, op) in ops {
+        for torn in [false, true] {
+            let mut budget = 0;
+            loop {
+                let inner = Arc::new(MemStorage::from_bytes(base.clone()));
+                let crashing = CrashingStorage {
+                    inner: inner.clone(),
+                    budget: AtomicI64::new(i64::MAX),
+                    torn,
+                    log: Mutex::new(()),
+                };
+                let crashing = Arc::new(crashing);
+                let mut v = Vault::open_in(Box::new(crashing.clone()), b"pw", &[], KDF).unwrap();
+                crashing.budget.store(budget, Ordering::SeqCst);
+                let finished = op(&mut v, &new).is_ok();
+                drop(v);
+                let after = open(&inner, b"pw").unwrap();
+                assert_eq!(after.get_bytes("keep").unwrap(), b"kept");
+                let files: BTreeMap<String, Vec<u8>> = after
+                    .list()
+                    .unwrap()
+                    .into_iter()
+                    .map(|f| (f.name.clone(), after.get_bytes(&f.name).unwrap()))
+                    .collect();
+                let old_state = files.get("f") == Some(&old) && files.len() == 2;
+                let new_state = match label {
+                    "replace" => files.get("f") == Some(&new) && files.len() == 2,
+                    "delete" => !files.contains_key("f") && files.len() == 1,
+                    "rename" => files.get("g") == Some(&old) && files.len() == 2,
+                    _ => files.get("n") == Some(&new) && files.len() == 3,
+                };
+                assert!(
+                    old_state || new_state,
+                    "{label} torn={torn} budget={budget}: neither old nor new state"
+                );
+                if finished {
+                    assert!(new_state, "{label}: finished but new state missing");
+                    break;
+                }
+                budget += 1;
+            }
+            assert!(budget > 2, "{label}: the operation should take several writes");
+        }
+    }
+}
+
+#[test]
+fn delete_overwrites_blocks_and_leaves_no_plaintext() {
+    let disk = mem(4 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+    let marker = b"SAMIZDAT-PLAINTEXT-MARKER-0123456789".repeat(3000);
+    v.put_bytes("very-secret-file-name.txt", &marker).unwrap();
+    let before = disk.to_bytes();
+    for needle in [&b"SAMIZDAT-PLAINTEXT-MARKER"[..], b"very-secret-file-name"] {
+        assert!(!before.windows(needle.len()).any(|w| w == needle));
+    }
+    v.delete("very-secret-file-name.txt").unwrap();
+    let after = disk.to_bytes();
+    let changed =
+        before.chunks(BLOCK_SIZE).zip(after.chunks(BLOCK_SIZE)).filter(|(a, b)| a != b).count();
+    // 2 content blocks + old catalog + new catalog + header.
+    assert!(changed >= 5, "only {changed} blocks changed on delete");
+}
+
+#[test]
+fn randomized_operations_match_a_model() {
+    let disk = mem(8 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+    let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut x = 12345u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for step in 0..150 {
+        let name = format!("f{}", next() % 12);
+        match next() % 6 {
+            0 | 1 => {
+                let len = (next() % (3 * PAYLOAD_SIZE as u64)) as usize;
+                let bytes = data(next(), len);
+                match v.put_bytes(&name, &bytes) {
+                    Ok(()) => {
+                        model.insert(name, bytes);
+                    }
+                    Err(VaultError::Full) => {}
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            2 => {
+                let r = v.delete(&name);
+                assert_eq!(r.is_ok(), model.remove(&name).is_some());
+            }
+            3 => {
+                let to = format!("f{}", next() % 12);
+                let r = v.rename(&name, &to);
+                if model.contains_key(&name) && !model.contains_key(&to) {
+                    r.unwrap();
+                    let b = model.remove(&name).unwrap();
+                    model.insert(to, b);
+                } else {
+                    assert!(r.is_err());
+                }
+            }
+            4 => {
+                drop(v);
+                v = open(&disk, b"pw").unwrap();
+            }
+            _ => {
+                if let Some(b) = model.get(&name) {
+                    assert_eq!(&v.get_bytes(&name).unwrap(), b, "step {step}");
+                }
+            }
+        }
+        let listed: Vec<_> = v.list().unwrap().into_iter().map(|f| f.name).collect();
+        let expected: Vec<_> = model.keys().cloned().collect();
+        assert_eq!(listed, expected, "step {step}");
+    }
+}
+
+#[test]
+fn file_backed_create_open_and_path_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.vault");
+    // Real KDF once, to cover the public path-based API end to end.
+    let mut v = Vault::create(&path, 3 << 20, b"pw").unwrap();
+    v.put_bytes("x", b"y").unwrap();
+    drop(v);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 20);
+    assert!(matches!(Vault::create(&path, 3 << 20, b"pw"), Err(VaultError::PathExists { .. })));
+    assert!(matches!(
+        Vault::create(dir.path().join("small"), 1000, b"pw"),
+        Err(VaultError::TooSmall { .. })
+    ));
+    assert!(!dir.path().join("small").exists());
+    let v = Vault::open(&path, b"pw").unwrap();
+    assert_eq!(v.get_bytes("x").unwrap(), b"y");
+    assert!(matches!(Vault::open(&path, b"nope"), Err(VaultError::NoVolume)));
+    assert!(format!("{v:?}").starts_with("Vault"));
+}
