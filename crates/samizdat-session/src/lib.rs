@@ -42,8 +42,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod cipher;
 mod noise;
 
+use cipher::{CipherError, CipherState};
 use noise::SeededResolver;
 use samizdat_identity::{Identity, IdentityError, NodeId};
 use samizdat_wire::{DecodeError, Hello, Message, PROTOCOL_VERSION, PeerAddr, features};
@@ -54,7 +56,7 @@ use std::time::{Duration, Instant};
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_AESGCM_SHA256";
 /// Largest plaintext in one transport frame (a Noise message is at most 65535 bytes).
 pub const MAX_FRAME_PLAINTEXT: usize = 65535 - TAG_LEN;
-const TAG_LEN: usize = 16;
+use cipher::TAG_LEN;
 const HEADER_LEN: usize = 2 + TAG_LEN;
 const SIGNED_STATIC_CONTEXT: &[u8] = b"samizdat 2026 noise static key v1";
 const AUTH_PAYLOAD_LEN: usize = 32 + 64;
@@ -92,6 +94,12 @@ pub enum SessionError {
     /// The handshake did not complete in time.
     #[error("handshake timed out")]
     HandshakeTimeout,
+    /// A frame failed authentication (tampered, replayed, reordered or injected).
+    #[error("frame failed authentication")]
+    FrameAuth,
+    /// The session has sent or received 2^64 - 1 frames and must be replaced.
+    #[error("session nonce space exhausted")]
+    NonceExhausted,
     /// A message was too large to send in one frame.
     #[error("message of {0} bytes exceeds the frame limit")]
     TooLarge(usize),
@@ -161,9 +169,23 @@ pub enum SessionEvent {
     Message(Message),
 }
 
+impl From<CipherError> for SessionError {
+    fn from(e: CipherError) -> Self {
+        match e {
+            CipherError::Open => SessionError::FrameAuth,
+            CipherError::Exhausted => SessionError::NonceExhausted,
+        }
+    }
+}
+
+struct Transport {
+    send: CipherState,
+    recv: CipherState,
+}
+
 enum State {
     Handshake(Box<snow::HandshakeState>),
-    Transport(Box<snow::TransportState>),
+    Transport(Box<Transport>),
     Failed,
 }
 
@@ -179,6 +201,7 @@ pub struct Session {
     deadline: Instant,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
+    /// Handshake payloads are decrypted here.
     scratch: Vec<u8>,
     events: VecDeque<SessionEvent>,
 }
@@ -342,27 +365,25 @@ impl Session {
     /// (messages sent before [`SessionEvent::Established`] are fine: the peer's `Hello` may
     /// still be in flight).
     pub fn send(&mut self, msg: &Message) -> Result<(), SessionError> {
-        let mut plain = std::mem::take(&mut self.scratch);
-        plain.clear();
-        msg.encode(&mut plain);
-        let result = self.send_frame(&plain);
-        self.scratch = plain;
-        self.scratch.resize(65535, 0);
-        result
-    }
-
-    fn send_frame(&mut self, plain: &[u8]) -> Result<(), SessionError> {
-        if plain.len() > MAX_FRAME_PLAINTEXT {
-            return Err(SessionError::TooLarge(plain.len()));
-        }
-        let State::Transport(ts) = &mut self.state else {
+        let State::Transport(t) = &mut self.state else {
             return Err(SessionError::Unexpected("send before handshake"));
         };
+        // Encode straight into the output buffer behind room for the header, then encrypt
+        // both parts in place: one pass over the data besides the encoding itself.
         let start = self.outbuf.len();
-        self.outbuf.resize(start + HEADER_LEN + plain.len() + TAG_LEN, 0);
-        let len = (plain.len() as u16).to_be_bytes();
-        ts.write_message(&len, &mut self.outbuf[start..start + HEADER_LEN])?;
-        ts.write_message(plain, &mut self.outbuf[start + HEADER_LEN..])?;
+        self.outbuf.resize(start + HEADER_LEN, 0);
+        msg.encode(&mut self.outbuf);
+        let body_len = self.outbuf.len() - start - HEADER_LEN;
+        if body_len > MAX_FRAME_PLAINTEXT {
+            self.outbuf.truncate(start);
+            return Err(SessionError::TooLarge(body_len));
+        }
+        self.outbuf.resize(self.outbuf.len() + TAG_LEN, 0);
+        let frame = &mut self.outbuf[start..];
+        frame[..2].copy_from_slice(&(body_len as u16).to_be_bytes());
+        let (header, body) = frame.split_at_mut(HEADER_LEN);
+        t.send.seal(header)?;
+        t.send.seal(body)?;
         Ok(())
     }
 
@@ -427,13 +448,17 @@ impl Session {
             self.outbuf.extend_from_slice(&out[..m]);
         }
         if hs.is_handshake_finished() {
-            let State::Handshake(hs) = std::mem::replace(&mut self.state, State::Failed) else {
+            let State::Handshake(mut hs) = std::mem::replace(&mut self.state, State::Failed) else {
                 return Err(SessionError::Unexpected("handshake"));
             };
             if self.peer_key.is_none() {
                 return Err(SessionError::BadFrame("peer never authenticated"));
             }
-            self.state = State::Transport(Box::new(hs.into_transport_mode()?));
+            let (k1, k2) = hs.dangerously_get_raw_split();
+            let (k1, k2) = (zeroize::Zeroizing::new(k1), zeroize::Zeroizing::new(k2));
+            let (send, recv) = if hs.is_initiator() { (k1, k2) } else { (k2, k1) };
+            let transport = Transport { send: CipherState::new(&send)?, recv: CipherState::new(&recv)? };
+            self.state = State::Transport(Box::new(transport));
             self.send(&Message::Hello(self.hello()))?;
         }
         Ok(Some(2 + len))
@@ -451,30 +476,31 @@ impl Session {
         }
     }
 
-    /// Decrypts one transport frame at `inbuf[pos..]`; returns the bytes consumed.
+    /// Decrypts one transport frame at `inbuf[pos..]` in place; returns the bytes consumed.
     fn process_frame(&mut self, pos: usize) -> Result<Option<usize>, SessionError> {
-        let buf = &self.inbuf[pos..];
+        let State::Transport(t) = &mut self.state else {
+            return Err(SessionError::Unexpected("frame"));
+        };
+        let buf = &mut self.inbuf[pos..];
         if buf.len() < HEADER_LEN {
             return Ok(None);
         }
-        let State::Transport(ts) = &mut self.state else {
-            return Err(SessionError::Unexpected("frame"));
-        };
-        // Peek the length without advancing the receive nonce until the whole frame is here.
-        let nonce = ts.receiving_nonce();
-        let mut len = [0u8; 2];
-        ts.read_message(&buf[..HEADER_LEN], &mut len)?;
-        let body_len = usize::from(u16::from_be_bytes(len));
+        // Read the length from a copy so the header can be read again once the body is here.
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(&buf[..HEADER_LEN]);
+        t.recv.peek(&mut header)?;
+        let body_len = usize::from(u16::from_be_bytes([header[0], header[1]]));
         if body_len > MAX_FRAME_PLAINTEXT {
             return Err(SessionError::BadFrame("frame longer than the maximum"));
         }
         let total = HEADER_LEN + body_len + TAG_LEN;
         if buf.len() < total {
-            ts.set_receiving_nonce(nonce);
             return Ok(None);
         }
-        let n = ts.read_message(&buf[HEADER_LEN..total], &mut self.scratch)?;
-        let msg = Message::decode(&self.scratch[..n])?;
+        t.recv.advance();
+        let body = &mut buf[HEADER_LEN..total];
+        let n = t.recv.open(body)?;
+        let msg = Message::decode(&body[..n])?;
         self.on_message(msg)?;
         Ok(Some(total))
     }
