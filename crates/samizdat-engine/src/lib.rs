@@ -253,6 +253,11 @@ const PENALTY_CORRUPT: i64 = 10;
 const MAX_REDIALS: u32 = 4;
 const REDIAL_BASE: Duration = Duration::from_millis(500);
 const BAN_THRESHOLD: i64 = -30;
+/// Most peers whose reputation is remembered.
+const MAX_REPUTATION_ENTRIES: usize = 10_000;
+/// Output a peer lets pile up (by sending requests without reading the answers), in multiples
+/// of the write high-water mark, before it is disconnected.
+const FLOOD_FACTOR: usize = 4;
 
 impl<S: ContentSource> Engine<S> {
     /// Creates an engine. `seed` drives all of its randomness (session keys, nonces);
@@ -473,6 +478,14 @@ impl<S: ContentSource> Engine<S> {
                 return;
             }
         }
+        let flooding = self.conns.get(&conn).is_some_and(|c| {
+            c.unwritten + c.session.pending_transmit() > FLOOD_FACTOR * self.config.write_high_water
+        });
+        if flooding {
+            self.penalize_conn(conn, Offence::ProtocolViolation, 5);
+            self.drop_conn(now, conn, true);
+            return;
+        }
         self.check_sources(now);
         self.schedule(now);
         self.flush(conn);
@@ -609,6 +622,14 @@ impl<S: ContentSource> Engine<S> {
         for t in self.transfers.values_mut() {
             if offence != Offence::ProtocolViolation {
                 t.ban(conn, peer);
+            }
+        }
+        if !self.reputation.contains_key(&peer) && self.reputation.len() >= MAX_REPUTATION_ENTRIES {
+            // Forget the least-penalised peer to make room (bans are kept longest).
+            if let Some(mildest) =
+                self.reputation.iter().max_by_key(|(_, s)| **s).map(|(id, _)| *id)
+            {
+                self.reputation.remove(&mildest);
             }
         }
         let score = self.reputation.entry(peer).or_insert(0);

@@ -281,3 +281,30 @@ fn unreachable_peers_fail_after_redials() {
     let dials = net.events[0].iter().filter(|e| matches!(e, Event::PeerDown { .. })).count();
     assert_eq!(dials, 1 + MAX_REDIALS as usize);
 }
+
+#[test]
+fn a_peer_that_sends_requests_but_never_reads_is_cut_off() {
+    let mut net = Net::new(vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())]);
+    let now = net.now;
+    let c = net.nodes[1].connect(now, addr(0)).unwrap();
+    net.run();
+    // Node 1 sends a flood of cheap requests; node 0's answers are never reported written.
+    let mut flood = Vec::new();
+    for i in 0..60_000u64 {
+        let s = &mut net.nodes[1].conns.get_mut(&c).unwrap().session;
+        s.send(&Message::GetAddr).unwrap();
+        s.send(&Message::Ping { nonce: i }).unwrap();
+        flood.extend(s.poll_transmit().unwrap());
+    }
+    let remote = net.links[&(1, c)].1;
+    let mut cut_off = false;
+    for chunk in flood.chunks(64 * 1024) {
+        net.nodes[0].handle_input(now, remote, chunk);
+        if net.nodes[0].peers().is_empty() {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(cut_off, "the flooding peer was not disconnected");
+    assert!(net.nodes[0].reputation(&net.nodes[1].node_id()) < 0);
+}
