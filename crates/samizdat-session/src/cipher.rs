@@ -7,7 +7,7 @@
 //! data is empty, and `n` increments after every message (the maximum value is never used).
 //! A test checks it byte for byte against snow's own transport.
 
-use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 
 /// Bytes of an AES-GCM tag.
 pub(crate) const TAG_LEN: usize = 16;

@@ -457,7 +457,8 @@ impl Session {
             let (k1, k2) = hs.dangerously_get_raw_split();
             let (k1, k2) = (zeroize::Zeroizing::new(k1), zeroize::Zeroizing::new(k2));
             let (send, recv) = if hs.is_initiator() { (k1, k2) } else { (k2, k1) };
-            let transport = Transport { send: CipherState::new(&send)?, recv: CipherState::new(&recv)? };
+            let transport =
+                Transport { send: CipherState::new(&send)?, recv: CipherState::new(&recv)? };
             self.state = State::Transport(Box::new(transport));
             self.send(&Message::Hello(self.hello()))?;
         }
