@@ -54,9 +54,27 @@ impl DataArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node in the foreground (Ctrl-C stops it).
+    ///
+    /// The node keeps its identity key and the encrypted blobs it shares or seeds in the data
+    /// directory, or, with --vault, inside a volume of a deniable vault container (see
+    /// `samizdat vault create`), so that nothing on disk outside the container reveals what
+    /// the node shares. With --vault the data directory only holds the control socket that
+    /// `share`, `fetch` and `peers --data DIR` talk to.
+    #[command(after_help = "Examples:\n  \
+        samizdat node --data ~/.samizdat --listen tcp/0.0.0.0:7070\n  \
+        samizdat vault create state.vault --size 1GiB\n  \
+        samizdat node --vault state.vault --data ~/.samizdat   # asks for the volume password")]
     Node {
         #[command(flatten)]
         data: DataArgs,
+        /// Keep all of the node's state inside the vault volume that the password opens in this
+        /// container, instead of the data directory (which then holds only the control socket).
+        #[arg(long, value_name = "PATH")]
+        vault: Option<PathBuf>,
+        /// With --vault: read the volume password from the first line of FILE instead of
+        /// asking on the terminal (without echo).
+        #[arg(long, value_name = "FILE", requires = "vault")]
+        password_file: Option<PathBuf>,
         /// Address to accept peers on (repeatable).
         #[arg(long, value_name = "ADDR", default_value = "tcp/127.0.0.1:7070")]
         listen: Vec<String>,
@@ -133,8 +151,12 @@ fn main() {
 
 async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
     match cmd {
-        Command::Node { data, listen, peer, seed } => {
-            run_node(&data.dir(), listen, peer, seed, json).await
+        Command::Node { data, vault, password_file, listen, peer, seed } => {
+            let state = match vault {
+                Some(path) => State::Vault { path, password_file },
+                None => State::Dir,
+            };
+            run_node(&data.dir(), state, listen, peer, seed, json).await
         }
         Command::Share { file, data } => share(&file, &data.dir(), json).await,
         Command::Fetch { link, output, peer, data } => {
@@ -147,21 +169,52 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
     }
 }
 
+/// Where `samizdat node` keeps its state.
+enum State {
+    /// In the data directory.
+    Dir,
+    /// In a vault volume; the data directory holds only the control socket.
+    Vault {
+        /// The container.
+        path: PathBuf,
+        /// Where the password comes from (else the terminal).
+        password_file: Option<PathBuf>,
+    },
+}
+
 async fn run_node(
     dir: &Path,
+    state: State,
     listen: Vec<String>,
     peers: Vec<String>,
     seed: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut b = NodeBuilder::new().data_dir(dir).seed_downloads(seed);
+    let mut b = match &state {
+        State::Dir => NodeBuilder::new().data_dir(dir),
+        State::Vault { path, password_file } => {
+            // Reading the terminal blocks.
+            let pw = tokio::task::block_in_place(|| {
+                vault_cmd::password(password_file, "Vault volume password", false)
+            })?;
+            // The control socket still lives in the data directory: create it, private.
+            create_private_dir(dir)?;
+            NodeBuilder::new().vault(path, pw.as_bytes())
+        }
+    }
+    .seed_downloads(seed);
     for l in listen {
         b = b.listen(l);
     }
     for p in peers {
         b = b.peer(p);
     }
-    let node = Arc::new(b.build().await?);
+    let node = Arc::new(match &state {
+        State::Dir => b.build().await?,
+        State::Vault { path, .. } => {
+            b.build().await.with_context(|| format!("vault {}", path.display()))?
+        }
+    });
     let addrs: Vec<String> = node.listen_addrs().iter().map(ToString::to_string).collect();
     if json {
         println!(
@@ -173,7 +226,13 @@ async fn run_node(
         for a in &addrs {
             println!("  listening on {a}");
         }
-        println!("  data directory {}", dir.display());
+        match &state {
+            State::Dir => println!("  data directory {}", dir.display()),
+            State::Vault { path, .. } => {
+                println!("  state kept in the vault {}", path.display());
+                println!("  control socket {}", control::socket_path(dir).display());
+            }
+        }
         println!("Press Ctrl-C to stop.");
     }
     let control = tokio::spawn({
@@ -196,6 +255,15 @@ async fn run_node(
         node.shutdown().await;
     }
     Ok(())
+}
+
+/// Creates `dir` (and its parents) if needed, readable only by this user.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting the permissions of {}", dir.display()))
 }
 
 async fn share(file: &Path, dir: &Path, json: bool) -> anyhow::Result<()> {

@@ -119,7 +119,7 @@ enum VaultCommand {
     },
 }
 
-type Password = Zeroizing<String>;
+pub(crate) type Password = Zeroizing<String>;
 
 /// Reads the first line of a password file.
 fn password_from_file(path: &Path) -> anyhow::Result<Password> {
@@ -147,7 +147,11 @@ fn prompt(text: &str) -> anyhow::Result<Password> {
 }
 
 /// The password from `file`, or asked on the terminal (twice if `confirm`).
-fn password(file: &Option<PathBuf>, what: &str, confirm: bool) -> anyhow::Result<Password> {
+pub(crate) fn password(
+    file: &Option<PathBuf>,
+    what: &str,
+    confirm: bool,
+) -> anyhow::Result<Password> {
     if let Some(f) = file {
         return password_from_file(f);
     }

@@ -2,9 +2,10 @@
 //! bytes; bounded channels carry everything between them.
 
 use crate::download::Target;
-use crate::store::{FileSource, blob_stem};
+use crate::state::{BlobSource, Store};
+use crate::store::blob_stem;
 use crate::{FetchOutcome, NodeError, Progress};
-use samizdat_content::{ContentRoot, Outboard};
+use samizdat_content::{ContentKey, ContentRoot, GROUP_SIZE, HEADER_LEN, Outboard, group_range};
 use samizdat_engine::{Action, ConnId, Engine, EngineConfig, Event, PeerSummary, Resume};
 use samizdat_identity::Identity;
 use samizdat_session::SessionConfig;
@@ -13,7 +14,7 @@ use samizdat_wire::PeerAddr;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -26,7 +27,6 @@ pub(crate) enum Command {
     Register {
         root: ContentRoot,
         outboard: Outboard,
-        stem: PathBuf,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
     Fetch {
@@ -52,6 +52,28 @@ enum Io {
     Data(ConnId, Vec<u8>),
     Written(ConnId, usize),
     Closed(ConnId),
+    /// A blocking task finished storing the seeding copy of a download.
+    SeedStored(Box<SeedStored>),
+}
+
+/// The end of a download whose seeding copy was stored off the driver task.
+struct SeedStored {
+    root: ContentRoot,
+    /// The outboard to serve the copy with, if it was stored.
+    outboard: Option<Outboard>,
+    outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
+    result: Result<FetchOutcome, NodeError>,
+}
+
+/// The ciphertext copy a download keeps for seeding.
+enum Seed {
+    /// Data directory: `stem.blob`, written at each group's offset as the group is verified.
+    File(File, PathBuf),
+    /// Vault: a vault file is written once, sequentially, so the copy is made when the
+    /// download completes, by re-encrypting the finished output group by group and streaming
+    /// it into the vault. Only group 0 (which carries the encrypted manifest, not file bytes)
+    /// is kept from the wire; it is fetched again by every attempt.
+    Vault { group0: Option<Vec<u8>> },
 }
 
 pub(crate) struct Setup {
@@ -61,8 +83,8 @@ pub(crate) struct Setup {
     pub listeners: Vec<Box<dyn Listener>>,
     pub peers: Vec<PeerAddr>,
     pub transports: Transports,
-    pub source: FileSource,
-    pub blob_dir: Option<PathBuf>,
+    pub source: BlobSource,
+    pub store: Store,
     pub seed_downloads: bool,
 }
 
@@ -72,7 +94,7 @@ struct Download {
     outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
     verified: u64,
     /// Ciphertext copy for seeding, if enabled.
-    seed: Option<(File, PathBuf)>,
+    seed: Option<Seed>,
 }
 
 struct ConnIo {
@@ -81,12 +103,12 @@ struct ConnIo {
 }
 
 struct Driver {
-    engine: Engine<FileSource>,
+    engine: Engine<BlobSource>,
     transports: Transports,
     io_tx: mpsc::Sender<Io>,
     conns: BTreeMap<ConnId, ConnIo>,
     downloads: BTreeMap<ContentRoot, Download>,
-    blob_dir: Option<PathBuf>,
+    store: Store,
     seed_downloads: bool,
 }
 
@@ -127,7 +149,7 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         io_tx,
         conns: BTreeMap::new(),
         downloads: BTreeMap::new(),
-        blob_dir: setup.blob_dir,
+        store: setup.store,
         seed_downloads: setup.seed_downloads,
     };
     for addr in setup.peers {
@@ -176,8 +198,8 @@ impl Driver {
     fn on_command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Register { root, outboard, stem, reply } => {
-                let _ = reply.send(self.engine.source_mut().commit(&stem, root, outboard));
+            Command::Register { root, outboard, reply } => {
+                let _ = reply.send(self.engine.source_mut().register(&self.store, root, outboard));
             }
             Command::Fetch { target, resume, peers, progress, outcome } => {
                 let root = target.root;
@@ -197,7 +219,7 @@ impl Driver {
                     resumed_bytes: verified,
                 });
                 let dl = Download { target: *target, progress, outcome, verified, seed };
-                if let (Some(o), Some((file, _))) = (&resume.outboard, &dl.seed) {
+                if let (Some(o), Some(Seed::File(file, _))) = (&resume.outboard, &dl.seed) {
                     // Resumed groups must also be in the seeding copy: rebuild it from the output.
                     let _ = copy_resumed(&dl.target, o, &resume.have, file);
                 }
@@ -217,11 +239,15 @@ impl Driver {
         }
     }
 
-    fn open_seed_copy(&self, root: &ContentRoot) -> Option<(File, PathBuf)> {
-        let dir = self.blob_dir.as_ref().filter(|_| self.seed_downloads)?;
-        if self.engine.source().contains(root) {
+    fn open_seed_copy(&self, root: &ContentRoot) -> Option<Seed> {
+        if !self.seed_downloads || self.engine.source().contains(root) {
             return None;
         }
+        let dir = match &self.store {
+            Store::Dir { blobs } => blobs,
+            Store::Vault(_) => return Some(Seed::Vault { group0: None }),
+            Store::Ephemeral => return None,
+        };
         let stem = blob_stem(dir, root);
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -230,7 +256,7 @@ impl Driver {
             .truncate(false)
             .open(stem.with_extension("blob"))
             .ok()?;
-        Some((file, stem))
+        Some(Seed::File(file, stem))
     }
 
     fn on_io(&mut self, io: Io) {
@@ -252,6 +278,15 @@ impl Driver {
                     c.reader.abort();
                     self.engine.closed(now, conn);
                 }
+            }
+            Io::SeedStored(done) => {
+                let SeedStored { root, outboard, outcome, result } = *done;
+                if let Some(outboard) = outboard {
+                    if let Err(e) = self.engine.source_mut().register(&self.store, root, outboard) {
+                        tracing::debug!("cannot serve a seeding copy: {e}");
+                    }
+                }
+                let _ = outcome.send(result);
             }
         }
     }
@@ -365,11 +400,15 @@ impl Driver {
                     self.fail(root, NodeError::Cancelled);
                     return;
                 }
-                if let Some((file, _)) = &dl.seed {
-                    let offset = u64::from(index) * samizdat_content::GROUP_SIZE as u64;
-                    if file.write_all_at(&data, offset).is_err() {
-                        dl.seed = None;
+                match &mut dl.seed {
+                    Some(Seed::File(file, _)) => {
+                        let offset = u64::from(index) * GROUP_SIZE as u64;
+                        if file.write_all_at(&data, offset).is_err() {
+                            dl.seed = None;
+                        }
                     }
+                    Some(Seed::Vault { group0 }) if index == 0 => *group0 = Some(data.clone()),
+                    _ => {}
                 }
                 dl.verified += data.len() as u64;
                 let result = dl.target.write_group(index, data);
@@ -387,16 +426,43 @@ impl Driver {
                 let resumed_bytes = dl.target.resumed_bytes;
                 let path = dl.target.paths.out.clone();
                 let outboard = self.engine_outboard_for_seed(&dl);
+                let key = dl.target.key.clone();
                 let result = dl.target.finish().map(|manifest| FetchOutcome {
                     bytes: manifest.size,
                     manifest,
                     resumed_bytes,
-                    path,
+                    path: path.clone(),
                 });
-                if let (Ok(_), Some((file, stem)), Some(outboard)) = (&result, dl.seed, outboard) {
-                    if file.sync_all().is_ok() {
-                        let _ = self.engine.source_mut().commit(&stem, root, outboard);
+                match (result.is_ok(), dl.seed, outboard) {
+                    (true, Some(Seed::File(file, stem)), Some(outboard)) => {
+                        let synced = file.sync_all().is_ok();
+                        if let (true, BlobSource::Files(files)) = (synced, self.engine.source_mut())
+                        {
+                            let _ = files.commit(&stem, root, outboard);
+                        }
                     }
+                    (true, Some(Seed::Vault { group0: Some(group0) }), Some(outboard)) => {
+                        // Streaming the copy into the vault takes as long as writing the
+                        // file: do it off the driver task and answer the caller afterwards,
+                        // so that a completed fetch means the node seeds it.
+                        let (store, tx, outcome) =
+                            (self.store.clone(), self.io_tx.clone(), dl.outcome);
+                        tokio::task::spawn_blocking(move || {
+                            let outboard =
+                                match seed_into_store(&store, &path, &key, root, outboard, &group0)
+                                {
+                                    Ok(o) => Some(o),
+                                    Err(e) => {
+                                        tracing::debug!("cannot keep a seeding copy: {e}");
+                                        None
+                                    }
+                                };
+                            let done = SeedStored { root, outboard, outcome, result };
+                            let _ = tx.blocking_send(Io::SeedStored(Box::new(done)));
+                        });
+                        return;
+                    }
+                    _ => {}
                 }
                 let _ = dl.outcome.send(result);
             }
@@ -419,6 +485,38 @@ impl Driver {
             let _ = dl.outcome.send(Err(error));
         }
     }
+}
+
+/// Streams the ciphertext of a finished download into the store: group 0 as received, every
+/// other group re-encrypted from the output file and checked against its leaf (so a file
+/// changed on disk since is not seeded). Blocking.
+fn seed_into_store(
+    store: &Store,
+    out: &Path,
+    key: &ContentKey,
+    root: ContentRoot,
+    outboard: Outboard,
+    group0: &[u8],
+) -> Result<Outboard, NodeError> {
+    let file = File::open(out).map_err(|e| NodeError::io("reading a finished download", e))?;
+    let corrupt = |_| NodeError::Corrupt("download (changed on disk before it was seeded)");
+    let write = |e| NodeError::io("storing a seeding copy", e);
+    let (_, outboard) = store.put_blob(|sink| {
+        outboard.verify_group(&root, 0, group0).map_err(corrupt)?;
+        sink.write_all(group0).map_err(write)?;
+        let mut buf = vec![0u8; GROUP_SIZE];
+        for g in 1..outboard.groups() {
+            let r = group_range(outboard.blob_len, g);
+            let data = &mut buf[..(r.end - r.start) as usize];
+            file.read_exact_at(data, r.start - HEADER_LEN as u64)
+                .map_err(|e| NodeError::io("reading a finished download", e))?;
+            key.apply(g, data);
+            outboard.verify_group(&root, g, data).map_err(corrupt)?;
+            sink.write_all(data).map_err(write)?;
+        }
+        Ok((root, outboard))
+    })?;
+    Ok(outboard)
 }
 
 /// Copies groups resumed from the output file into the seeding copy (re-encrypting them).

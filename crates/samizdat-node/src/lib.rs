@@ -17,6 +17,22 @@
 //! println!("got {} bytes", done.bytes);
 //! # Ok(()) }
 //! ```
+//!
+//! A node keeps its state (identity key, shared and seeded blobs) in a data directory, or,
+//! with [`NodeBuilder::vault`], inside a volume of a deniable vault (`samizdat-vault`), so that
+//! nothing on disk outside the container reveals what the node shares:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), samizdat_node::NodeError> {
+//! use samizdat_node::NodeBuilder;
+//! let node = NodeBuilder::new()
+//!     .vault("/media/usb/state.vault", b"correct horse battery staple")
+//!     .listen("tcp/0.0.0.0:7070")
+//!     .build()
+//!     .await?;
+//! let link = node.share("report.pdf".as_ref()).await?; // the blob is written into the vault
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 // The runtime is where ambient time enters the system.
 #![allow(clippy::disallowed_methods)]
@@ -24,21 +40,26 @@
 pub mod control;
 mod download;
 mod driver;
+mod state;
 mod store;
+mod vault_store;
 
 pub use samizdat_content::{ContentRoot, LinkError, Manifest, ShareLink};
 pub use samizdat_engine::PeerSummary;
 pub use samizdat_identity::NodeId;
 pub use samizdat_transport::{MemoryTransport, TcpTransport, Transport, Transports};
+pub use samizdat_vault::VaultError;
 pub use samizdat_wire::PeerAddr;
 pub use store::FileSource;
 
 use driver::Command;
 use samizdat_content::{ContentKey, encode};
 use samizdat_identity::Identity;
+use state::Store;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
 
 /// Errors of the node API. Messages are one line, fit for showing to a user.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +105,15 @@ pub enum NodeError {
     /// The download was cancelled.
     #[error("download cancelled")]
     Cancelled,
+    /// The vault that holds the node's state failed: a wrong password
+    /// ([`VaultError::NoVolume`]), a corrupt or full container, an I/O error.
+    #[error("{context}: {source}")]
+    Vault {
+        /// What the node was doing.
+        context: &'static str,
+        /// The vault's error.
+        source: VaultError,
+    },
 }
 
 impl NodeError {
@@ -145,10 +175,24 @@ impl Fetch {
     }
 }
 
+/// Where and how to open the vault that holds a node's state.
+struct VaultConfig {
+    path: PathBuf,
+    password: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password.
+        f.debug_struct("VaultConfig").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
 /// Configures and starts a [`Node`].
 #[derive(Debug, Default)]
 pub struct NodeBuilder {
     data_dir: Option<PathBuf>,
+    vault: Option<VaultConfig>,
     listen: Vec<String>,
     peers: Vec<String>,
     transports: Option<Transports>,
@@ -162,9 +206,28 @@ impl NodeBuilder {
         Self::default()
     }
 
-    /// Keeps the identity and shared blobs in `dir` (created if needed).
+    /// Keeps the identity and shared blobs in `dir` (created if needed). Replaces a
+    /// [`NodeBuilder::vault`] set before.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self.vault = None;
+        self
+    }
+
+    /// Keeps all of the node's state inside the vault volume that `password` opens in the
+    /// container at `path` (made with `samizdat vault create` or
+    /// `samizdat_vault::Vault::create`): the identity key (vault file `node/identity`) and every
+    /// shared and seeded blob with its outboard (`blobs/…`, named by a hash of the root).
+    /// Nothing is written outside the container. Replaces a [`NodeBuilder::data_dir`] set
+    /// before. The password is kept (zeroized on drop) only until [`NodeBuilder::build`].
+    ///
+    /// A wrong password makes `build` fail with [`NodeError::Vault`] wrapping
+    /// [`VaultError::NoVolume`]. The node holds the container open for writing while it runs:
+    /// do not open it from another process at the same time.
+    pub fn vault(mut self, path: impl Into<PathBuf>, password: &[u8]) -> Self {
+        self.vault =
+            Some(VaultConfig { path: path.into(), password: Zeroizing::new(password.to_vec()) });
+        self.data_dir = None;
         self
     }
 
@@ -193,7 +256,7 @@ impl NodeBuilder {
     }
 
     /// Keeps the encrypted blob of every completed download and serves it to others.
-    /// Requires a data directory.
+    /// Requires a data directory or a vault.
     pub fn seed_downloads(mut self, on: bool) -> Self {
         self.seed_downloads = on;
         self
@@ -201,10 +264,16 @@ impl NodeBuilder {
 
     /// Starts the node on the current tokio runtime.
     pub async fn build(self) -> Result<Node, NodeError> {
-        let identity = match &self.data_dir {
-            Some(dir) => load_identity(dir)?,
-            None => Identity::generate(&mut rand_core::OsRng),
+        let opened = match (self.vault, &self.data_dir) {
+            (Some(VaultConfig { path, password }), _) => {
+                tokio::task::spawn_blocking(move || Store::open_vault(&path, &password))
+                    .await
+                    .map_err(|_| NodeError::Stopped)??
+            }
+            (None, Some(dir)) => Store::open_dir(dir)?,
+            (None, None) => Store::ephemeral(),
         };
+        let state::Opened { store, identity, source } = opened;
         let transports = self.transports.unwrap_or_else(Transports::tcp);
         let mut listeners = Vec::new();
         for addr in &self.listen {
@@ -223,11 +292,6 @@ impl NodeBuilder {
             .iter()
             .map(|p| PeerAddr::new(p).map_err(|_| NodeError::BadAddr(p.clone())))
             .collect::<Result<Vec<_>, _>>()?;
-        let blob_dir = self.data_dir.as_ref().map(|d| d.join("blobs"));
-        let source = match &blob_dir {
-            Some(dir) => FileSource::open(dir)?,
-            None => FileSource::default(),
-        };
         let node_id = identity.node_id();
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let setup = driver::Setup {
@@ -238,15 +302,15 @@ impl NodeBuilder {
             peers,
             transports,
             source,
-            blob_dir: blob_dir.clone(),
-            seed_downloads: self.seed_downloads && blob_dir.is_some(),
+            store: store.clone(),
+            seed_downloads: self.seed_downloads && store.is_persistent(),
         };
         let task = tokio::spawn(driver::run(setup, cmd_rx));
-        Ok(Node { cmd: cmd_tx, node_id, listen_addrs, blob_dir, task: Some(task) })
+        Ok(Node { cmd: cmd_tx, node_id, listen_addrs, store, task: Some(task) })
     }
 }
 
-fn load_identity(dir: &Path) -> Result<Identity, NodeError> {
+pub(crate) fn load_identity(dir: &Path) -> Result<Identity, NodeError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     std::fs::create_dir_all(dir).map_err(|e| NodeError::io("creating the data directory", e))?;
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
@@ -278,7 +342,7 @@ pub struct Node {
     cmd: mpsc::Sender<Command>,
     node_id: NodeId,
     listen_addrs: Vec<PeerAddr>,
-    blob_dir: Option<PathBuf>,
+    store: Store,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -302,19 +366,24 @@ impl Node {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Encrypts `path` into the node's store and starts serving it. Returns the share link,
-    /// with this node's listen addresses as peer hints. Needs a data directory.
+    /// Encrypts `path` into the node's store (its data directory or vault) and starts serving
+    /// it. Returns the share link, with this node's listen addresses as peer hints. Needs a
+    /// data directory or a vault.
+    ///
+    /// The file is read once and streamed, encrypted, straight into the store: no other copy
+    /// is written.
     pub async fn share(&self, path: &Path) -> Result<ShareLink, NodeError> {
-        let dir = self.blob_dir.clone().ok_or(NodeError::Io {
-            context: "sharing",
-            source: std::io::Error::other("this node has no data directory"),
-        })?;
-        let path = path.to_owned();
-        let (root, outboard, stem, key) =
-            tokio::task::spawn_blocking(move || encode_file(&path, &dir))
-                .await
-                .map_err(|_| NodeError::Stopped)??;
-        self.call(|reply| Command::Register { root, outboard, stem, reply }).await??;
+        if !self.store.is_persistent() {
+            return Err(NodeError::Io {
+                context: "sharing",
+                source: std::io::Error::other("this node has no data directory or vault"),
+            });
+        }
+        let (path, store) = (path.to_owned(), self.store.clone());
+        let (root, outboard, key) = tokio::task::spawn_blocking(move || encode_file(&path, &store))
+            .await
+            .map_err(|_| NodeError::Stopped)??;
+        self.call(|reply| Command::Register { root, outboard, reply }).await??;
         Ok(ShareLink { root, key, peers: self.listen_addrs.clone() })
     }
 
@@ -370,11 +439,11 @@ impl Node {
     }
 }
 
-/// Encrypts a file into `dir`, returning what the driver needs to serve it.
+/// Encrypts a file into the store, returning what the driver needs to serve it.
 fn encode_file(
     path: &Path,
-    dir: &Path,
-) -> Result<(ContentRoot, samizdat_content::Outboard, PathBuf, ContentKey), NodeError> {
+    store: &Store,
+) -> Result<(ContentRoot, samizdat_content::Outboard, ContentKey), NodeError> {
     let file =
         std::fs::File::open(path).map_err(|e| NodeError::io("opening the file to share", e))?;
     let meta = file.metadata().map_err(|e| NodeError::io("reading the file to share", e))?;
@@ -384,25 +453,10 @@ fn encode_file(
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let manifest = Manifest { name, size: meta.len(), mime: "application/octet-stream".into() };
     let key = ContentKey::generate(&mut rand_core::OsRng);
-    let tmp =
-        dir.join(format!("incoming-{}.tmp", rand_core::RngCore::next_u64(&mut rand_core::OsRng)));
-    let out =
-        std::fs::File::create(&tmp).map_err(|e| NodeError::io("writing to the blob store", e))?;
-    let mut writer = std::io::BufWriter::with_capacity(1 << 20, out);
     let reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let encoded = match encode(&key, &manifest, reader, &mut writer) {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e.into());
-        }
-    };
-    let out = writer
-        .into_inner()
-        .map_err(|e| NodeError::io("writing to the blob store", e.into_error()))?;
-    out.sync_all().map_err(|e| NodeError::io("writing to the blob store", e))?;
-    let stem = store::blob_stem(dir, &encoded.root);
-    std::fs::rename(&tmp, stem.with_extension("blob"))
-        .map_err(|e| NodeError::io("writing to the blob store", e))?;
-    Ok((encoded.root, encoded.outboard, stem, key))
+    let (root, outboard) = store.put_blob(|sink| {
+        let encoded = encode(&key, &manifest, reader, sink)?;
+        Ok((encoded.root, encoded.outboard))
+    })?;
+    Ok((root, outboard, key))
 }

@@ -1,4 +1,5 @@
-//! The node's blob store: encrypted blobs and their outboards in `DATA/blobs/`.
+//! The node's blob store in a data directory: encrypted blobs and their outboards in
+//! `DATA/blobs/` (the vault counterpart is `vault_store`; `state` chooses between them).
 //!
 //! Files are named by a hash of the root (not the root itself) and hold only ciphertext; the
 //! keys live only in share links. Each `.obao` file is `root || blob_len || leaves` and is
@@ -19,10 +20,46 @@ pub struct FileSource {
     blobs: BTreeMap<ContentRoot, (Arc<Outboard>, Arc<File>)>,
 }
 
+/// The name under which a blob is stored (a hash of the root, not the root itself).
+pub(crate) fn blob_name(root: &ContentRoot) -> String {
+    let name = blake3::derive_key("samizdat 2026 store file name v1", &root.0);
+    data_encoding::HEXLOWER.encode(&name[..16])
+}
+
 /// The file stem under which a blob is stored.
 pub(crate) fn blob_stem(dir: &Path, root: &ContentRoot) -> PathBuf {
-    let name = blake3::derive_key("samizdat 2026 store file name v1", &root.0);
-    dir.join(data_encoding::HEXLOWER.encode(&name[..16]))
+    dir.join(blob_name(root))
+}
+
+/// The bytes of an outboard record: `root || blob_len || leaves`.
+pub(crate) fn outboard_record(root: &ContentRoot, outboard: &Outboard) -> Vec<u8> {
+    let mut bytes = root.0.to_vec();
+    bytes.extend_from_slice(&outboard.to_bytes());
+    bytes
+}
+
+/// Parses an outboard record and checks the leaves against the root it names.
+pub(crate) fn parse_outboard_record(bytes: &[u8]) -> Result<(ContentRoot, Outboard), NodeError> {
+    let (root, rest) = bytes.split_at_checked(32).ok_or(NodeError::Corrupt("outboard file"))?;
+    let mut r = [0u8; 32];
+    r.copy_from_slice(root);
+    let root = ContentRoot(r);
+    let outboard = Outboard::from_bytes(rest).map_err(|_| NodeError::Corrupt("outboard file"))?;
+    outboard.check_root(&root).map_err(|_| NodeError::Corrupt("outboard file"))?;
+    Ok((root, outboard))
+}
+
+/// Writes the outboard of the blob at `stem.blob` to `stem.obao` (atomically, by rename).
+pub(crate) fn write_outboard(
+    stem: &Path,
+    root: &ContentRoot,
+    outboard: &Outboard,
+) -> Result<(), NodeError> {
+    let tmp = stem.with_extension("obao.tmp");
+    std::fs::write(&tmp, outboard_record(root, outboard))
+        .map_err(|e| NodeError::io("writing an outboard", e))?;
+    std::fs::rename(&tmp, stem.with_extension("obao"))
+        .map_err(|e| NodeError::io("writing an outboard", e))
 }
 
 impl FileSource {
@@ -42,15 +79,10 @@ impl FileSource {
         Ok(source)
     }
 
-    fn load(&mut self, obao: &Path) -> Result<(), NodeError> {
+    /// Loads the outboard file `obao` and its blob, and starts serving it.
+    pub(crate) fn load(&mut self, obao: &Path) -> Result<(), NodeError> {
         let bytes = std::fs::read(obao).map_err(|e| NodeError::io("reading an outboard", e))?;
-        let (root, rest) = bytes.split_at_checked(32).ok_or(NodeError::Corrupt("outboard file"))?;
-        let mut r = [0u8; 32];
-        r.copy_from_slice(root);
-        let root = ContentRoot(r);
-        let outboard =
-            Outboard::from_bytes(rest).map_err(|_| NodeError::Corrupt("outboard file"))?;
-        outboard.check_root(&root).map_err(|_| NodeError::Corrupt("outboard file"))?;
+        let (root, outboard) = parse_outboard_record(&bytes)?;
         let blob = File::open(obao.with_extension("blob"))
             .map_err(|e| NodeError::io("opening a blob", e))?;
         let len = blob.metadata().map_err(|e| NodeError::io("reading a blob", e))?.len();
@@ -68,13 +100,8 @@ impl FileSource {
         root: ContentRoot,
         outboard: Outboard,
     ) -> Result<(), NodeError> {
-        let mut bytes = root.0.to_vec();
-        bytes.extend_from_slice(&outboard.to_bytes());
-        let obao = stem.with_extension("obao");
-        let tmp = stem.with_extension("obao.tmp");
-        std::fs::write(&tmp, &bytes).map_err(|e| NodeError::io("writing an outboard", e))?;
-        std::fs::rename(&tmp, &obao).map_err(|e| NodeError::io("writing an outboard", e))?;
-        self.load(&obao)
+        write_outboard(stem, &root, &outboard)?;
+        self.load(&stem.with_extension("obao"))
     }
 
     /// Whether this store serves `root`.
