@@ -194,6 +194,7 @@ fn hundred_forced_kills_lose_no_committed_file() {
     committed.insert("cal".into(), data(0, 8 << 20));
 
     let (mut killed, mut completed, mut landed_new) = (0, 0, 0);
+    let mut window = write_phase;
     for i in 0..100u64 {
         // Up to 8 names, so that kills also hit replacements of committed files.
         let name = format!("f{}", rnd() % 8);
@@ -226,10 +227,18 @@ fn hundred_forced_kills_lose_no_committed_file() {
         {
             std::thread::sleep(Duration::from_micros(300));
         }
+        // The aim adapts: a put that finished before its kill shrinks the window, a kill that
+        // landed widens it a little, so most kills land mid-write however fast the machine is.
         let frac = (rnd() % 1000) as f64 / 1000.0;
-        std::thread::sleep(write_phase.mul_f64(1.2 * frac));
+        let size_frac = (len as f64 / (8 << 20) as f64).max(0.05);
+        std::thread::sleep(window.mul_f64(1.2 * frac * size_frac));
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
+        window = if status.success() {
+            window.mul_f64(0.7)
+        } else {
+            window.mul_f64(1.1).min(write_phase * 4)
+        };
         let previous = committed.get(&name).cloned();
         if status.success() {
             completed += 1;

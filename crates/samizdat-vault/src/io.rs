@@ -1,9 +1,9 @@
-//! Streaming file writer and reader: content is sealed and opened in batches of blocks, on
+//! Streaming file writer and readers: content is sealed and opened in batches of blocks, on
 //! several threads.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 
-use chacha20poly1305::XChaCha20Poly1305;
 use rand_core::RngCore;
 use zeroize::Zeroizing;
 
@@ -16,40 +16,56 @@ use crate::format::{
 use crate::storage::Storage;
 use crate::vault::Vault;
 
-/// Blocks sealed or opened per batch (4 MiB).
-const BATCH: usize = 64;
+/// Most blocks sealed or opened per batch (8 MiB): large enough that starting the worker
+/// threads is a small fraction of a batch.
+const BATCH: usize = 128;
+/// Blocks of the first batch a reader loads after opening or seeking (512 KiB), so that small
+/// or random reads do not pay for a full batch; sequential reading doubles it up to [`BATCH`].
+const FIRST_BATCH: usize = 8;
 
-/// Runs `f(i, block_i)` for every block of `buf` (`n` blocks of [`BLOCK_SIZE`]) on up to four
-/// threads.
+/// Threads used to seal or open a batch: the available cores, at most four (asked once: the
+/// answer involves reading cgroup files).
+fn workers() -> usize {
+    static WORKERS: OnceLock<usize> = OnceLock::new();
+    *WORKERS.get_or_init(|| {
+        std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1).clamp(1, 4)
+    })
+}
+
+/// Runs `f(i, block_i)` for every block of `buf` (`n` blocks of [`BLOCK_SIZE`]) on up to
+/// [`workers`] threads, the calling thread included.
+///
+/// Blocks are handed out one at a time rather than in fixed shares, so that a thread the
+/// (shared, busy) machine does not schedule for a while delays the batch by at most one block:
+/// the others take over its share.
 fn par_blocks<F>(buf: &mut [u8], n: usize, f: F) -> Result<()>
 where
     F: Fn(usize, &mut [u8]) -> Result<()> + Sync,
 {
-    let threads =
-        std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1).clamp(1, 4).min(n);
     let buf = &mut buf[..n * BLOCK_SIZE];
+    let threads = workers().min(n);
     if threads <= 1 {
         for (i, block) in buf.chunks_mut(BLOCK_SIZE).enumerate() {
             f(i, block)?;
         }
         return Ok(());
     }
-    let per = n.div_ceil(threads);
+    let queue = Mutex::new(buf.chunks_mut(BLOCK_SIZE).enumerate());
+    let work = || -> Result<()> {
+        loop {
+            // A poisoned lock means another worker panicked; its panic is reported below.
+            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some((i, block)) = next else { return Ok(()) };
+            if let Err(e) = f(i, block) {
+                // Stop the others early: drain what is left.
+                queue.lock().unwrap_or_else(|e| e.into_inner()).by_ref().for_each(drop);
+                return Err(e);
+            }
+        }
+    };
     std::thread::scope(|s| {
-        let handles: Vec<_> = buf
-            .chunks_mut(per * BLOCK_SIZE)
-            .enumerate()
-            .map(|(t, part)| {
-                let f = &f;
-                s.spawn(move || {
-                    for (j, block) in part.chunks_mut(BLOCK_SIZE).enumerate() {
-                        f(t * per + j, block)?;
-                    }
-                    Ok::<(), VaultError>(())
-                })
-            })
-            .collect();
-        let mut result = Ok(());
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut result = work();
         for h in handles {
             let r =
                 h.join().unwrap_or_else(|_| Err(VaultError::corrupt("a worker thread panicked")));
@@ -61,6 +77,210 @@ where
     })
 }
 
+/// Opens content block `chunk` of `entry` into `block`: read, authenticate, decrypt in place.
+fn open_block(
+    storage: &dyn Storage,
+    entry: &FileEntry,
+    chunk: u64,
+    block: &mut [u8],
+) -> Result<()> {
+    let b = usize::try_from(chunk)
+        .ok()
+        .and_then(|i| entry.blocks.get(i))
+        .copied()
+        .ok_or_else(|| VaultError::corrupt("content block beyond the end of the file"))?;
+    storage
+        .read_at(block_offset(b), block)
+        .map_err(|e| VaultError::io("reading file content", e))?;
+    open_in_place(&entry.key, &ad(AD_DATA, b, chunk, 0), block)
+        .map_err(|()| VaultError::corrupt("a content block failed authentication"))
+}
+
+/// Blocks the workers of [`stream_file`] may open ahead of the consumer (4 MiB).
+const RING: usize = 64;
+
+/// One buffer of [`stream_file`]'s ring.
+struct Slot {
+    /// The chunk this slot holds, or is being filled with.
+    chunk: u64,
+    /// `Some(true)` once the chunk is opened, `Some(false)` if that failed.
+    done: Option<bool>,
+    block: Zeroizing<Vec<u8>>,
+}
+
+/// Shared progress of [`stream_file`].
+struct Claims {
+    /// Next chunk to open.
+    next: u64,
+    /// Chunks handed to the sink so far.
+    consumed: u64,
+    /// Set on error, or when the consumer stops: workers exit.
+    stop: bool,
+    /// The first error a worker met.
+    failure: Option<VaultError>,
+    /// Workers waiting for room in the ring.
+    waiting: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a worker panicked; the data is still consistent (a slot it held
+    // has no result, which reads as an error).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads the whole file `entry` in order, handing the payload of every block to `sink` as soon
+/// as it is authenticated.
+///
+/// Worker threads (one per further core) open blocks ahead of the consumer into a ring of
+/// [`RING`] buffers, and the calling thread opens blocks too whenever the next one in order is
+/// not ready. Nobody waits at batch boundaries, and no thread sleeps unless it has nothing to
+/// do, which matters on a busy machine, where every wake-up costs a turn in the run queue.
+pub(crate) fn stream_file(
+    storage: &dyn Storage,
+    entry: &FileEntry,
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let n = entry.blocks.len() as u64;
+    let payload = |chunk: u64| {
+        let left = entry.size - chunk * PAYLOAD_SIZE as u64;
+        NONCE_LEN..NONCE_LEN + (left.min(PAYLOAD_SIZE as u64) as usize)
+    };
+    let threads = workers().min(n.try_into().unwrap_or(usize::MAX));
+    if threads <= 1 || n < 4 {
+        let mut block = Zeroizing::new(vec![0u8; BLOCK_SIZE]);
+        for chunk in 0..n {
+            open_block(storage, entry, chunk, &mut block)?;
+            sink(&block[payload(chunk)])?;
+        }
+        return Ok(());
+    }
+    let ring = RING.min(n as usize);
+    let slots: Vec<Mutex<Slot>> = (0..ring)
+        .map(|_| {
+            Mutex::new(Slot {
+                chunk: u64::MAX,
+                done: None,
+                block: Zeroizing::new(vec![0u8; BLOCK_SIZE]),
+            })
+        })
+        .collect();
+    let slot_of = |chunk: u64| &slots[(chunk % ring as u64) as usize];
+    let claims =
+        Mutex::new(Claims { next: 0, consumed: 0, stop: false, failure: None, waiting: 0 });
+    let room = Condvar::new();
+    let stop = |failure: Option<VaultError>| {
+        let mut c = lock(&claims);
+        c.stop = true;
+        if c.failure.is_none() {
+            c.failure = failure;
+        }
+        if c.waiting > 0 {
+            room.notify_all();
+        }
+    };
+    let failure = || {
+        lock(&claims)
+            .failure
+            .take()
+            .unwrap_or_else(|| VaultError::corrupt("a worker thread panicked"))
+    };
+    // Takes the next chunk to open and locks its slot, if the ring has room for it; with
+    // `wait`, sleeps until it has. The slot is locked before the claim is published, so that
+    // a consumer that sees the chunk claimed finds its slot locked or filled.
+    let claim = |wait: bool| -> Option<(u64, MutexGuard<'_, Slot>)> {
+        let mut c = lock(&claims);
+        loop {
+            if c.stop || c.next >= n {
+                return None;
+            }
+            if c.next < c.consumed + ring as u64 {
+                break;
+            }
+            if !wait {
+                return None;
+            }
+            c.waiting += 1;
+            c = room.wait(c).unwrap_or_else(|e| e.into_inner());
+            c.waiting -= 1;
+        }
+        let chunk = c.next;
+        c.next += 1;
+        // Free: its previous chunk (chunk - ring) was consumed and released.
+        let slot = lock(slot_of(chunk));
+        drop(c);
+        Some((chunk, slot))
+    };
+    let fill = |chunk: u64, mut slot: MutexGuard<'_, Slot>| {
+        slot.chunk = chunk;
+        let result = open_block(storage, entry, chunk, &mut slot.block);
+        slot.done = Some(result.is_ok());
+        drop(slot);
+        if let Err(e) = result {
+            stop(Some(e));
+        }
+    };
+    let work = || {
+        while let Some((chunk, slot)) = claim(true) {
+            fill(chunk, slot);
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut consume = || -> Result<()> {
+            for chunk in 0..n {
+                let mut slot = loop {
+                    let claimed = lock(&claims).next > chunk;
+                    if !claimed {
+                        // Everything before `chunk` was claimed: this claims `chunk` itself,
+                        // unless a worker just did, or failed and stopped the claims.
+                        match claim(false) {
+                            Some((c, slot)) => fill(c, slot),
+                            None => {
+                                let stopped = lock(&claims).stop;
+                                if stopped {
+                                    return Err(failure());
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    match slot_of(chunk).try_lock() {
+                        Ok(slot) => break slot,
+                        Err(TryLockError::Poisoned(e)) => break e.into_inner(),
+                        // A worker is opening it: open a later block meanwhile, or wait.
+                        Err(TryLockError::WouldBlock) => match claim(false) {
+                            Some((c, slot)) => fill(c, slot),
+                            None => break lock(slot_of(chunk)),
+                        },
+                    }
+                };
+                if slot.done.take() != Some(true) || slot.chunk != chunk {
+                    drop(slot);
+                    return Err(failure());
+                }
+                sink(&slot.block[payload(chunk)])?;
+                drop(slot);
+                let mut c = lock(&claims);
+                c.consumed = chunk + 1;
+                if c.waiting > 0 {
+                    room.notify_all();
+                }
+            }
+            Ok(())
+        };
+        let result = consume();
+        stop(None);
+        let mut panicked = false;
+        for h in handles {
+            panicked |= h.join().is_err();
+        }
+        match result {
+            Ok(()) if panicked => Err(VaultError::corrupt("a worker thread panicked")),
+            r => r,
+        }
+    })
+}
+
 /// A file being written: bytes go in through [`FileWriter::write_bytes`] or [`std::io::Write`]
 /// and the file is committed by [`FileWriter::finish`]. Dropping it without `finish` discards
 /// everything written (the blocks are freed; their content is under a key that no longer
@@ -69,12 +289,14 @@ pub struct FileWriter<'v> {
     vault: &'v mut Vault,
     name: String,
     key: SecretKey,
-    cipher: XChaCha20Poly1305,
     blocks: Vec<u32>,
     batch: Zeroizing<Vec<u8>>,
     /// Payload bytes in the current batch.
     fill: usize,
     size: u64,
+    /// A batch failed to be written: its buffer holds a half-sealed mix, so the file can only
+    /// be discarded.
+    failed: bool,
 }
 
 impl std::fmt::Debug for FileWriter<'_> {
@@ -86,22 +308,31 @@ impl std::fmt::Debug for FileWriter<'_> {
 impl<'v> FileWriter<'v> {
     pub(crate) fn new(vault: &'v mut Vault, name: String) -> Self {
         let key = SecretKey::random(&mut vault.rng);
-        let cipher = key.cipher();
         FileWriter {
             vault,
             name,
             key,
-            cipher,
             blocks: Vec::new(),
-            batch: Zeroizing::new(vec![0u8; BATCH * BLOCK_SIZE]),
+            batch: Zeroizing::new(Vec::new()),
             fill: 0,
             size: 0,
+            failed: false,
         }
     }
 
-    /// Appends `bytes` to the file.
+    /// Appends `bytes` to the file. After an error the writer is unusable (further calls and
+    /// [`FileWriter::finish`] fail with [`VaultError::Poisoned`]); drop it and start again.
     pub fn write_bytes(&mut self, mut bytes: &[u8]) -> Result<()> {
+        if self.failed {
+            return Err(VaultError::Poisoned);
+        }
         while !bytes.is_empty() {
+            if self.batch.is_empty() {
+                // Allocated on first use, no larger than the first write needs: a small file
+                // never pays for a whole batch.
+                let blocks = usize::try_from(blocks_for(bytes.len() as u64)).unwrap_or(BATCH);
+                self.batch = Zeroizing::new(vec![0u8; blocks.clamp(1, BATCH) * BLOCK_SIZE]);
+            }
             let i = self.fill / PAYLOAD_SIZE;
             let off = self.fill % PAYLOAD_SIZE;
             let n = (PAYLOAD_SIZE - off).min(bytes.len());
@@ -110,8 +341,15 @@ impl<'v> FileWriter<'v> {
             self.fill += n;
             self.size += n as u64;
             bytes = &bytes[n..];
-            if self.fill == BATCH * PAYLOAD_SIZE {
+            let capacity = self.batch.len() / BLOCK_SIZE;
+            if self.fill == capacity * PAYLOAD_SIZE {
                 self.flush_batch()?;
+                if capacity < BATCH {
+                    // A large file: double the batch, up to [`BATCH`]. (The old buffer holds
+                    // only sealed blocks now.)
+                    let grown = (capacity * 2).min(BATCH);
+                    self.batch = Zeroizing::new(vec![0u8; grown * BLOCK_SIZE]);
+                }
             }
         }
         Ok(())
@@ -119,6 +357,9 @@ impl<'v> FileWriter<'v> {
 
     /// Seals the current batch and writes it to freshly allocated random blocks.
     fn flush_batch(&mut self) -> Result<()> {
+        if self.failed {
+            return Err(VaultError::Poisoned);
+        }
         if self.fill == 0 {
             return Ok(());
         }
@@ -135,15 +376,25 @@ impl<'v> FileWriter<'v> {
         for nonce in &mut nonces {
             self.vault.rng.fill_bytes(nonce);
         }
+        // Until this batch is on disk its buffer is half sealed: any error from here on makes
+        // the file unusable (writing it again would seal ciphertext as if it were content).
+        self.failed = true;
         let first_chunk = self.blocks.len() as u64;
-        let cipher = &self.cipher;
+        let key = &self.key;
         let storage: &dyn Storage = &*self.vault.storage;
+        // Seal on every core, then write from this thread alone: buffered writes to one file
+        // are serialized by the kernel anyway (ext4 and XFS hold the inode lock), and
+        // concurrent writers only spin on it.
         let result = par_blocks(&mut self.batch, n, |i, block| {
-            let b = phys[i];
-            seal_in_place(cipher, &nonces[i], &ad(AD_DATA, b, first_chunk + i as u64, 0), block)?;
-            storage
-                .write_at(block_offset(b), block)
-                .map_err(|e| VaultError::io("writing file content", e))
+            seal_in_place(key, &nonces[i], &ad(AD_DATA, phys[i], first_chunk + i as u64, 0), block)
+        })
+        .and_then(|()| {
+            for (block, &b) in self.batch.chunks(BLOCK_SIZE).zip(&phys) {
+                storage
+                    .write_at(block_offset(b), block)
+                    .map_err(|e| VaultError::io("writing file content", e))?;
+            }
+            Ok(())
         });
         if let Err(e) = result {
             self.vault.release(&phys);
@@ -151,6 +402,7 @@ impl<'v> FileWriter<'v> {
         }
         self.blocks.extend_from_slice(&phys);
         self.fill = 0;
+        self.failed = false;
         Ok(())
     }
 
@@ -205,12 +457,13 @@ impl Write for FileWriter<'_> {
 pub struct FileReader<'v> {
     vault: &'v Vault,
     entry: FileEntry,
-    cipher: XChaCha20Poly1305,
     pos: u64,
     batch: Zeroizing<Vec<u8>>,
     /// Chunk index of the first block held in `batch`, and how many are held.
     batch_first: u64,
     batch_len: usize,
+    /// Blocks the next sequential batch loads (grows from [`FIRST_BATCH`] to [`BATCH`]).
+    window: usize,
 }
 
 impl std::fmt::Debug for FileReader<'_> {
@@ -224,15 +477,14 @@ impl std::fmt::Debug for FileReader<'_> {
 
 impl<'v> FileReader<'v> {
     pub(crate) fn new(vault: &'v Vault, entry: FileEntry) -> Self {
-        let cipher = entry.key.cipher();
         FileReader {
             vault,
             entry,
-            cipher,
             pos: 0,
             batch: Zeroizing::new(Vec::new()),
             batch_first: 0,
             batch_len: 0,
+            window: FIRST_BATCH,
         }
     }
 
@@ -247,21 +499,24 @@ impl<'v> FileReader<'v> {
     }
 
     fn load_batch(&mut self, chunk: u64) -> Result<()> {
+        let sequential = self.batch_len > 0 && chunk == self.batch_first + self.batch_len as u64;
+        self.window = if sequential { (self.window * 2).min(BATCH) } else { FIRST_BATCH };
         let total = self.entry.blocks.len() as u64;
-        let n = (total - chunk).min(BATCH as u64) as usize;
+        let n = (total - chunk).min(self.window as u64) as usize;
         if self.batch.len() < n * BLOCK_SIZE {
-            self.batch.resize(BATCH * BLOCK_SIZE, 0);
+            // A fresh buffer, not `resize`: reallocating would free the old plaintext unwiped.
+            self.batch = Zeroizing::new(vec![0u8; n * BLOCK_SIZE]);
         }
         self.batch_len = 0;
         let phys = &self.entry.blocks[chunk as usize..chunk as usize + n];
-        let cipher = &self.cipher;
+        let key = &self.entry.key;
         let storage: &dyn Storage = &*self.vault.storage;
         par_blocks(&mut self.batch, n, |i, block| {
             let b = phys[i];
             storage
                 .read_at(block_offset(b), block)
                 .map_err(|e| VaultError::io("reading file content", e))?;
-            open_in_place(cipher, &ad(AD_DATA, b, chunk + i as u64, 0), block)
+            open_in_place(key, &ad(AD_DATA, b, chunk + i as u64, 0), block)
                 .map_err(|()| VaultError::corrupt("a content block failed authentication"))
         })?;
         self.batch_first = chunk;

@@ -4,7 +4,7 @@
 //! for others, caches, the user's own files) inside a vault, so that a seized disk shows only
 //! random bytes, and a password given up under pressure opens only a decoy.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! A container is a file or block device of `64 KiB × (n + 1)` bytes. Nothing in it is in
 //! clear: no magic, version, size or count. All of it is random bytes, or ciphertext that is
@@ -28,14 +28,21 @@
 //!   password key on all 15 keys records, always, and takes the highest that verifies.
 //! * **Nesting**: volume `i` holds the key of volume `i - 1`, so opening a volume also opens
 //!   every less hidden one below it, and writes avoid their blocks.
-//! * **Blocks**: every data-area block is `nonce ‖ XChaCha20-Poly1305(payload) ‖ tag` with a
-//!   fresh random nonce; the associated data binds the block's physical index and its role
-//!   (content chunk number, or metadata generation and sequence number), so a tampered,
-//!   moved or replayed block fails to verify.
+//! * **Blocks**: every data-area block (and every header record) is `nonce ‖ ciphertext ‖ tag`:
+//!   a fresh random 192-bit nonce, and AES-256-GCM under a one-time key
+//!   `BLAKE3-keyed(K, nonce)` derived from the record's long-term key `K` (so no key ever
+//!   seals two records, whatever the number of writes). The associated data binds the block's
+//!   physical index and its role (content chunk number, or metadata generation and sequence
+//!   number), so a tampered, moved or replayed block fails to verify.
 //! * **Metadata** (the *catalog*: names, sizes, per-file keys, position maps) is kept apart
 //!   from content, in its own chain of metadata blocks, rewritten copy-on-write at each commit.
 //! * **Allocation**: content and metadata blocks are taken at random positions among the blocks
 //!   that no opened volume uses.
+//!
+//! Reading a whole file ([`Vault::get`], [`Vault::verify`]) streams it through a pipeline: worker
+//! threads read and open blocks ahead of the caller into a small ring of buffers while the
+//! caller hands out the authenticated ones in order. [`FileReader`] (for `Read` + `Seek`) opens
+//! blocks in batches on all cores, the batch growing while reading is sequential.
 //!
 //! # Crash consistency and deletion
 //!

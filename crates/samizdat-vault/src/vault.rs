@@ -11,10 +11,10 @@ use crate::error::{Result, VaultError};
 use crate::format::{
     AD_COMMIT, AD_KEYS, AD_META, BLOCK_SIZE, COMMIT_OFF, COMMIT_PLAIN, KEYS_OFF, KEYS_PLAIN,
     KdfCost, MAX_CONTAINER_SIZE, MAX_VOLUMES, MIN_CONTAINER_SIZE, NO_BLOCK, NONCE_LEN,
-    PAYLOAD_SIZE, Reader, SALT_LEN, SecretKey, TAG_LEN, ad, block_offset, open_in_place,
-    open_small, password_key, seal_in_place, seal_small, slot_offset,
+    PAYLOAD_SIZE, Reader, SALT_LEN, SecretKey, TAG_LEN, ad, block_offset, fill_noise,
+    open_in_place, open_small, password_key, seal_in_place, seal_small, slot_offset,
 };
-use crate::io::{FileReader, FileWriter};
+use crate::io::{FileReader, FileWriter, stream_file};
 use crate::storage::{FileStorage, Storage};
 
 /// Metadata bytes carried by one metadata block (the rest holds the chain pointer and length).
@@ -72,15 +72,15 @@ impl std::fmt::Debug for Vault {
 }
 
 fn slot_key(pw_key: &SecretKey, slot: usize) -> SecretKey {
-    pw_key.derive("samizdat vault v1 header slot key", &[slot as u8])
+    pw_key.derive("samizdat vault v2 header slot key", &[slot as u8])
 }
 
 fn commit_key(vmk: &SecretKey) -> SecretKey {
-    vmk.derive("samizdat vault v1 commit record key", &[])
+    vmk.derive("samizdat vault v2 commit record key", &[])
 }
 
 fn meta_key(vmk: &SecretKey) -> SecretKey {
-    vmk.derive("samizdat vault v1 metadata key", &[])
+    vmk.derive("samizdat vault v2 metadata key", &[])
 }
 
 /// Tries the password key on every header slot (always all of them, so that the time does not
@@ -88,9 +88,9 @@ fn meta_key(vmk: &SecretKey) -> SecretKey {
 fn find_slot(header: &[u8], pw_key: &SecretKey) -> Option<(usize, SecretKey)> {
     let mut found = None;
     for slot in 0..MAX_VOLUMES {
-        let cipher = slot_key(pw_key, slot).cipher();
+        let key = slot_key(pw_key, slot);
         let at = slot_offset(slot) + KEYS_OFF;
-        let rec = open_small(&cipher, &ad(AD_KEYS, slot as u32, 0, 0), &header[at..], KEYS_PLAIN);
+        let rec = open_small(&key, &ad(AD_KEYS, slot as u32, 0, 0), &header[at..], KEYS_PLAIN);
         if let Some(plain) = rec {
             let mut vmk = SecretKey([0u8; 32]);
             vmk.0.copy_from_slice(&plain[..32]);
@@ -209,7 +209,7 @@ impl Vault {
         let mut off = 0u64;
         while off < len {
             let n = (len - off).min(chunk.len() as u64) as usize;
-            rng.fill_bytes(&mut chunk[..n]);
+            fill_noise(&mut rng, &mut chunk[..n]);
             storage
                 .write_at(off, &chunk[..n])
                 .map_err(|e| VaultError::io("filling the container with random bytes", e))?;
@@ -323,7 +323,7 @@ impl Vault {
         self.write_commit_record(slot, &volume, 1, NO_BLOCK, 0, 0)?;
         self.sync("writing the new volume")?;
         let keys = seal_small(
-            &slot_key(pw_key, slot).cipher(),
+            &slot_key(pw_key, slot),
             &mut self.rng,
             &ad(AD_KEYS, slot as u32, 0, 0),
             &volume.vmk.0,
@@ -370,7 +370,7 @@ impl Vault {
         plain.extend_from_slice(&len.to_le_bytes());
         let which = (generation % 2) as usize;
         let rec = seal_small(
-            &commit_key(&volume.vmk).cipher(),
+            &commit_key(&volume.vmk),
             &mut self.rng,
             &ad(AD_COMMIT, slot as u32, which as u64, 0),
             &plain,
@@ -379,12 +379,12 @@ impl Vault {
     }
 
     fn read_commit_record(header: &[u8], slot: usize, vmk: &SecretKey) -> Result<CommitRecord> {
-        let cipher = commit_key(vmk).cipher();
+        let key = commit_key(vmk);
         let mut best: Option<CommitRecord> = None;
         for (which, off) in COMMIT_OFF.iter().enumerate() {
             let at = slot_offset(slot) + off;
             let Some(plain) = open_small(
-                &cipher,
+                &key,
                 &ad(AD_COMMIT, slot as u32, which as u64, 0),
                 &header[at..],
                 COMMIT_PLAIN,
@@ -442,7 +442,7 @@ impl Vault {
         if rec.count > self.nblocks || rec.len > u64::from(rec.count) * META_DATA as u64 {
             return Err(VaultError::corrupt("catalog larger than the container"));
         }
-        let cipher = meta_key(vmk).cipher();
+        let key = meta_key(vmk);
         let mut bytes = Zeroizing::new(Vec::with_capacity(rec.len as usize));
         let mut blocks = Vec::with_capacity(rec.count as usize);
         let mut block = Zeroizing::new(vec![0u8; BLOCK_SIZE]);
@@ -454,7 +454,7 @@ impl Vault {
             self.storage
                 .read_at(block_offset(cur), &mut block)
                 .map_err(|e| VaultError::io("reading metadata", e))?;
-            open_in_place(&cipher, &ad(AD_META, cur, rec.generation, seq), &mut block)
+            open_in_place(&key, &ad(AD_META, cur, rec.generation, seq), &mut block)
                 .map_err(|()| VaultError::corrupt("metadata block failed authentication"))?;
             let p = &block[NONCE_LEN..BLOCK_SIZE - TAG_LEN];
             let mut r = Reader::new(p);
@@ -548,7 +548,7 @@ impl Vault {
         let mut noise = vec![0u8; BLOCK_SIZE];
         for &b in blocks {
             if self.refs[b as usize] == 1 {
-                self.rng.fill_bytes(&mut noise);
+                fill_noise(&mut self.rng, &mut noise);
                 self.storage
                     .write_at(block_offset(b), &noise)
                     .map_err(|e| VaultError::io("overwriting freed blocks", e))?;
@@ -607,7 +607,7 @@ impl Vault {
         let slot = self.active;
         let volume = self.volume(slot)?;
         let generation = volume.generation + 1;
-        let cipher = meta_key(&volume.vmk).cipher();
+        let key = meta_key(&volume.vmk);
         let mut block = Zeroizing::new(vec![0u8; BLOCK_SIZE]);
         for (seq, chunk_idx) in (0..meta.len()).enumerate() {
             let start = chunk_idx * META_DATA;
@@ -621,7 +621,7 @@ impl Vault {
             let mut nonce = [0u8; NONCE_LEN];
             self.rng.fill_bytes(&mut nonce);
             let b = meta[seq];
-            seal_in_place(&cipher, &nonce, &ad(AD_META, b, generation, seq as u32), &mut block)?;
+            seal_in_place(&key, &nonce, &ad(AD_META, b, generation, seq as u32), &mut block)?;
             self.storage
                 .write_at(block_offset(b), &block)
                 .map_err(|e| VaultError::io("writing metadata", e))?;
@@ -704,29 +704,24 @@ impl Vault {
     /// Opens the file `name` for streaming reads (it implements [`std::io::Read`] and
     /// [`std::io::Seek`]).
     pub fn open_file(&self, name: &str) -> Result<FileReader<'_>> {
-        let entry = self
-            .active_catalog()?
+        Ok(FileReader::new(self, self.entry(name)?.clone()))
+    }
+
+    fn entry(&self, name: &str) -> Result<&FileEntry> {
+        self.active_catalog()?
             .files
             .get(name)
-            .cloned()
-            .ok_or_else(|| VaultError::NotFound { name: name.to_owned() })?;
-        Ok(FileReader::new(self, entry))
+            .ok_or_else(|| VaultError::NotFound { name: name.to_owned() })
     }
 
     /// Copies the file `name` into `out`; returns its length. Every block is authenticated
     /// before its bytes are handed out.
     pub fn get(&self, name: &str, mut out: impl std::io::Write) -> Result<u64> {
-        let mut r = self.open_file(name)?;
-        let mut total = 0u64;
-        loop {
-            let n = r.read_chunk()?;
-            if n.is_empty() {
-                break;
-            }
-            out.write_all(n).map_err(|e| VaultError::io("writing the output", e))?;
-            total += n.len() as u64;
-        }
-        Ok(total)
+        let entry = self.entry(name)?;
+        stream_file(&*self.storage, entry, |bytes| {
+            out.write_all(bytes).map_err(|e| VaultError::io("writing the output", e))
+        })?;
+        Ok(entry.size)
     }
 
     /// Reads the whole file `name` into memory.
@@ -765,9 +760,8 @@ impl Vault {
     /// Reads and authenticates every block of every file of the active volume. Fails with
     /// [`VaultError::Corrupt`] on the first block that does not verify.
     pub fn verify(&self) -> Result<()> {
-        for name in self.active_catalog()?.files.keys() {
-            let mut r = self.open_file(name)?;
-            while !r.read_chunk()?.is_empty() {}
+        for entry in self.active_catalog()?.files.values() {
+            stream_file(&*self.storage, entry, |_| Ok(()))?;
         }
         Ok(())
     }

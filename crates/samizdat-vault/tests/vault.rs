@@ -91,6 +91,140 @@ fn file_store_roundtrip() {
 }
 
 #[test]
+fn random_seeks_read_what_was_written() {
+    let disk = mem(32 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+    let big = data(11, 20 * 1024 * 1024 + 777); // more than one full batch of 128 blocks
+    v.put_bytes("big", &big).unwrap();
+    let mut r = v.open_file("big").unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut buf = vec![0u8; 3 * PAYLOAD_SIZE];
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = (x % big.len() as u64) as usize;
+        let len = ((x >> 40) as usize % buf.len()).min(big.len() - at);
+        r.seek(SeekFrom::Start(at as u64)).unwrap();
+        r.read_exact(&mut buf[..len]).unwrap();
+        assert_eq!(&buf[..len], &big[at..at + len], "at {at} len {len}");
+    }
+    // A seek past the end reads nothing.
+    r.seek(SeekFrom::Start(big.len() as u64 + 5)).unwrap();
+    assert_eq!(r.read(&mut buf).unwrap(), 0);
+    // Sequential reading after random access (the read window grows again).
+    r.seek(SeekFrom::Start(0)).unwrap();
+    let mut all = Vec::new();
+    r.read_to_end(&mut all).unwrap();
+    assert!(all == big);
+}
+
+/// A writer that fails after `left` bytes.
+struct FailingWriter {
+    left: usize,
+}
+
+impl Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("disk full"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn streaming_get_reports_errors_and_stops() {
+    let disk = mem(32 << 20);
+    let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+    let before = disk.to_bytes();
+    let content = data(13, 10 << 20); // 161 blocks: more than the read-ahead ring
+    v.put_bytes("f", &content).unwrap();
+    drop(v);
+    let v = open(&disk, b"pw").unwrap();
+    assert!(v.get_bytes("f").unwrap() == content);
+
+    // The output fails part-way: the error comes back, and no worker is left running.
+    let err = v.get("f", FailingWriter { left: 3 << 20 }).unwrap_err();
+    assert!(matches!(err, VaultError::Io { .. }), "{err:?}");
+    drop(v);
+
+    // A tampered block deep in the file: every get fails with Corrupt, from every position.
+    let after = disk.to_bytes();
+    let changed: Vec<usize> = (1..after.len() / BLOCK_SIZE)
+        .filter(|&b| {
+            before[b * BLOCK_SIZE..(b + 1) * BLOCK_SIZE]
+                != after[b * BLOCK_SIZE..(b + 1) * BLOCK_SIZE]
+        })
+        .collect();
+    let mut tested = 0;
+    for &b in changed.iter().step_by(changed.len() / 8) {
+        let mut bytes = after.clone();
+        bytes[b * BLOCK_SIZE + 1000] ^= 0x40;
+        let tampered = Arc::new(MemStorage::from_bytes(bytes));
+        let Ok(v) = open(&tampered, b"pw") else { continue }; // it hit the catalog
+        let err = v.get("f", io::sink()).unwrap_err();
+        assert!(matches!(err, VaultError::Corrupt { .. }), "block {b}: {err:?}");
+        assert!(matches!(v.verify(), Err(VaultError::Corrupt { .. })));
+        tested += 1;
+    }
+    assert!(tested >= 6, "only {tested} content blocks tampered");
+}
+
+/// Storage whose `fail_at`-th write (counting from 1) fails once; the others succeed.
+struct FlakyStorage {
+    inner: Arc<MemStorage>,
+    fail_at: AtomicI64,
+}
+
+impl Storage for FlakyStorage {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if self.fail_at.fetch_sub(1, Ordering::SeqCst) == 1 {
+            return Err(io::Error::other("transient write error"));
+        }
+        self.inner.write_at(offset, buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_batch_poisons_the_writer_not_the_vault() {
+    let disk = mem(32 << 20);
+    drop(Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap());
+    // Fail the 150th block write: inside the second batch (of 128 blocks) of a 20 MiB file.
+    let flaky = Arc::new(FlakyStorage { inner: disk.clone(), fail_at: AtomicI64::new(150) });
+    let mut v = Vault::open_in(Box::new(flaky), b"pw", &[], KDF).unwrap();
+    let free = v.free_space();
+    let content = data(12, 20 << 20);
+    let mut w = v.create_file("f").unwrap();
+    let err = w.write_bytes(&content).unwrap_err();
+    assert!(matches!(err, VaultError::Io { .. }), "{err:?}");
+    // The half-sealed batch must never be retried or committed.
+    assert!(matches!(w.write_bytes(b"more"), Err(VaultError::Poisoned)));
+    assert!(matches!(w.finish(), Err(VaultError::Poisoned)));
+    assert_eq!(v.free_space(), free, "every block of the failed file is free again");
+    assert_eq!(v.file_size("f").unwrap(), None);
+    // The vault itself still works.
+    v.put_bytes("f", &content).unwrap();
+    assert!(v.get_bytes("f").unwrap() == content);
+    drop(v);
+    assert!(open(&disk, b"pw").unwrap().get_bytes("f").unwrap() == content);
+}
+
+#[test]
 fn dropped_writer_leaves_nothing_and_frees_space() {
     let disk = mem(8 << 20);
     let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
