@@ -1,6 +1,10 @@
-//! The content cipher: ChaCha20 under a key derived from the link key, seekable by group.
+//! The content cipher: AES-256-CTR under a key derived from the link key, seekable by group.
+//! (AES-NI makes it several times faster than ChaCha20 here; integrity comes from the BLAKE3
+//! root in the link, so a stream cipher is all that is needed.)
 
-use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use ctr::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+
+type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
 use rand_core::{CryptoRng, RngCore};
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -46,9 +50,9 @@ impl ContentKey {
 
     /// Encrypts or decrypts `data` located at byte `offset` of the blob.
     pub fn apply_at(&self, offset: u64, data: &mut [u8]) {
-        let key = zeroize::Zeroizing::new(self.derive("samizdat 2026 content cipher v1"));
-        // The key is random per blob, so a fixed nonce never repeats under one key.
-        let mut c = chacha20::ChaCha20::new(key.as_ref().into(), &[0u8; 12].into());
+        let key = zeroize::Zeroizing::new(self.derive("samizdat 2026 content cipher v2"));
+        // The key is random per blob, so a fixed initial counter never repeats under one key.
+        let mut c = Aes256Ctr::new(key.as_ref().into(), &[0u8; 16].into());
         c.seek(offset);
         c.apply_keystream(data);
     }

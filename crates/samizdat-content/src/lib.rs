@@ -1,7 +1,7 @@
 //! Content: how a file becomes an encrypted, verifiable blob and a share link.
 //!
 //! * [`encode`] streams a file into a **blob**: `header || file`, where the 4 KiB header holds
-//!   the encrypted [`Manifest`] (name, size, type), all encrypted with ChaCha20 under a random
+//!   the encrypted [`Manifest`] (name, size, type), all encrypted with AES-256-CTR under a random
 //!   [`ContentKey`] that exists only in the [`ShareLink`]. Nothing about a file is ever stored
 //!   or sent in plaintext; peers that store or relay a blob never need the key.
 //! * The blob is content-addressed by its standard **BLAKE3 hash** (the [`ContentRoot`]).

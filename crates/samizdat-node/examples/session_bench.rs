@@ -130,6 +130,7 @@ fn run(mode: &str, size: u64) -> Run {
             Message::Group { root: ContentRoot([3; 32]), index: 0, data: vec![0x5a; GROUP_SIZE] };
         let mut left = size;
         let mut i = 0u32;
+        let mut spare = Vec::new();
         while left > 0 {
             // Eight groups (256 KiB) per write, as the node's writer batches them.
             for _ in 0..8 {
@@ -145,8 +146,9 @@ fn run(mode: &str, size: u64) -> Run {
                 left -= n as u64;
                 i += 1;
             }
-            let b = session.poll_transmit().unwrap();
+            let b = session.poll_transmit_reusing(std::mem::take(&mut spare)).unwrap();
             s.write_all(&b).unwrap();
+            spare = b;
         }
     }
     s.shutdown(std::net::Shutdown::Write).unwrap();

@@ -351,6 +351,16 @@ impl Session {
         Some(std::mem::replace(&mut self.outbuf, Vec::with_capacity(capacity)))
     }
 
+    /// Like [`Session::poll_transmit`], but hands back a buffer the caller is done with (its
+    /// contents are discarded), so a steady sender reuses two buffers instead of allocating.
+    pub fn poll_transmit_reusing(&mut self, mut spare: Vec<u8>) -> Option<Vec<u8>> {
+        if self.outbuf.is_empty() {
+            return None;
+        }
+        spare.clear();
+        Some(std::mem::replace(&mut self.outbuf, spare))
+    }
+
     /// How many encrypted bytes are waiting in [`Session::poll_transmit`] (for backpressure).
     pub fn pending_transmit(&self) -> usize {
         self.outbuf.len()
