@@ -1,7 +1,11 @@
 //! Benchmark: bulk data through an encrypted session between two processes over loopback TCP,
 //! against raw TCP in the same run.
 //!
-//! `cargo run --release -p samizdat-node --example session_bench -- [SIZE_MIB] [ROUNDS]`
+//! `cargo run --release -p samizdat-node --example session_bench -- [SIZE_MIB] [ROUNDS] [--pin]`
+//!
+//! With `--pin` the sender runs on CPU 0 and every receiver on CPU 1 (through `taskset`), for
+//! both the raw and the session runs: on a small shared machine this removes most of the noise
+//! that comes from the scheduler placing both processes on one core.
 //!
 //! Each round runs raw TCP then the session, each with a fresh receiver process (this binary
 //! re-executed with `--recv`). The receiver reports its throughput, CPU seconds and peak RSS.
@@ -90,12 +94,16 @@ struct Run {
     rss_kib: u64,
 }
 
-fn run(mode: &str, size: u64) -> Run {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--recv", mode])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+fn run(mode: &str, size: u64, pin: bool) -> Run {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let mut child = cmd.args(["--recv", mode]).stdout(Stdio::piped()).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -178,15 +186,28 @@ fn main() {
         receiver(&args[2]);
         return;
     }
-    let size_mib: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
-    let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let pin = args.iter().any(|a| a == "--pin");
+    if pin && std::env::var_os("SESSION_BENCH_PINNED").is_none() {
+        // Re-run ourselves on CPU 0; receivers go to CPU 1.
+        let status = Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(std::env::current_exe().unwrap())
+            .args(&args[1..])
+            .env("SESSION_BENCH_PINNED", "1")
+            .status()
+            .unwrap();
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let numbers: Vec<&String> = args.iter().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let size_mib: u64 = numbers.first().and_then(|a| a.parse().ok()).unwrap_or(1024);
+    let rounds: usize = numbers.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let size = size_mib << 20;
     let gib = size as f64 / (1u64 << 30) as f64;
     let (mut ratios, mut raw, mut sess, mut cpu, mut raw_cpu, mut rss) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for round in 0..rounds {
-        let r = run("raw", size);
-        let e = run("session", size);
+        let r = run("raw", size, pin);
+        let e = run("session", size, pin);
         println!(
             "round {round}: raw {:.0} MiB/s, session {:.0} MiB/s (ratio {:.2}), session cpu send {:.2} s + recv {:.2} s, receiver peak RSS {} KiB",
             r.mib_s,
@@ -204,7 +225,7 @@ fn main() {
         rss.push(e.rss_kib as f64);
     }
     println!(
-        "{{\"size_mib\":{size_mib},\"rounds\":{rounds},\"raw_mib_s\":{:.0},\"session_mib_s\":{:.0},\"ratio\":{:.3},\"session_cpu_s_per_gib\":{:.2},\"raw_cpu_s_per_gib\":{:.2},\"receiver_peak_rss_mib\":{:.1}}}",
+        "{{\"size_mib\":{size_mib},\"rounds\":{rounds},\"pinned\":{pin},\"raw_mib_s\":{:.0},\"session_mib_s\":{:.0},\"ratio\":{:.3},\"session_cpu_s_per_gib\":{:.2},\"raw_cpu_s_per_gib\":{:.2},\"receiver_peak_rss_mib\":{:.1}}}",
         median(raw),
         median(sess),
         median(ratios),
