@@ -1,63 +1,18 @@
 //! Real processes: `samizdat node` daemons on loopback driven through the CLI.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{BIN, cli, s, start_daemon, write_random};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_samizdat");
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `samizdat node` and returns it with its listen address.
-fn start_node(data: &Path, peer: Option<&str>) -> (Daemon, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--json", "node", "--listen", "tcp/127.0.0.1:0", "--data"]).arg(data);
-    if let Some(p) = peer {
-        cmd.args(["--peer", p]);
-    }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let addr = v["listen"][0].as_str().unwrap().to_owned();
-    // Wait for the control socket.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !data.join("control.sock").exists() {
-        assert!(Instant::now() < deadline, "control socket never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (Daemon(child), addr)
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
-fn write_random(path: &Path, len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let data: Vec<u8> = (0..len / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect();
-    std::fs::write(path, &data).unwrap();
-    data
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// Starts a daemon (optionally bootstrapping from `peer`) and returns it with its address.
+fn start_node(data: &Path, peer: Option<&str>) -> (common::Daemon, String) {
+    let extra: Vec<&str> = peer.map(|p| vec!["--peer", p]).unwrap_or_default();
+    let (daemon, v) = start_daemon(data, &extra);
+    (daemon, v["listen"][0].as_str().unwrap().to_owned())
 }
 
 #[test]
@@ -68,7 +23,7 @@ fn hundred_mib_between_two_daemons_with_kill_and_resume() {
     let (_b, _) = start_node(&db, Some(&addr_a));
 
     let file = tmp.path().join("leak.bin");
-    let content = write_random(&file, 100 << 20);
+    let content = write_random(&file, 100 << 20, 0x9e3779b97f4a7c15);
     let out = cli(&["--json", "share", s(&file), "--data", s(&da)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -158,7 +113,7 @@ fn unreachable_peer_fails_cleanly_and_keeps_nothing_half_done() {
     let (da, _) = (tmp.path().join("a"), ());
     let (a, addr_a) = start_node(&da, None);
     let file = tmp.path().join("f");
-    write_random(&file, 1 << 20);
+    write_random(&file, 1 << 20, 0x9e3779b97f4a7c15);
     let out = cli(&["--json", "share", s(&file), "--data", s(&da)]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let link = v["link"].as_str().unwrap().to_owned();
@@ -211,7 +166,7 @@ fn full_disk_is_a_clear_error_and_resumable() {
     let da = tmp.path().join("a");
     let (_a, _) = start_node(&da, None);
     let file = tmp.path().join("big");
-    let content = write_random(&file, 5 << 20);
+    let content = write_random(&file, 5 << 20, 0x9e3779b97f4a7c15);
     let out = cli(&["--json", "share", s(&file), "--data", s(&da)]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let link = v["link"].as_str().unwrap().to_owned();

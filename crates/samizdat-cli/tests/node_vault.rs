@@ -1,43 +1,9 @@
 //! `samizdat node --vault`: a daemon that keeps its state inside a vault, driven through the CLI.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_samizdat");
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn write_random(path: &Path, len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let data: Vec<u8> = (0..len / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect();
-    std::fs::write(path, &data).unwrap();
-    data
-}
+use common::{cli, s, start_daemon, write_random};
 
 #[test]
 fn node_with_vault_shares_through_the_cli_and_keeps_nothing_in_its_data_dir() {
@@ -51,26 +17,10 @@ fn node_with_vault_shares_through_the_cli_and_keeps_nothing_in_its_data_dir() {
 
     // The data directory does not exist yet: the node creates it for its control socket.
     let data = tmp.path().join("data");
-    let mut child = Command::new(BIN)
-        .args(["--json", "node", "--listen", "tcp/127.0.0.1:0", "--data", s(&data)])
-        .args(["--vault", s(&container), "--password-file", s(&pw)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let daemon = Daemon(child);
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["ok"], true, "{line}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !data.join("control.sock").exists() {
-        assert!(Instant::now() < deadline, "control socket never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (daemon, _) = start_daemon(&data, &["--vault", s(&container), "--password-file", s(&pw)]);
 
     let file = tmp.path().join("field-notes.bin");
-    let content = write_random(&file, 3 << 20);
+    let content = write_random(&file, 3 << 20, 0x2545f4914f6cdd1d);
     let out = cli(&["--json", "share", s(&file), "--data", s(&data)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -1,0 +1,69 @@
+//! Helpers shared by the CLI integration tests: running the `samizdat` binary and its daemon.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_samizdat");
+
+/// A running `samizdat node`, killed when dropped.
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `samizdat --json node --listen tcp/127.0.0.1:0 --data DATA EXTRA…`, waits for its
+/// control socket, and returns it with the JSON line it printed.
+pub fn start_daemon(data: &Path, extra: &[&str]) -> (Daemon, serde_json::Value) {
+    let mut child = Command::new(BIN)
+        .args(["--json", "node", "--listen", "tcp/127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let daemon = Daemon(child);
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["ok"], true, "{line}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !data.join("control.sock").exists() {
+        assert!(Instant::now() < deadline, "control socket never appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (daemon, v)
+}
+
+/// Runs the CLI to completion.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// A path as `&str` (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Writes `len` pseudo-random bytes (xorshift from `seed`) to `path` and returns them.
+pub fn write_random(path: &Path, len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let data: Vec<u8> = (0..len / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
