@@ -78,6 +78,10 @@ enum Command {
         /// Address to accept peers on (repeatable).
         #[arg(long, value_name = "ADDR", default_value = "tcp/127.0.0.1:7070")]
         listen: Vec<String>,
+        /// Address to give peers and put in share links instead of the listen addresses
+        /// (repeatable), e.g. a public IP or port forward: tcp/203.0.113.5:7070.
+        #[arg(long, value_name = "ADDR")]
+        announce: Vec<String>,
         /// Peer to connect to at start (repeatable), e.g. tcp/192.0.2.1:7070.
         #[arg(long, value_name = "ADDR")]
         peer: Vec<String>,
@@ -151,12 +155,13 @@ fn main() {
 
 async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
     match cmd {
-        Command::Node { data, vault, password_file, listen, peer, seed } => {
+        Command::Node { data, vault, password_file, listen, announce, peer, seed } => {
             let state = match vault {
                 Some(path) => State::Vault { path, password_file },
                 None => State::Dir,
             };
-            run_node(&data.dir(), state, listen, peer, seed, json).await
+            let net = NetOpts { listen, announce, peers: peer, seed };
+            run_node(&data.dir(), state, net, json).await
         }
         Command::Share { file, data } => share(&file, &data.dir(), json).await,
         Command::Fetch { link, output, peer, data } => {
@@ -182,14 +187,16 @@ enum State {
     },
 }
 
-async fn run_node(
-    dir: &Path,
-    state: State,
+/// The network side of `samizdat node`'s options.
+struct NetOpts {
     listen: Vec<String>,
+    announce: Vec<String>,
     peers: Vec<String>,
     seed: bool,
-    json: bool,
-) -> anyhow::Result<()> {
+}
+
+async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow::Result<()> {
+    let NetOpts { listen, announce, peers, seed } = net;
     let mut b = match &state {
         State::Dir => NodeBuilder::new().data_dir(dir),
         State::Vault { path, password_file } => {
@@ -206,6 +213,9 @@ async fn run_node(
     for l in listen {
         b = b.listen(l);
     }
+    for a in announce {
+        b = b.announce(a);
+    }
     for p in peers {
         b = b.peer(p);
     }
@@ -216,15 +226,25 @@ async fn run_node(
         }
     });
     let addrs: Vec<String> = node.listen_addrs().iter().map(ToString::to_string).collect();
+    let advertised: Vec<String> = node.advertised_addrs().iter().map(ToString::to_string).collect();
     if json {
         println!(
             "{}",
-            json!({ "ok": true, "node_id": node.node_id().to_string(), "listen": addrs })
+            json!({ "ok": true, "node_id": node.node_id().to_string(), "listen": addrs,
+                    "advertised": advertised })
         );
     } else {
         println!("samizdat node {} running", node.node_id().short());
         for a in &addrs {
             println!("  listening on {a}");
+        }
+        if advertised.is_empty() {
+            println!(
+                "  advertising no address: pass --announce ADDR so links carry a reachable one"
+            );
+        }
+        for a in advertised.iter().filter(|a| !addrs.contains(a)) {
+            println!("  advertising {a}");
         }
         match &state {
             State::Dir => println!("  data directory {}", dir.display()),

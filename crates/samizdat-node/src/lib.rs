@@ -194,6 +194,7 @@ pub struct NodeBuilder {
     data_dir: Option<PathBuf>,
     vault: Option<VaultConfig>,
     listen: Vec<String>,
+    announce: Vec<String>,
     peers: Vec<String>,
     transports: Option<Transports>,
     user_agent: Option<String>,
@@ -234,6 +235,14 @@ impl NodeBuilder {
     /// Accepts connections at `addr`, e.g. `tcp/127.0.0.1:0` (port 0 picks a free port).
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen.push(addr.into());
+        self
+    }
+
+    /// Advertises `addr` to peers and in share links instead of the listen addresses: a public
+    /// address, a port forward, or a hostname:port in front of this node. Without it, every
+    /// listen address except unspecified ones (`0.0.0.0`, `[::]`) is advertised.
+    pub fn announce(mut self, addr: impl Into<String>) -> Self {
+        self.announce.push(addr.into());
         self
     }
 
@@ -287,17 +296,23 @@ impl NodeBuilder {
             .iter()
             .map(|l| PeerAddr::new(&l.local_addr()).map_err(|_| NodeError::BadAddr(l.local_addr())))
             .collect::<Result<_, _>>()?;
-        let peers = self
-            .peers
-            .iter()
-            .map(|p| PeerAddr::new(p).map_err(|_| NodeError::BadAddr(p.clone())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let parse = |list: &[String]| {
+            list.iter()
+                .map(|p| PeerAddr::new(p).map_err(|_| NodeError::BadAddr(p.clone())))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let peers = parse(&self.peers)?;
+        let advertised = if self.announce.is_empty() {
+            listen_addrs.iter().filter(|a| !is_unspecified(a)).cloned().collect()
+        } else {
+            parse(&self.announce)?
+        };
         let node_id = identity.node_id();
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let setup = driver::Setup {
             identity,
             user_agent: self.user_agent,
-            listen_addrs: listen_addrs.clone(),
+            listen_addrs: advertised.clone(),
             listeners,
             peers,
             transports,
@@ -306,8 +321,15 @@ impl NodeBuilder {
             seed_downloads: self.seed_downloads && store.is_persistent(),
         };
         let task = tokio::spawn(driver::run(setup, cmd_rx));
-        Ok(Node { cmd: cmd_tx, node_id, listen_addrs, store, task: Some(task) })
+        Ok(Node { cmd: cmd_tx, node_id, listen_addrs, advertised, store, task: Some(task) })
     }
+}
+
+/// Whether a TCP address names no host in particular (`0.0.0.0`, `[::]`): such an address is
+/// only meaningful for binding, and must not be handed to peers.
+fn is_unspecified(addr: &PeerAddr) -> bool {
+    addr.transport() == "tcp"
+        && addr.address().parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_unspecified())
 }
 
 pub(crate) fn load_identity(dir: &Path) -> Result<Identity, NodeError> {
@@ -342,6 +364,7 @@ pub struct Node {
     cmd: mpsc::Sender<Command>,
     node_id: NodeId,
     listen_addrs: Vec<PeerAddr>,
+    advertised: Vec<PeerAddr>,
     store: Store,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -355,6 +378,12 @@ impl Node {
     /// The addresses this node accepts connections on.
     pub fn listen_addrs(&self) -> &[PeerAddr] {
         &self.listen_addrs
+    }
+
+    /// The addresses this node gives peers and puts in share links (see
+    /// [`NodeBuilder::announce`]).
+    pub fn advertised_addrs(&self) -> &[PeerAddr] {
+        &self.advertised
     }
 
     async fn call<T>(
@@ -384,7 +413,7 @@ impl Node {
             .await
             .map_err(|_| NodeError::Stopped)??;
         self.call(|reply| Command::Register { root, outboard, reply }).await??;
-        Ok(ShareLink { root, key, peers: self.listen_addrs.clone() })
+        Ok(ShareLink { root, key, peers: self.advertised.clone() })
     }
 
     /// Starts downloading `link` into `out` (resuming from `out.part` if present).

@@ -124,3 +124,35 @@ async fn seeded_download_serves_a_third_node() {
     b.shutdown().await;
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_carry_announced_addresses_never_unspecified_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"hello").unwrap();
+    let wildcard = NodeBuilder::new()
+        .data_dir(dir.path().join("a"))
+        .listen("tcp/0.0.0.0:0")
+        .build()
+        .await
+        .unwrap();
+    assert!(wildcard.advertised_addrs().is_empty());
+    let link = wildcard.share(&file).await.unwrap();
+    assert!(link.peers.is_empty(), "0.0.0.0 must not be handed out");
+    wildcard.shutdown().await;
+
+    let announced = NodeBuilder::new()
+        .data_dir(dir.path().join("b"))
+        .listen("tcp/127.0.0.1:0")
+        .announce("tcp/203.0.113.5:7070")
+        .build()
+        .await
+        .unwrap();
+    let link = announced.share(&file).await.unwrap();
+    assert_eq!(link.peers, vec!["tcp/203.0.113.5:7070".parse().unwrap()]);
+    announced.shutdown().await;
+    assert!(matches!(
+        NodeBuilder::new().announce("nonsense").build().await,
+        Err(NodeError::BadAddr(_))
+    ));
+}
