@@ -1,20 +1,12 @@
 //! Real nodes over loopback TCP.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod common;
+
+use common::data;
+
 use samizdat_node::{NodeBuilder, NodeError, ShareLink};
 use std::time::Duration;
-
-fn data(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u64::from(seed) + 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_fetch_resume_over_tcp() {

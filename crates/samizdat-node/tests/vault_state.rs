@@ -1,6 +1,10 @@
 //! A node that keeps all of its state inside a vault volume, over loopback TCP.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod common;
+
+use common::data;
+
 use samizdat_node::{NodeBuilder, NodeError, ShareLink, VaultError};
 use samizdat_vault::Vault;
 use std::collections::HashSet;
@@ -9,18 +13,6 @@ use std::path::Path;
 const PASSWORD: &[u8] = b"correct horse battery staple";
 /// Small, but holds a few MiB of blobs plus the catalog.
 const CONTAINER: u64 = 32 << 20;
-
-fn data(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u64::from(seed) + 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Creates a container with one volume (at the format's real KDF cost: the node opens it
 /// with `Vault::open`).
