@@ -452,7 +452,9 @@ impl<S: ContentSource> Engine<S> {
         if let Err(err) = c.session.handle_input(now, data) {
             if matches!(err, SessionError::SelfConnection) {
                 if let Some(addr) = c.addr.clone() {
-                    self.self_addrs.insert(addr);
+                    if self.self_addrs.len() < self.config.max_known_addrs {
+                        self.self_addrs.insert(addr);
+                    }
                 }
             }
             self.flush(conn);

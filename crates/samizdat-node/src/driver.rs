@@ -467,7 +467,7 @@ impl Driver {
                 let _ = dl.outcome.send(result);
             }
             Event::TransferFailed { root, .. } => self.fail(root, NodeError::NoSources),
-            Event::PeerUp { .. } | Event::PeerDown { .. } | Event::PeerPenalized { .. } => {}
+            // Peer comings and goings need no action here (and are never logged).
             _ => {}
         }
     }
