@@ -42,6 +42,16 @@ impl ContentKey {
         blake3::derive_key(context, &self.0)
     }
 
+    /// The locator under which peers serve the blob with this key and `root`: only holders of
+    /// the link (who know the key) can compute it, so a request names nothing a third party
+    /// can test against a known root.
+    pub fn locator(&self, root: &crate::ContentRoot) -> crate::Locator {
+        let mut h = blake3::Hasher::new_derive_key("samizdat 2026 content locator v1");
+        h.update(&self.0);
+        h.update(&root.0);
+        crate::Locator(*h.finalize().as_bytes())
+    }
+
     /// Encrypts or decrypts (the same operation) the bytes of chunk group `index`, which start
     /// at blob offset `index * GROUP_SIZE`.
     pub fn apply(&self, index: u32, data: &mut [u8]) {

@@ -8,8 +8,10 @@
 //!   Verified streaming works on chunk groups of [`GROUP_SIZE`] bytes: the [`Outboard`] holds
 //!   each group's BLAKE3 chaining value; [`Outboard::check_root`] recomputes the root from them,
 //!   and [`Outboard::verify_group`] checks a received group before a single byte is written.
-//! * A [`ShareLink`] is a self-contained capability: root, key and optional peer hints, with a
-//!   checksum so a mistyped link gives a clear error.
+//! * A [`ShareLink`] is a self-contained capability: root, key, blob length and optional peer
+//!   hints pinned to their identities, with a checksum so a mistyped link gives a clear error.
+//!   Peers are asked for a [`Locator`] derived from the key ([`ContentKey::locator`]), never
+//!   for the root.
 //!
 //! ```
 //! use samizdat_content::{encode, ContentKey, Manifest, ShareLink};
@@ -19,7 +21,7 @@
 //! let mut blob = Vec::new();
 //! let out = encode(&key, &manifest, &file[..], &mut blob).unwrap();
 //! assert!(!blob.windows(5).any(|w| w == b"hello"));
-//! let link = ShareLink { root: out.root, key, peers: vec![] };
+//! let link = ShareLink { root: out.root, key, blob_len: blob.len() as u64, peers: vec![] };
 //! let parsed: ShareLink = link.to_string().parse().unwrap();
 //! assert_eq!(parsed.root, out.root);
 //! ```
@@ -31,10 +33,10 @@ mod manifest;
 mod outboard;
 
 pub use cipher::ContentKey;
-pub use link::{LINK_PREFIX, LinkError, ShareLink};
+pub use link::{LINK_PREFIX, LinkError, MAX_HINTS, PeerHint, ShareLink};
 pub use manifest::{HEADER_LEN, Manifest};
 pub use outboard::{Outboard, group_count, group_range};
-pub use samizdat_wire::{ContentRoot, GROUP_SIZE};
+pub use samizdat_wire::{ContentRoot, GROUP_SIZE, Locator};
 
 use std::io::{Read, Write};
 

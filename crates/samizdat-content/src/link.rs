@@ -1,14 +1,24 @@
-//! Share links: `sz1` followed by base32 of `version || root || key || hints || checksum`.
+//! Share links: `sz1` followed by base32 of
+//! `version || root || key || blob_len || hints || checksum`, where each hint is
+//! `node_id || address`.
+//!
+//! A link pins everything a fetcher must not take from a peer: the content root (what the
+//! bytes hash to), the blob length (so a peer cannot shorten or lengthen the file), and the
+//! identity of every hinted peer (so a node with another identity at a hinted address, such as
+//! an on-path censor terminating sessions, is refused with an identity-mismatch error).
 
-use crate::{ContentKey, ContentRoot};
+use crate::{ContentKey, ContentRoot, Locator};
+use samizdat_identity::NodeId;
 use samizdat_wire::{MAX_PEER_ADDR_LEN, PeerAddr, Reader, Writer};
 use std::fmt;
 
 /// Every share link starts with this.
 pub const LINK_PREFIX: &str = "sz1";
-const VERSION: u8 = 1;
+/// The link format this code writes: v2 pins the blob length and each hint's identity.
+const VERSION: u8 = 2;
 const CHECKSUM_LEN: usize = 4;
-const MAX_HINTS: usize = 16;
+/// Most peer hints a link carries.
+pub const MAX_HINTS: usize = 16;
 const ENCODING: data_encoding::Encoding = data_encoding::BASE32_NOPAD;
 
 /// Why a link could not be read.
@@ -24,12 +34,30 @@ pub enum LinkError {
     /// The checksum does not match: a character was mistyped, lost or changed.
     #[error("link checksum mismatch: it was mistyped or damaged")]
     Checksum,
+    /// The link is from an older samizdat that did not pin peers' identities.
+    #[error("link format {0} is no longer accepted (it does not pin who serves the file); ask the sender for a new link")]
+    Obsolete(u8),
     /// The link is from a newer version of samizdat.
     #[error("link version {0} is not supported; upgrade samizdat")]
     Version(u8),
     /// The link's contents are structurally invalid.
     #[error("link is malformed")]
     Malformed,
+}
+
+/// A peer named by a link: where to dial it and which identity it must prove.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerHint {
+    /// The identity the peer must authenticate as; a session with any other is refused.
+    pub node: NodeId,
+    /// Where to dial it.
+    pub addr: PeerAddr,
+}
+
+impl fmt::Debug for PeerHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerHint({:?}, {:?})", self.node, self.addr)
+    }
 }
 
 /// A capability to fetch and decrypt one file: whoever holds it can read the file.
@@ -39,8 +67,18 @@ pub struct ShareLink {
     pub root: ContentRoot,
     /// The decryption key.
     pub key: ContentKey,
-    /// Peers believed to hold the blob (optional; at most 16 are encoded).
-    pub peers: Vec<PeerAddr>,
+    /// Length of the encrypted blob in bytes (bound to the root by the link, not by a peer).
+    pub blob_len: u64,
+    /// Peers believed to hold the blob, each pinned to its identity (at most [`MAX_HINTS`]
+    /// are encoded).
+    pub peers: Vec<PeerHint>,
+}
+
+impl ShareLink {
+    /// The locator peers are asked for: derived from the key, so only link holders know it.
+    pub fn locator(&self) -> Locator {
+        self.key.locator(&self.root)
+    }
 }
 
 impl fmt::Debug for ShareLink {
@@ -58,11 +96,13 @@ impl fmt::Display for ShareLink {
         w.u8(VERSION);
         w.bytes(&self.root.0);
         w.bytes(self.key.as_bytes());
+        w.u64(self.blob_len);
         let hints = &self.peers[..self.peers.len().min(MAX_HINTS)];
         w.u8(hints.len() as u8);
         for p in hints {
-            w.u8(p.as_str().len() as u8);
-            w.bytes(p.as_str().as_bytes());
+            w.bytes(&p.node.0);
+            w.u8(p.addr.as_str().len() as u8);
+            w.bytes(p.addr.as_str().as_bytes());
         }
         let sum = blake3::hash(&raw);
         raw.extend_from_slice(&sum.as_bytes()[..CHECKSUM_LEN]);
@@ -87,26 +127,34 @@ impl std::str::FromStr for ShareLink {
         let mut r = Reader::new(payload);
         let bad = |_| LinkError::Malformed;
         let version = r.u8("version").map_err(bad)?;
+        if version < VERSION {
+            return Err(LinkError::Obsolete(version));
+        }
         if version != VERSION {
             return Err(LinkError::Version(version));
         }
         let root = ContentRoot(r.array("root").map_err(bad)?);
         let key = ContentKey::from_bytes(r.array("key").map_err(bad)?);
+        let blob_len = r.u64("blob length").map_err(bad)?;
+        if blob_len < crate::HEADER_LEN as u64 {
+            return Err(LinkError::Malformed);
+        }
         let n = usize::from(r.u8("hint count").map_err(bad)?);
         if n > MAX_HINTS {
             return Err(LinkError::Malformed);
         }
         let mut peers = Vec::with_capacity(n);
         for _ in 0..n {
+            let node = NodeId(r.array("hint node id").map_err(bad)?);
             let len = usize::from(r.u8("hint length").map_err(bad)?);
             if len > MAX_PEER_ADDR_LEN {
                 return Err(LinkError::Malformed);
             }
             let text = std::str::from_utf8(r.bytes(len, "hint").map_err(bad)?)
                 .map_err(|_| LinkError::Malformed)?;
-            peers.push(PeerAddr::new(text).map_err(bad)?);
+            peers.push(PeerHint { node, addr: PeerAddr::new(text).map_err(bad)? });
         }
         r.finish().map_err(bad)?;
-        Ok(ShareLink { root, key, peers })
+        Ok(ShareLink { root, key, blob_len, peers })
     }
 }

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use proptest::prelude::*;
+use samizdat_identity::NodeId;
 
 fn manifest(size: usize) -> Manifest {
     Manifest { name: "report.pdf".into(), size: size as u64, mime: "application/pdf".into() }
@@ -93,8 +94,34 @@ fn link() -> ShareLink {
     ShareLink {
         root: ContentRoot([3; 32]),
         key: ContentKey::from_bytes([4; 32]),
-        peers: vec!["tcp/127.0.0.1:4000".parse().unwrap(), "tcp/[::1]:9".parse().unwrap()],
+        blob_len: 5000,
+        peers: vec![
+            PeerHint { node: NodeId([1; 32]), addr: "tcp/127.0.0.1:4000".parse().unwrap() },
+            PeerHint { node: NodeId([2; 32]), addr: "tcp/[::1]:9".parse().unwrap() },
+        ],
     }
+}
+
+#[test]
+fn links_pin_length_and_identities_and_refuse_old_formats() {
+    let l = link();
+    let back: ShareLink = l.to_string().parse().unwrap();
+    assert_eq!(back.blob_len, 5000);
+    assert_eq!(back.peers[1].node, NodeId([2; 32]));
+    // The locator depends on the key: the root alone does not give it.
+    let other = ShareLink { key: ContentKey::from_bytes([5; 32]), ..l.clone() };
+    assert_ne!(l.locator(), other.locator());
+    assert_ne!(l.locator().0, l.root.0);
+    // A version-1 link (no pins) is refused with its own error.
+    let mut raw = vec![1u8];
+    raw.extend([3; 32]);
+    raw.extend([4; 32]);
+    raw.push(0);
+    let sum = blake3::hash(&raw);
+    raw.extend_from_slice(&sum.as_bytes()[..4]);
+    let v1 = format!("sz1{}", data_encoding::BASE32_NOPAD.encode(&raw).to_lowercase());
+    assert_eq!(v1.parse::<ShareLink>(), Err(LinkError::Obsolete(1)));
+    assert!(LinkError::Obsolete(1).to_string().contains("new link"));
 }
 
 #[test]

@@ -1,43 +1,133 @@
-//! Sans-IO node engine: connections, peer exchange, content serving and verified,
+//! Sans-IO node engine: links, stream routing, peer exchange, content serving and verified,
 //! multi-source, resumable downloads.
 //!
-//! The engine owns every [`Session`] of a node and decides what to send. It contains no
-//! networking code and does not read the clock: the driver (the tokio runtime in
-//! `samizdat-node`, or the simulator in `samizdat-sim`) feeds it transport events with `now`
-//! ([`Engine::accept`], [`Engine::connected`], [`Engine::handle_input`], [`Engine::closed`],
-//! [`Engine::handle_timeout`]) and carries out its [`Action`]s (dial, send bytes, close).
-//! Downloads report verified chunk groups as [`Event`]s; the driver decides where they go.
+//! The engine owns every [`Session`] of a node (the *links*) and decides what to send. It
+//! contains no networking code, does no disk I/O and does not read the clock: the driver (the
+//! tokio runtime in `samizdat-node`, or the simulator in `samizdat-sim`) feeds it transport
+//! events with `now` ([`Engine::accept`], [`Engine::connected`], [`Engine::handle_input`],
+//! [`Engine::closed`], [`Engine::handle_timeout`]) and carries out its [`Action`]s (dial, send
+//! bytes, close, read a chunk group — reported back with [`Engine::read_done`]).
+//!
+//! Protocols run over **streams**, not connections: a [`StreamId`] is either a link's own
+//! direct stream or a stream relayed through another node. The transfer state machine
+//! ([`transfer`]) is fed `(stream, message)` and emits `(stream, message)`; it never sees a
+//! session. Requests carry request ids and answers name only the request, and content is asked
+//! for by a [`Locator`] that only holders of the link can compute.
+//!
+//! **Ask only who must know.** A download asks only its sources: the peers its link pins (by
+//! identity: a dialled session that authenticates as anyone else is closed and reported as
+//! [`Event::IdentityMismatch`]) and any the caller names. Cancels go only to the streams that
+//! were asked, by request id.
 //!
 //! Where a downloaded chunk is verified: [`transfer`], via
 //! [`samizdat_content::Outboard::verify_group`], before it is ever handed out.
 //!
-//! Every queue a peer can grow is bounded: connections ([`EngineConfig::max_connections`]),
-//! known addresses, queued requests per connection, and unwritten bytes per connection
-//! (serving pauses until the driver reports them written with [`Engine::on_written`]).
+//! Every table a peer can grow is bounded: inbound and outbound connections separately, inbound
+//! connections per address group (with eviction of idle or unauthenticated ones when full),
+//! known addresses ([`addrbook`]), queued requests per link, reads in flight per link,
+//! relayed streams per link, unwritten bytes per link (serving pauses until the driver reports
+//! them written with [`Engine::on_written`]) and the reputation table.
 #![forbid(unsafe_code)]
 
+pub mod addrbook;
 mod source;
 pub mod transfer;
 
 pub use source::{ContentSource, MemorySource};
-pub use transfer::{Resume, TransferError};
+pub use transfer::{FetchSpec, Resume, TransferError};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use samizdat_content::{ContentRoot, Outboard};
+use samizdat_content::{ContentRoot, Locator, Outboard};
 use samizdat_identity::NodeId;
 use samizdat_session::{PeerInfo, Session, SessionConfig, SessionError, SessionEvent};
-use samizdat_wire::{MAX_ADDRS, MAX_LEAVES_PER_MESSAGE, Message, PeerAddr, features};
+use samizdat_wire::{
+    MAX_ADDRS, MAX_LEAVES_PER_MESSAGE, MAX_RELAY_STREAMS, Message, PeerAddr, PeersMsg, RelayMsg,
+    RequestId, TransferMsg, features,
+};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use transfer::Transfer;
+use transfer::{Output, Transfer};
 
-/// Identifies one transport connection of this engine. Allocated by the engine.
+/// Identifies one transport connection (a link) of this engine. Allocated by the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
+/// A stream: what a protocol state machine talks over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamId {
+    /// The link's own stream (a direct session with the peer).
+    Direct(ConnId),
+    /// Stream number `n` relayed over link `conn` (through the node at the other end of
+    /// `conn`, or, at the far end, arriving from it).
+    Relayed(ConnId, u32),
+}
+
+impl StreamId {
+    /// The link that carries this stream.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            StreamId::Direct(c) | StreamId::Relayed(c, _) => *c,
+        }
+    }
+}
+
+/// Who is at the far end of a source stream, as far as this node can tell: what reputation is
+/// kept for. A relayed source is its own entry (relay and target together), so a corrupt
+/// relayed stream blames neither the relay nor the target alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceId {
+    /// A peer on a direct, authenticated session.
+    Node(NodeId),
+    /// A peer reached through a relay.
+    Relayed {
+        /// The relay (authenticated).
+        relay: NodeId,
+        /// The peer the relay was asked to reach.
+        target: NodeId,
+    },
+}
+
+/// Where a download may fetch from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// Dial `addr`; with `node`, the session must authenticate as that identity (a link's
+    /// pinned hint). Without it (an address the user typed), any identity is accepted.
+    Direct {
+        /// The identity the peer must prove.
+        node: Option<NodeId>,
+        /// Where to dial.
+        addr: PeerAddr,
+    },
+    /// Reach `target` through the relay `relay` at `relay_addr` (the relay must authenticate
+    /// as `relay`, and must allow relaying).
+    Relayed {
+        /// The relay's identity.
+        relay: NodeId,
+        /// Where to dial the relay.
+        relay_addr: PeerAddr,
+        /// The peer to reach through it.
+        target: NodeId,
+    },
+}
+
+impl SourceSpec {
+    fn dial(&self) -> (Option<NodeId>, &PeerAddr) {
+        match self {
+            SourceSpec::Direct { node, addr } => (*node, addr),
+            SourceSpec::Relayed { relay, relay_addr, .. } => (Some(*relay), relay_addr),
+        }
+    }
+}
+
+/// Identifies a read the engine asked the driver for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReadId(pub u64);
+
 /// Something the driver must do on the engine's behalf.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Action {
     /// Open a transport connection to `addr`; report [`Engine::connected`] or
     /// [`Engine::connect_failed`] for `conn`.
@@ -59,6 +149,17 @@ pub enum Action {
         /// The connection.
         conn: ConnId,
     },
+    /// Read chunk group `index` of the served blob `root` (with [`ContentSource::read_group`]
+    /// or the driver's own store, off the engine's thread if it likes) and report the bytes
+    /// with [`Engine::read_done`].
+    ReadGroup {
+        /// Names the read in [`Engine::read_done`].
+        read: ReadId,
+        /// The blob.
+        root: ContentRoot,
+        /// The group.
+        index: u32,
+    },
 }
 
 /// Why the engine dropped a peer or distrusts it.
@@ -67,7 +168,7 @@ pub enum Action {
 pub enum Offence {
     /// It served a chunk group that failed verification.
     CorruptGroup,
-    /// It served leaf hashes that do not hash to the content root.
+    /// It served leaf hashes that do not hash to the content root, or a wrong length.
     CorruptOutboard,
     /// It broke the protocol (malformed or unexpected messages, too many requests).
     ProtocolViolation,
@@ -91,10 +192,20 @@ pub enum Event {
         /// The peer, if it had authenticated.
         peer: Option<NodeId>,
     },
-    /// A peer misbehaved and was penalised.
+    /// A dialled peer authenticated as someone other than the identity it was dialled for;
+    /// the connection was closed and the peer is not used.
+    IdentityMismatch {
+        /// The connection (already closed).
+        conn: ConnId,
+        /// The identity the link pinned.
+        expected: NodeId,
+        /// The identity the peer proved.
+        got: NodeId,
+    },
+    /// A source misbehaved and was penalised.
     PeerPenalized {
         /// The offender.
-        peer: NodeId,
+        source: SourceId,
         /// What it did.
         offence: Offence,
     },
@@ -114,8 +225,8 @@ pub enum Event {
         index: u32,
         /// The verified (still encrypted) bytes.
         data: Vec<u8>,
-        /// Which peer served it.
-        from: NodeId,
+        /// Which source served it.
+        from: SourceId,
     },
     /// Every group of a download is verified.
     TransferComplete {
@@ -136,14 +247,21 @@ pub enum Event {
 pub struct EngineConfig {
     /// Session settings (identity, features, listen addresses, limits).
     pub session: SessionConfig,
-    /// Most simultaneous connections; further inbound ones are refused.
-    pub max_connections: usize,
-    /// Most remembered peer addresses.
-    pub max_known_addrs: usize,
-    /// Chunk groups requested from one peer at a time, per download.
+    /// Most inbound connections; when full, an idle or unauthenticated one is evicted for a
+    /// newcomer, or the newcomer is refused.
+    pub max_inbound: usize,
+    /// Most inbound connections from one address group (IPv4 /24, IPv6 /48).
+    pub max_inbound_per_group: usize,
+    /// Most outbound connections (our own dials never compete with inbound ones).
+    pub max_outbound: usize,
+    /// Settings of the address book.
+    pub addrbook: addrbook::AddrBookConfig,
+    /// Chunk groups requested from one stream at a time, per download.
     pub window: u32,
-    /// Most queued requests a peer may have with us before it is cut off.
+    /// Most queued requests a link may have with us before it is cut off.
     pub max_queued_requests: usize,
+    /// Most chunk-group reads in flight for one link.
+    pub max_reads_per_conn: usize,
     /// Unwritten bytes per connection above which serving pauses.
     pub write_high_water: usize,
     /// Interval between keep-alive pings on an idle connection.
@@ -154,26 +272,37 @@ pub struct EngineConfig {
     pub stall_timeout: Duration,
     /// The largest blob the engine will download (bounds outboard memory).
     pub max_blob_len: u64,
-    /// A peer that delivers nothing it was asked for during this long loses those requests
-    /// to other peers, for that download.
+    /// A stream that delivers nothing it was asked for during this long loses those requests
+    /// to other streams, for that download.
     pub request_timeout: Duration,
+    /// Whether this node relays streams between its peers.
+    pub relay: bool,
+    /// Longest back-off between redials of a persistent peer.
+    pub max_redial_backoff: Duration,
 }
 
 impl EngineConfig {
-    /// Defaults around a session configuration.
-    pub fn new(session: SessionConfig) -> Self {
+    /// Defaults around a session configuration. Unauthenticated connections are given 8 s to
+    /// finish their handshake.
+    pub fn new(mut session: SessionConfig) -> Self {
+        session.handshake_timeout = session.handshake_timeout.min(Duration::from_secs(8));
         EngineConfig {
             session,
-            max_connections: 256,
-            max_known_addrs: 1024,
+            max_inbound: 192,
+            max_inbound_per_group: 32,
+            max_outbound: 64,
+            addrbook: addrbook::AddrBookConfig::default(),
             window: 64,
             max_queued_requests: 1024,
+            max_reads_per_conn: 16,
             write_high_water: 1 << 20,
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             stall_timeout: Duration::from_secs(60),
             max_blob_len: 64 << 30,
             request_timeout: Duration::from_secs(30),
+            relay: false,
+            max_redial_backoff: Duration::from_secs(15),
         }
     }
 }
@@ -195,21 +324,58 @@ pub struct PeerSummary {
     pub user_agent: Option<String>,
 }
 
+/// One queued request of a peer.
 enum ServeItem {
-    Group(ContentRoot, u32),
-    Leaves(ContentRoot, u32, u32),
+    Group { stream: StreamId, req: RequestId, root: ContentRoot, index: u32 },
+    Leaves { stream: StreamId, req: RequestId, locator: Locator, first: u32, count: u32 },
+}
+
+impl ServeItem {
+    fn is(&self, s: StreamId, r: RequestId) -> bool {
+        match self {
+            ServeItem::Group { stream, req, .. } | ServeItem::Leaves { stream, req, .. } => {
+                *stream == s && *req == r
+            }
+        }
+    }
+
+    fn on_stream(&self, s: StreamId) -> bool {
+        match self {
+            ServeItem::Group { stream, .. } | ServeItem::Leaves { stream, .. } => *stream == s,
+        }
+    }
+}
+
+/// The far side of a relayed stream this node joins.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RelayEnd {
+    /// We forward it to this stream number on that link.
+    Forward(ConnId, u32),
+    /// It ends here: we serve or fetch on it.
+    Local,
 }
 
 pub(crate) struct Conn {
     session: Session,
     addr: Option<PeerAddr>,
+    /// With a pinned dial: the identity the peer must prove.
+    expect: Option<NodeId>,
+    /// For inbound connections: the remote address group (for per-group caps).
+    group: Option<u64>,
     outbound: bool,
     transport_up: bool,
     peer: Option<PeerInfo>,
     serve: VecDeque<ServeItem>,
+    reads_in_flight: usize,
     unwritten: usize,
+    created: Instant,
     last_rx: Instant,
+    /// Last time the peer asked us for something (or we for it): idle links are evicted first.
+    last_used: Instant,
     next_ping: Instant,
+    /// Relayed streams on this link and where they go.
+    relayed: BTreeMap<u32, RelayEnd>,
+    next_stream: u32,
 }
 
 impl Conn {
@@ -222,6 +388,33 @@ impl Conn {
     }
 }
 
+struct Download {
+    transfer: Transfer,
+    sources: Vec<SourceSpec>,
+    /// Redial rounds used so far.
+    redials: u32,
+    /// When the next redial round is due, if one is scheduled.
+    next_redial: Option<Instant>,
+    /// Pinned peers that turned out to be someone else.
+    mismatches: u32,
+    /// Relay links a relayed stream was opened on in this round (not reopened until the next
+    /// redial round, so a relay that refuses is not asked in a loop).
+    relay_tried: BTreeSet<ConnId>,
+}
+
+/// A peer the node keeps connected to (bootstrap peers, `--peer` addresses).
+struct Persistent {
+    backoff: Duration,
+    next_try: Option<Instant>,
+}
+
+struct PendingRead {
+    conn: ConnId,
+    stream: StreamId,
+    req: RequestId,
+    index: u32,
+}
+
 /// The sans-IO core of a node (see the crate docs).
 pub struct Engine<S> {
     config: EngineConfig,
@@ -229,11 +422,15 @@ pub struct Engine<S> {
     rng: ChaCha20Rng,
     clock_anchor: (Instant, u64),
     next_conn: u64,
+    next_req: RequestId,
+    next_read: u64,
     conns: BTreeMap<ConnId, Conn>,
-    transfers: BTreeMap<ContentRoot, Transfer>,
-    known_addrs: BTreeSet<PeerAddr>,
+    downloads: BTreeMap<ContentRoot, Download>,
+    addrs: addrbook::AddrBook,
     self_addrs: BTreeSet<PeerAddr>,
-    reputation: BTreeMap<NodeId, i64>,
+    persistent: BTreeMap<PeerAddr, Persistent>,
+    reputation: BTreeMap<SourceId, i64>,
+    reads: BTreeMap<ReadId, PendingRead>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
 }
@@ -242,7 +439,7 @@ impl<S> std::fmt::Debug for Engine<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("conns", &self.conns.len())
-            .field("transfers", &self.transfers.len())
+            .field("downloads", &self.downloads.len())
             .finish_non_exhaustive()
     }
 }
@@ -253,15 +450,28 @@ const PENALTY_CORRUPT: i64 = 10;
 const MAX_REDIALS: u32 = 4;
 const REDIAL_BASE: Duration = Duration::from_millis(500);
 const BAN_THRESHOLD: i64 = -30;
-/// Most peers whose reputation is remembered.
+/// Most sources whose reputation is remembered.
 const MAX_REPUTATION_ENTRIES: usize = 10_000;
+/// Most persistent peers.
+const MAX_PERSISTENT: usize = 64;
 /// Output a peer lets pile up (by sending requests without reading the answers), in multiples
 /// of the write high-water mark, before it is disconnected.
 const FLOOD_FACTOR: usize = 4;
 
+/// The address group an inbound connection counts against: IPv4 /24, IPv6 /48.
+pub fn inbound_group(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => u64::from(u32::from(v4) >> 8),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(u32::from(v4) >> 8),
+            None => (1 << 63) | (u128::from(v6) >> 80) as u64,
+        },
+    }
+}
+
 impl<S: ContentSource> Engine<S> {
-    /// Creates an engine. `seed` drives all of its randomness (session keys, nonces);
-    /// `now` and `wall_secs` anchor its idea of wall-clock time.
+    /// Creates an engine. `seed` drives all of its randomness (session keys, nonces, address
+    /// selection); `now` and `wall_secs` anchor its idea of wall-clock time.
     pub fn new(
         config: EngineConfig,
         source: S,
@@ -269,17 +479,25 @@ impl<S: ContentSource> Engine<S> {
         now: Instant,
         wall_secs: u64,
     ) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut book_key = [0u8; 32];
+        rng.fill_bytes(&mut book_key);
+        let addrs = addrbook::AddrBook::new(config.addrbook.clone(), book_key);
         Engine {
             config,
             source,
-            rng: ChaCha20Rng::from_seed(seed),
+            rng,
             clock_anchor: (now, wall_secs),
             next_conn: 0,
+            next_req: 0,
+            next_read: 0,
             conns: BTreeMap::new(),
-            transfers: BTreeMap::new(),
-            known_addrs: BTreeSet::new(),
+            downloads: BTreeMap::new(),
+            addrs,
             self_addrs: BTreeSet::new(),
+            persistent: BTreeMap::new(),
             reputation: BTreeMap::new(),
+            reads: BTreeMap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -316,46 +534,82 @@ impl<S: ContentSource> Engine<S> {
         }
     }
 
-    fn alloc_conn(&mut self) -> ConnId {
+    fn insert_conn(&mut self, now: Instant, session: Session, outbound: bool) -> ConnId {
         self.next_conn += 1;
-        ConnId(self.next_conn)
-    }
-
-    fn insert_conn(
-        &mut self,
-        now: Instant,
-        session: Session,
-        addr: Option<PeerAddr>,
-        outbound: bool,
-    ) -> ConnId {
-        let conn = self.alloc_conn();
+        let conn = ConnId(self.next_conn);
         let c = Conn {
             session,
-            addr,
+            addr: None,
+            expect: None,
+            group: None,
             outbound,
             transport_up: !outbound,
             peer: None,
             serve: VecDeque::new(),
+            reads_in_flight: 0,
             unwritten: 0,
+            created: now,
             last_rx: now,
+            last_used: now,
             next_ping: now + self.config.ping_interval,
+            relayed: BTreeMap::new(),
+            next_stream: 0,
         };
         self.conns.insert(conn, c);
         conn
     }
 
+    fn count(&self, outbound: bool) -> usize {
+        self.conns.values().filter(|c| c.outbound == outbound).count()
+    }
+
     /// Dials `addr` (unless it is one of our own). Returns the new connection's ID.
     pub fn connect(&mut self, now: Instant, addr: PeerAddr) -> Option<ConnId> {
+        self.dial(now, addr, None)
+    }
+
+    fn dial(&mut self, now: Instant, addr: PeerAddr, expect: Option<NodeId>) -> Option<ConnId> {
         if self.self_addrs.contains(&addr) || self.config.session.listen.contains(&addr) {
             return None;
         }
-        if self.conns.len() >= self.config.max_connections {
+        if self.count(true) >= self.config.max_outbound {
             return None;
         }
         let session = self.new_session(now, true).ok()?;
-        let conn = self.insert_conn(now, session, Some(addr.clone()), true);
+        let conn = self.insert_conn(now, session, true);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.addr = Some(addr.clone());
+            c.expect = expect;
+        }
         self.actions.push_back(Action::Connect { conn, addr });
         Some(conn)
+    }
+
+    /// Keeps a connection to `addr` up: it is dialled now and redialled with capped
+    /// exponential back-off whenever it is down, for as long as the engine runs.
+    pub fn add_persistent(&mut self, now: Instant, addr: PeerAddr) {
+        if self.persistent.len() >= MAX_PERSISTENT || self.persistent.contains_key(&addr) {
+            return;
+        }
+        self.persistent.insert(addr, Persistent { backoff: REDIAL_BASE, next_try: Some(now) });
+        self.redial_persistent(now);
+    }
+
+    fn redial_persistent(&mut self, now: Instant) {
+        let due: Vec<PeerAddr> = self
+            .persistent
+            .iter()
+            .filter(|(a, p)| p.next_try.is_some_and(|t| now >= t) && !self.is_connected_to(a))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for addr in due {
+            let cap = self.config.max_redial_backoff;
+            if let Some(p) = self.persistent.get_mut(&addr) {
+                p.next_try = Some(now + p.backoff);
+                p.backoff = (p.backoff * 2).min(cap);
+            }
+            self.connect(now, addr);
+        }
     }
 
     /// Whether a connection to `addr` exists (dialled by us).
@@ -363,13 +617,62 @@ impl<S: ContentSource> Engine<S> {
         self.conns.values().any(|c| c.addr.as_ref() == Some(addr))
     }
 
-    /// A new inbound transport connection. Returns `None` (close it) when at capacity.
-    pub fn accept(&mut self, now: Instant) -> Option<ConnId> {
-        if self.conns.len() >= self.config.max_connections {
-            return None;
+    /// A new inbound transport connection from `remote` (when the transport knows it).
+    /// Returns `None` (close it) when no slot can be had; when inbound slots (or those of
+    /// `remote`'s address group) are full, the least useful inbound connection — one still
+    /// unauthenticated, else the longest idle — is closed to make room.
+    pub fn accept(&mut self, now: Instant, remote: Option<IpAddr>) -> Option<ConnId> {
+        let group = remote.map(inbound_group);
+        let in_group = |c: &Conn| group.is_some() && c.group == group && !c.outbound;
+        if group.is_some()
+            && self.conns.values().filter(|c| in_group(c)).count()
+                >= self.config.max_inbound_per_group
+        {
+            let victim = self.eviction_candidate(now, group);
+            self.drop_conn(now, victim?, true);
+        }
+        if self.count(false) >= self.config.max_inbound {
+            let victim = self.eviction_candidate(now, None);
+            self.drop_conn(now, victim?, true);
         }
         let session = self.new_session(now, false).ok()?;
-        Some(self.insert_conn(now, session, None, false))
+        let conn = self.insert_conn(now, session, false);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.group = group;
+        }
+        Some(conn)
+    }
+
+    /// The inbound connection to close for a newcomer (within `group` if given): the oldest
+    /// unauthenticated one, else the one idle longest that no download uses, if idle for at
+    /// least a few seconds. Never a source of ours or a link with work in progress.
+    fn eviction_candidate(&self, now: Instant, group: Option<u64>) -> Option<ConnId> {
+        let used: BTreeSet<ConnId> = self
+            .downloads
+            .values()
+            .flat_map(|d| d.transfer.streams().map(StreamId::conn))
+            .collect();
+        let candidates = self
+            .conns
+            .iter()
+            .filter(|(id, c)| !c.outbound && !used.contains(id))
+            .filter(|(_, c)| group.is_none() || c.group == group);
+        let unauthenticated = candidates
+            .clone()
+            .filter(|(_, c)| !c.session.is_established())
+            .min_by_key(|(_, c)| c.created)
+            .map(|(id, _)| *id);
+        unauthenticated.or_else(|| {
+            candidates
+                .filter(|(_, c)| {
+                    c.serve.is_empty()
+                        && c.reads_in_flight == 0
+                        && c.relayed.is_empty()
+                        && now.saturating_duration_since(c.last_used) >= Duration::from_secs(5)
+                })
+                .min_by_key(|(_, c)| c.last_used)
+                .map(|(id, _)| *id)
+        })
     }
 
     /// An outbound connection's transport is up: the handshake starts.
@@ -383,6 +686,9 @@ impl<S: ContentSource> Engine<S> {
 
     /// An outbound dial failed.
     pub fn connect_failed(&mut self, now: Instant, conn: ConnId) {
+        if let Some(addr) = self.conns.get(&conn).and_then(|c| c.addr.clone()) {
+            self.addrs.mark_failed(&addr, now);
+        }
         self.drop_conn(now, conn, false);
     }
 
@@ -405,43 +711,33 @@ impl<S: ContentSource> Engine<S> {
         if close {
             self.actions.push_back(Action::Close { conn });
         }
-        for t in self.transfers.values_mut() {
-            t.conn_lost(conn);
+        let peer = c.peer_id();
+        // Relayed streams through this link end on their other side too.
+        for (_, end) in c.relayed {
+            if let RelayEnd::Forward(other, n) = end {
+                if let Some(o) = self.conns.get_mut(&other) {
+                    o.relayed.remove(&n);
+                    let _ = o.session.send(&Message::Relay(RelayMsg::Close { stream: n }));
+                }
+                self.lose_stream(StreamId::Relayed(other, n));
+                self.flush(other);
+            }
         }
-        self.events.push_back(Event::PeerDown { conn, peer: c.peer_id() });
+        for d in self.downloads.values_mut() {
+            let lost: Vec<StreamId> =
+                d.transfer.streams().filter(|s| s.conn() == conn).copied().collect();
+            for s in lost {
+                d.transfer.stream_lost(s);
+            }
+        }
+        self.events.push_back(Event::PeerDown { conn, peer });
         self.check_sources(now);
         self.schedule(now);
     }
 
-    /// Downloads without any usable peer redial their hints with back-off, then fail.
-    fn check_sources(&mut self, now: Instant) {
-        let mut failed = Vec::new();
-        let mut dial = Vec::new();
-        for (root, t) in self.transfers.iter_mut() {
-            if t.has_source(&self.conns) {
-                t.redials = 0;
-                t.next_redial = None;
-                continue;
-            }
-            match t.next_redial {
-                Some(at) if now >= at => {
-                    t.next_redial = None;
-                    t.redials += 1;
-                    dial.extend(t.hints.iter().cloned());
-                }
-                Some(_) => {}
-                None if t.redials >= MAX_REDIALS => failed.push(*root),
-                None => t.next_redial = Some(now + REDIAL_BASE * 2u32.pow(t.redials)),
-            }
-        }
-        for addr in dial {
-            if !self.is_connected_to(&addr) {
-                self.connect(now, addr);
-            }
-        }
-        for root in failed {
-            self.transfers.remove(&root);
-            self.events.push_back(Event::TransferFailed { root, error: TransferError::NoSources });
+    fn lose_stream(&mut self, stream: StreamId) {
+        for d in self.downloads.values_mut() {
+            d.transfer.stream_lost(stream);
         }
     }
 
@@ -452,7 +748,7 @@ impl<S: ContentSource> Engine<S> {
         if let Err(err) = c.session.handle_input(now, data) {
             if matches!(err, SessionError::SelfConnection) {
                 if let Some(addr) = c.addr.clone() {
-                    if self.self_addrs.len() < self.config.max_known_addrs {
+                    if self.self_addrs.len() < MAX_PERSISTENT {
                         self.self_addrs.insert(addr);
                     }
                 }
@@ -464,8 +760,7 @@ impl<S: ContentSource> Engine<S> {
         while let Some(ev) = self.conns.get_mut(&conn).and_then(|c| c.session.poll_event()) {
             let ok = match ev {
                 SessionEvent::Established(info) => {
-                    if !self.on_established(conn, *info) {
-                        // A banned peer: refuse to work with it.
+                    if !self.on_established(now, conn, *info) {
                         self.drop_conn(now, conn, true);
                         return;
                     }
@@ -480,220 +775,542 @@ impl<S: ContentSource> Engine<S> {
                 return;
             }
         }
-        let flooding = self.conns.get(&conn).is_some_and(|c| {
-            c.unwritten + c.session.pending_transmit() > FLOOD_FACTOR * self.config.write_high_water
-        });
-        if flooding {
+        if self.is_flooding(conn) {
             self.penalize_conn(conn, Offence::ProtocolViolation, 5);
             self.drop_conn(now, conn, true);
             return;
         }
-        self.check_sources(now);
-        self.schedule(now);
+        self.after_input(now);
         self.flush(conn);
     }
 
-    /// Records an established session; `false` if the peer is banned.
-    fn on_established(&mut self, conn: ConnId, info: PeerInfo) -> bool {
+    fn is_flooding(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| {
+            c.unwritten + c.session.pending_transmit() > FLOOD_FACTOR * self.config.write_high_water
+        })
+    }
+
+    fn after_input(&mut self, now: Instant) {
+        self.drain_transfers(now);
+        self.check_sources(now);
+        self.schedule(now);
+    }
+
+    /// Records an established session; `false` if the peer is banned or not who we dialled.
+    fn on_established(&mut self, now: Instant, conn: ConnId, info: PeerInfo) -> bool {
         let peer = info.node_id;
-        if self.reputation.get(&peer).is_some_and(|r| *r <= BAN_THRESHOLD) {
+        let Some(c) = self.conns.get(&conn) else { return true };
+        if let Some(expected) = c.expect.filter(|e| *e != peer) {
+            self.events.push_back(Event::IdentityMismatch { conn, expected, got: peer });
+            if let Some(addr) = &c.addr {
+                for d in self.downloads.values_mut() {
+                    if d.sources.iter().any(|s| s.dial() == (Some(expected), addr)) {
+                        d.mismatches += 1;
+                    }
+                }
+            }
+            return false;
+        }
+        if self.reputation.get(&SourceId::Node(peer)).is_some_and(|r| *r <= BAN_THRESHOLD) {
             return false;
         }
         let exchange = info.features & features::PEER_EXCHANGE != 0;
-        for addr in info.hello.listen.iter().take(4) {
-            self.learn_addr(addr.clone());
+        let addr = c.addr.clone();
+        let listen: Vec<PeerAddr> = info.hello.listen.iter().take(4).cloned().collect();
+        let origin = addr.as_ref().map(addrbook::group_of).or(c.group);
+        for a in listen {
+            if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
+                let _ = self.addrs.add(a, origin, now);
+            }
+        }
+        if let Some(addr) = &addr {
+            self.addrs.mark_good(addr, now);
+            if let Some(p) = self.persistent.get_mut(addr) {
+                p.backoff = REDIAL_BASE;
+            }
         }
         let Some(c) = self.conns.get_mut(&conn) else { return true };
         c.peer = Some(info);
         if exchange {
-            let _ = c.session.send(&Message::GetAddr);
+            let _ = c.session.send(&Message::Peers(PeersMsg::GetAddr));
         }
         self.events.push_back(Event::PeerUp { conn, peer });
         true
     }
 
-    fn learn_addr(&mut self, addr: PeerAddr) {
-        if self.self_addrs.contains(&addr) || self.config.session.listen.contains(&addr) {
-            return;
-        }
-        if self.known_addrs.len() < self.config.max_known_addrs {
-            self.known_addrs.insert(addr);
+    /// Handles one message; `false` means the peer broke the protocol.
+    fn on_message(&mut self, now: Instant, conn: ConnId, msg: Message) -> bool {
+        match msg {
+            Message::Ping { nonce } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let _ = c.session.send(&Message::Pong { nonce });
+                }
+                true
+            }
+            Message::Peers(m) => {
+                self.on_peers(now, conn, m);
+                true
+            }
+            Message::Transfer(m) => self.on_stream_message(now, StreamId::Direct(conn), m),
+            Message::Relay(m) => self.on_relay(now, conn, m),
+            // Pong needs nothing; a second Hello is rejected by the session; unknown future
+            // variants are ignored.
+            _ => true,
         }
     }
 
-    /// Handles one message; `false` means the peer broke the protocol.
-    fn on_message(&mut self, now: Instant, conn: ConnId, msg: Message) -> bool {
-        let max_queue = self.config.max_queued_requests;
-        let Some(c) = self.conns.get_mut(&conn) else { return true };
+    fn on_peers(&mut self, now: Instant, conn: ConnId, msg: PeersMsg) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
         match msg {
-            Message::Ping { nonce } => {
-                let _ = c.session.send(&Message::Pong { nonce });
+            PeersMsg::GetAddr => {
+                let addrs = self.addrs.sample(&mut self.rng, MAX_ADDRS);
+                let _ = c.session.send(&Message::Peers(PeersMsg::Addr(addrs)));
             }
-            Message::Pong { .. } => {}
-            Message::GetAddr => {
-                let addrs: Vec<PeerAddr> =
-                    self.known_addrs.iter().take(MAX_ADDRS).cloned().collect();
-                let _ = c.session.send(&Message::Addr(addrs));
-            }
-            Message::Addr(addrs) => {
+            PeersMsg::Addr(addrs) => {
+                // Per-source quotas in the address book bound what one peer can place.
+                let origin = c.addr.as_ref().map(addrbook::group_of).or(c.group);
                 for a in addrs {
-                    self.learn_addr(a);
+                    if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
+                        let _ = self.addrs.add(a, origin, now);
+                    }
                 }
             }
-            Message::GetOutboard { root, first, count } => {
+            _ => {}
+        }
+    }
+
+    /// A transfer-protocol message on a stream: requests are served, answers go to the
+    /// download that asked.
+    fn on_stream_message(&mut self, now: Instant, stream: StreamId, msg: TransferMsg) -> bool {
+        let max_queue = self.config.max_queued_requests;
+        let conn = stream.conn();
+        match msg {
+            TransferMsg::GetOutboard { req, locator, first, count } => {
+                let Some(c) = self.conns.get_mut(&conn) else { return true };
                 if c.serve.len() >= max_queue {
                     return false;
                 }
-                c.serve.push_back(ServeItem::Leaves(root, first, count));
+                c.last_used = now;
+                c.serve.push_back(ServeItem::Leaves { stream, req, locator, first, count });
             }
-            Message::GetGroups { root, first, count } => {
+            TransferMsg::GetGroups { req, locator, first, count } => {
+                let Some(c) = self.conns.get_mut(&conn) else { return true };
                 if c.serve.len() + count as usize > max_queue {
                     return false;
                 }
-                for i in 0..count {
-                    let Some(index) = first.checked_add(i) else { return false };
-                    c.serve.push_back(ServeItem::Group(root, index));
-                }
-            }
-            Message::Cancel { root } => {
-                c.serve.retain(|item| match item {
-                    ServeItem::Group(r, _) | ServeItem::Leaves(r, _, _) => *r != root,
-                });
-            }
-            Message::Outboard { root, blob_len, first, leaves } => {
-                let max = self.config.max_blob_len;
-                if let Some(t) = self.transfers.get_mut(&root) {
-                    let result = t.on_leaves(now, conn, blob_len, first, leaves, max);
-                    t.request_more_leaves(&mut self.conns);
-                    self.after_transfer_input(now, conn, root, result);
-                }
-            }
-            Message::Group { root, index, data } => {
-                let from = c.peer_id();
-                let Some(t) = self.transfers.get_mut(&root) else { return true };
-                let (Some(from), result) = (from, t.on_group(now, conn, index, data)) else {
+                c.last_used = now;
+                let Some((root, outboard)) = self.source.lookup(&locator) else {
+                    send_on(&mut self.conns, stream, TransferMsg::NotFound { req });
                     return true;
                 };
-                let complete = t.is_complete();
-                if let transfer::Input::Verified(data) = result {
-                    self.events.push_back(Event::GroupVerified { root, index, data, from });
-                    if complete {
-                        self.finish_transfer(root);
-                    }
-                } else {
-                    self.after_transfer_input(now, conn, root, result);
+                let Some(end) = first.checked_add(count) else { return false };
+                if end > outboard.groups() {
+                    send_on(&mut self.conns, stream, TransferMsg::NotFound { req });
+                    return true;
+                }
+                for index in first..end {
+                    c.serve.push_back(ServeItem::Group { stream, req, root, index });
                 }
             }
-            Message::NotFound { root } => {
-                if let Some(t) = self.transfers.get_mut(&root) {
-                    t.not_found(conn);
+            TransferMsg::Cancel { req } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.serve.retain(|item| !item.is(stream, req));
                 }
             }
-            // A second Hello is rejected by the session; unknown future variants are ignored.
+            answer @ (TransferMsg::Outboard { .. }
+            | TransferMsg::Group { .. }
+            | TransferMsg::NotFound { .. }) => {
+                let req = match &answer {
+                    TransferMsg::Outboard { req, .. }
+                    | TransferMsg::Group { req, .. }
+                    | TransferMsg::NotFound { req } => *req,
+                    _ => return true,
+                };
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.last_used = now;
+                }
+                let next_req = &mut self.next_req;
+                if let Some(d) = self.downloads.values_mut().find(|d| d.transfer.owns(stream, req))
+                {
+                    d.transfer.on_message(now, stream, answer, next_req);
+                }
+            }
             _ => {}
         }
         true
     }
 
-    fn after_transfer_input(
-        &mut self,
-        _now: Instant,
-        conn: ConnId,
-        root: ContentRoot,
-        input: transfer::Input,
-    ) {
-        match input {
-            transfer::Input::Ignored | transfer::Input::Verified(_) => {}
-            transfer::Input::OutboardReady(outboard) => {
-                self.events.push_back(Event::OutboardVerified { root, outboard });
-                if self.transfers.get(&root).is_some_and(Transfer::is_complete) {
-                    self.finish_transfer(root);
+    /// A relay message on `conn`.
+    fn on_relay(&mut self, now: Instant, conn: ConnId, msg: RelayMsg) -> bool {
+        match msg {
+            RelayMsg::Open { stream, target } => {
+                let me = self.node_id();
+                let Some(c) = self.conns.get_mut(&conn) else { return true };
+                if c.peer.is_none() || c.relayed.contains_key(&stream) {
+                    return false;
+                }
+                let refuse = |c: &mut Conn| {
+                    let _ = c.session.send(&Message::Relay(RelayMsg::Close { stream }));
+                };
+                if c.relayed.len() >= MAX_RELAY_STREAMS {
+                    refuse(c);
+                    return true;
+                }
+                if NodeId(target) == me {
+                    c.relayed.insert(stream, RelayEnd::Local);
+                    return true;
+                }
+                let next = self
+                    .conns
+                    .iter()
+                    .find(|(id, o)| **id != conn && o.peer_id() == Some(NodeId(target)))
+                    .map(|(id, _)| *id);
+                let far = next.filter(|n| {
+                    self.config.relay
+                        && self.conns.get(n).is_some_and(|o| o.relayed.len() < MAX_RELAY_STREAMS)
+                });
+                let Some(far) = far else {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        refuse(c);
+                    }
+                    return true;
+                };
+                let Some(o) = self.conns.get_mut(&far) else { return true };
+                o.next_stream = o.next_stream.wrapping_add(1);
+                let n = o.next_stream;
+                o.relayed.insert(n, RelayEnd::Forward(conn, stream));
+                let _ = o.session.send(&Message::Relay(RelayMsg::Open { stream: n, target }));
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.relayed.insert(stream, RelayEnd::Forward(far, n));
+                }
+                self.flush(far);
+            }
+            RelayMsg::Data { stream, payload } => {
+                let Some(end) = self.conns.get(&conn).and_then(|c| c.relayed.get(&stream).copied())
+                else {
+                    return true;
+                };
+                match end {
+                    RelayEnd::Local => {
+                        let Ok(msg) = TransferMsg::decode(&payload) else { return false };
+                        return self.on_stream_message(now, StreamId::Relayed(conn, stream), msg);
+                    }
+                    RelayEnd::Forward(far, n) => {
+                        let Some(o) = self.conns.get_mut(&far) else { return true };
+                        let _ = o.session.send(&Message::Relay(RelayMsg::Data { stream: n, payload }));
+                        if self.is_flooding(far) {
+                            // The far side does not keep up: end the stream, not the link.
+                            self.close_relayed(conn, stream);
+                        }
+                        self.flush(far);
+                    }
                 }
             }
-            transfer::Input::Corrupt(offence) => {
-                self.penalize_conn(conn, offence, PENALTY_CORRUPT);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    let _ = c.session.send(&Message::Cancel { root });
+            RelayMsg::Close { stream } => self.close_relayed(conn, stream),
+            _ => {}
+        }
+        true
+    }
+
+    /// Ends relayed stream `stream` of `conn` (and its other half, if we forward it).
+    fn close_relayed(&mut self, conn: ConnId, stream: u32) {
+        let Some(end) = self.conns.get_mut(&conn).and_then(|c| c.relayed.remove(&stream)) else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.serve.retain(|i| !i.on_stream(StreamId::Relayed(conn, stream)));
+            let _ = c.session.send(&Message::Relay(RelayMsg::Close { stream }));
+        }
+        self.lose_stream(StreamId::Relayed(conn, stream));
+        if let RelayEnd::Forward(far, n) = end {
+            if let Some(o) = self.conns.get_mut(&far) {
+                o.relayed.remove(&n);
+                let _ = o.session.send(&Message::Relay(RelayMsg::Close { stream: n }));
+            }
+            self.flush(far);
+        }
+    }
+
+    /// Moves transfer output into messages and events.
+    fn drain_transfers(&mut self, _now: Instant) {
+        let roots: Vec<ContentRoot> = self.downloads.keys().copied().collect();
+        for root in roots {
+            let mut penalties = Vec::new();
+            let mut complete = false;
+            let Some(d) = self.downloads.get_mut(&root) else { continue };
+            while let Some((stream, msg)) = d.transfer.poll_transmit() {
+                send_on(&mut self.conns, stream, msg);
+            }
+            while let Some(out) = d.transfer.poll_output() {
+                match out {
+                    Output::Verified { index, data, source } => {
+                        self.events.push_back(Event::GroupVerified {
+                            root,
+                            index,
+                            data,
+                            from: source,
+                        });
+                        complete |= d.transfer.is_complete();
+                    }
+                    Output::OutboardReady(outboard) => {
+                        self.events.push_back(Event::OutboardVerified { root, outboard });
+                        complete |= d.transfer.is_complete();
+                    }
+                    Output::Corrupt { source, offence } => penalties.push((source, offence)),
                 }
+            }
+            // Cancels the ban produced.
+            while let Some((stream, msg)) = d.transfer.poll_transmit() {
+                send_on(&mut self.conns, stream, msg);
+            }
+            for (source, offence) in penalties {
+                self.penalize(source, offence, PENALTY_CORRUPT);
+            }
+            if complete {
+                self.finish_transfer(root);
             }
         }
     }
 
     fn penalize_conn(&mut self, conn: ConnId, offence: Offence, points: i64) {
         let Some(peer) = self.conns.get(&conn).and_then(Conn::peer_id) else { return };
-        for t in self.transfers.values_mut() {
-            if offence != Offence::ProtocolViolation {
-                t.ban(conn, peer);
+        self.penalize(SourceId::Node(peer), offence, points);
+    }
+
+    fn penalize(&mut self, source: SourceId, offence: Offence, points: i64) {
+        if offence != Offence::ProtocolViolation {
+            for d in self.downloads.values_mut() {
+                d.transfer.ban(source);
             }
         }
-        if !self.reputation.contains_key(&peer) && self.reputation.len() >= MAX_REPUTATION_ENTRIES {
-            // Forget the least-penalised peer to make room (bans are kept longest).
+        if !self.reputation.contains_key(&source) && self.reputation.len() >= MAX_REPUTATION_ENTRIES
+        {
+            // Forget the least-penalised source to make room (bans are kept longest).
             if let Some(mildest) =
                 self.reputation.iter().max_by_key(|(_, s)| **s).map(|(id, _)| *id)
             {
                 self.reputation.remove(&mildest);
             }
         }
-        let score = self.reputation.entry(peer).or_insert(0);
-        *score -= points;
-        self.events.push_back(Event::PeerPenalized { peer, offence });
+        *self.reputation.entry(source).or_insert(0) -= points;
+        self.events.push_back(Event::PeerPenalized { source, offence });
     }
 
     fn finish_transfer(&mut self, root: ContentRoot) {
-        if self.transfers.remove(&root).is_some() {
+        if let Some(mut d) = self.downloads.remove(&root) {
+            d.transfer.cancel_all();
+            while let Some((stream, msg)) = d.transfer.poll_transmit() {
+                send_on(&mut self.conns, stream, msg);
+            }
             self.events.push_back(Event::TransferComplete { root });
         }
     }
 
-    /// Starts (or joins) a download of `root`, dialling `peers` and any known addresses.
-    /// With `resume`, groups already verified on disk are not fetched again.
-    pub fn fetch(&mut self, now: Instant, root: ContentRoot, peers: Vec<PeerAddr>, resume: Resume) {
-        if self.transfers.contains_key(&root) {
+    /// Starts a download of `spec`, fetching only from `sources` (the link's pinned hints and
+    /// any the caller adds). With `resume`, groups already verified on disk are not fetched
+    /// again. A second fetch of the same root while one runs is ignored.
+    pub fn fetch(
+        &mut self,
+        now: Instant,
+        spec: FetchSpec,
+        sources: Vec<SourceSpec>,
+        resume: Resume,
+    ) {
+        if self.downloads.contains_key(&spec.root) {
             return;
         }
-        let mut t = Transfer::new(now, root, resume);
-        t.hints = peers.clone();
-        let complete = t.is_complete();
-        self.transfers.insert(root, t);
+        if spec.blob_len > self.config.max_blob_len {
+            self.events.push_back(Event::TransferFailed {
+                root: spec.root,
+                error: TransferError::TooLarge(spec.blob_len),
+            });
+            return;
+        }
+        let transfer = Transfer::new(now, spec, resume);
+        let complete = transfer.is_complete();
+        let d = Download {
+            transfer,
+            sources,
+            redials: 0,
+            next_redial: None,
+            mismatches: 0,
+            relay_tried: BTreeSet::new(),
+        };
+        self.downloads.insert(spec.root, d);
         if complete {
-            self.finish_transfer(root);
+            self.finish_transfer(spec.root);
             return;
         }
-        for addr in
-            peers.into_iter().chain(self.known_addrs.iter().take(8).cloned().collect::<Vec<_>>())
-        {
-            if !self.is_connected_to(&addr) {
-                self.connect(now, addr);
-            }
-        }
+        self.dial_sources(now, spec.root);
         self.check_sources(now);
         self.schedule(now);
     }
 
-    /// Abandons a download (its verified groups stay wherever the driver put them).
-    pub fn cancel(&mut self, root: &ContentRoot) {
-        if self.transfers.remove(root).is_some() {
-            for c in self.conns.values_mut() {
-                let _ = c.session.send(&Message::Cancel { root: *root });
+    /// Dials every source of a download that has no link yet.
+    fn dial_sources(&mut self, now: Instant, root: ContentRoot) {
+        let Some(d) = self.downloads.get_mut(&root) else { return };
+        d.relay_tried.clear();
+        let dials: Vec<(Option<NodeId>, PeerAddr)> = d
+            .sources
+            .iter()
+            .map(|s| {
+                let (node, addr) = s.dial();
+                (node, addr.clone())
+            })
+            .collect();
+        for (node, addr) in dials {
+            let linked = self.conns.values().any(|c| {
+                c.addr.as_ref() == Some(&addr) || (node.is_some() && c.peer_id() == node)
+            });
+            if !linked {
+                self.dial(now, addr, node);
             }
         }
     }
 
-    /// Verified bytes and total bytes of a download, once its size is known.
-    pub fn progress(&self, root: &ContentRoot) -> Option<(u64, Option<u64>)> {
-        self.transfers.get(root).map(Transfer::progress)
+    /// Gives each download the streams its sources are reachable on: established links to
+    /// pinned peers (whoever dialled whom), links we dialled at an unpinned address, and
+    /// relayed streams through links to pinned relays (opened here).
+    fn attach_sources(&mut self) {
+        let roots: Vec<ContentRoot> = self.downloads.keys().copied().collect();
+        for root in roots {
+            let Some(d) = self.downloads.get(&root) else { continue };
+            let mut offers = Vec::new();
+            let mut opens = Vec::new();
+            for spec in &d.sources {
+                match spec {
+                    SourceSpec::Direct { node, addr } => {
+                        for (id, c) in &self.conns {
+                            let Some(peer) = c.peer_id() else { continue };
+                            let matches = match node {
+                                Some(n) => peer == *n,
+                                None => c.addr.as_ref() == Some(addr),
+                            };
+                            if matches && c.can_serve() {
+                                offers.push((StreamId::Direct(*id), SourceId::Node(peer)));
+                            }
+                        }
+                    }
+                    SourceSpec::Relayed { relay, target, .. } => {
+                        let source = SourceId::Relayed { relay: *relay, target: *target };
+                        let Some((id, c)) =
+                            self.conns.iter().find(|(_, c)| c.peer_id() == Some(*relay))
+                        else {
+                            continue;
+                        };
+                        if !d.relay_tried.contains(id)
+                            && !d.transfer.is_banned(&source)
+                            && c.relayed.len() < MAX_RELAY_STREAMS
+                        {
+                            opens.push((*id, *target, source));
+                        }
+                    }
+                }
+            }
+            if let Some(d) = self.downloads.get_mut(&root) {
+                d.relay_tried.extend(opens.iter().map(|o| o.0));
+            }
+            for (conn, target, source) in opens {
+                let Some(c) = self.conns.get_mut(&conn) else { continue };
+                c.next_stream = c.next_stream.wrapping_add(1);
+                let n = c.next_stream;
+                c.relayed.insert(n, RelayEnd::Local);
+                let _ = c.session.send(&Message::Relay(RelayMsg::Open { stream: n, target: target.0 }));
+                offers.push((StreamId::Relayed(conn, n), source));
+            }
+            let Some(d) = self.downloads.get_mut(&root) else { continue };
+            for (stream, source) in offers {
+                let banned = self.reputation.get(&source).is_some_and(|r| *r <= BAN_THRESHOLD);
+                if !banned {
+                    d.transfer.add_stream(stream, source);
+                }
+            }
+        }
     }
 
-    /// Assigns requests of every download to peers with free window.
+    /// Downloads without any usable source redial their sources with back-off, then fail.
+    fn check_sources(&mut self, now: Instant) {
+        self.attach_sources();
+        let mut failed = Vec::new();
+        let mut redial = Vec::new();
+        for (root, d) in self.downloads.iter_mut() {
+            let pending = d.sources.iter().any(|s| {
+                let (_, addr) = s.dial();
+                self.conns.values().any(|c| c.addr.as_ref() == Some(addr) && c.peer.is_none())
+            });
+            if d.transfer.has_usable_stream() || pending {
+                if d.transfer.has_usable_stream() {
+                    d.redials = 0;
+                }
+                d.next_redial = None;
+                continue;
+            }
+            match d.next_redial {
+                Some(at) if now >= at => {
+                    d.next_redial = None;
+                    d.redials += 1;
+                    redial.push(*root);
+                }
+                Some(_) => {}
+                None if d.redials >= MAX_REDIALS => failed.push(*root),
+                None => d.next_redial = Some(now + REDIAL_BASE * 2u32.pow(d.redials)),
+            }
+        }
+        for root in redial {
+            self.dial_sources(now, root);
+        }
+        for root in failed {
+            self.fail_download(root);
+        }
+    }
+
+    fn fail_download(&mut self, root: ContentRoot) {
+        let Some(mut d) = self.downloads.remove(&root) else { return };
+        d.transfer.cancel_all();
+        while let Some((stream, msg)) = d.transfer.poll_transmit() {
+            send_on(&mut self.conns, stream, msg);
+        }
+        let error = if d.mismatches > 0 && !d.transfer.has_usable_stream() {
+            TransferError::IdentityMismatch
+        } else {
+            TransferError::NoSources
+        };
+        self.events.push_back(Event::TransferFailed { root, error });
+    }
+
+    /// Abandons a download (its verified groups stay wherever the driver put them). Only the
+    /// streams that were asked are told, by request id.
+    pub fn cancel(&mut self, root: &ContentRoot) {
+        if let Some(mut d) = self.downloads.remove(root) {
+            d.transfer.cancel_all();
+            while let Some((stream, msg)) = d.transfer.poll_transmit() {
+                send_on(&mut self.conns, stream, msg);
+            }
+            let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+            for c in conns {
+                self.flush(c);
+            }
+        }
+    }
+
+    /// Verified bytes and total bytes of a download.
+    pub fn progress(&self, root: &ContentRoot) -> Option<(u64, Option<u64>)> {
+        self.downloads.get(root).map(|d| d.transfer.progress())
+    }
+
+    /// Assigns requests of every download to streams with free window.
     fn schedule(&mut self, now: Instant) {
         let window = self.config.window;
-        let Engine { transfers, conns, .. } = self;
-        for t in transfers.values_mut() {
-            t.schedule(now, conns, window);
+        for d in self.downloads.values_mut() {
+            d.transfer.schedule(now, window, &mut self.next_req);
+            while let Some((stream, msg)) = d.transfer.poll_transmit() {
+                send_on(&mut self.conns, stream, msg);
+            }
         }
-        let pending: Vec<ConnId> = conns
+        let pending: Vec<ConnId> = self
+            .conns
             .iter()
-            .filter(|(_, c)| c.session.pending_transmit() > 0)
+            .filter(|(_, c)| c.session.pending_transmit() > 0 || !c.serve.is_empty())
             .map(|(id, _)| *id)
             .collect();
         for conn in pending {
@@ -701,43 +1318,70 @@ impl<S: ContentSource> Engine<S> {
         }
     }
 
+    /// A read asked for with [`Action::ReadGroup`] finished (`None`: it could not be read).
+    pub fn read_done(&mut self, read: ReadId, data: Option<Vec<u8>>) {
+        let Some(r) = self.reads.remove(&read) else { return };
+        let Some(c) = self.conns.get_mut(&r.conn) else { return };
+        c.reads_in_flight = c.reads_in_flight.saturating_sub(1);
+        let msg = match data {
+            Some(data) => TransferMsg::Group { req: r.req, index: r.index, data },
+            None => {
+                c.serve.retain(|i| !i.is(r.stream, r.req));
+                TransferMsg::NotFound { req: r.req }
+            }
+        };
+        // A stream closed meanwhile swallows the answer.
+        let open = match r.stream {
+            StreamId::Direct(_) => true,
+            StreamId::Relayed(_, n) => c.relayed.get(&n) == Some(&RelayEnd::Local),
+        };
+        if open {
+            send_on(&mut self.conns, r.stream, msg);
+        }
+        self.flush(r.conn);
+    }
+
     /// Moves session output into `Send` actions and serves queued requests while the
-    /// connection has room.
+    /// connection has room: leaves from memory, groups by asking the driver to read them.
     fn flush(&mut self, conn: ConnId) {
         let high_water = self.config.write_high_water;
+        let max_reads = self.config.max_reads_per_conn;
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if !c.transport_up {
             return;
         }
-        while c.unwritten + c.session.pending_transmit() < high_water {
+        let group = samizdat_content::GROUP_SIZE;
+        while c.unwritten + c.session.pending_transmit() + c.reads_in_flight * group < high_water
+            && c.reads_in_flight < max_reads
+        {
             let Some(item) = c.serve.pop_front() else { break };
-            let msg = match item {
-                ServeItem::Group(root, index) => match self.source.read_group(&root, index) {
-                    Some(data) => Message::Group { root, index, data },
-                    None => {
-                        c.serve.retain(|i| !matches!(i, ServeItem::Group(r, _) if *r == root));
-                        Message::NotFound { root }
-                    }
-                },
-                ServeItem::Leaves(root, first, count) => match self.source.outboard(&root) {
-                    Some(o) => {
-                        let start = (first as usize).min(o.leaves.len());
-                        let end = start
-                            .saturating_add(count as usize)
-                            .min(o.leaves.len())
-                            .min(start + MAX_LEAVES_PER_MESSAGE);
-                        Message::Outboard {
-                            root,
-                            blob_len: o.blob_len,
-                            first,
-                            leaves: o.leaves[start..end].to_vec(),
+            match item {
+                ServeItem::Group { stream, req, root, index } => {
+                    self.next_read += 1;
+                    let read = ReadId(self.next_read);
+                    self.reads.insert(read, PendingRead { conn, stream, req, index });
+                    c.reads_in_flight += 1;
+                    self.actions.push_back(Action::ReadGroup { read, root, index });
+                }
+                ServeItem::Leaves { stream, req, locator, first, count } => {
+                    let msg = match self.source.lookup(&locator) {
+                        Some((_, o)) => {
+                            let start = (first as usize).min(o.leaves.len());
+                            let end = start
+                                .saturating_add(count as usize)
+                                .min(o.leaves.len())
+                                .min(start + MAX_LEAVES_PER_MESSAGE);
+                            TransferMsg::Outboard {
+                                req,
+                                blob_len: o.blob_len,
+                                first,
+                                leaves: o.leaves[start..end].to_vec(),
+                            }
                         }
-                    }
-                    None => Message::NotFound { root },
-                },
-            };
-            if c.session.send(&msg).is_err() {
-                break;
+                        None => TransferMsg::NotFound { req },
+                    };
+                    send_one(c, stream, msg);
+                }
             }
         }
         if let Some(data) = c.session.poll_transmit() {
@@ -746,7 +1390,8 @@ impl<S: ContentSource> Engine<S> {
         }
     }
 
-    /// Runs timers: handshake deadlines, keep-alives, idle connections, stalled downloads.
+    /// Runs timers: handshake deadlines, keep-alives, idle connections, stalled downloads,
+    /// persistent peers.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut dead = Vec::new();
         for (&id, c) in self.conns.iter_mut() {
@@ -765,18 +1410,17 @@ impl<S: ContentSource> Engine<S> {
         }
         let stall = self.config.stall_timeout;
         let mut failed = Vec::new();
-        for (root, t) in self.transfers.iter_mut() {
-            t.expire(now, self.config.request_timeout);
-            if t.stalled(now, stall) {
+        for (root, d) in self.downloads.iter_mut() {
+            d.transfer.expire(now, self.config.request_timeout);
+            if d.transfer.stalled(now, stall) {
                 failed.push(*root);
             }
         }
         for root in failed {
-            self.transfers.remove(&root);
-            self.events.push_back(Event::TransferFailed { root, error: TransferError::NoSources });
+            self.fail_download(root);
         }
-        self.check_sources(now);
-        self.schedule(now);
+        self.redial_persistent(now);
+        self.after_input(now);
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             self.flush(id);
@@ -792,8 +1436,16 @@ impl<S: ContentSource> Engine<S> {
             [hs, idle, ping]
         });
         let (stall, request) = (self.config.stall_timeout, self.config.request_timeout);
-        let transfers = self.transfers.values().map(|t| t.deadline(stall, request));
-        conns.chain(transfers).flatten().min()
+        let downloads = self
+            .downloads
+            .values()
+            .flat_map(|d| [d.transfer.deadline(stall, request), d.next_redial]);
+        let persistent = self
+            .persistent
+            .iter()
+            .filter(|(a, _)| !self.is_connected_to(a))
+            .map(|(_, p)| p.next_try);
+        conns.chain(downloads).chain(persistent).flatten().min()
     }
 
     /// The next action for the driver.
@@ -821,15 +1473,36 @@ impl<S: ContentSource> Engine<S> {
             .collect()
     }
 
-    /// Peer addresses learned from peers (bounded).
-    pub fn known_addrs(&self) -> impl Iterator<Item = &PeerAddr> {
-        self.known_addrs.iter()
+    /// The address book (bounded, bucketed).
+    pub fn addrs(&self) -> &addrbook::AddrBook {
+        &self.addrs
     }
 
-    /// A peer's reputation score (0 is neutral; negative after offences).
-    pub fn reputation(&self, peer: &NodeId) -> i64 {
-        self.reputation.get(peer).copied().unwrap_or(0)
+    /// Adds an address the user supplied to the address book.
+    pub fn add_addr(&mut self, now: Instant, addr: PeerAddr) {
+        self.addrs.add_trusted(addr, now);
     }
+
+    /// A source's reputation score (0 is neutral; negative after offences).
+    pub fn reputation(&self, source: &SourceId) -> i64 {
+        self.reputation.get(source).copied().unwrap_or(0)
+    }
+}
+
+/// Sends a transfer message on a stream (wrapping it for a relayed stream).
+fn send_on(conns: &mut BTreeMap<ConnId, Conn>, stream: StreamId, msg: TransferMsg) {
+    if let Some(c) = conns.get_mut(&stream.conn()) {
+        send_one(c, stream, msg);
+    }
+}
+
+fn send_one(c: &mut Conn, stream: StreamId, msg: TransferMsg) {
+    let _ = match stream {
+        StreamId::Direct(_) => c.session.send(&Message::Transfer(msg)),
+        StreamId::Relayed(_, n) => c
+            .session
+            .send(&Message::Relay(RelayMsg::Data { stream: n, payload: msg.encode_to_vec() })),
+    };
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ const T0: u64 = 1_800_000_000;
 struct Corrupting(MemorySource, u32);
 
 impl ContentSource for Corrupting {
-    fn outboard(&self, root: &ContentRoot) -> Option<std::sync::Arc<Outboard>> {
-        self.0.outboard(root)
+    fn lookup(&self, locator: &Locator) -> Option<(ContentRoot, std::sync::Arc<Outboard>)> {
+        self.0.lookup(locator)
     }
     fn read_group(&self, root: &ContentRoot, index: u32) -> Option<Vec<u8>> {
         let mut g = self.0.read_group(root, index)?;
@@ -31,10 +31,16 @@ struct Net {
     /// (node, conn) -> (node, conn)
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     events: Vec<Vec<Event>>,
+    /// Chunk-group reads each node was asked for (what it served).
+    reads: Vec<usize>,
 }
 
 impl Net {
     fn new(sources: Vec<Box<dyn ContentSource>>) -> Net {
+        Net::with(sources, |_| {})
+    }
+
+    fn with(sources: Vec<Box<dyn ContentSource>>, tweak: impl Fn(&mut EngineConfig)) -> Net {
         let now = Instant::now();
         let nodes = sources
             .into_iter()
@@ -43,11 +49,19 @@ impl Net {
                 let mut cfg =
                     SessionConfig::new(Identity::generate(&mut rand_core::OsRng), i as u64 + 1);
                 cfg.listen = vec![PeerAddr::new(&format!("test/{i}")).unwrap()];
-                Engine::new(EngineConfig::new(cfg), src, [i as u8; 32], now, T0)
+                let mut config = EngineConfig::new(cfg);
+                tweak(&mut config);
+                Engine::new(config, src, [i as u8; 32], now, T0)
             })
             .collect::<Vec<_>>();
         let n = nodes.len();
-        Net { now, nodes, links: BTreeMap::new(), events: (0..n).map(|_| Vec::new()).collect() }
+        Net {
+            now,
+            nodes,
+            links: BTreeMap::new(),
+            events: (0..n).map(|_| Vec::new()).collect(),
+            reads: vec![0; n],
+        }
     }
 
     fn run(&mut self) {
@@ -59,7 +73,11 @@ impl Net {
                     match a {
                         Action::Connect { conn, addr } => {
                             let j: usize = addr.address().parse().unwrap();
-                            let remote = self.nodes[j].accept(self.now).unwrap();
+                            if j >= self.nodes.len() {
+                                self.nodes[i].connect_failed(self.now, conn);
+                                continue;
+                            }
+                            let remote = self.nodes[j].accept(self.now, None).unwrap();
                             self.links.insert((i, conn), (j, remote));
                             self.links.insert((j, remote), (i, conn));
                             self.nodes[i].connected(self.now, conn);
@@ -69,6 +87,11 @@ impl Net {
                             if let Some(&(j, rc)) = self.links.get(&(i, conn)) {
                                 self.nodes[j].handle_input(self.now, rc, &data);
                             }
+                        }
+                        Action::ReadGroup { read, root, index } => {
+                            self.reads[i] += 1;
+                            let data = self.nodes[i].source().read_group(&root, index);
+                            self.nodes[i].read_done(read, data);
                         }
                         Action::Close { conn } => {
                             if let Some((j, rc)) = self.links.remove(&(i, conn)) {
@@ -106,14 +129,48 @@ impl Net {
             .iter()
             .any(|e| matches!(e, Event::TransferComplete { root: r } if *r == root))
     }
+
+    fn failed(&self, node: usize) -> Option<TransferError> {
+        self.events[node].iter().find_map(|e| match e {
+            Event::TransferFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+    }
+
+    /// A source spec pinned to node `i`'s identity.
+    fn pinned(&self, i: usize) -> SourceSpec {
+        SourceSpec::Direct { node: Some(self.nodes[i].node_id()), addr: addr(i) }
+    }
+
+    fn id(&self, i: usize) -> SourceId {
+        SourceId::Node(self.nodes[i].node_id())
+    }
 }
 
-fn blob(len: usize) -> (ContentRoot, Outboard, Vec<u8>) {
+/// A test blob: its spec (root, locator, length), outboard and bytes.
+struct TestBlob {
+    spec: FetchSpec,
+    outboard: Outboard,
+    data: Vec<u8>,
+}
+
+impl TestBlob {
+    fn source(&self) -> MemorySource {
+        let mut s = MemorySource::new();
+        s.insert(self.spec.locator, self.spec.root, self.outboard.clone(), self.data.clone());
+        s
+    }
+}
+
+fn blob(len: usize) -> TestBlob {
     let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
     let m = Manifest { name: "f".into(), size: len as u64, mime: String::new() };
     let mut out = Vec::new();
-    let enc = encode(&ContentKey::from_bytes([5; 32]), &m, &data[..], &mut out).unwrap();
-    (enc.root, enc.outboard, out)
+    let key = ContentKey::from_bytes([5; 32]);
+    let enc = encode(&key, &m, &data[..], &mut out).unwrap();
+    let spec =
+        FetchSpec { root: enc.root, locator: key.locator(&enc.root), blob_len: out.len() as u64 };
+    TestBlob { spec, outboard: enc.outboard, data: out }
 }
 
 fn reassemble(mut groups: Vec<(u32, Vec<u8>)>) -> Vec<u8> {
@@ -127,57 +184,159 @@ fn addr(i: usize) -> PeerAddr {
 
 #[test]
 fn downloads_and_verifies_a_blob() {
-    let (root, ob, data) = blob(3_000_000);
-    let mut seeder = MemorySource::new();
-    seeder.insert(root, ob, data.clone());
-    let mut net = Net::new(vec![Box::new(seeder), Box::new(MemorySource::new())]);
+    let b = blob(3_000_000);
+    let mut net = Net::new(vec![Box::new(b.source()), Box::new(MemorySource::new())]);
     let now = net.now;
-    net.nodes[1].fetch(now, root, vec![addr(0)], Resume::default());
+    let src = net.pinned(0);
+    net.nodes[1].fetch(now, b.spec, vec![src], Resume::default());
     net.run();
-    assert!(net.completed(1, root));
-    assert_eq!(reassemble(net.verified_bytes(1, root)), data);
-    // Peer exchange: node 1 learned nothing new (node 0 only knows node 1's own address).
+    assert!(net.completed(1, b.spec.root));
+    assert_eq!(reassemble(net.verified_bytes(1, b.spec.root)), b.data);
     assert!(net.nodes[1].peers().iter().all(|p| p.established));
 }
 
 #[test]
-fn corrupt_peer_is_detected_and_honest_peer_completes() {
-    let (root, ob, data) = blob(2_000_000);
-    let mut honest = MemorySource::new();
-    honest.insert(root, ob.clone(), data.clone());
-    let mut bad = MemorySource::new();
-    bad.insert(root, ob, data.clone());
+fn a_pinned_hint_with_another_identity_is_refused() {
+    let b = blob(200_000);
+    // Node 0 serves the file at the address the link names, but the link pins node 2.
     let sources: Vec<Box<dyn ContentSource>> =
-        vec![Box::new(Corrupting(bad, 3)), Box::new(honest), Box::new(MemorySource::new())];
+        vec![Box::new(b.source()), Box::new(MemorySource::new()), Box::new(b.source())];
     let mut net = Net::new(sources);
     let now = net.now;
-    net.nodes[2].fetch(now, root, vec![addr(0), addr(1)], Resume::default());
+    let wrong = SourceSpec::Direct { node: Some(net.nodes[2].node_id()), addr: addr(0) };
+    net.nodes[1].fetch(now, b.spec, vec![wrong], Resume::default());
+    for _ in 0..10 {
+        net.run();
+        let t = net.nodes[1].poll_timeout().unwrap_or(net.now);
+        net.now = net.now.max(t);
+        let now = net.now;
+        net.nodes[1].handle_timeout(now);
+    }
     net.run();
-    assert!(net.completed(2, root));
-    assert_eq!(reassemble(net.verified_bytes(2, root)), data);
-    let bad_id = net.nodes[0].node_id();
+    assert!(net.events[1].iter().any(|e| matches!(e, Event::IdentityMismatch { .. })));
+    assert_eq!(net.failed(1), Some(TransferError::IdentityMismatch));
+    assert!(net.verified_bytes(1, b.spec.root).is_empty());
+    assert_eq!(net.reads[0], 0, "the impostor was never asked for content");
+    assert!(TransferError::IdentityMismatch.to_string().contains("identity mismatch"));
+}
+
+#[test]
+fn only_sources_are_asked_and_only_by_locator() {
+    let b = blob(300_000);
+    // Node 1 has the file and is connected, but is not a source of this download.
+    let sources: Vec<Box<dyn ContentSource>> =
+        vec![Box::new(b.source()), Box::new(b.source()), Box::new(MemorySource::new())];
+    let mut net = Net::new(sources);
+    let now = net.now;
+    net.nodes[2].connect(now, addr(1)).unwrap();
+    net.run();
+    let src = net.pinned(0);
+    net.nodes[2].fetch(now, b.spec, vec![src], Resume::default());
+    net.run();
+    assert!(net.completed(2, b.spec.root));
+    assert_eq!(net.reads[1], 0, "a connected non-source was asked for content");
+    assert!(net.reads[0] > 0);
+
+    // A peer that knows only the root cannot probe for the file: asking by root is NotFound.
+    let c = net.nodes[2].connect(now, addr(1)).unwrap();
+    net.run();
+    let probe = TransferMsg::GetOutboard {
+        req: 77,
+        locator: Locator(b.spec.root.0),
+        first: 0,
+        count: 1,
+    };
+    net.nodes[2].conns.get_mut(&c).unwrap().session.send(&Message::Transfer(probe)).unwrap();
+    net.nodes[2].flush(c);
+    net.run();
+    assert_eq!(net.reads[1], 0);
+}
+
+/// A source that serves the real leaves with a forged blob length.
+struct LyingLength(MemorySource);
+
+impl ContentSource for LyingLength {
+    fn lookup(&self, locator: &Locator) -> Option<(ContentRoot, std::sync::Arc<Outboard>)> {
+        let (root, o) = self.0.lookup(locator)?;
+        let mut forged = (*o).clone();
+        forged.blob_len -= 1;
+        Some((root, std::sync::Arc::new(forged)))
+    }
+    fn read_group(&self, root: &ContentRoot, index: u32) -> Option<Vec<u8>> {
+        self.0.read_group(root, index)
+    }
+}
+
+#[test]
+fn a_forged_length_blames_the_liar_and_never_the_honest_seeder() {
+    let b = blob(1_000_000);
+    let sources: Vec<Box<dyn ContentSource>> = vec![
+        Box::new(LyingLength(b.source())),
+        Box::new(b.source()),
+        Box::new(MemorySource::new()),
+    ];
+    let mut net = Net::new(sources);
+    let now = net.now;
+    let srcs = vec![net.pinned(0), net.pinned(1)];
+    net.nodes[2].fetch(now, b.spec, srcs, Resume::default());
+    net.run();
+    assert!(net.completed(2, b.spec.root));
+    assert_eq!(reassemble(net.verified_bytes(2, b.spec.root)), b.data);
+    let liar = net.id(0);
+    let penalised: Vec<SourceId> = net.events[2]
+        .iter()
+        .filter_map(|e| match e {
+            Event::PeerPenalized { source, .. } => Some(*source),
+            _ => None,
+        })
+        .collect();
+    assert!(penalised.iter().all(|s| *s == liar), "{penalised:?}");
+    assert_eq!(net.nodes[2].reputation(&net.id(1)), 0);
+    // A resume outboard whose length differs from the link's is not trusted either.
+    let mut short = b.outboard.clone();
+    short.blob_len -= 1;
+    let t = Transfer::new(now, b.spec, Resume { outboard: Some(short), have: vec![] });
+    assert_eq!(t.progress().0, 0);
+    assert!(!t.is_complete());
+}
+
+#[test]
+fn corrupt_peer_is_detected_and_honest_peer_completes() {
+    let b = blob(2_000_000);
+    let sources: Vec<Box<dyn ContentSource>> = vec![
+        Box::new(Corrupting(b.source(), 3)),
+        Box::new(b.source()),
+        Box::new(MemorySource::new()),
+    ];
+    let mut net = Net::new(sources);
+    let now = net.now;
+    let srcs = vec![net.pinned(0), net.pinned(1)];
+    net.nodes[2].fetch(now, b.spec, srcs, Resume::default());
+    net.run();
+    assert!(net.completed(2, b.spec.root));
+    assert_eq!(reassemble(net.verified_bytes(2, b.spec.root)), b.data);
+    let bad = net.id(0);
     assert!(net.events[2].iter().any(|e| matches!(e,
-        Event::PeerPenalized { peer, offence: Offence::CorruptGroup } if *peer == bad_id)));
-    assert!(net.nodes[2].reputation(&bad_id) < 0);
-    assert_eq!(net.nodes[2].reputation(&net.nodes[1].node_id()), 0);
+        Event::PeerPenalized { source, offence: Offence::CorruptGroup } if *source == bad)));
+    assert!(net.nodes[2].reputation(&bad) < 0);
+    assert_eq!(net.nodes[2].reputation(&net.id(1)), 0);
 }
 
 #[test]
 fn downloads_from_several_peers_at_once() {
-    let (root, ob, data) = blob(8_000_000);
+    let b = blob(8_000_000);
     let mut sources: Vec<Box<dyn ContentSource>> = Vec::new();
     for _ in 0..3 {
-        let mut s = MemorySource::new();
-        s.insert(root, ob.clone(), data.clone());
-        sources.push(Box::new(s));
+        sources.push(Box::new(b.source()));
     }
     sources.push(Box::new(MemorySource::new()));
     let mut net = Net::new(sources);
     let now = net.now;
-    net.nodes[3].fetch(now, root, vec![addr(0), addr(1), addr(2)], Resume::default());
+    let srcs = vec![net.pinned(0), net.pinned(1), net.pinned(2)];
+    net.nodes[3].fetch(now, b.spec, srcs, Resume::default());
     net.run();
-    assert!(net.completed(3, root));
-    let from: BTreeSet<NodeId> = net.events[3]
+    assert!(net.completed(3, b.spec.root));
+    let from: BTreeSet<SourceId> = net.events[3]
         .iter()
         .filter_map(|e| match e {
             Event::GroupVerified { from, .. } => Some(*from),
@@ -188,65 +347,127 @@ fn downloads_from_several_peers_at_once() {
 }
 
 #[test]
-fn resume_fetches_only_missing_groups() {
-    let (root, ob, data) = blob(1_000_000);
-    let mut seeder = MemorySource::new();
-    seeder.insert(root, ob.clone(), data.clone());
-    let mut net = Net::new(vec![Box::new(seeder), Box::new(MemorySource::new())]);
+fn a_transfer_runs_unchanged_over_a_relayed_stream() {
+    let b = blob(1_500_000);
+    let sources: Vec<Box<dyn ContentSource>> =
+        vec![Box::new(b.source()), Box::new(MemorySource::new()), Box::new(MemorySource::new())];
+    let mut net = Net::with(sources, |c| c.relay = true);
     let now = net.now;
+    // Node 1 (the relay) is linked to the seeder; node 2 reaches the seeder only through it.
+    net.nodes[1].connect(now, addr(0)).unwrap();
+    net.run();
+    let spec = SourceSpec::Relayed {
+        relay: net.nodes[1].node_id(),
+        relay_addr: addr(1),
+        target: net.nodes[0].node_id(),
+    };
+    net.nodes[2].fetch(now, b.spec, vec![spec], Resume::default());
+    net.run();
+    assert!(net.completed(2, b.spec.root));
+    assert_eq!(reassemble(net.verified_bytes(2, b.spec.root)), b.data);
+    assert!(net.nodes[2].peers().iter().all(|p| p.addr == Some(addr(1))), "no direct link");
+    let relayed = SourceId::Relayed { relay: net.nodes[1].node_id(), target: net.nodes[0].node_id() };
+    assert!(net.events[2].iter().all(|e| match e {
+        Event::GroupVerified { from, .. } => *from == relayed,
+        _ => true,
+    }));
+    assert_eq!(net.reads[1], 0, "the relay served nothing itself");
+    // Streams are closed on both sides when the download ends.
+    assert!(net.nodes[1].conns.values().all(|c| c.relayed.len() <= 1));
+}
+
+#[test]
+fn a_relay_that_does_not_relay_refuses_the_stream() {
+    let b = blob(100_000);
+    let sources: Vec<Box<dyn ContentSource>> =
+        vec![Box::new(b.source()), Box::new(MemorySource::new()), Box::new(MemorySource::new())];
+    let mut net = Net::new(sources); // relaying is off by default
+    let now = net.now;
+    net.nodes[1].connect(now, addr(0)).unwrap();
+    net.run();
+    let spec = SourceSpec::Relayed {
+        relay: net.nodes[1].node_id(),
+        relay_addr: addr(1),
+        target: net.nodes[0].node_id(),
+    };
+    net.nodes[2].fetch(now, b.spec, vec![spec], Resume::default());
+    net.run();
+    assert!(!net.completed(2, b.spec.root));
+    assert_eq!(net.reads[0], 0);
+}
+
+#[test]
+fn resume_fetches_only_missing_groups() {
+    let b = blob(1_000_000);
+    let mut net = Net::new(vec![Box::new(b.source()), Box::new(MemorySource::new())]);
+    let now = net.now;
+    let ob = b.outboard.clone();
     let have: Vec<bool> = (0..ob.groups()).map(|i| i % 2 == 0).collect();
     let resume = Resume { outboard: Some(ob.clone()), have: have.clone() };
-    net.nodes[1].fetch(now, root, vec![addr(0)], resume);
+    let src = net.pinned(0);
+    net.nodes[1].fetch(now, b.spec, vec![src], resume);
     net.run();
-    assert!(net.completed(1, root));
-    let got: Vec<u32> = net.verified_bytes(1, root).iter().map(|g| g.0).collect();
+    assert!(net.completed(1, b.spec.root));
+    let got: Vec<u32> = net.verified_bytes(1, b.spec.root).iter().map(|g| g.0).collect();
     let expected: Vec<u32> = (0..ob.groups()).filter(|i| !have[*i as usize]).collect();
     assert_eq!(got, expected);
 }
 
 #[test]
 fn forged_resume_outboard_is_ignored() {
-    let (root, ob, data) = blob(500_000);
-    let mut seeder = MemorySource::new();
-    seeder.insert(root, ob.clone(), data);
-    let mut net = Net::new(vec![Box::new(seeder), Box::new(MemorySource::new())]);
+    let b = blob(500_000);
+    let mut net = Net::new(vec![Box::new(b.source()), Box::new(MemorySource::new())]);
     let now = net.now;
-    let mut forged = ob.clone();
+    let mut forged = b.outboard.clone();
     forged.leaves[0][0] ^= 1;
-    let resume = Resume { outboard: Some(forged), have: vec![true; ob.groups() as usize] };
-    net.nodes[1].fetch(now, root, vec![addr(0)], resume);
+    let resume = Resume { outboard: Some(forged), have: vec![true; b.outboard.groups() as usize] };
+    let src = net.pinned(0);
+    net.nodes[1].fetch(now, b.spec, vec![src], resume);
     net.run();
-    assert!(net.completed(1, root));
-    assert_eq!(net.verified_bytes(1, root).len(), ob.groups() as usize);
+    assert!(net.completed(1, b.spec.root));
+    assert_eq!(net.verified_bytes(1, b.spec.root).len(), b.outboard.groups() as usize);
 }
 
 #[test]
 fn missing_content_fails_after_stall_timeout() {
-    let (root, _, _) = blob(10_000);
+    let b = blob(10_000);
     let mut net = Net::new(vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())]);
     let now = net.now;
-    net.nodes[1].fetch(now, root, vec![addr(0)], Resume::default());
+    let src = net.pinned(0);
+    net.nodes[1].fetch(now, b.spec, vec![src], Resume::default());
     net.run();
-    assert!(!net.completed(1, root));
+    assert!(!net.completed(1, b.spec.root));
     let deadline = net.nodes[1].poll_timeout().unwrap();
     net.nodes[1].handle_timeout(deadline + Duration::from_secs(61));
     net.run();
-    assert!(net.events[1].iter().any(|e| matches!(e, Event::TransferFailed { .. })));
+    assert_eq!(net.failed(1), Some(TransferError::NoSources));
+}
+
+#[test]
+fn too_large_a_blob_is_refused() {
+    let mut b = blob(10_000);
+    let mut net = Net::with(vec![Box::new(MemorySource::new())], |c| c.max_blob_len = 1000);
+    b.spec.blob_len = 5000;
+    let now = net.now;
+    net.nodes[0].fetch(now, b.spec, vec![], Resume::default());
+    net.run();
+    assert_eq!(net.failed(0), Some(TransferError::TooLarge(5000)));
 }
 
 #[test]
 fn request_floods_are_cut_off() {
-    let (root, ob, data) = blob(100_000);
-    let mut seeder = MemorySource::new();
-    seeder.insert(root, ob, data);
-    let mut net = Net::new(vec![Box::new(seeder), Box::new(MemorySource::new())]);
+    let b = blob(100_000);
+    let mut net = Net::new(vec![Box::new(b.source()), Box::new(MemorySource::new())]);
     let now = net.now;
     let c = net.nodes[1].connect(now, addr(0)).unwrap();
     net.run();
     // Bypass the transfer logic: ask for far more than the queue bound, never reading.
-    for _ in 0..10 {
+    for req in 0..10 {
         let s = &mut net.nodes[1].conns.get_mut(&c).unwrap().session;
-        s.send(&Message::GetGroups { root, first: 0, count: 256 }).unwrap();
+        let m = TransferMsg::GetGroups { req, locator: b.spec.locator, first: 0, count: 3 };
+        for _ in 0..40 {
+            s.send(&Message::Transfer(m.clone())).unwrap();
+        }
     }
     net.nodes[1].flush(c);
     net.run();
@@ -255,11 +476,12 @@ fn request_floods_are_cut_off() {
 
 #[test]
 fn unreachable_peers_fail_after_redials() {
-    let (root, _, _) = blob(10_000);
+    let b = blob(10_000);
     let mut net = Net::new(vec![Box::new(MemorySource::new())]);
     let mut now = net.now;
     // "test/7" does not exist: the harness reports the dial as failed.
-    net.nodes[0].fetch(now, root, vec![addr(7)], Resume::default());
+    let src = SourceSpec::Direct { node: None, addr: addr(7) };
+    net.nodes[0].fetch(now, b.spec, vec![src], Resume::default());
     for _ in 0..20 {
         while let Some(a) = net.nodes[0].poll_action() {
             if let Action::Connect { conn, .. } = a {
@@ -283,6 +505,73 @@ fn unreachable_peers_fail_after_redials() {
 }
 
 #[test]
+fn persistent_peers_are_redialled_forever_with_capped_backoff() {
+    let mut net = Net::new(vec![Box::new(MemorySource::new())]);
+    let mut now = net.now;
+    net.nodes[0].add_persistent(now, addr(9));
+    let mut dials = Vec::new();
+    for _ in 0..40 {
+        while let Some(a) = net.nodes[0].poll_action() {
+            if let Action::Connect { conn, .. } = a {
+                dials.push(now);
+                net.nodes[0].connect_failed(now, conn);
+            }
+        }
+        match net.nodes[0].poll_timeout() {
+            Some(t) => now = t.max(now),
+            None => break,
+        }
+        net.nodes[0].handle_timeout(now);
+    }
+    assert!(dials.len() >= 30, "still redialling: {} dials", dials.len());
+    let gaps: Vec<Duration> = dials.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g <= Duration::from_secs(15)), "{gaps:?}");
+    assert!(gaps.last().unwrap() >= &Duration::from_secs(14));
+}
+
+#[test]
+fn inbound_slots_evict_unauthenticated_connections_and_spare_outbound_ones() {
+    let mut net = Net::with(vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())], |c| {
+        c.max_inbound = 8;
+        c.max_inbound_per_group = 4;
+    });
+    let now = net.now;
+    let attacker: IpAddr = "198.51.100.7".parse().unwrap();
+    let first: Vec<ConnId> = (0..4).map(|_| net.nodes[0].accept(now, Some(attacker)).unwrap()).collect();
+    // The group is full: the next one from it evicts the oldest unauthenticated connection.
+    let later = now + Duration::from_secs(1);
+    net.nodes[0].accept(later, Some(attacker)).unwrap();
+    assert!(!net.nodes[0].conns.contains_key(&first[0]));
+    assert_eq!(net.nodes[0].conns.len(), 4);
+    // Other groups still get in, up to the inbound limit, and then evict too.
+    for i in 0..10u8 {
+        let ip = IpAddr::from([203, 0, i, 1]);
+        assert!(net.nodes[0].accept(later, Some(ip)).is_some());
+    }
+    assert_eq!(net.nodes[0].count(false), 8);
+    // Outbound dials have their own budget.
+    assert!(net.nodes[0].connect(later, addr(1)).is_some());
+    // Unauthenticated connections time out within seconds.
+    let mut t = later;
+    while let Some(d) = net.nodes[0].poll_timeout() {
+        if d > later + Duration::from_secs(9) || net.nodes[0].count(false) == 0 {
+            break;
+        }
+        t = d;
+        net.nodes[0].handle_timeout(t);
+    }
+    assert_eq!(net.nodes[0].count(false), 0, "unauthenticated inbound connections linger");
+    assert!(t <= later + Duration::from_secs(8));
+    assert_eq!(inbound_group("10.1.2.3".parse().unwrap()), inbound_group("10.1.2.200".parse().unwrap()));
+    assert_ne!(inbound_group("10.1.2.3".parse().unwrap()), inbound_group("10.1.3.3".parse().unwrap()));
+    assert_eq!(
+        inbound_group("::ffff:10.1.2.3".parse().unwrap()),
+        inbound_group("10.1.2.9".parse().unwrap())
+    );
+    assert_ne!(inbound_group("2001:db8::1".parse().unwrap()), inbound_group("2001:db9::1".parse().unwrap()));
+}
+
+#[test]
 fn a_peer_that_sends_requests_but_never_reads_is_cut_off() {
     let mut net = Net::new(vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())]);
     let now = net.now;
@@ -292,7 +581,7 @@ fn a_peer_that_sends_requests_but_never_reads_is_cut_off() {
     let mut flood = Vec::new();
     for i in 0..60_000u64 {
         let s = &mut net.nodes[1].conns.get_mut(&c).unwrap().session;
-        s.send(&Message::GetAddr).unwrap();
+        s.send(&Message::Peers(PeersMsg::GetAddr)).unwrap();
         s.send(&Message::Ping { nonce: i }).unwrap();
         flood.extend(s.poll_transmit().unwrap());
     }
@@ -306,5 +595,5 @@ fn a_peer_that_sends_requests_but_never_reads_is_cut_off() {
         }
     }
     assert!(cut_off, "the flooding peer was not disconnected");
-    assert!(net.nodes[0].reputation(&net.nodes[1].node_id()) < 0);
+    assert!(net.nodes[0].reputation(&net.id(1)) < 0);
 }

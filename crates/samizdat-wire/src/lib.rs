@@ -9,8 +9,9 @@
 //! consume its whole buffer (trailing bytes are an error).
 //!
 //! ```
-//! use samizdat_wire::{Message, ContentRoot};
-//! let msg = Message::GetGroups { root: ContentRoot([7; 32]), first: 3, count: 16 };
+//! use samizdat_wire::{Locator, Message, TransferMsg};
+//! let get = TransferMsg::GetGroups { req: 1, locator: Locator([7; 32]), first: 3, count: 16 };
+//! let msg = Message::Transfer(get);
 //! let bytes = msg.encode_to_vec();
 //! assert_eq!(Message::decode(&bytes).unwrap(), msg);
 //! ```
@@ -21,7 +22,8 @@ mod message;
 
 pub use codec::{DecodeError, Reader, Writer};
 pub use message::{
-    ContentRoot, GROUP_SIZE, Hello, MAX_ADDRS, MAX_GROUPS_PER_REQUEST, MAX_LEAVES_PER_MESSAGE,
-    MAX_MESSAGE_LEN, MAX_PEER_ADDR_LEN, MAX_USER_AGENT_LEN, Message, PROTOCOL_VERSION, PeerAddr,
-    features, privacy,
+    ContentRoot, GROUP_SIZE, Hello, Locator, MAX_ADDRS, MAX_GROUPS_PER_REQUEST,
+    MAX_LEAVES_PER_MESSAGE, MAX_MESSAGE_LEN, MAX_PEER_ADDR_LEN, MAX_RELAY_PAYLOAD,
+    MAX_RELAY_STREAMS, MAX_USER_AGENT_LEN, Message, PROTOCOL_VERSION, PeerAddr, PeersMsg,
+    RelayMsg, RequestId, TransferMsg, features, privacy,
 };

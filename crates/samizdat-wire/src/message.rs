@@ -137,7 +137,26 @@ impl fmt::Debug for Hello {
     }
 }
 
-/// Every message of protocol version 1.
+/// A content locator: what peers are asked for instead of the content root. It is derived from
+/// the link's key (see `samizdat_content::ContentKey::locator`), so a peer without the link can
+/// neither tell what is fetched nor probe a node for a file whose root it knows.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Locator(pub [u8; 32]);
+
+impl fmt::Debug for Locator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Locator({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+/// Identifies a request on one stream; the answer carries the same id.
+pub type RequestId = u32;
+
+/// Most relayed streams one link may have open through a node.
+pub const MAX_RELAY_STREAMS: usize = 64;
+
+/// Every message of protocol version 1, grouped per protocol: link upkeep at the top level,
+/// then one nested enum per protocol ([`PeersMsg`], [`TransferMsg`], [`RelayMsg`]).
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Message {
@@ -153,24 +172,45 @@ pub enum Message {
         /// The nonce of the `Ping`.
         nonce: u64,
     },
+    /// Peer exchange.
+    Peers(PeersMsg),
+    /// The transfer protocol on the session's own (direct) stream.
+    Transfer(TransferMsg),
+    /// Streams relayed through the receiving node.
+    Relay(RelayMsg),
+}
+
+/// Peer exchange messages.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeersMsg {
     /// Asks for known peer addresses.
     GetAddr,
     /// Known peer addresses (at most [`MAX_ADDRS`]).
     Addr(Vec<PeerAddr>),
-    /// Asks for leaf hashes `first..first+count` of a content blob's verification tree.
+}
+
+/// The transfer protocol: requests name a [`Locator`] and carry a [`RequestId`]; answers carry
+/// only the request id. It runs over any stream (a direct session or a relayed stream).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferMsg {
+    /// Asks for leaf hashes `first..first+count` of a blob's verification tree.
     GetOutboard {
+        /// The request.
+        req: RequestId,
         /// The content.
-        root: ContentRoot,
+        locator: Locator,
         /// First leaf index.
         first: u32,
         /// How many leaves (at most [`MAX_LEAVES_PER_MESSAGE`]).
         count: u32,
     },
-    /// Leaf hashes (BLAKE3 chaining values of each chunk group) of a content blob.
+    /// Leaf hashes (BLAKE3 chaining values of each chunk group) of a blob.
     Outboard {
-        /// The content.
-        root: ContentRoot,
-        /// Length of the whole encrypted blob in bytes.
+        /// The request answered.
+        req: RequestId,
+        /// Length of the whole encrypted blob in bytes, as the server claims it.
         blob_len: u64,
         /// Index of the first leaf in `leaves`.
         first: u32,
@@ -179,8 +219,10 @@ pub enum Message {
     },
     /// Asks for chunk groups `first..first+count` (at most [`MAX_GROUPS_PER_REQUEST`]).
     GetGroups {
+        /// The request.
+        req: RequestId,
         /// The content.
-        root: ContentRoot,
+        locator: Locator,
         /// First group index.
         first: u32,
         /// How many groups.
@@ -188,42 +230,105 @@ pub enum Message {
     },
     /// One chunk group of encrypted content.
     Group {
-        /// The content.
-        root: ContentRoot,
+        /// The request answered.
+        req: RequestId,
         /// Group index.
         index: u32,
         /// The group's bytes (at most [`GROUP_SIZE`]).
         data: Vec<u8>,
     },
-    /// The sender does not have this content.
+    /// The sender does not have what this request asked for.
     NotFound {
-        /// The content asked for.
-        root: ContentRoot,
+        /// The request answered.
+        req: RequestId,
     },
-    /// Withdraws all outstanding requests for this content.
+    /// Withdraws a request (only the sender's own request, by id).
     Cancel {
-        /// The content.
-        root: ContentRoot,
+        /// The request withdrawn.
+        req: RequestId,
+    },
+}
+
+/// Relaying: a node with sessions to both ends joins a stream from one to the other. The
+/// payload of [`RelayMsg::Data`] is an encoded [`TransferMsg`] of the relayed stream.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayMsg {
+    /// Opens relayed stream `stream` on this link. Sent to a relay, `target` names the peer to
+    /// reach; sent by a relay to that peer, `target` is the peer's own ID (the stream ends
+    /// there).
+    Open {
+        /// The stream's number on this link (chosen by the sender).
+        stream: u32,
+        /// Node ID of the far end.
+        target: [u8; 32],
+    },
+    /// Bytes of a relayed stream.
+    Data {
+        /// The stream.
+        stream: u32,
+        /// One encoded message of the stream's protocol.
+        payload: Vec<u8>,
+    },
+    /// Closes a relayed stream (either direction; also the answer to an `Open` that failed).
+    Close {
+        /// The stream.
+        stream: u32,
     },
 }
 
 impl fmt::Debug for Message {
-    // Never print payloads, roots or addresses in full.
+    // Never print payloads, locators or addresses in full.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Message::Hello(h) => h.fmt(f),
             Message::Ping { .. } => f.write_str("Ping"),
             Message::Pong { .. } => f.write_str("Pong"),
-            Message::GetAddr => f.write_str("GetAddr"),
-            Message::Addr(a) => write!(f, "Addr({} addrs)", a.len()),
-            Message::GetOutboard { first, count, .. } => write!(f, "GetOutboard({first}+{count})"),
-            Message::Outboard { first, leaves, .. } => {
-                write!(f, "Outboard({first}+{})", leaves.len())
+            Message::Peers(m) => m.fmt(f),
+            Message::Transfer(m) => m.fmt(f),
+            Message::Relay(m) => m.fmt(f),
+        }
+    }
+}
+
+impl fmt::Debug for PeersMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeersMsg::GetAddr => f.write_str("GetAddr"),
+            PeersMsg::Addr(a) => write!(f, "Addr({} addrs)", a.len()),
+        }
+    }
+}
+
+impl fmt::Debug for TransferMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferMsg::GetOutboard { req, first, count, .. } => {
+                write!(f, "GetOutboard(#{req} {first}+{count})")
             }
-            Message::GetGroups { first, count, .. } => write!(f, "GetGroups({first}+{count})"),
-            Message::Group { index, data, .. } => write!(f, "Group({index}, {} bytes)", data.len()),
-            Message::NotFound { .. } => f.write_str("NotFound"),
-            Message::Cancel { .. } => f.write_str("Cancel"),
+            TransferMsg::Outboard { req, first, leaves, .. } => {
+                write!(f, "Outboard(#{req} {first}+{})", leaves.len())
+            }
+            TransferMsg::GetGroups { req, first, count, .. } => {
+                write!(f, "GetGroups(#{req} {first}+{count})")
+            }
+            TransferMsg::Group { req, index, data } => {
+                write!(f, "Group(#{req} {index}, {} bytes)", data.len())
+            }
+            TransferMsg::NotFound { req } => write!(f, "NotFound(#{req})"),
+            TransferMsg::Cancel { req } => write!(f, "Cancel(#{req})"),
+        }
+    }
+}
+
+impl fmt::Debug for RelayMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelayMsg::Open { stream, .. } => write!(f, "RelayOpen({stream})"),
+            RelayMsg::Data { stream, payload } => {
+                write!(f, "RelayData({stream}, {} bytes)", payload.len())
+            }
+            RelayMsg::Close { stream } => write!(f, "RelayClose({stream})"),
         }
     }
 }
@@ -240,6 +345,9 @@ mod tag {
     pub const GROUP: u8 = 0x13;
     pub const NOT_FOUND: u8 = 0x14;
     pub const CANCEL: u8 = 0x15;
+    pub const RELAY_OPEN: u8 = 0x20;
+    pub const RELAY_DATA: u8 = 0x21;
+    pub const RELAY_CLOSE: u8 = 0x22;
 }
 
 fn write_addrs(w: &mut Writer<'_>, addrs: &[PeerAddr]) {
@@ -263,10 +371,6 @@ fn read_addrs(r: &mut Reader<'_>) -> Result<Vec<PeerAddr>, DecodeError> {
     Ok(out)
 }
 
-fn read_root(r: &mut Reader<'_>) -> Result<ContentRoot, DecodeError> {
-    Ok(ContentRoot(r.array("content root")?))
-}
-
 fn read_count(r: &mut Reader<'_>, max: u32, field: &'static str) -> Result<u32, DecodeError> {
     let count = r.u32(field)?;
     if count == 0 {
@@ -276,6 +380,125 @@ fn read_count(r: &mut Reader<'_>, max: u32, field: &'static str) -> Result<u32, 
         return Err(DecodeError::TooLong { field, len: count as usize, max: max as usize });
     }
     Ok(count)
+}
+
+fn check_len(buf: &[u8]) -> Result<(), DecodeError> {
+    if buf.len() > MAX_MESSAGE_LEN {
+        return Err(DecodeError::TooLong { field: "message", len: buf.len(), max: MAX_MESSAGE_LEN });
+    }
+    Ok(())
+}
+
+impl TransferMsg {
+    fn encode_into(&self, w: &mut Writer<'_>) {
+        match self {
+            TransferMsg::GetOutboard { req, locator, first, count } => {
+                w.u8(tag::GET_OUTBOARD);
+                w.u32(*req);
+                w.bytes(&locator.0);
+                w.u32(*first);
+                w.u32(*count);
+            }
+            TransferMsg::Outboard { req, blob_len, first, leaves } => {
+                w.u8(tag::OUTBOARD);
+                w.u32(*req);
+                w.u64(*blob_len);
+                w.u32(*first);
+                let leaves = &leaves[..leaves.len().min(MAX_LEAVES_PER_MESSAGE)];
+                w.u16(leaves.len() as u16);
+                for leaf in leaves {
+                    w.bytes(leaf);
+                }
+            }
+            TransferMsg::GetGroups { req, locator, first, count } => {
+                w.u8(tag::GET_GROUPS);
+                w.u32(*req);
+                w.bytes(&locator.0);
+                w.u32(*first);
+                w.u32(*count);
+            }
+            TransferMsg::Group { req, index, data } => {
+                w.u8(tag::GROUP);
+                w.u32(*req);
+                w.u32(*index);
+                w.long_bytes(&data[..data.len().min(GROUP_SIZE)]);
+            }
+            TransferMsg::NotFound { req } => {
+                w.u8(tag::NOT_FOUND);
+                w.u32(*req);
+            }
+            TransferMsg::Cancel { req } => {
+                w.u8(tag::CANCEL);
+                w.u32(*req);
+            }
+        }
+    }
+
+    fn decode_tagged(t: u8, r: &mut Reader<'_>) -> Result<Option<TransferMsg>, DecodeError> {
+        Ok(Some(match t {
+            tag::GET_OUTBOARD => TransferMsg::GetOutboard {
+                req: r.u32("request id")?,
+                locator: Locator(r.array("locator")?),
+                first: r.u32("first leaf")?,
+                count: read_count(r, MAX_LEAVES_PER_MESSAGE as u32, "leaf count")?,
+            },
+            tag::OUTBOARD => {
+                let req = r.u32("request id")?;
+                let blob_len = r.u64("blob length")?;
+                let first = r.u32("first leaf")?;
+                let n = usize::from(r.u16("leaf count")?);
+                if n > MAX_LEAVES_PER_MESSAGE {
+                    return Err(DecodeError::TooLong {
+                        field: "leaf count",
+                        len: n,
+                        max: MAX_LEAVES_PER_MESSAGE,
+                    });
+                }
+                let mut leaves = Vec::with_capacity(n);
+                for _ in 0..n {
+                    leaves.push(r.array("leaf")?);
+                }
+                TransferMsg::Outboard { req, blob_len, first, leaves }
+            }
+            tag::GET_GROUPS => TransferMsg::GetGroups {
+                req: r.u32("request id")?,
+                locator: Locator(r.array("locator")?),
+                first: r.u32("first group")?,
+                count: read_count(r, MAX_GROUPS_PER_REQUEST, "group count")?,
+            },
+            tag::GROUP => TransferMsg::Group {
+                req: r.u32("request id")?,
+                index: r.u32("group index")?,
+                data: r.long_bytes(GROUP_SIZE, "group data")?.to_vec(),
+            },
+            tag::NOT_FOUND => TransferMsg::NotFound { req: r.u32("request id")? },
+            tag::CANCEL => TransferMsg::Cancel { req: r.u32("request id")? },
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Appends the encoding of this message to `out` (the same bytes as inside a
+    /// [`Message::Transfer`]).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_into(&mut Writer::new(out));
+    }
+
+    /// Encodes into a new vector.
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes exactly one transfer message (e.g. the payload of a relayed stream).
+    pub fn decode(buf: &[u8]) -> Result<TransferMsg, DecodeError> {
+        check_len(buf)?;
+        let mut r = Reader::new(buf);
+        let t = r.u8("tag")?;
+        let msg = TransferMsg::decode_tagged(t, &mut r)?.ok_or(DecodeError::UnknownTag(t))?;
+        r.finish()?;
+        Ok(msg)
+    }
 }
 
 impl Message {
@@ -302,47 +525,25 @@ impl Message {
                 w.u8(tag::PONG);
                 w.u64(*nonce);
             }
-            Message::GetAddr => w.u8(tag::GET_ADDR),
-            Message::Addr(addrs) => {
+            Message::Peers(PeersMsg::GetAddr) => w.u8(tag::GET_ADDR),
+            Message::Peers(PeersMsg::Addr(addrs)) => {
                 w.u8(tag::ADDR);
                 write_addrs(&mut w, addrs);
             }
-            Message::GetOutboard { root, first, count } => {
-                w.u8(tag::GET_OUTBOARD);
-                w.bytes(&root.0);
-                w.u32(*first);
-                w.u32(*count);
+            Message::Transfer(m) => m.encode_into(&mut w),
+            Message::Relay(RelayMsg::Open { stream, target }) => {
+                w.u8(tag::RELAY_OPEN);
+                w.u32(*stream);
+                w.bytes(target);
             }
-            Message::Outboard { root, blob_len, first, leaves } => {
-                w.u8(tag::OUTBOARD);
-                w.bytes(&root.0);
-                w.u64(*blob_len);
-                w.u32(*first);
-                let leaves = &leaves[..leaves.len().min(MAX_LEAVES_PER_MESSAGE)];
-                w.u16(leaves.len() as u16);
-                for leaf in leaves {
-                    w.bytes(leaf);
-                }
+            Message::Relay(RelayMsg::Data { stream, payload }) => {
+                w.u8(tag::RELAY_DATA);
+                w.u32(*stream);
+                w.long_bytes(&payload[..payload.len().min(MAX_RELAY_PAYLOAD)]);
             }
-            Message::GetGroups { root, first, count } => {
-                w.u8(tag::GET_GROUPS);
-                w.bytes(&root.0);
-                w.u32(*first);
-                w.u32(*count);
-            }
-            Message::Group { root, index, data } => {
-                w.u8(tag::GROUP);
-                w.bytes(&root.0);
-                w.u32(*index);
-                w.long_bytes(&data[..data.len().min(GROUP_SIZE)]);
-            }
-            Message::NotFound { root } => {
-                w.u8(tag::NOT_FOUND);
-                w.bytes(&root.0);
-            }
-            Message::Cancel { root } => {
-                w.u8(tag::CANCEL);
-                w.bytes(&root.0);
+            Message::Relay(RelayMsg::Close { stream }) => {
+                w.u8(tag::RELAY_CLOSE);
+                w.u32(*stream);
             }
         }
     }
@@ -356,15 +557,10 @@ impl Message {
 
     /// Decodes exactly one message from `buf`.
     pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
-        if buf.len() > MAX_MESSAGE_LEN {
-            return Err(DecodeError::TooLong {
-                field: "message",
-                len: buf.len(),
-                max: MAX_MESSAGE_LEN,
-            });
-        }
+        check_len(buf)?;
         let mut r = Reader::new(buf);
-        let msg = match r.u8("tag")? {
+        let t = r.u8("tag")?;
+        let msg = match t {
             tag::HELLO => Message::Hello(Hello {
                 version: r.u16("version")?,
                 timestamp: r.u64("timestamp")?,
@@ -376,49 +572,29 @@ impl Message {
             }),
             tag::PING => Message::Ping { nonce: r.u64("nonce")? },
             tag::PONG => Message::Pong { nonce: r.u64("nonce")? },
-            tag::GET_ADDR => Message::GetAddr,
-            tag::ADDR => Message::Addr(read_addrs(&mut r)?),
-            tag::GET_OUTBOARD => Message::GetOutboard {
-                root: read_root(&mut r)?,
-                first: r.u32("first leaf")?,
-                count: read_count(&mut r, MAX_LEAVES_PER_MESSAGE as u32, "leaf count")?,
+            tag::GET_ADDR => Message::Peers(PeersMsg::GetAddr),
+            tag::ADDR => Message::Peers(PeersMsg::Addr(read_addrs(&mut r)?)),
+            tag::RELAY_OPEN => Message::Relay(RelayMsg::Open {
+                stream: r.u32("stream")?,
+                target: r.array("target")?,
+            }),
+            tag::RELAY_DATA => Message::Relay(RelayMsg::Data {
+                stream: r.u32("stream")?,
+                payload: r.long_bytes(MAX_RELAY_PAYLOAD, "relay payload")?.to_vec(),
+            }),
+            tag::RELAY_CLOSE => Message::Relay(RelayMsg::Close { stream: r.u32("stream")? }),
+            other => match TransferMsg::decode_tagged(other, &mut r)? {
+                Some(m) => Message::Transfer(m),
+                None => return Err(DecodeError::UnknownTag(other)),
             },
-            tag::OUTBOARD => {
-                let root = read_root(&mut r)?;
-                let blob_len = r.u64("blob length")?;
-                let first = r.u32("first leaf")?;
-                let n = usize::from(r.u16("leaf count")?);
-                if n > MAX_LEAVES_PER_MESSAGE {
-                    return Err(DecodeError::TooLong {
-                        field: "leaf count",
-                        len: n,
-                        max: MAX_LEAVES_PER_MESSAGE,
-                    });
-                }
-                let mut leaves = Vec::with_capacity(n);
-                for _ in 0..n {
-                    leaves.push(r.array("leaf")?);
-                }
-                Message::Outboard { root, blob_len, first, leaves }
-            }
-            tag::GET_GROUPS => Message::GetGroups {
-                root: read_root(&mut r)?,
-                first: r.u32("first group")?,
-                count: read_count(&mut r, MAX_GROUPS_PER_REQUEST, "group count")?,
-            },
-            tag::GROUP => Message::Group {
-                root: read_root(&mut r)?,
-                index: r.u32("group index")?,
-                data: r.long_bytes(GROUP_SIZE, "group data")?.to_vec(),
-            },
-            tag::NOT_FOUND => Message::NotFound { root: read_root(&mut r)? },
-            tag::CANCEL => Message::Cancel { root: read_root(&mut r)? },
-            other => return Err(DecodeError::UnknownTag(other)),
         };
         r.finish()?;
         Ok(msg)
     }
 }
+
+/// Largest payload of one [`RelayMsg::Data`]: one encoded transfer message.
+pub const MAX_RELAY_PAYLOAD: usize = GROUP_SIZE + 512;
 
 #[cfg(test)]
 mod tests {
@@ -431,7 +607,6 @@ mod tests {
     }
 
     fn message() -> impl Strategy<Value = Message> {
-        let root = any::<[u8; 32]>().prop_map(ContentRoot);
         prop_oneof![
             (
                 any::<u16>(),
@@ -457,28 +632,51 @@ mod tests {
                 ),
             any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
             any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
-            Just(Message::GetAddr),
-            proptest::collection::vec(addr(), 0..MAX_ADDRS).prop_map(Message::Addr),
-            (root.clone(), any::<u32>(), 1..=MAX_LEAVES_PER_MESSAGE as u32)
-                .prop_map(|(root, first, count)| Message::GetOutboard { root, first, count }),
+            Just(Message::Peers(PeersMsg::GetAddr)),
+            proptest::collection::vec(addr(), 0..MAX_ADDRS)
+                .prop_map(|a| Message::Peers(PeersMsg::Addr(a))),
+            transfer().prop_map(Message::Transfer),
+            (any::<u32>(), any::<[u8; 32]>())
+                .prop_map(|(stream, target)| Message::Relay(RelayMsg::Open { stream, target })),
+            (any::<u32>(), transfer())
+                .prop_map(|(stream, m)| Message::Relay(RelayMsg::Data {
+                    stream,
+                    payload: m.encode_to_vec()
+                })),
+            any::<u32>().prop_map(|stream| Message::Relay(RelayMsg::Close { stream })),
+        ]
+    }
+
+    fn transfer() -> impl Strategy<Value = TransferMsg> {
+        let loc = any::<[u8; 32]>().prop_map(Locator);
+        prop_oneof![
+            (any::<u32>(), loc.clone(), any::<u32>(), 1..=MAX_LEAVES_PER_MESSAGE as u32).prop_map(
+                |(req, locator, first, count)| TransferMsg::GetOutboard {
+                    req,
+                    locator,
+                    first,
+                    count
+                }
+            ),
             (
-                root.clone(),
+                any::<u32>(),
                 any::<u64>(),
                 any::<u32>(),
                 proptest::collection::vec(any::<[u8; 32]>(), 0..50)
             )
-                .prop_map(|(root, blob_len, first, leaves)| Message::Outboard {
-                    root,
+                .prop_map(|(req, blob_len, first, leaves)| TransferMsg::Outboard {
+                    req,
                     blob_len,
                     first,
                     leaves
                 }),
-            (root.clone(), any::<u32>(), 1..=MAX_GROUPS_PER_REQUEST)
-                .prop_map(|(root, first, count)| Message::GetGroups { root, first, count }),
-            (root.clone(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..2000))
-                .prop_map(|(root, index, data)| Message::Group { root, index, data }),
-            root.clone().prop_map(|root| Message::NotFound { root }),
-            root.prop_map(|root| Message::Cancel { root }),
+            (any::<u32>(), loc, any::<u32>(), 1..=MAX_GROUPS_PER_REQUEST).prop_map(
+                |(req, locator, first, count)| TransferMsg::GetGroups { req, locator, first, count }
+            ),
+            (any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..2000))
+                .prop_map(|(req, index, data)| TransferMsg::Group { req, index, data }),
+            any::<u32>().prop_map(|req| TransferMsg::NotFound { req }),
+            any::<u32>().prop_map(|req| TransferMsg::Cancel { req }),
         ]
     }
 
@@ -507,8 +705,13 @@ mod tests {
     fn test_vectors() {
         let ping = Message::Ping { nonce: 0x0102030405060708 };
         assert_eq!(ping.encode_to_vec(), [0x02, 1, 2, 3, 4, 5, 6, 7, 8]);
-        let get = Message::GetGroups { root: ContentRoot([0xaa; 32]), first: 1, count: 2 };
-        let mut expect = vec![0x12];
+        let get = Message::Transfer(TransferMsg::GetGroups {
+            req: 9,
+            locator: Locator([0xaa; 32]),
+            first: 1,
+            count: 2,
+        });
+        let mut expect = vec![0x12, 0, 0, 0, 9];
         expect.extend([0xaa; 32]);
         expect.extend([0, 0, 0, 1, 0, 0, 0, 2]);
         assert_eq!(get.encode_to_vec(), expect);
@@ -520,7 +723,7 @@ mod tests {
         assert_eq!(Message::decode(&[0xee]), Err(DecodeError::UnknownTag(0xee)));
         assert_eq!(Message::decode(&[0x04, 0]), Err(DecodeError::TrailingBytes(1)));
         let mut zero = vec![0x12];
-        zero.extend([0; 40]);
+        zero.extend([0; 44]);
         assert_eq!(Message::decode(&zero), Err(DecodeError::Invalid { field: "group count" }));
         // An address list claiming more entries than allowed.
         assert!(matches!(Message::decode(&[0x05, 0xff, 0xff]), Err(DecodeError::TooLong { .. })));
@@ -529,6 +732,23 @@ mod tests {
             Message::decode(&[0x05, 0, 1, 0, 3, b'a', b'/', 0x07]),
             Err(DecodeError::BadText { .. })
         ));
+    }
+
+    #[test]
+    fn transfer_messages_decode_alone_and_nested() {
+        let m = TransferMsg::NotFound { req: 7 };
+        assert_eq!(TransferMsg::decode(&m.encode_to_vec()).unwrap(), m);
+        assert_eq!(
+            Message::decode(&m.encode_to_vec()).unwrap(),
+            Message::Transfer(TransferMsg::NotFound { req: 7 })
+        );
+        // A link-level tag is not a transfer message.
+        assert_eq!(TransferMsg::decode(&[0x02, 0, 0]), Err(DecodeError::UnknownTag(0x02)));
+        assert!(TransferMsg::decode(&vec![0x14; MAX_MESSAGE_LEN + 1]).is_err());
+        assert!(format!("{:?}", Message::Relay(RelayMsg::Open { stream: 1, target: [9; 32] }))
+            .starts_with("RelayOpen"));
+        let loc = Locator([0xab; 32]);
+        assert!(!format!("{loc:?}").contains("abababab"));
     }
 
     #[test]
