@@ -3,22 +3,31 @@
 //! A Unix socket at `DATA/control.sock` (mode 0600, so only the node's user can use it) takes
 //! one JSON request per connection, one line long, and answers with JSON lines:
 //!
-//! * `{"op":"share","path":"/abs/file"}` → `{"ok":true,"link":"sz1…","bytes":N}`
+//! * `{"op":"share","path":"/abs/file","again":false}` → `{"progress":{…}}` lines (bytes of
+//!   the file read), then `{"ok":true,"link":"sz1…","bytes":N,"id":"…","name":"…",
+//!   "existing":B}` (`existing`: the same content was already shared, and this is its link)
 //! * `{"op":"fetch","link":"sz1…","out":"/abs/out"}` → `{"progress":{…}}` lines, then
 //!   `{"ok":true,"bytes":N,"resumed_bytes":N,"path":"…","name":"…"}`. Closing the connection
 //!   cancels the download; what was verified stays on disk for a later resume.
 //! * `{"op":"peers"}` → `{"ok":true,"peers":[…]}`
+//! * `{"op":"shares"}` → `{"ok":true,"shares":[{"id","name","size","shared_at","link"}…]}`
+//! * `{"op":"unshare","target":"ID-OR-LINK"}` → `{"ok":true,"id":"…","name":"…"}`
 //!
-//! Failures answer `{"ok":false,"error":"…"}`.
+//! Failures answer `{"ok":false,"error":"…","kind":"…"}`, `kind` being a stable snake_case
+//! name of the error class ([`NodeError::kind`], or `bad_request`).
 
-use crate::{Node, NodeError, Progress, ShareLink};
+use crate::{Node, NodeError, Progress, ShareLink, ShareOptions};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 const MAX_REQUEST: usize = 64 * 1024;
+/// How often a share reports how much of the file it has read.
+const SHARE_PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// The control socket path inside a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -71,8 +80,12 @@ fn progress_json(p: &Progress) -> Value {
     json!({ "progress": { "verified": p.verified_bytes, "total": p.total_bytes, "resumed": p.resumed_bytes } })
 }
 
-fn error_json(e: &dyn std::fmt::Display) -> Value {
-    json!({ "ok": false, "error": e.to_string() })
+fn error_json(e: &NodeError) -> Value {
+    json!({ "ok": false, "error": e.to_string(), "kind": e.kind() })
+}
+
+fn bad_request(what: &str) -> Value {
+    json!({ "ok": false, "error": format!("bad control request: {what}"), "kind": "bad_request" })
 }
 
 async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
@@ -81,25 +94,20 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
     let Some(line) = read_line(&mut rd).await? else { return Ok(()) };
     let req: Value = match serde_json::from_str(&line) {
         Ok(v) => v,
-        Err(e) => return send(&mut wr, &error_json(&e)).await,
+        Err(_) => return send(&mut wr, &bad_request("not JSON")).await,
     };
-    match req.get("op").and_then(Value::as_str) {
+    let str_field = |k: &str| req.get(k).and_then(Value::as_str);
+    match str_field("op") {
         Some("share") => {
-            let Some(path) = req.get("path").and_then(Value::as_str) else {
-                return send(&mut wr, &error_json(&"missing path")).await;
+            let Some(path) = str_field("path") else {
+                return send(&mut wr, &bad_request("missing path")).await;
             };
-            let reply = match node.share(Path::new(path)).await {
-                Ok(link) => json!({ "ok": true, "link": link.to_string(),
-                    "bytes": std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) }),
-                Err(e) => error_json(&e),
-            };
-            send(&mut wr, &reply).await
+            let again = req.get("again").and_then(Value::as_bool).unwrap_or(false);
+            share(&node, Path::new(path), again, &mut wr).await
         }
         Some("fetch") => {
-            let (Some(link), Some(out)) =
-                (req.get("link").and_then(Value::as_str), req.get("out").and_then(Value::as_str))
-            else {
-                return send(&mut wr, &error_json(&"missing link or out")).await;
+            let (Some(link), Some(out)) = (str_field("link"), str_field("out")) else {
+                return send(&mut wr, &bad_request("missing link or out")).await;
             };
             let link: ShareLink = match link.parse() {
                 Ok(l) => l,
@@ -140,8 +148,66 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
             };
             send(&mut wr, &reply).await
         }
-        _ => send(&mut wr, &error_json(&"unknown op")).await,
+        Some("shares") => {
+            let list: Vec<Value> = node
+                .shares()
+                .iter()
+                .map(|(r, link)| {
+                    json!({ "id": r.id, "name": r.name, "size": r.size,
+                            "shared_at": r.shared_at, "link": link.to_string() })
+                })
+                .collect();
+            send(&mut wr, &json!({ "ok": true, "shares": list })).await
+        }
+        Some("unshare") => {
+            let Some(target) = str_field("target") else {
+                return send(&mut wr, &bad_request("missing target")).await;
+            };
+            let reply = match node.unshare(target).await {
+                Ok(r) => json!({ "ok": true, "id": r.id, "name": r.name }),
+                Err(e) => error_json(&e),
+            };
+            send(&mut wr, &reply).await
+        }
+        Some(_) => send(&mut wr, &bad_request("unknown op")).await,
+        None => send(&mut wr, &bad_request("missing op")).await,
     }
+}
+
+/// Shares `path`, sending how much of it was read every [`SHARE_PROGRESS_EVERY`].
+async fn share(
+    node: &Node,
+    path: &Path,
+    again: bool,
+    wr: &mut (impl AsyncWriteExt + Unpin),
+) -> std::io::Result<()> {
+    let total = std::fs::metadata(path).map(|m| m.len()).ok();
+    let read = Arc::new(AtomicU64::new(0));
+    let opts = ShareOptions { again, progress: Some(read.clone()) };
+    let job = node.share_with(path, opts);
+    tokio::pin!(job);
+    let mut tick = tokio::time::interval(SHARE_PROGRESS_EVERY);
+    tick.tick().await;
+    let mut last = 0;
+    let result = loop {
+        tokio::select! {
+            r = &mut job => break r,
+            _ = tick.tick() => {
+                let now = read.load(Ordering::Relaxed);
+                if now != last {
+                    last = now;
+                    let p = Progress { verified_bytes: now, total_bytes: total, resumed_bytes: 0 };
+                    send(wr, &progress_json(&p)).await?;
+                }
+            }
+        }
+    };
+    let reply = match result {
+        Ok(s) => json!({ "ok": true, "link": s.link.to_string(), "bytes": s.record.size,
+            "id": s.record.id, "name": s.record.name, "existing": s.existing }),
+        Err(e) => error_json(&e),
+    };
+    send(wr, &reply).await
 }
 
 /// Errors of the control client.
@@ -149,17 +215,37 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
 #[non_exhaustive]
 pub enum ControlError {
     /// No node is running with this data directory.
-    #[error("no node is running with data directory {0} (start one with `samizdat node`)")]
+    #[error(
+        "no node is running with data directory {dir}; start one with `samizdat node --data {dir}`",
+        dir = .0.display()
+    )]
     NoNode(PathBuf),
     /// Talking to the node failed.
     #[error("control socket: {0}")]
     Io(#[from] std::io::Error),
     /// The node answered with an error.
-    #[error("{0}")]
-    Node(String),
+    #[error("{message}")]
+    Node {
+        /// The node's one-line message.
+        message: String,
+        /// Its error class ([`NodeError::kind`]).
+        kind: String,
+    },
     /// The node's answer was not understood.
     #[error("unexpected answer from the node")]
     Protocol,
+}
+
+impl ControlError {
+    /// A stable snake_case name of this error's class.
+    pub fn kind(&self) -> &str {
+        match self {
+            ControlError::NoNode(_) => "node_not_running",
+            ControlError::Io(_) => "io",
+            ControlError::Node { kind, .. } => kind,
+            ControlError::Protocol => "protocol",
+        }
+    }
 }
 
 /// A connection to a running node's control socket.
@@ -183,8 +269,12 @@ impl ControlClient {
         let line = read_line(&mut self.rd).await?.ok_or(ControlError::Protocol)?;
         let v: Value = serde_json::from_str(&line).map_err(|_| ControlError::Protocol)?;
         if v.get("ok") == Some(&Value::Bool(false)) {
-            let msg = v.get("error").and_then(Value::as_str).unwrap_or("unknown error");
-            return Err(ControlError::Node(msg.to_owned()));
+            let field =
+                |k, default: &str| v.get(k).and_then(Value::as_str).unwrap_or(default).to_owned();
+            return Err(ControlError::Node {
+                message: field("error", "unknown error"),
+                kind: field("kind", "node"),
+            });
         }
         Ok(v)
     }
