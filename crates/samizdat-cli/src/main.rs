@@ -663,10 +663,9 @@ async fn fetch(
     data: &DataArgs,
     json: bool,
 ) -> anyhow::Result<()> {
+    let extra = extra.iter().map(|p| check_addr(p)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut link: ShareLink = link.parse()?;
-    for p in extra {
-        link.peers.push(check_addr(&p)?);
-    }
+    link.peers.extend(extra);
     let out = absolute(out)?;
     if out.exists() {
         return Err(NodeError::OutputExists(out).into());
@@ -772,4 +771,121 @@ async fn peers(dir: &Path, json: bool) -> anyhow::Result<()> {
         println!("{dir:3} {id} {addr}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn repeated_causes_are_dropped() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let text = io.to_string();
+        let err =
+            anyhow::Error::from(NodeError::Listen { addr: "tcp/127.0.0.1:1".into(), source: io });
+        let shown = error_text(&err);
+        assert_eq!(shown.matches(&text).count(), 1, "{shown}");
+        assert_eq!(error_kind(&err), "in_use");
+        // A context that adds information keeps both parts.
+        let err = anyhow::Error::from(std::io::Error::other("disk on fire")).context("saving");
+        assert_eq!(error_text(&err), "saving: disk on fire");
+        assert_eq!(error_kind(&err), "io");
+        let err = anyhow::anyhow!("line one\nline two");
+        assert_eq!(error_text(&err), "line one line two");
+        assert_eq!(error_kind(&err), "error");
+    }
+
+    #[test]
+    fn every_error_class_has_a_kind() {
+        let kind = |e: anyhow::Error| error_kind(&e);
+        assert_eq!(kind(failure("usage", "x")), "usage");
+        assert_eq!(kind(NodeError::NoSources.into()), "no_sources");
+        assert_eq!(kind(ControlError::NoNode("/d".into()).into()), "node_not_running");
+        assert_eq!(kind("hello".parse::<ShareLink>().unwrap_err().into()), "link_invalid");
+        let v = samizdat_node::VaultError::NoVolume;
+        assert_eq!(kind(anyhow::Error::from(v).context("opening")), "vault");
+        let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        assert_eq!(kind(anyhow::Error::from(in_use).context("control socket")), "in_use");
+        assert_eq!(kind(interrupted(Seen::default())), "interrupted");
+    }
+
+    #[test]
+    fn interruption_says_what_was_kept() {
+        let e = interrupted(Seen { verified: 3 << 20, total: Some(12 << 20) });
+        assert_eq!(
+            e.to_string(),
+            "interrupted; kept 3.0 MiB (3145728 bytes, 25% of 12.0 MiB) of verified data; \
+             run the same command again to resume"
+        );
+        let e = interrupted(Seen { verified: 0, total: None });
+        assert!(e.to_string().starts_with("interrupted; kept 0 bytes of verified data"));
+    }
+
+    #[test]
+    fn timestamps_are_utc_civil_dates() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(1_796_198_399), "2026-12-02T07:59:59Z");
+        assert_eq!(utc_timestamp(4_102_444_800), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn links_come_from_the_first_non_empty_line() {
+        assert_eq!(first_line(&b"\n \n  sz1abc  \nmore\n"[..], "x").unwrap(), "sz1abc");
+        assert_eq!(first_line(&b"sz1abc"[..], "x").unwrap(), "sz1abc");
+        let e = first_line(&b"\n\n"[..], "standard input").unwrap_err();
+        assert_eq!(
+            (error_kind(&e), e.to_string()),
+            ("link_invalid".into(), "no link in standard input".into())
+        );
+        // Bounded: a huge file without a newline is not read whole.
+        let big = vec![b' '; 2 * MAX_LINK_INPUT as usize];
+        assert!(first_line(&big[..], "x").is_err());
+        let e = first_line(&b"\xff\xfe\n"[..], "x").unwrap_err();
+        assert_eq!(error_kind(&e), "io");
+        assert_eq!(read_link(Some(" sz1x "), None).unwrap(), "sz1x");
+        assert_eq!(error_kind(&read_link(None, None).unwrap_err()), "usage");
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("l");
+        std::fs::write(&f, "\nsz1y\n").unwrap();
+        assert_eq!(read_link(Some("ignored"), Some(&f)).unwrap(), "sz1y");
+        let e = read_link(None, Some(&tmp.path().join("missing"))).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read the link file"), "{e}");
+    }
+
+    #[test]
+    fn addresses_must_be_tcp_host_port() {
+        for good in ["tcp/127.0.0.1:7070", "tcp/[::1]:1", "tcp/example.org:443"] {
+            assert!(check_addr(good).is_ok(), "{good}");
+        }
+        for bad in
+            ["127.0.0.1:7070", "tcp/127.0.0.1", "tcp/:80", "tcp/h:99999", "udp/h:1", "tcp/a b:1"]
+        {
+            let e = check_addr(bad).unwrap_err();
+            assert_eq!(error_kind(&e), "bad_address", "{bad}");
+            assert!(e.to_string().contains("expected tcp/HOST:PORT"), "{e}");
+        }
+    }
+
+    #[test]
+    fn verbosity_raises_the_log_level() {
+        // RUST_LOG, when set, wins over -v.
+        if std::env::var_os("RUST_LOG").is_some() {
+            return;
+        }
+        assert_eq!(log_filter(0).to_string(), "samizdat::status=info,warn");
+        assert_eq!(log_filter(1).to_string(), "info");
+        assert_eq!(log_filter(2).to_string(), "debug");
+        assert_eq!(log_filter(9).to_string(), "trace");
+    }
+
+    #[test]
+    fn data_dir_defaults() {
+        let d = DataArgs { data: Some("/x".into()) };
+        assert!(d.explicit());
+        assert_eq!(d.dir(), PathBuf::from("/x"));
+        assert!(absolute(Path::new("/a")).unwrap().is_absolute());
+        assert!(absolute(Path::new("a")).unwrap().is_absolute());
+    }
 }

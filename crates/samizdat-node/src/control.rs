@@ -299,3 +299,203 @@ impl ControlClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::NodeBuilder;
+
+    /// A node with a data directory, its control socket served.
+    async fn served(dir: &Path) -> (Arc<Node>, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let node = Arc::new(
+            NodeBuilder::new().data_dir(dir).listen("tcp/127.0.0.1:0").build().await.unwrap(),
+        );
+        let task = tokio::spawn({
+            let (node, dir) = (node.clone(), dir.to_owned());
+            async move { serve(node, &dir).await }
+        });
+        for _ in 0..500 {
+            if UnixStream::connect(socket_path(dir)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (node, task)
+    }
+
+    /// Sends raw bytes, returns every answer line.
+    async fn raw(dir: &Path, bytes: &[u8]) -> Vec<Value> {
+        let s = UnixStream::connect(socket_path(dir)).await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        let reader = tokio::spawn(async move {
+            let mut out = Vec::new();
+            // The server may close before reading all of an over-long request (a reset).
+            let _ = rd.read_to_end(&mut out).await;
+            out
+        });
+        let _ = wr.write_all(bytes).await;
+        let _ = wr.shutdown().await;
+        let out = String::from_utf8(reader.await.unwrap()).unwrap();
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    async fn ask(dir: &Path, req: Value) -> Result<Value, ControlError> {
+        ControlClient::connect(dir).await?.request(req, |_| {}).await
+    }
+
+    fn kind(e: ControlError) -> String {
+        e.kind().to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_and_unknown_requests_get_typed_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_node, _task) = served(tmp.path()).await;
+        let dir = tmp.path();
+        for (bytes, want) in [
+            (&b"not json\n"[..], "not JSON"),
+            (b"{\"op\":\"launch\"}\n", "unknown op"),
+            (b"{\"nop\":1}\n", "missing op"),
+            (b"{\"op\":7}\n", "missing op"),
+            (b"{\"op\":\"share\"}\n", "missing path"),
+            (b"{\"op\":\"fetch\",\"link\":\"sz1x\"}\n", "missing link or out"),
+            (b"{\"op\":\"unshare\"}\n", "missing target"),
+        ] {
+            let answers = raw(dir, bytes).await;
+            assert_eq!(answers.len(), 1, "{answers:?}");
+            assert_eq!(answers[0]["ok"], false);
+            assert_eq!(answers[0]["kind"], "bad_request", "{answers:?}");
+            assert!(answers[0]["error"].as_str().unwrap().contains(want), "{answers:?}");
+        }
+        // Invalid UTF-8, an empty connection and an over-long line: no answer, no crash.
+        assert!(raw(dir, b"\xff\xfe\n").await.is_empty());
+        assert!(raw(dir, b"").await.is_empty());
+        let long = vec![b'x'; MAX_REQUEST + 10];
+        let answers = raw(dir, &long).await;
+        assert_eq!(answers[0]["kind"], "bad_request");
+        // The server still answers afterwards.
+        assert_eq!(ask(dir, json!({ "op": "peers" })).await.unwrap()["ok"], true);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_command_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let (a, _ta) = served(&dir_a).await;
+        let (_b, _tb) = served(&dir_b).await;
+        let file = tmp.path().join("report.txt");
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&file, &content).unwrap();
+
+        let mut progress = Vec::new();
+        let v = ControlClient::connect(&dir_a)
+            .await
+            .unwrap()
+            .request(json!({ "op": "share", "path": file }), |p| progress.push(p))
+            .await
+            .unwrap();
+        assert_eq!(v["existing"], false);
+        assert_eq!(v["bytes"], 300_000);
+        assert_eq!(v["name"], "report.txt");
+        let link = v["link"].as_str().unwrap().to_owned();
+        let id = v["id"].as_str().unwrap().to_owned();
+        assert!(progress.iter().all(|p| p.total_bytes == Some(300_000)));
+        let again = ask(&dir_a, json!({ "op": "share", "path": file })).await.unwrap();
+        assert_eq!((again["existing"].clone(), again["id"].clone()), (json!(true), json!(id)));
+        let list = ask(&dir_a, json!({ "op": "shares" })).await.unwrap();
+        let list = list["shares"].as_array().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0]["link"], link);
+        assert_eq!(list[0]["size"], 300_000);
+        assert!(list[0]["shared_at"].as_u64().unwrap() > 1_700_000_000);
+        let e = ask(&dir_a, json!({ "op": "share", "path": "/nonexistent" })).await.unwrap_err();
+        assert_eq!(kind(e), "io");
+
+        // Fetch through node B.
+        let out = tmp.path().join("copy.txt");
+        let mut seen = 0;
+        let v = ControlClient::connect(&dir_b)
+            .await
+            .unwrap()
+            .request(json!({ "op": "fetch", "link": link, "out": out }), |_| seen += 1)
+            .await
+            .unwrap();
+        assert_eq!(v["bytes"], 300_000);
+        assert!(seen > 0);
+        assert_eq!(std::fs::read(&out).unwrap(), content);
+        let e = ask(&dir_b, json!({ "op": "fetch", "link": link, "out": out })).await.unwrap_err();
+        assert_eq!(kind(e), "output_exists");
+        let e = ask(&dir_b, json!({ "op": "fetch", "link": "sz1nope", "out": "/tmp/x" }))
+            .await
+            .unwrap_err();
+        assert_eq!(kind(e), "link_invalid");
+
+        let peers = ask(&dir_b, json!({ "op": "peers" })).await.unwrap();
+        assert!(!peers["peers"].as_array().unwrap().is_empty());
+
+        // Unshare by link: A stops serving, so a new fetch finds no source.
+        let v = ask(&dir_a, json!({ "op": "unshare", "target": link })).await.unwrap();
+        assert_eq!(v["id"], id);
+        let e = ask(&dir_a, json!({ "op": "unshare", "target": id })).await.unwrap_err();
+        assert_eq!(kind(e), "unknown_share");
+        assert!(a.shares().is_empty());
+        // No longer in the engine's content source (a fetch from it would wait for sources
+        // until its timeout): removing it again finds nothing.
+        let root = link.parse::<ShareLink>().unwrap().root;
+        let served =
+            a.call(|reply| crate::driver::Command::Unregister { root, reply }).await.unwrap();
+        assert!(!served);
+        assert!(std::fs::read_dir(dir_a.join("blobs")).unwrap().next().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_server_is_refused_and_a_stale_socket_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (node, _task) = served(tmp.path()).await;
+        let e = serve(node.clone(), tmp.path()).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        // A socket file nobody listens on is replaced.
+        let other = tempfile::tempdir().unwrap();
+        drop(std::os::unix::net::UnixListener::bind(socket_path(other.path())).unwrap());
+        let task = tokio::spawn({
+            let dir = other.path().to_owned();
+            async move { serve(node, &dir).await }
+        });
+        let mut ok = false;
+        for _ in 0..500 {
+            if ask(other.path(), json!({ "op": "peers" })).await.is_ok() {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ok);
+        task.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn client_errors_are_typed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = ControlClient::connect(tmp.path()).await.unwrap_err();
+        assert_eq!(e.kind(), "node_not_running");
+        assert!(e.to_string().contains("start one with `samizdat node --data"), "{e}");
+        // A server that answers garbage, or nothing.
+        let listener = UnixListener::bind(socket_path(tmp.path())).unwrap();
+        let server = tokio::spawn(async move {
+            for answer in [&b"garbage\n"[..], b"", b"{\"ok\":false}\n"] {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 64];
+                let _ = s.read(&mut buf).await;
+                s.write_all(answer).await.unwrap();
+            }
+        });
+        for want in ["protocol", "protocol", "node"] {
+            let e = ask(tmp.path(), json!({ "op": "peers" })).await.unwrap_err();
+            assert_eq!(e.kind(), want, "{e}");
+        }
+        server.await.unwrap();
+        let io = ControlError::Io(std::io::ErrorKind::BrokenPipe.into());
+        assert_eq!(io.kind(), "io");
+    }
+}
