@@ -97,12 +97,14 @@ impl Bar {
     /// or when stderr is not a terminal.
     pub fn new(prefix: &'static str, waiting: &str, json: bool) -> Self {
         let target = if json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
-        let bar = ProgressBar::with_draw_target(None, target);
+        // Set up hidden, so that the first frame drawn is a complete one.
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix} {msg}") {
             bar.set_style(style);
         }
         bar.set_prefix(prefix);
         bar.set_message(waiting.to_owned());
+        bar.set_draw_target(target);
         bar.enable_steady_tick(Duration::from_millis(120));
         Bar { bar, meter: None, prefix }
     }
@@ -111,22 +113,22 @@ impl Bar {
     pub fn update(&mut self, done: u64, total: Option<u64>, resumed: u64) {
         let Some(total) = total else { return };
         let now = Instant::now();
-        let meter = match &self.meter {
-            Some(m) => m,
-            None => {
-                self.bar.disable_steady_tick();
-                if let Ok(style) = ProgressStyle::with_template("{prefix} [{wide_bar}] {msg}") {
-                    self.bar.set_style(style.progress_chars("=> "));
-                }
-                self.bar.set_prefix(self.prefix);
-                self.bar.set_length(total);
-                self.meter.insert(Meter::new(now, resumed))
-            }
-        };
+        let first = self.meter.is_none();
+        let meter = self.meter.get_or_insert_with(|| Meter::new(now, resumed));
         let rate = meter.rate(now, done);
+        if first {
+            self.bar.disable_steady_tick();
+        }
         self.bar.set_length(total);
         self.bar.set_position(done.min(total));
         self.bar.set_message(frame_text(done, total, rate));
+        if first {
+            // Switch to the bar only now that its length, position and text are right.
+            if let Ok(style) = ProgressStyle::with_template("{prefix} [{wide_bar}] {msg}") {
+                self.bar.set_style(style.progress_chars("=> "));
+            }
+            self.bar.set_prefix(self.prefix);
+        }
     }
 
     /// Removes the bar.

@@ -146,6 +146,8 @@ fn links_stay_out_of_argv_and_shares_are_listed_deduplicated_and_withdrawn() {
         assert!(tty.status.success(), "{text}");
         assert!(text.contains("Fetched"), "{text}");
         assert!(!text.contains("0 B / 0 B"), "{text}");
+        // No frame mixes the bar with the waiting text, or shows a rate before a second.
+        assert!(!text.contains("] looking for peers"), "{text}");
         // A bar frame has the total (the blob is a little larger than the file).
         assert!(text.contains("/ 3.0 MiB") || text.contains("looking for peers"), "{text}");
     }
@@ -315,4 +317,66 @@ fn errors_are_one_line_without_repeats_and_typed_in_json() {
     assert_eq!(json_error(&out)["kind"], "io");
     let out = cli(&["--json", "shares", "--data", s(&data)]);
     assert_eq!(json_error(&out)["kind"], "node_not_running");
+}
+
+#[test]
+fn human_output_of_node_peers_share_and_fetch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    // A daemon in human mode, announcing another address than it listens on.
+    let mut child = Command::new(BIN)
+        .args(["node", "--listen", "tcp/127.0.0.1:0", "--announce", "tcp/127.0.0.1:9", "--data"])
+        .arg(&da)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut head = Vec::new();
+    for _ in 0..5 {
+        head.push(lines.next().unwrap().unwrap());
+    }
+    let mut a = Daemon(child);
+    assert!(head[0].starts_with("samizdat node ") && head[0].ends_with(" running"), "{head:?}");
+    let listen = head[1].strip_prefix("  listening on ").unwrap().to_owned();
+    assert_eq!(head[2], "  advertising tcp/127.0.0.1:9");
+    assert_eq!(head[3], format!("  data directory {}", da.display()));
+    assert_eq!(head[4], "Press Ctrl-C to stop.");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !da.join("control.sock").exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let human = String::from_utf8(cli(&["peers", "--data", s(&da)]).stdout).unwrap();
+    assert_eq!(human.trim(), "no peers connected");
+    let (_b, _) = daemon(&db, &[], &["--peer", &listen], &tmp.path().join("b.log"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let human = String::from_utf8(cli(&["peers", "--data", s(&db)]).stdout).unwrap();
+        if human.starts_with("out ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{human}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A directory is not shared.
+    let out = cli(&["share", s(tmp.path()), "--data", s(&da)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a regular file"));
+
+    // The link names the announced (unreachable) address: --peer gives the real one.
+    let file = tmp.path().join("f");
+    write_random(&file, 2 << 20, 5);
+    let link = String::from_utf8(cli(&["share", s(&file), "--data", s(&da)]).stdout).unwrap();
+    let dest = tmp.path().join("copy");
+    let args = ["fetch", "-", "-o", s(&dest), "--peer", &listen, "--data", s(&db)];
+    let out = cli_stdin(&args, &link);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("Fetched 2097152 bytes into") && text.contains("\"f\""), "{text}");
+
+    // SIGTERM stops the daemon cleanly and removes its control socket.
+    Command::new("kill").args(["-TERM", &a.0.id().to_string()]).status().unwrap();
+    let status = a.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!da.join("control.sock").exists());
 }

@@ -14,6 +14,9 @@ pub struct Daemon(pub Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
         // SIGTERM first: the daemon stops cleanly (and, under coverage, writes its profile).
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(5);
