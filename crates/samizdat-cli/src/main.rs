@@ -494,7 +494,8 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// goes is logged too (target `samizdat::peers`).
 async fn log_status(node: Arc<Node>) {
     let mut logged: Option<(usize, u64)> = None;
-    let mut last_line = tokio::time::Instant::now() - STATUS_EVERY;
+    let start = tokio::time::Instant::now();
+    let mut last_line = start.checked_sub(STATUS_EVERY).unwrap_or(start);
     let mut known = std::collections::BTreeSet::new();
     loop {
         let Ok(peers) = node.peers().await else { return };
