@@ -1,24 +1,31 @@
 //! `samizdat`: the command-line tool and node daemon.
 //!
-//! `samizdat node` runs a node in the foreground; `share`, `fetch` and `peers` talk to it over
-//! its control socket (`fetch` runs its own short-lived node when none is running); `demo`
-//! starts a small network on loopback and moves a file through it; `vault` manages deniable
-//! encrypted containers.
+//! `samizdat node` runs a node in the foreground; `share`, `shares`, `unshare`, `fetch` and
+//! `peers` talk to it over its control socket (`fetch` without `--data` runs its own
+//! short-lived node when none is running); `demo` starts a small network on loopback and moves
+//! a file through it; `vault` manages deniable encrypted containers.
+//!
+//! Errors are one line on stderr; with `--json`, one object `{"error": …, "kind": …}` whose
+//! `kind` is a stable snake_case name of the error class. Exit status 1, or 130 when a fetch is
+//! interrupted with Ctrl-C.
 // A binary: ambient time is fine here.
 #![allow(clippy::disallowed_methods)]
 
 mod demo;
+mod progress;
 mod size;
 mod vault_cmd;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use samizdat_node::control::{self, ControlClient};
-use samizdat_node::{NodeBuilder, PeerAddr, Progress, ShareLink};
+use progress::{Bar, human_bytes};
+use samizdat_node::control::{self, ControlClient, ControlError};
+use samizdat_node::{Node, NodeBuilder, NodeError, PeerAddr, ShareLink};
 use serde_json::json;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Censorship-resistant, anonymous peer-to-peer file sharing.
 #[derive(Parser, Debug)]
@@ -27,6 +34,10 @@ struct Cli {
     /// Print machine-readable JSON instead of human text.
     #[arg(long, global = true)]
     json: bool,
+    /// Log more (repeatable: -v info, -vv debug, -vvv trace). The default logs only counts
+    /// and warnings, never addresses, names or links.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,6 +50,11 @@ struct DataArgs {
 }
 
 impl DataArgs {
+    /// Whether the user named a data directory (`--data` or `$SAMIZDAT_DATA`).
+    fn explicit(&self) -> bool {
+        self.data.is_some() || std::env::var_os("SAMIZDAT_DATA").is_some()
+    }
+
     fn dir(&self) -> PathBuf {
         if let Some(d) = &self.data {
             return d.clone();
@@ -90,16 +106,54 @@ enum Command {
         seed: bool,
     },
     /// Share a file through the running node; prints its share link.
+    ///
+    /// Sharing a file whose content is already shared prints the existing link and stores
+    /// nothing (--again makes a new share with a new link).
     Share {
         /// The file to share.
         file: PathBuf,
+        /// Share it again under a new link even if the same content is already shared.
+        #[arg(long)]
+        again: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List what the running node shares: id, size, date, name and the link again.
+    Shares {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Stop sharing a file: the node stops serving it and deletes its encrypted copy.
+    #[command(after_help = "Examples:\n  \
+        samizdat unshare 3fa1c2d9            # an id from `samizdat shares`\n  \
+        samizdat unshare - < link.txt        # the link, from standard input\n  \
+        samizdat unshare --link-file link.txt")]
+    Unshare {
+        /// The share's id (see `samizdat shares`) or its link; `-` reads it from standard
+        /// input (keeps the link out of the process list and shell history).
+        #[arg(value_name = "ID-OR-LINK", required_unless_present = "link_file")]
+        target: Option<String>,
+        /// Read the link from the first non-empty line of FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "target")]
+        link_file: Option<PathBuf>,
         #[command(flatten)]
         data: DataArgs,
     },
     /// Download a file from a share link (resumes an interrupted download).
+    ///
+    /// The link is the key to the file: pass it on standard input (`-`) or in a file
+    /// (--link-file) rather than as an argument, which other users can see in the process
+    /// list and which stays in the shell history.
+    #[command(after_help = "Examples:\n  \
+        samizdat fetch - -o report.pdf < link.txt\n  \
+        samizdat fetch --link-file link.txt -o report.pdf")]
     Fetch {
-        /// The share link (sz1…).
-        link: String,
+        /// The share link (sz1…), or `-` to read it from standard input.
+        #[arg(value_name = "LINK", required_unless_present = "link_file")]
+        link: Option<String>,
+        /// Read the link from the first non-empty line of FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "link")]
+        link_file: Option<PathBuf>,
         /// Where to write the file.
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
@@ -127,14 +181,95 @@ enum Command {
     Vault(vault_cmd::VaultArgs),
 }
 
+/// An error with its class, for errors the CLI itself finds.
+#[derive(Debug)]
+struct Failure {
+    kind: &'static str,
+    message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+fn failure(kind: &'static str, message: impl Into<String>) -> anyhow::Error {
+    Failure { kind, message: message.into() }.into()
+}
+
+/// Exit status of a fetch interrupted by Ctrl-C (128 + SIGINT).
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// The error as one line: each cause appended once, skipped when the text so far already
+/// contains it (as in "cannot listen on X: Address already in use (os error 98)", whose
+/// source is that same io error).
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let t = cause.to_string();
+        let t = t.trim();
+        if t.is_empty() || text.contains(t) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(t);
+    }
+    text.replace('\n', " ")
+}
+
+/// The stable snake_case class of an error: the first cause in the chain that has one.
+fn error_kind(err: &anyhow::Error) -> String {
+    for cause in err.chain() {
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return f.kind.to_owned();
+        }
+        if let Some(e) = cause.downcast_ref::<NodeError>() {
+            return e.kind().to_owned();
+        }
+        if let Some(e) = cause.downcast_ref::<ControlError>() {
+            return e.kind().to_owned();
+        }
+        if cause.downcast_ref::<samizdat_node::LinkError>().is_some() {
+            return "link_invalid".to_owned();
+        }
+        if cause.downcast_ref::<samizdat_node::VaultError>().is_some() {
+            return "vault".to_owned();
+        }
+        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            return match e.kind() {
+                std::io::ErrorKind::AddrInUse => "in_use",
+                _ => "io",
+            }
+            .to_owned();
+        }
+    }
+    "error".to_owned()
+}
+
+/// The log filter: `RUST_LOG` if set, else by the number of `-v`. At the default level only
+/// the node's status counts (target `samizdat::status`) and warnings are logged.
+fn log_filter(verbose: u8) -> tracing_subscriber::EnvFilter {
+    if let Ok(f) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        return f;
+    }
+    tracing_subscriber::EnvFilter::new(match verbose {
+        0 => "warn,samizdat::status=info",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    })
+}
+
 fn main() {
     let cli = Cli::parse();
-    // Default: warnings only. Nothing about transfers, links, names or addresses is logged at
-    // the default level; RUST_LOG raises it for debugging.
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(log_filter(cli.verbose))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let json = cli.json;
@@ -143,13 +278,13 @@ fn main() {
         Err(e) => Err(e.into()),
     };
     if let Err(err) = result {
-        let msg = format!("{err:#}").replace('\n', " ");
+        let (msg, kind) = (error_text(&err), error_kind(&err));
         if json {
-            println!("{}", json!({ "ok": false, "error": msg }));
+            eprintln!("{}", json!({ "error": msg, "kind": kind }));
         } else {
             eprintln!("samizdat: {msg}");
         }
-        std::process::exit(1);
+        std::process::exit(if kind == "interrupted" { EXIT_INTERRUPTED } else { 1 });
     }
 }
 
@@ -163,14 +298,72 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             let net = NetOpts { listen, announce, peers: peer, seed };
             run_node(&data.dir(), state, net, json).await
         }
-        Command::Share { file, data } => share(&file, &data.dir(), json).await,
-        Command::Fetch { link, output, peer, data } => {
-            fetch(&link, &output, peer, &data.dir(), json).await
+        Command::Share { file, again, data } => share(&file, again, &data.dir(), json).await,
+        Command::Shares { data } => shares(&data.dir(), json).await,
+        Command::Unshare { target, link_file, data } => {
+            let target = read_link(target.as_deref(), link_file.as_deref())?;
+            unshare(&target, &data.dir(), json).await
+        }
+        Command::Fetch { link, link_file, output, peer, data } => {
+            let link = read_link(link.as_deref(), link_file.as_deref())?;
+            fetch(&link, &output, peer, &data, json).await
         }
         Command::Peers { data } => peers(&data.dir(), json).await,
         Command::Demo { nodes, size } => demo::run(usize::from(nodes), size, json).await,
         // The vault is synchronous, blocking file I/O.
         Command::Vault(args) => tokio::task::block_in_place(|| vault_cmd::run(args, json)),
+    }
+}
+
+/// Longest link file or standard input read for a link (a link is well under 1 KiB).
+const MAX_LINK_INPUT: u64 = 64 * 1024;
+
+/// The first non-empty line of `r`, trimmed.
+fn first_line(r: impl Read, from: &str) -> anyhow::Result<String> {
+    let mut reader = std::io::BufReader::new(r.take(MAX_LINK_INPUT));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| failure("io", format!("cannot read the link from {from}: {e}")))?;
+        if n == 0 {
+            return Err(failure("link_invalid", format!("no link in {from}")));
+        }
+        if !line.trim().is_empty() {
+            return Ok(line.trim().to_owned());
+        }
+    }
+}
+
+/// The link (or share id) given as an argument, `-` (standard input) or `--link-file`.
+fn read_link(arg: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
+    match (arg, file) {
+        (_, Some(path)) => {
+            let f = std::fs::File::open(path).map_err(|e| {
+                failure("io", format!("cannot read the link file {}: {e}", path.display()))
+            })?;
+            first_line(f, &format!("the link file {}", path.display()))
+        }
+        (Some("-"), None) => first_line(std::io::stdin().lock(), "standard input"),
+        (Some(a), None) => Ok(a.trim().to_owned()),
+        (None, None) => Err(failure(
+            "usage",
+            "give the link as `-` (standard input), --link-file FILE, or an argument",
+        )),
+    }
+}
+
+/// Checks an address of the form `tcp/HOST:PORT`.
+fn check_addr(addr: &str) -> anyhow::Result<PeerAddr> {
+    let bad = || failure("bad_address", NodeError::BadAddr(addr.to_owned()).to_string());
+    let parsed = PeerAddr::new(addr).map_err(|_| bad())?;
+    if parsed.transport() != "tcp" {
+        return Err(bad());
+    }
+    match parsed.address().rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(parsed),
+        _ => Err(bad()),
     }
 }
 
@@ -197,6 +390,9 @@ struct NetOpts {
 
 async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow::Result<()> {
     let NetOpts { listen, announce, peers, seed } = net;
+    for a in listen.iter().chain(&announce).chain(&peers) {
+        check_addr(a)?;
+    }
     let mut b = match &state {
         State::Dir => NodeBuilder::new().data_dir(dir),
         State::Vault { path, password_file } => {
@@ -260,6 +456,7 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
         let dir = dir.to_owned();
         async move { control::serve(node, &dir).await }
     });
+    let status = tokio::spawn(log_status(node.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = control => {
@@ -270,6 +467,8 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    status.abort();
+    let _ = status.await;
     let _ = std::fs::remove_file(control::socket_path(dir));
     if let Ok(node) = Arc::try_unwrap(node) {
         node.shutdown().await;
@@ -286,83 +485,229 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("setting the permissions of {}", dir.display()))
 }
 
-async fn share(file: &Path, dir: &Path, json: bool) -> anyhow::Result<()> {
-    let path =
-        std::fs::canonicalize(file).with_context(|| format!("cannot read {}", file.display()))?;
+/// How often the node's status is sampled, and the least time between two status lines.
+const STATUS_SAMPLE: Duration = Duration::from_secs(1);
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Logs the node's counts (peers up, bytes served) when they change, at most once every
+/// [`STATUS_EVERY`]; never an address, a name or a link. With `-v`, each peer that comes or
+/// goes is logged too (target `samizdat::peers`).
+async fn log_status(node: Arc<Node>) {
+    let mut logged: Option<(usize, u64)> = None;
+    let start = tokio::time::Instant::now();
+    let mut last_line = start.checked_sub(STATUS_EVERY).unwrap_or(start);
+    let mut known = std::collections::BTreeSet::new();
+    loop {
+        let Ok(peers) = node.peers().await else { return };
+        let up: std::collections::BTreeSet<String> = peers
+            .iter()
+            .filter(|p| p.established)
+            .filter_map(|p| p.node_id.map(|n| n.short()))
+            .collect();
+        for id in up.difference(&known) {
+            tracing::info!(target: "samizdat::peers", "peer {id} up");
+        }
+        for id in known.difference(&up) {
+            tracing::info!(target: "samizdat::peers", "peer {id} down");
+        }
+        let now = (up.len(), node.served_bytes());
+        known = up;
+        if logged != Some(now) && last_line.elapsed() >= STATUS_EVERY {
+            tracing::info!(
+                target: "samizdat::status",
+                "{} peer{} up, {} served",
+                now.0,
+                if now.0 == 1 { "" } else { "s" },
+                human_bytes(now.1)
+            );
+            logged = Some(now);
+            last_line = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(STATUS_SAMPLE).await;
+    }
+}
+
+async fn share(file: &Path, again: bool, dir: &Path, json: bool) -> anyhow::Result<()> {
+    let path = std::fs::canonicalize(file)
+        .map_err(|e| failure("io", format!("cannot read {}: {e}", file.display())))?;
     if !path.is_file() {
-        bail!("{} is not a regular file", file.display());
+        return Err(failure("io", format!("{} is not a regular file", file.display())));
     }
     let client = ControlClient::connect(dir).await?;
-    let v = client.request(json!({ "op": "share", "path": path }), |_| {}).await?;
+    let mut bar = Bar::new("sharing", "encrypting", json);
+    let req = json!({ "op": "share", "path": path, "again": again });
+    let v = client.request(req, |p| bar.update(p.verified_bytes, p.total_bytes, 0)).await;
+    bar.finish();
+    let v = v?;
     let link = v.get("link").and_then(|l| l.as_str()).context("node sent no link")?;
     if json {
         println!("{v}");
-    } else {
-        println!("{link}");
-        eprintln!("Anyone with this link can fetch and decrypt the file: send it privately.");
+        return Ok(());
+    }
+    println!("{link}");
+    if v.get("existing").and_then(serde_json::Value::as_bool) == Some(true) {
+        let id = v.get("id").and_then(|i| i.as_str()).unwrap_or("?");
+        eprintln!(
+            "This content is already shared (id {id}); that is its link. Nothing new was \
+             stored (use --again for a new link)."
+        );
+    }
+    eprintln!("Anyone with this link can fetch and decrypt the file: send it privately.");
+    Ok(())
+}
+
+/// `secs` since the Unix epoch as a UTC date and time, `2026-12-02T07:52:15Z`.
+fn utc_timestamp(secs: u64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+async fn shares(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let client = ControlClient::connect(dir).await?;
+    let v = client.request(json!({ "op": "shares" }), |_| {}).await?;
+    let list = v.get("shares").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+    let field = |s: &serde_json::Value, k: &str| {
+        s.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_owned()
+    };
+    let num = |s: &serde_json::Value, k: &str| s.get(k).and_then(serde_json::Value::as_u64);
+    if json {
+        let out: Vec<serde_json::Value> = list
+            .iter()
+            .map(|s| {
+                json!({ "id": field(s, "id"), "name": field(s, "name"),
+                        "size": num(s, "size").unwrap_or(0),
+                        "shared_at": utc_timestamp(num(s, "shared_at").unwrap_or(0)),
+                        "link": field(s, "link") })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(out));
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("nothing shared");
+    }
+    for s in &list {
+        let when = utc_timestamp(num(s, "shared_at").unwrap_or(0)).replace('T', " ");
+        println!(
+            "{}  {:>10}  {}  {}",
+            field(s, "id"),
+            human_bytes(num(s, "size").unwrap_or(0)),
+            when.trim_end_matches('Z').to_owned() + " UTC",
+            field(s, "name").escape_debug()
+        );
+        println!("    {}", field(s, "link"));
     }
     Ok(())
 }
 
-fn progress_bar(json: bool) -> ProgressBar {
+async fn unshare(target: &str, dir: &Path, json: bool) -> anyhow::Result<()> {
+    let client = ControlClient::connect(dir).await?;
+    let v = client.request(json!({ "op": "unshare", "target": target }), |_| {}).await?;
     if json {
-        return ProgressBar::hidden();
+        println!("{v}");
+    } else {
+        let get = |k| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
+        println!(
+            "Stopped sharing {:?} (id {}); its encrypted copy was deleted.",
+            get("name"),
+            get("id")
+        );
     }
-    let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
+    Ok(())
 }
 
-fn update_bar(bar: &ProgressBar, p: &Progress) {
-    if let Some(t) = p.total_bytes {
-        bar.set_length(t);
-    }
-    bar.set_position(p.verified_bytes);
+/// Progress of a fetch as last seen: what to say if it is interrupted.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    verified: u64,
+    total: Option<u64>,
+}
+
+/// The error of a fetch interrupted by Ctrl-C: what was kept, and how to resume.
+fn interrupted(seen: Seen) -> anyhow::Error {
+    let kept = match seen.total {
+        Some(t) if t > 0 => format!(
+            "{} ({} bytes, {:.0}% of {})",
+            human_bytes(seen.verified),
+            seen.verified,
+            progress::percent(seen.verified, t).floor(),
+            human_bytes(t)
+        ),
+        _ => format!("{} bytes", seen.verified),
+    };
+    failure(
+        "interrupted",
+        format!("interrupted; kept {kept} of verified data; run the same command again to resume"),
+    )
 }
 
 async fn fetch(
     link: &str,
     out: &Path,
     extra: Vec<String>,
-    dir: &Path,
+    data: &DataArgs,
     json: bool,
 ) -> anyhow::Result<()> {
+    let extra = extra.iter().map(|p| check_addr(p)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut link: ShareLink = link.parse()?;
-    for p in extra {
-        link.peers.push(PeerAddr::new(&p).map_err(|_| anyhow::anyhow!("bad peer address {p:?}"))?);
-    }
+    link.peers.extend(extra);
     let out = absolute(out)?;
     if out.exists() {
-        bail!("{} already exists; choose another output path", out.display());
+        return Err(NodeError::OutputExists(out).into());
     }
+    let dir = data.dir();
     let started = std::time::Instant::now();
-    let bar = progress_bar(json);
-    let (bytes, resumed, name) = match ControlClient::connect(dir).await {
+    let mut bar = Bar::new("fetching", "looking for peers", json);
+    let mut seen = Seen::default();
+    let mut on_progress = |p: samizdat_node::Progress| {
+        seen = Seen { verified: p.verified_bytes, total: p.total_bytes };
+        bar.update(p.verified_bytes, p.total_bytes, p.resumed_bytes);
+    };
+    let result = match ControlClient::connect(&dir).await {
         Ok(client) => {
             let req = json!({ "op": "fetch", "link": link.to_string(), "out": out });
-            let v = client.request(req, |p| update_bar(&bar, &p)).await?;
-            let get = |k| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-            let name = v.get("name").and_then(|n| n.as_str()).unwrap_or("").to_owned();
-            (get("bytes"), get("resumed_bytes"), name)
+            tokio::select! {
+                v = client.request(req, &mut on_progress) => v.map_err(Into::into).map(|v| {
+                    let get = |k| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+                    let name = v.get("name").and_then(|n| n.as_str()).unwrap_or("").to_owned();
+                    (get("bytes"), get("resumed_bytes"), name)
+                }),
+                // Dropping the request closes the socket: the node cancels the download and
+                // keeps what it verified.
+                _ = tokio::signal::ctrl_c() => Err(interrupted(seen)),
+            }
         }
-        Err(control::ControlError::NoNode(_)) => {
+        Err(e @ ControlError::NoNode(_)) if data.explicit() => Err(e.into()),
+        Err(ControlError::NoNode(_)) => {
             // No daemon: fetch with a short-lived node of our own (no listener, no disk state).
             let node = NodeBuilder::new().build().await?;
-            let mut f = node.fetch(&link, &out).await?;
-            while let Some(p) = f.progress().await {
-                update_bar(&bar, &p);
-            }
-            let o = f.outcome().await?;
+            let r = tokio::select! {
+                r = fetch_standalone(&node, &link, &out, &mut on_progress) => r,
+                _ = tokio::signal::ctrl_c() => Err(interrupted(seen)),
+            };
             node.shutdown().await;
-            (o.bytes, o.resumed_bytes, o.manifest.safe_name())
+            r
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
     };
-    bar.finish_and_clear();
+    bar.finish();
+    let (bytes, resumed, name) = result?;
     let seconds = started.elapsed().as_secs_f64();
     if json {
         println!(
@@ -382,6 +727,20 @@ async fn fetch(
         }
     }
     Ok(())
+}
+
+async fn fetch_standalone(
+    node: &Node,
+    link: &ShareLink,
+    out: &Path,
+    on_progress: &mut impl FnMut(samizdat_node::Progress),
+) -> anyhow::Result<(u64, u64, String)> {
+    let mut f = node.fetch(link, out).await?;
+    while let Some(p) = f.progress().await {
+        on_progress(p);
+    }
+    let o = f.outcome().await?;
+    Ok((o.bytes, o.resumed_bytes, o.manifest.safe_name()))
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
@@ -413,4 +772,121 @@ async fn peers(dir: &Path, json: bool) -> anyhow::Result<()> {
         println!("{dir:3} {id} {addr}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn repeated_causes_are_dropped() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let text = io.to_string();
+        let err =
+            anyhow::Error::from(NodeError::Listen { addr: "tcp/127.0.0.1:1".into(), source: io });
+        let shown = error_text(&err);
+        assert_eq!(shown.matches(&text).count(), 1, "{shown}");
+        assert_eq!(error_kind(&err), "in_use");
+        // A context that adds information keeps both parts.
+        let err = anyhow::Error::from(std::io::Error::other("disk on fire")).context("saving");
+        assert_eq!(error_text(&err), "saving: disk on fire");
+        assert_eq!(error_kind(&err), "io");
+        let err = anyhow::anyhow!("line one\nline two");
+        assert_eq!(error_text(&err), "line one line two");
+        assert_eq!(error_kind(&err), "error");
+    }
+
+    #[test]
+    fn every_error_class_has_a_kind() {
+        let kind = |e: anyhow::Error| error_kind(&e);
+        assert_eq!(kind(failure("usage", "x")), "usage");
+        assert_eq!(kind(NodeError::NoSources.into()), "no_sources");
+        assert_eq!(kind(ControlError::NoNode("/d".into()).into()), "node_not_running");
+        assert_eq!(kind("hello".parse::<ShareLink>().unwrap_err().into()), "link_invalid");
+        let v = samizdat_node::VaultError::NoVolume;
+        assert_eq!(kind(anyhow::Error::from(v).context("opening")), "vault");
+        let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        assert_eq!(kind(anyhow::Error::from(in_use).context("control socket")), "in_use");
+        assert_eq!(kind(interrupted(Seen::default())), "interrupted");
+    }
+
+    #[test]
+    fn interruption_says_what_was_kept() {
+        let e = interrupted(Seen { verified: 3 << 20, total: Some(12 << 20) });
+        assert_eq!(
+            e.to_string(),
+            "interrupted; kept 3.0 MiB (3145728 bytes, 25% of 12.0 MiB) of verified data; \
+             run the same command again to resume"
+        );
+        let e = interrupted(Seen { verified: 0, total: None });
+        assert!(e.to_string().starts_with("interrupted; kept 0 bytes of verified data"));
+    }
+
+    #[test]
+    fn timestamps_are_utc_civil_dates() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(1_796_198_399), "2026-12-02T07:59:59Z");
+        assert_eq!(utc_timestamp(4_102_444_800), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn links_come_from_the_first_non_empty_line() {
+        assert_eq!(first_line(&b"\n \n  sz1abc  \nmore\n"[..], "x").unwrap(), "sz1abc");
+        assert_eq!(first_line(&b"sz1abc"[..], "x").unwrap(), "sz1abc");
+        let e = first_line(&b"\n\n"[..], "standard input").unwrap_err();
+        assert_eq!(
+            (error_kind(&e), e.to_string()),
+            ("link_invalid".into(), "no link in standard input".into())
+        );
+        // Bounded: a huge file without a newline is not read whole.
+        let big = vec![b' '; 2 * MAX_LINK_INPUT as usize];
+        assert!(first_line(&big[..], "x").is_err());
+        let e = first_line(&b"\xff\xfe\n"[..], "x").unwrap_err();
+        assert_eq!(error_kind(&e), "io");
+        assert_eq!(read_link(Some(" sz1x "), None).unwrap(), "sz1x");
+        assert_eq!(error_kind(&read_link(None, None).unwrap_err()), "usage");
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("l");
+        std::fs::write(&f, "\nsz1y\n").unwrap();
+        assert_eq!(read_link(Some("ignored"), Some(&f)).unwrap(), "sz1y");
+        let e = read_link(None, Some(&tmp.path().join("missing"))).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read the link file"), "{e}");
+    }
+
+    #[test]
+    fn addresses_must_be_tcp_host_port() {
+        for good in ["tcp/127.0.0.1:7070", "tcp/[::1]:1", "tcp/example.org:443"] {
+            assert!(check_addr(good).is_ok(), "{good}");
+        }
+        for bad in
+            ["127.0.0.1:7070", "tcp/127.0.0.1", "tcp/:80", "tcp/h:99999", "udp/h:1", "tcp/a b:1"]
+        {
+            let e = check_addr(bad).unwrap_err();
+            assert_eq!(error_kind(&e), "bad_address", "{bad}");
+            assert!(e.to_string().contains("expected tcp/HOST:PORT"), "{e}");
+        }
+    }
+
+    #[test]
+    fn verbosity_raises_the_log_level() {
+        // RUST_LOG, when set, wins over -v.
+        if std::env::var_os("RUST_LOG").is_some() {
+            return;
+        }
+        assert_eq!(log_filter(0).to_string(), "samizdat::status=info,warn");
+        assert_eq!(log_filter(1).to_string(), "info");
+        assert_eq!(log_filter(2).to_string(), "debug");
+        assert_eq!(log_filter(9).to_string(), "trace");
+    }
+
+    #[test]
+    fn data_dir_defaults() {
+        let d = DataArgs { data: Some("/x".into()) };
+        assert!(d.explicit());
+        assert_eq!(d.dir(), PathBuf::from("/x"));
+        assert!(absolute(Path::new("/a")).unwrap().is_absolute());
+        assert!(absolute(Path::new("a")).unwrap().is_absolute());
+    }
 }

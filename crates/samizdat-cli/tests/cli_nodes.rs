@@ -102,8 +102,10 @@ fn bad_input_gives_one_line_errors() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(expect), "{args:?}: {err}");
         let out = Command::new(BIN).arg("--json").args(&args).output().unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["ok"], false);
+        assert!(out.stdout.is_empty());
+        let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+        assert!(v["error"].as_str().unwrap().contains(expect), "{v}");
+        assert!(v["kind"].as_str().is_some_and(|k| !k.is_empty()), "{v}");
     }
 }
 
@@ -121,7 +123,13 @@ fn unreachable_peer_fails_cleanly_and_keeps_nothing_half_done() {
     let _ = addr_a;
     let dest = tmp.path().join("o");
     let started = Instant::now();
-    let out = cli(&["fetch", &link, "-o", s(&dest), "--data", s(&tmp.path().join("none"))]);
+    // No --data and no node in the default directory: a short-lived node of its own.
+    let out = Command::new(BIN)
+        .args(["fetch", &link, "-o", s(&dest)])
+        .env("HOME", tmp.path())
+        .env_remove("SAMIZDAT_DATA")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("no reachable peer"), "{err}");
@@ -171,8 +179,10 @@ fn full_disk_is_a_clear_error_and_resumable() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let link = v["link"].as_str().unwrap().to_owned();
     let dest = mnt.join("big.copy");
-    let none = tmp.path().join("no-node");
-    let out = cli(&["fetch", &link, "-o", s(&dest), "--data", s(&none)]);
+    let standalone = |args: &[&str]| {
+        Command::new(BIN).args(args).env("HOME", tmp.path()).env_remove("SAMIZDAT_DATA").output()
+    };
+    let out = standalone(&["fetch", &link, "-o", s(&dest)]).unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
@@ -183,7 +193,7 @@ fn full_disk_is_a_clear_error_and_resumable() {
     // Free space: grow the tmpfs, then the same command resumes.
     let grown = Command::new("mount").args(["-o", "remount,size=32m"]).arg(&mnt).status().unwrap();
     assert!(grown.success());
-    let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&none)]);
+    let out = standalone(&["--json", "fetch", &link, "-o", s(&dest)]).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["resumed_bytes"].as_u64().unwrap() > 1 << 20, "{v}");

@@ -28,10 +28,34 @@ fn node_with_vault_shares_through_the_cli_and_keeps_nothing_in_its_data_dir() {
 
     // Fetch with a short-lived node of the CLI's own (no daemon at this data directory).
     let dest = tmp.path().join("copy.bin");
-    let nobody = tmp.path().join("no-daemon-here");
-    let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&nobody)]);
+    let out = std::process::Command::new(common::BIN)
+        .args(["--json", "fetch", &link, "-o", s(&dest)])
+        .env("HOME", tmp.path())
+        .env_remove("SAMIZDAT_DATA")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(&dest).unwrap() == content, "fetched file differs");
+
+    // The share is recorded inside the vault, and withdrawn from it.
+    let out = cli(&["--json", "shares", "--data", s(&data)]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["link"], link.as_str());
+    assert_eq!(list[0]["name"], "field-notes.bin");
+    let out = cli(&["--json", "share", s(&file), "--data", s(&data)]);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&again["existing"], &again["link"]), (&true.into(), &link.clone().into()));
+    let id = list[0]["id"].as_str().unwrap();
+    assert!(cli(&["unshare", id, "--data", s(&data)]).status.success());
+    let out = cli(&["--json", "shares", "--data", s(&data)]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    // Withdrawn means forgotten: sharing it now stores it anew.
+    let out = cli(&["--json", "share", s(&file), "--data", s(&data)]);
+    let fresh: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fresh["existing"], false);
 
     let out = cli(&["--json", "peers", "--data", s(&data)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -50,7 +74,7 @@ fn node_with_vault_shares_through_the_cli_and_keeps_nothing_in_its_data_dir() {
     let out = cli(&["--json", "vault", "ls", s(&container), "--password-file", s(&pw)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(listing.contains("node/identity"), "{listing}");
+    assert!(listing.contains("node/identity") && listing.contains("node/shares"), "{listing}");
     assert!(listing.contains(".blob"), "{listing}");
 }
 

@@ -112,8 +112,8 @@ fn commands_roundtrip() {
     assert_eq!(err.trim().lines().count(), 1);
     assert!(!miss.exists());
     let out = run(&[&"--json", &"vault", &"rm", &c, &"nope", &"--password-file", &pw]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["ok"], false);
+    let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(v["kind"], "vault");
     assert!(v["error"].as_str().unwrap().contains("no file named"));
 
     // A hidden volume: separate namespace; the decoy does not see it.

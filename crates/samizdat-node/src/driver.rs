@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -43,7 +45,43 @@ pub(crate) enum Command {
         addr: PeerAddr,
         reply: oneshot::Sender<()>,
     },
+    /// Stops serving a blob; answers whether it was served.
+    Unregister {
+        root: ContentRoot,
+        reply: oneshot::Sender<bool>,
+    },
     Shutdown,
+}
+
+/// The engine's content source, counting the bytes it serves (for the node's status log).
+pub(crate) struct Counted {
+    pub inner: BlobSource,
+    pub served: Arc<AtomicU64>,
+}
+
+impl std::ops::Deref for Counted {
+    type Target = BlobSource;
+    fn deref(&self) -> &BlobSource {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Counted {
+    fn deref_mut(&mut self) -> &mut BlobSource {
+        &mut self.inner
+    }
+}
+
+impl samizdat_engine::ContentSource for Counted {
+    fn outboard(&self, root: &ContentRoot) -> Option<Arc<Outboard>> {
+        self.inner.outboard(root)
+    }
+
+    fn read_group(&self, root: &ContentRoot, index: u32) -> Option<Vec<u8>> {
+        let data = self.inner.read_group(root, index)?;
+        self.served.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Some(data)
+    }
 }
 
 enum Io {
@@ -86,6 +124,8 @@ pub(crate) struct Setup {
     pub source: BlobSource,
     pub store: Store,
     pub seed_downloads: bool,
+    /// Counts the bytes served to peers.
+    pub served: Arc<AtomicU64>,
 }
 
 struct Download {
@@ -103,7 +143,7 @@ struct ConnIo {
 }
 
 struct Driver {
-    engine: Engine<BlobSource>,
+    engine: Engine<Counted>,
     transports: Transports,
     io_tx: mpsc::Sender<Io>,
     conns: BTreeMap<ConnId, ConnIo>,
@@ -124,7 +164,8 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     }
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
-    let engine = Engine::new(EngineConfig::new(session), setup.source, seed, now, wall);
+    let source = Counted { inner: setup.source, served: setup.served };
+    let engine = Engine::new(EngineConfig::new(session), source, seed, now, wall);
     let (io_tx, mut io_rx) = mpsc::channel(256);
     let mut accept_tasks = Vec::new();
     for mut listener in setup.listeners {
@@ -234,6 +275,9 @@ impl Driver {
                     self.engine.connect(now, addr);
                 }
                 let _ = reply.send(());
+            }
+            Command::Unregister { root, reply } => {
+                let _ = reply.send(self.engine.source_mut().remove(&root));
             }
             Command::Shutdown => {}
         }
@@ -436,7 +480,8 @@ impl Driver {
                 match (result.is_ok(), dl.seed, outboard) {
                     (true, Some(Seed::File(file, stem)), Some(outboard)) => {
                         let synced = file.sync_all().is_ok();
-                        if let (true, BlobSource::Files(files)) = (synced, self.engine.source_mut())
+                        if let (true, BlobSource::Files(files)) =
+                            (synced, &mut self.engine.source_mut().inner)
                         {
                             let _ = files.commit(&stem, root, outboard);
                         }

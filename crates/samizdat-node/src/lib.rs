@@ -40,6 +40,7 @@
 pub mod control;
 mod download;
 mod driver;
+mod shares;
 mod state;
 mod store;
 mod vault_store;
@@ -50,13 +51,17 @@ pub use samizdat_identity::NodeId;
 pub use samizdat_transport::{MemoryTransport, TcpTransport, Transport, Transports};
 pub use samizdat_vault::VaultError;
 pub use samizdat_wire::PeerAddr;
+pub use shares::ShareRecord;
 pub use store::FileSource;
 
 use driver::Command;
 use samizdat_content::{ContentKey, encode};
 use samizdat_identity::Identity;
+use shares::ShareBook;
 use state::Store;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
@@ -97,7 +102,7 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// An address is malformed.
-    #[error("bad peer address {0:?} (expected e.g. tcp/127.0.0.1:4000)")]
+    #[error("bad address {0:?}: expected tcp/HOST:PORT, e.g. tcp/127.0.0.1:7070")]
     BadAddr(String),
     /// The node has shut down.
     #[error("the node has stopped")]
@@ -114,11 +119,37 @@ pub enum NodeError {
         /// The vault's error.
         source: VaultError,
     },
+    /// No share has this id or link (see [`Node::shares`]).
+    #[error("no share has this id or link (`samizdat shares` lists them)")]
+    UnknownShare,
 }
 
 impl NodeError {
     pub(crate) fn io(context: &'static str, source: std::io::Error) -> Self {
         NodeError::Io { context, source }
+    }
+
+    /// A stable snake_case name of this error's class, for programs (the CLI's `--json`
+    /// errors carry it as `kind`).
+    pub fn kind(&self) -> &'static str {
+        let in_use = |e: &std::io::Error| e.kind() == std::io::ErrorKind::AddrInUse;
+        match self {
+            NodeError::Io { source, .. } if in_use(source) => "in_use",
+            NodeError::Io { .. } if self.is_disk_full() => "disk_full",
+            NodeError::Io { .. } => "io",
+            NodeError::OutputExists(_) => "output_exists",
+            NodeError::Content(_) => "content",
+            NodeError::Link(_) => "link_invalid",
+            NodeError::NoSources => "no_sources",
+            NodeError::Corrupt(_) => "corrupt",
+            NodeError::Listen { source, .. } if in_use(source) => "in_use",
+            NodeError::Listen { .. } => "listen",
+            NodeError::BadAddr(_) => "bad_address",
+            NodeError::Stopped => "stopped",
+            NodeError::Cancelled => "cancelled",
+            NodeError::Vault { .. } => "vault",
+            NodeError::UnknownShare => "unknown_share",
+        }
     }
 
     /// Whether this error means the disk is full.
@@ -136,6 +167,27 @@ pub struct Progress {
     pub total_bytes: Option<u64>,
     /// Bytes that were already verified on disk when this attempt started.
     pub resumed_bytes: u64,
+}
+
+/// Options of [`Node::share_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ShareOptions {
+    /// Store and serve the file again under a new link even if the same content is already
+    /// shared (by default the existing share is returned).
+    pub again: bool,
+    /// Counts the bytes of the file read so far (for a progress display).
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+/// What [`Node::share_with`] did.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The link to give out, with this node's current advertised addresses as hints.
+    pub link: ShareLink,
+    /// The node's record of the share.
+    pub record: ShareRecord,
+    /// Whether the same content was already shared (nothing new was stored).
+    pub existing: bool,
 }
 
 /// How a finished download went.
@@ -308,6 +360,16 @@ impl NodeBuilder {
             parse(&self.announce)?
         };
         let node_id = identity.node_id();
+        let shares = {
+            let (store, identity) = (store.clone(), identity);
+            let (book, identity) =
+                tokio::task::spawn_blocking(move || (ShareBook::open(&store, &identity), identity))
+                    .await
+                    .map_err(|_| NodeError::Stopped)?;
+            (book?.map(|b| Arc::new(Mutex::new(b))), identity)
+        };
+        let (shares, identity) = shares;
+        let served = Arc::new(AtomicU64::new(0));
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let setup = driver::Setup {
             identity,
@@ -319,9 +381,20 @@ impl NodeBuilder {
             source,
             store: store.clone(),
             seed_downloads: self.seed_downloads && store.is_persistent(),
+            served: served.clone(),
         };
         let task = tokio::spawn(driver::run(setup, cmd_rx));
-        Ok(Node { cmd: cmd_tx, node_id, listen_addrs, advertised, store, task: Some(task) })
+        Ok(Node {
+            cmd: cmd_tx,
+            node_id,
+            listen_addrs,
+            advertised,
+            store,
+            shares,
+            share_lock: tokio::sync::Mutex::new(()),
+            served,
+            task: Some(task),
+        })
     }
 }
 
@@ -366,6 +439,12 @@ pub struct Node {
     listen_addrs: Vec<PeerAddr>,
     advertised: Vec<PeerAddr>,
     store: Store,
+    /// The share records (none for an ephemeral node).
+    shares: Option<Arc<Mutex<ShareBook>>>,
+    /// Serialises shares, so that two shares of one file do not both store it.
+    share_lock: tokio::sync::Mutex<()>,
+    /// Bytes served to peers.
+    served: Arc<AtomicU64>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -395,25 +474,98 @@ impl Node {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Encrypts `path` into the node's store (its data directory or vault) and starts serving
-    /// it. Returns the share link, with this node's listen addresses as peer hints. Needs a
-    /// data directory or a vault.
+    /// Encrypts `path` into the node's store (its data directory or vault), starts serving
+    /// it and records the share. Returns the share link, with this node's advertised addresses
+    /// as peer hints. Needs a data directory or a vault. If the same content is already
+    /// shared, its link is returned and nothing is stored (see [`Node::share_with`]).
     ///
     /// The file is read once and streamed, encrypted, straight into the store: no other copy
     /// is written.
     pub async fn share(&self, path: &Path) -> Result<ShareLink, NodeError> {
-        if !self.store.is_persistent() {
+        Ok(self.share_with(path, ShareOptions::default()).await?.link)
+    }
+
+    /// [`Node::share`] with options: share again under a new link, count progress.
+    ///
+    /// "The same content" is recognised by a keyed hash of the file kept in the encrypted
+    /// share records; the file is only hashed first when a share of the same size exists.
+    pub async fn share_with(&self, path: &Path, opts: ShareOptions) -> Result<Shared, NodeError> {
+        let Some(book) = self.shares.clone() else {
             return Err(NodeError::Io {
                 context: "sharing",
                 source: std::io::Error::other("this node has no data directory or vault"),
             });
-        }
+        };
+        let _one_at_a_time = self.share_lock.lock().await;
         let (path, store) = (path.to_owned(), self.store.clone());
-        let (root, outboard, key) = tokio::task::spawn_blocking(move || encode_file(&path, &store))
-            .await
-            .map_err(|_| NodeError::Stopped)??;
-        self.call(|reply| Command::Register { root, outboard, reply }).await??;
-        Ok(ShareLink { root, key, peers: self.advertised.clone() })
+        let progress = opts.progress.clone();
+        let again = opts.again;
+        let job = tokio::task::spawn_blocking(move || {
+            prepare_share(&path, &store, &book, again, progress.as_deref())
+        });
+        let prepared = job.await.map_err(|_| NodeError::Stopped)??;
+        let (record, existing) = match prepared {
+            Prepared::Existing(record) => (record, true),
+            Prepared::New { root, outboard, key, name, size, hash } => {
+                self.call(|reply| Command::Register { root, outboard, reply }).await??;
+                let link = ShareLink { root, key, peers: self.advertised.clone() };
+                let book = self.shares.clone().ok_or(NodeError::Stopped)?;
+                let shared_at = std::time::SystemTime::now()
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let text = link.to_string();
+                let added = tokio::task::spawn_blocking(move || {
+                    lock_book(&book).add(name, size, text, &hash, shared_at)
+                })
+                .await
+                .map_err(|_| NodeError::Stopped)?;
+                (added?, false)
+            }
+        };
+        Ok(Shared { link: self.current_link(&record)?, record, existing })
+    }
+
+    /// A record's link with this node's current advertised addresses as hints.
+    fn current_link(&self, record: &ShareRecord) -> Result<ShareLink, NodeError> {
+        let mut link: ShareLink = record.link.parse()?;
+        link.peers = self.advertised.clone();
+        Ok(link)
+    }
+
+    /// What this node shares, oldest first, each with its current link (see
+    /// [`Node::share_with`]). Empty for an ephemeral node.
+    pub fn shares(&self) -> Vec<(ShareRecord, ShareLink)> {
+        let Some(book) = &self.shares else { return Vec::new() };
+        let records = lock_book(book).records().to_vec();
+        records.into_iter().filter_map(|r| self.current_link(&r).ok().map(|l| (r, l))).collect()
+    }
+
+    /// Withdraws a share named by its record id or its link: stops serving it, deletes the
+    /// blob securely (overwritten then unlinked in a data directory, deleted in the vault) and
+    /// forgets the record. [`NodeError::UnknownShare`] if nothing matches.
+    pub async fn unshare(&self, id_or_link: &str) -> Result<ShareRecord, NodeError> {
+        let book = self.shares.clone().ok_or(NodeError::UnknownShare)?;
+        let _one_at_a_time = self.share_lock.lock().await;
+        let root = id_or_link.trim().parse::<ShareLink>().ok().map(|l| l.root);
+        let (index, record) = {
+            let b = lock_book(&book);
+            let index = b.find(id_or_link.trim(), root.as_ref()).ok_or(NodeError::UnknownShare)?;
+            (index, b.records()[index].clone())
+        };
+        let root = record.link.parse::<ShareLink>()?.root;
+        self.call(|reply| Command::Unregister { root, reply }).await?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store.delete_blob(&root)?;
+            lock_book(&book).remove(index)
+        })
+        .await
+        .map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Bytes of content this node has served to peers since it started.
+    pub fn served_bytes(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Starts downloading `link` into `out` (resuming from `out.part` if present).
@@ -468,24 +620,67 @@ impl Node {
     }
 }
 
-/// Encrypts a file into the store, returning what the driver needs to serve it.
-fn encode_file(
+fn lock_book(book: &Mutex<ShareBook>) -> std::sync::MutexGuard<'_, ShareBook> {
+    // Every change to the book is saved whole, so a panic while it was held leaves it usable.
+    book.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a share found or stored.
+enum Prepared {
+    /// The same content was already shared.
+    Existing(ShareRecord),
+    /// A new blob, stored but not yet served or recorded.
+    New {
+        root: ContentRoot,
+        outboard: samizdat_content::Outboard,
+        key: ContentKey,
+        name: String,
+        size: u64,
+        hash: blake3::Hash,
+    },
+}
+
+/// Looks for an existing share of the file's content (unless `again`), else encrypts the file
+/// into the store. Blocking.
+fn prepare_share(
     path: &Path,
     store: &Store,
-) -> Result<(ContentRoot, samizdat_content::Outboard, ContentKey), NodeError> {
-    let file =
-        std::fs::File::open(path).map_err(|e| NodeError::io("opening the file to share", e))?;
+    book: &Mutex<ShareBook>,
+    again: bool,
+    progress: Option<&AtomicU64>,
+) -> Result<Prepared, NodeError> {
+    let open =
+        || std::fs::File::open(path).map_err(|e| NodeError::io("opening the file to share", e));
+    let file = open()?;
     let meta = file.metadata().map_err(|e| NodeError::io("reading the file to share", e))?;
     if !meta.is_file() {
         return Err(NodeError::io("sharing", std::io::Error::other("not a regular file")));
     }
+    let size = meta.len();
+    let mut hasher = lock_book(book).content_hasher();
+    if !again && lock_book(book).has_size(size) {
+        let mut h = hasher.clone();
+        let mut reader = shares::HashingReader { inner: &file, hasher: &mut h, count: None };
+        std::io::copy(&mut reader, &mut std::io::sink())
+            .map_err(|e| NodeError::io("reading the file to share", e))?;
+        if let Some(r) = lock_book(book).find_content(size, &h.finalize()) {
+            if let Some(p) = progress {
+                p.store(size, Ordering::Relaxed);
+            }
+            return Ok(Prepared::Existing(r.clone()));
+        }
+    }
+    let file = open()?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let manifest = Manifest { name, size: meta.len(), mime: "application/octet-stream".into() };
+    let manifest = Manifest { name: name.clone(), size, mime: "application/octet-stream".into() };
     let key = ContentKey::generate(&mut rand_core::OsRng);
-    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let reader = std::io::BufReader::with_capacity(
+        1 << 20,
+        shares::HashingReader { inner: file, hasher: &mut hasher, count: progress },
+    );
     let (root, outboard) = store.put_blob(|sink| {
         let encoded = encode(&key, &manifest, reader, sink)?;
         Ok((encoded.root, encoded.outboard))
     })?;
-    Ok((root, outboard, key))
+    Ok(Prepared::New { root, outboard, key, name, size, hash: hasher.finalize() })
 }

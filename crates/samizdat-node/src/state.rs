@@ -84,6 +84,20 @@ impl Store {
             Store::Vault(vault) => vault_store::put_blob(vault, write),
         }
     }
+
+    /// Deletes a stored blob and its outboard securely: overwritten then unlinked in a data
+    /// directory, deleted in the vault (which overwrites the freed blocks). Blocking.
+    pub(crate) fn delete_blob(&self, root: &ContentRoot) -> Result<(), NodeError> {
+        match self {
+            Store::Ephemeral => Ok(()),
+            Store::Dir { blobs } => {
+                let stem = blob_stem(blobs, root);
+                crate::shares::overwrite_and_remove(&stem.with_extension("blob"))?;
+                crate::shares::overwrite_and_remove(&stem.with_extension("obao"))
+            }
+            Store::Vault(vault) => vault_store::delete_blob(vault, root),
+        }
+    }
 }
 
 fn put_blob_dir(
@@ -132,6 +146,14 @@ impl BlobSource {
         match self {
             BlobSource::Files(f) => f.contains(root),
             BlobSource::Vault(v) => v.contains(root),
+        }
+    }
+
+    /// Stops serving `root`; whether it was served.
+    pub(crate) fn remove(&mut self, root: &ContentRoot) -> bool {
+        match self {
+            BlobSource::Files(f) => f.remove(root),
+            BlobSource::Vault(v) => v.remove(root),
         }
     }
 

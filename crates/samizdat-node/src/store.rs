@@ -104,6 +104,11 @@ impl FileSource {
         self.load(&stem.with_extension("obao"))
     }
 
+    /// Stops serving `root`; whether it was served.
+    pub(crate) fn remove(&mut self, root: &ContentRoot) -> bool {
+        self.blobs.remove(root).is_some()
+    }
+
     /// Whether this store serves `root`.
     pub fn contains(&self, root: &ContentRoot) -> bool {
         self.blobs.contains_key(root)

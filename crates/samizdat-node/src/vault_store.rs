@@ -104,6 +104,19 @@ pub(crate) fn put_blob(
     Ok((root, outboard))
 }
 
+/// Deletes a blob and its outboard record from the vault (a missing one is not an error).
+/// Blocking.
+pub(crate) fn delete_blob(vault: &SharedVault, root: &ContentRoot) -> Result<(), NodeError> {
+    let mut vault = lock(vault);
+    for name in [blob_file(root), outboard_file(root)] {
+        match vault.delete(&name) {
+            Ok(()) | Err(VaultError::NotFound { .. }) => {}
+            Err(e) => return Err(verr("deleting a blob from the vault")(e)),
+        }
+    }
+    Ok(())
+}
+
 /// One window of a blob held in memory.
 #[derive(Debug)]
 struct Window {
@@ -174,6 +187,12 @@ impl VaultSource {
         }
         self.blobs.insert(root, Arc::new(outboard));
         Ok(())
+    }
+
+    /// Stops serving `root` (and drops its cached windows); whether it was served.
+    pub(crate) fn remove(&mut self, root: &ContentRoot) -> bool {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).retain(|w| w.root != *root);
+        self.blobs.remove(root).is_some()
     }
 
     /// Whether this store serves `root`.
