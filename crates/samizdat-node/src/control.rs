@@ -4,7 +4,9 @@
 //! one JSON request per connection, one line long, and answers with JSON lines:
 //!
 //! * `{"op":"share","path":"/abs/file"}` → `{"ok":true,"link":"sz1…","bytes":N}`
-//! * `{"op":"fetch","link":"sz1…","out":"/abs/out"}` → `{"progress":{…}}` lines, then
+//! * `{"op":"fetch","link":"sz1…","out":"/abs/out"}` (or `"dir":"/abs/dir"` to save inside a
+//!   directory under the sender's sanitised name, see [`crate::FetchTarget::Dir`]) →
+//!   `{"progress":{…}}` lines, then
 //!   `{"ok":true,"bytes":N,"resumed_bytes":N,"path":"…","name":"…"}`. Closing the connection
 //!   cancels the download; what was verified stays on disk for a later resume.
 //! * `{"op":"peers"}` → `{"ok":true,"peers":[…]}`
@@ -96,16 +98,20 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
             send(&mut wr, &reply).await
         }
         Some("fetch") => {
-            let (Some(link), Some(out)) =
-                (req.get("link").and_then(Value::as_str), req.get("out").and_then(Value::as_str))
-            else {
-                return send(&mut wr, &error_json(&"missing link or out")).await;
+            let path = |k| req.get(k).and_then(Value::as_str).map(PathBuf::from);
+            let target = match (path("out"), path("dir")) {
+                (Some(out), None) => crate::FetchTarget::File(out),
+                (None, Some(dir)) => crate::FetchTarget::Dir(dir),
+                _ => return send(&mut wr, &error_json(&"give one of out or dir")).await,
+            };
+            let Some(link) = req.get("link").and_then(Value::as_str) else {
+                return send(&mut wr, &error_json(&"missing link")).await;
             };
             let link: ShareLink = match link.parse() {
                 Ok(l) => l,
                 Err(e) => return send(&mut wr, &error_json(&NodeError::Link(e))).await,
             };
-            let mut fetch = match node.fetch(&link, Path::new(out)).await {
+            let mut fetch = match node.fetch_into(&link, target).await {
                 Ok(f) => f,
                 Err(e) => return send(&mut wr, &error_json(&e)).await,
             };
