@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use samizdat_node::control::{self, ControlClient};
-use samizdat_node::{NodeBuilder, PeerAddr, Progress, ShareLink};
+use samizdat_node::{FetchTarget, NodeBuilder, PeerAddr, Progress, ShareLink};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,12 +97,24 @@ enum Command {
         data: DataArgs,
     },
     /// Download a file from a share link (resumes an interrupted download).
+    ///
+    /// Without -o the file is saved in the current directory under the name the sender gave
+    /// it (made safe: no directories, no hidden or control characters), never replacing a
+    /// file: "report (1).pdf" if "report.pdf" exists. Until it is complete it is kept in a
+    /// hidden part file whose name reveals nothing; running the same command again resumes.
+    #[command(after_help = "Examples:\n  \
+        samizdat fetch LINK                     # into the current directory\n  \
+        samizdat fetch LINK -o ~/Downloads      # into a directory\n  \
+        samizdat fetch LINK -o copy.pdf         # into this file\n  \
+        samizdat fetch LINK -o - | less         # to standard output")]
     Fetch {
         /// The share link (sz1…).
         link: String,
-        /// Where to write the file.
+        /// Where to save: a new file, an existing directory (saved inside it under the
+        /// sender's file name), or - for standard output (then nothing else is printed there)
+        /// [default: the current directory].
         #[arg(short, long, value_name = "OUT")]
-        output: PathBuf,
+        output: Option<PathBuf>,
         /// Extra peer to try (repeatable).
         #[arg(long, value_name = "ADDR")]
         peer: Vec<String>,
@@ -165,7 +177,7 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
         }
         Command::Share { file, data } => share(&file, &data.dir(), json).await,
         Command::Fetch { link, output, peer, data } => {
-            fetch(&link, &output, peer, &data.dir(), json).await
+            fetch(&link, output.as_deref(), peer, &data.dir(), json).await
         }
         Command::Peers { data } => peers(&data.dir(), json).await,
         Command::Demo { nodes, size } => demo::run(usize::from(nodes), size, json).await,
@@ -324,9 +336,27 @@ fn update_bar(bar: &ProgressBar, p: &Progress) {
     bar.set_position(p.verified_bytes);
 }
 
+/// Where `fetch -o OUT` saves: `-` is standard output, an existing directory is saved into,
+/// anything else is a new file; without `-o`, the current directory.
+fn fetch_target(out: Option<&Path>) -> anyhow::Result<FetchTarget> {
+    let cwd = || std::env::current_dir().context("cannot read the current directory");
+    Ok(match out {
+        None => FetchTarget::Dir(cwd()?),
+        Some(p) if p.as_os_str() == "-" => FetchTarget::Stdout,
+        Some(p) if p.is_dir() => FetchTarget::Dir(absolute(p)?),
+        Some(p) => {
+            let out = absolute(p)?;
+            if out.symlink_metadata().is_ok() {
+                bail!("{} already exists; choose another output path", out.display());
+            }
+            FetchTarget::File(out)
+        }
+    })
+}
+
 async fn fetch(
     link: &str,
-    out: &Path,
+    out: Option<&Path>,
     extra: Vec<String>,
     dir: &Path,
     json: bool,
@@ -335,53 +365,86 @@ async fn fetch(
     for p in extra {
         link.peers.push(PeerAddr::new(&p).map_err(|_| anyhow::anyhow!("bad peer address {p:?}"))?);
     }
-    let out = absolute(out)?;
-    if out.exists() {
-        bail!("{} already exists; choose another output path", out.display());
-    }
+    let target = fetch_target(out)?;
+    let to_stdout = target == FetchTarget::Stdout;
     let started = std::time::Instant::now();
     let bar = progress_bar(json);
-    let (bytes, resumed, name) = match ControlClient::connect(dir).await {
+    let (bytes, resumed, name, path) = match ControlClient::connect(dir).await {
         Ok(client) => {
-            let req = json!({ "op": "fetch", "link": link.to_string(), "out": out });
+            let mut req = json!({ "op": "fetch", "link": link.to_string() });
+            // The node cannot write to this process's standard output: it saves into a private
+            // staging directory beside its control socket, and the file is copied out from
+            // there (a later run of the same command resumes from it).
+            let staging = dir.join("stdout");
+            match &target {
+                FetchTarget::File(out) => req["out"] = json!(out),
+                FetchTarget::Dir(d) => req["dir"] = json!(d),
+                _ => {
+                    create_private_dir(&staging)?;
+                    req["dir"] = json!(staging);
+                }
+            }
             let v = client.request(req, |p| update_bar(&bar, &p)).await?;
             let get = |k| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
             let name = v.get("name").and_then(|n| n.as_str()).unwrap_or("").to_owned();
-            (get("bytes"), get("resumed_bytes"), name)
+            let path = PathBuf::from(v.get("path").and_then(|n| n.as_str()).unwrap_or(""));
+            let path = if to_stdout {
+                bar.finish_and_clear();
+                copy_out(&path)?;
+                PathBuf::from("-")
+            } else {
+                path
+            };
+            (get("bytes"), get("resumed_bytes"), name, path)
         }
         Err(control::ControlError::NoNode(_)) => {
             // No daemon: fetch with a short-lived node of our own (no listener, no disk state).
             let node = NodeBuilder::new().build().await?;
-            let mut f = node.fetch(&link, &out).await?;
+            let mut f = node.fetch_into(&link, target).await?;
             while let Some(p) = f.progress().await {
                 update_bar(&bar, &p);
             }
+            bar.finish_and_clear();
             let o = f.outcome().await?;
             node.shutdown().await;
-            (o.bytes, o.resumed_bytes, o.manifest.safe_name())
+            (o.bytes, o.resumed_bytes, o.manifest.safe_name(), o.path)
         }
         Err(e) => return Err(e.into()),
     };
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    // With -o -, standard output carries the file and nothing else.
+    let mut report: Box<dyn std::io::Write> =
+        if to_stdout { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
     if json {
-        println!(
-            "{}",
-            json!({ "ok": true, "bytes": bytes, "resumed_bytes": resumed, "seconds": seconds,
-                    "path": out, "name": name })
-        );
+        let v = json!({ "ok": true, "bytes": bytes, "resumed_bytes": resumed,
+                        "seconds": seconds, "path": path, "name": name });
+        writeln!(report, "{v}")?;
     } else {
         let resumed_note = if resumed > 0 {
             format!(", {resumed} bytes resumed from an earlier attempt")
         } else {
             String::new()
         };
-        println!("Fetched {bytes} bytes into {} in {seconds:.1} s{resumed_note}", out.display());
-        if !name.is_empty() {
-            println!("The sender named the file {name:?}.");
+        let place =
+            if to_stdout { "standard output".to_owned() } else { path.display().to_string() };
+        writeln!(report, "Fetched {bytes} bytes into {place} in {seconds:.1} s{resumed_note}")?;
+        if !name.is_empty() && !to_stdout {
+            writeln!(report, "The sender named the file {name:?}.")?;
         }
     }
     Ok(())
+}
+
+/// Copies a file the node saved for `-o -` to standard output, then removes it.
+fn copy_out(path: &Path) -> anyhow::Result<()> {
+    let result = std::fs::File::open(path).and_then(|mut f| {
+        let mut out = std::io::stdout().lock();
+        std::io::copy(&mut f, &mut out)?;
+        std::io::Write::flush(&mut out)
+    });
+    let _ = std::fs::remove_file(path);
+    result.context("writing to standard output")
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
