@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use progress::{Bar, human_bytes};
 use samizdat_node::control::{self, ControlClient, ControlError};
-use samizdat_node::{Node, NodeBuilder, NodeError, PeerAddr, ShareLink};
+use samizdat_node::{FetchTarget, Node, NodeBuilder, NodeError, PeerAddr, ShareLink};
 use serde_json::json;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -144,9 +144,16 @@ enum Command {
     /// The link is the key to the file: pass it on standard input (`-`) or in a file
     /// (--link-file) rather than as an argument, which other users can see in the process
     /// list and which stays in the shell history.
+    ///
+    /// Without -o the file is saved in the current directory under the name the sender gave
+    /// it (made safe: no directories, no hidden or control characters), never replacing a
+    /// file: "report (1).pdf" if "report.pdf" exists. Until it is complete it is kept in a
+    /// hidden part file whose name reveals nothing; running the same command again resumes.
     #[command(after_help = "Examples:\n  \
-        samizdat fetch - -o report.pdf < link.txt\n  \
-        samizdat fetch --link-file link.txt -o report.pdf")]
+        samizdat fetch - < link.txt                 # into the current directory\n  \
+        samizdat fetch --link-file link.txt -o ~/Downloads   # into a directory\n  \
+        samizdat fetch - -o copy.pdf < link.txt     # into this file\n  \
+        samizdat fetch --link-file link.txt -o - | less      # to standard output")]
     Fetch {
         /// The share link (sz1…), or `-` to read it from standard input.
         #[arg(value_name = "LINK", required_unless_present = "link_file")]
@@ -154,9 +161,11 @@ enum Command {
         /// Read the link from the first non-empty line of FILE.
         #[arg(long, value_name = "FILE", conflicts_with = "link")]
         link_file: Option<PathBuf>,
-        /// Where to write the file.
+        /// Where to save: a new file, an existing directory (saved inside it under the
+        /// sender's file name), or - for standard output (then nothing else is printed there)
+        /// [default: the current directory].
         #[arg(short, long, value_name = "OUT")]
-        output: PathBuf,
+        output: Option<PathBuf>,
         /// Extra peer to try (repeatable).
         #[arg(long, value_name = "ADDR")]
         peer: Vec<String>,
@@ -306,7 +315,7 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
         }
         Command::Fetch { link, link_file, output, peer, data } => {
             let link = read_link(link.as_deref(), link_file.as_deref())?;
-            fetch(&link, &output, peer, &data, json).await
+            fetch(&link, output.as_deref(), peer, &data, json).await
         }
         Command::Peers { data } => peers(&data.dir(), json).await,
         Command::Demo { nodes, size } => demo::run(usize::from(nodes), size, json).await,
@@ -657,20 +666,35 @@ fn interrupted(seen: Seen) -> anyhow::Error {
     )
 }
 
+/// Where `fetch -o OUT` saves: `-` is standard output, an existing directory is saved into,
+/// anything else is a new file; without `-o`, the current directory.
+fn fetch_target(out: Option<&Path>) -> anyhow::Result<FetchTarget> {
+    let cwd = || std::env::current_dir().context("cannot read the current directory");
+    Ok(match out {
+        None => FetchTarget::Dir(cwd()?),
+        Some(p) if p.as_os_str() == "-" => FetchTarget::Stdout,
+        Some(p) if p.is_dir() => FetchTarget::Dir(absolute(p)?),
+        Some(p) => {
+            let out = absolute(p)?;
+            if out.symlink_metadata().is_ok() {
+                bail!("{} already exists; choose another output path", out.display());
+            }
+            FetchTarget::File(out)
+        }
+    })
+}
+
 async fn fetch(
     link: &str,
-    out: &Path,
+    out: Option<&Path>,
     extra: Vec<String>,
     data: &DataArgs,
     json: bool,
 ) -> anyhow::Result<()> {
     let extra = extra.iter().map(|p| check_addr(p)).collect::<anyhow::Result<Vec<_>>>()?;
-    let mut link: ShareLink = link.parse()?;
-    link.peers.extend(extra);
-    let out = absolute(out)?;
-    if out.exists() {
-        return Err(NodeError::OutputExists(out).into());
-    }
+    let link: ShareLink = link.parse()?;
+    let target = fetch_target(out)?;
+    let to_stdout = target == FetchTarget::Stdout;
     let dir = data.dir();
     let started = std::time::Instant::now();
     let mut bar = Bar::new("fetching", "looking for peers", json);
@@ -681,12 +705,26 @@ async fn fetch(
     };
     let result = match ControlClient::connect(&dir).await {
         Ok(client) => {
-            let req = json!({ "op": "fetch", "link": link.to_string(), "out": out });
+            let peers: Vec<String> = extra.iter().map(ToString::to_string).collect();
+            let mut req = json!({ "op": "fetch", "link": link.to_string(), "peers": peers });
+            // The node cannot write to this process's standard output: it saves into a private
+            // staging directory beside its control socket, and the file is copied out from
+            // there (a later run of the same command resumes from it).
+            let staging = dir.join("stdout");
+            match &target {
+                FetchTarget::File(out) => req["out"] = json!(out),
+                FetchTarget::Dir(d) => req["dir"] = json!(d),
+                _ => {
+                    create_private_dir(&staging)?;
+                    req["dir"] = json!(staging);
+                }
+            }
             tokio::select! {
                 v = client.request(req, &mut on_progress) => v.map_err(Into::into).map(|v| {
                     let get = |k| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
                     let name = v.get("name").and_then(|n| n.as_str()).unwrap_or("").to_owned();
-                    (get("bytes"), get("resumed_bytes"), name)
+                    let path = PathBuf::from(v.get("path").and_then(|n| n.as_str()).unwrap_or(""));
+                    (get("bytes"), get("resumed_bytes"), name, path)
                 }),
                 // Dropping the request closes the socket: the node cancels the download and
                 // keeps what it verified.
@@ -698,7 +736,7 @@ async fn fetch(
             // No daemon: fetch with a short-lived node of our own (no listener, no disk state).
             let node = NodeBuilder::new().build().await?;
             let r = tokio::select! {
-                r = fetch_standalone(&node, &link, &out, &mut on_progress) => r,
+                r = fetch_standalone(&node, &link, target, extra, &mut on_progress) => r,
                 _ = tokio::signal::ctrl_c() => Err(interrupted(seen)),
             };
             node.shutdown().await;
@@ -707,23 +745,32 @@ async fn fetch(
         Err(e) => Err(e.into()),
     };
     bar.finish();
-    let (bytes, resumed, name) = result?;
+    let (bytes, resumed, name, path) = result?;
+    let path = if to_stdout {
+        copy_out(&path)?;
+        PathBuf::from("-")
+    } else {
+        path
+    };
     let seconds = started.elapsed().as_secs_f64();
+    // With -o -, standard output carries the file and nothing else.
+    let mut report: Box<dyn std::io::Write> =
+        if to_stdout { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
     if json {
-        println!(
-            "{}",
-            json!({ "ok": true, "bytes": bytes, "resumed_bytes": resumed, "seconds": seconds,
-                    "path": out, "name": name })
-        );
+        let v = json!({ "ok": true, "bytes": bytes, "resumed_bytes": resumed,
+                        "seconds": seconds, "path": path, "name": name });
+        writeln!(report, "{v}")?;
     } else {
         let resumed_note = if resumed > 0 {
             format!(", {resumed} bytes resumed from an earlier attempt")
         } else {
             String::new()
         };
-        println!("Fetched {bytes} bytes into {} in {seconds:.1} s{resumed_note}", out.display());
-        if !name.is_empty() {
-            println!("The sender named the file {name:?}.");
+        let place =
+            if to_stdout { "standard output".to_owned() } else { path.display().to_string() };
+        writeln!(report, "Fetched {bytes} bytes into {place} in {seconds:.1} s{resumed_note}")?;
+        if !name.is_empty() && !to_stdout {
+            writeln!(report, "The sender named the file {name:?}.")?;
         }
     }
     Ok(())
@@ -732,15 +779,27 @@ async fn fetch(
 async fn fetch_standalone(
     node: &Node,
     link: &ShareLink,
-    out: &Path,
+    target: FetchTarget,
+    extra: Vec<PeerAddr>,
     on_progress: &mut impl FnMut(samizdat_node::Progress),
-) -> anyhow::Result<(u64, u64, String)> {
-    let mut f = node.fetch(link, out).await?;
+) -> anyhow::Result<(u64, u64, String, PathBuf)> {
+    let mut f = node.fetch_with(link, target, extra).await?;
     while let Some(p) = f.progress().await {
         on_progress(p);
     }
     let o = f.outcome().await?;
-    Ok((o.bytes, o.resumed_bytes, o.manifest.safe_name()))
+    Ok((o.bytes, o.resumed_bytes, o.manifest.safe_name(), o.path))
+}
+
+/// Copies a file the node saved for `-o -` to standard output, then removes it.
+fn copy_out(path: &Path) -> anyhow::Result<()> {
+    let result = std::fs::File::open(path).and_then(|mut f| {
+        let mut out = std::io::stdout().lock();
+        std::io::copy(&mut f, &mut out)?;
+        std::io::Write::flush(&mut out)
+    });
+    let _ = std::fs::remove_file(path);
+    result.context("writing to standard output")
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {

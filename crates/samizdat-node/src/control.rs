@@ -6,7 +6,9 @@
 //! * `{"op":"share","path":"/abs/file","again":false}` → `{"progress":{…}}` lines (bytes of
 //!   the file read), then `{"ok":true,"link":"sz1…","bytes":N,"id":"…","name":"…",
 //!   "existing":B}` (`existing`: the same content was already shared, and this is its link)
-//! * `{"op":"fetch","link":"sz1…","out":"/abs/out"}` → `{"progress":{…}}` lines, then
+//! * `{"op":"fetch","link":"sz1…","out":"/abs/out"}` (or `"dir":"/abs/dir"` to save inside a
+//!   directory under the sender's sanitised name, see [`crate::FetchTarget::Dir`]) →
+//!   `{"progress":{…}}` lines, then
 //!   `{"ok":true,"bytes":N,"resumed_bytes":N,"path":"…","name":"…"}`. Closing the connection
 //!   cancels the download; what was verified stays on disk for a later resume.
 //! * `{"op":"peers"}` → `{"ok":true,"peers":[…]}`
@@ -106,14 +108,20 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
             share(&node, Path::new(path), again, &mut wr).await
         }
         Some("fetch") => {
-            let (Some(link), Some(out)) = (str_field("link"), str_field("out")) else {
-                return send(&mut wr, &bad_request("missing link or out")).await;
+            let path = |k| str_field(k).map(PathBuf::from);
+            let target = match (path("out"), path("dir")) {
+                (Some(out), None) => crate::FetchTarget::File(out),
+                (None, Some(dir)) => crate::FetchTarget::Dir(dir),
+                _ => return send(&mut wr, &bad_request("give one of out or dir")).await,
+            };
+            let Some(link) = str_field("link") else {
+                return send(&mut wr, &bad_request("missing link")).await;
             };
             let link: ShareLink = match link.parse() {
                 Ok(l) => l,
                 Err(e) => return send(&mut wr, &error_json(&NodeError::Link(e))).await,
             };
-            let mut fetch = match node.fetch(&link, Path::new(out)).await {
+            let mut fetch = match node.fetch_into(&link, target).await {
                 Ok(f) => f,
                 Err(e) => return send(&mut wr, &error_json(&e)).await,
             };

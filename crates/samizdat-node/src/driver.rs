@@ -3,7 +3,7 @@
 
 use crate::download::Target;
 use crate::state::{BlobSource, Store};
-use crate::store::blob_stem;
+use crate::store::PendingBlob;
 use crate::{FetchOutcome, NodeError, Progress};
 use samizdat_content::{ContentKey, ContentRoot, GROUP_SIZE, HEADER_LEN, Outboard, group_range};
 use samizdat_engine::{Action, ConnId, Engine, EngineConfig, Event, PeerSummary, Resume};
@@ -14,7 +14,7 @@ use samizdat_wire::PeerAddr;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -105,8 +105,9 @@ struct SeedStored {
 
 /// The ciphertext copy a download keeps for seeding.
 enum Seed {
-    /// Data directory: `stem.blob`, written at each group's offset as the group is verified.
-    File(File, PathBuf),
+    /// Data directory: a blob file, written at each group's offset as the group is verified
+    /// (removed if the download does not complete).
+    File(PendingBlob),
     /// Vault: a vault file is written once, sequentially, so the copy is made when the
     /// download completes, by re-encrypting the finished output group by group and streaming
     /// it into the vault. Only group 0 (which carries the encrypted manifest, not file bytes)
@@ -260,7 +261,7 @@ impl Driver {
                     resumed_bytes: verified,
                 });
                 let dl = Download { target: *target, progress, outcome, verified, seed };
-                if let (Some(o), Some(Seed::File(file, _))) = (&resume.outboard, &dl.seed) {
+                if let (Some(o), Some(Seed::File(file))) = (&resume.outboard, &dl.seed) {
                     // Resumed groups must also be in the seeding copy: rebuild it from the output.
                     let _ = copy_resumed(&dl.target, o, &resume.have, file);
                 }
@@ -287,20 +288,11 @@ impl Driver {
         if !self.seed_downloads || self.engine.source().contains(root) {
             return None;
         }
-        let dir = match &self.store {
-            Store::Dir { blobs } => blobs,
-            Store::Vault(_) => return Some(Seed::Vault { group0: None }),
-            Store::Ephemeral => return None,
-        };
-        let stem = blob_stem(dir, root);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(stem.with_extension("blob"))
-            .ok()?;
-        Some(Seed::File(file, stem))
+        match (&self.store, self.engine.source()) {
+            (Store::Vault(_), _) => Some(Seed::Vault { group0: None }),
+            (Store::Dir { .. }, BlobSource::Files(files)) => files.pending(root).map(Seed::File),
+            _ => None,
+        }
     }
 
     fn on_io(&mut self, io: Io) {
@@ -445,9 +437,9 @@ impl Driver {
                     return;
                 }
                 match &mut dl.seed {
-                    Some(Seed::File(file, _)) => {
+                    Some(Seed::File(file)) => {
                         let offset = u64::from(index) * GROUP_SIZE as u64;
-                        if file.write_all_at(&data, offset).is_err() {
+                        if file.write_at(offset, &data).is_err() {
                             dl.seed = None;
                         }
                     }
@@ -468,22 +460,22 @@ impl Driver {
             Event::TransferComplete { root } => {
                 let Some(dl) = self.downloads.remove(&root) else { return };
                 let resumed_bytes = dl.target.resumed_bytes;
-                let path = dl.target.paths.out.clone();
                 let outboard = self.engine_outboard_for_seed(&dl);
                 let key = dl.target.key.clone();
-                let result = dl.target.finish().map(|manifest| FetchOutcome {
+                let finished = dl.target.finish();
+                let path = finished.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+                let result = finished.map(|(manifest, path)| FetchOutcome {
                     bytes: manifest.size,
                     manifest,
                     resumed_bytes,
-                    path: path.clone(),
+                    path,
                 });
                 match (result.is_ok(), dl.seed, outboard) {
-                    (true, Some(Seed::File(file, stem)), Some(outboard)) => {
-                        let synced = file.sync_all().is_ok();
-                        if let (true, BlobSource::Files(files)) =
-                            (synced, &mut self.engine.source_mut().inner)
-                        {
-                            let _ = files.commit(&stem, root, outboard);
+                    (true, Some(Seed::File(file)), Some(outboard)) => {
+                        if let BlobSource::Files(files) = &mut self.engine.source_mut().inner {
+                            if let Err(e) = files.commit(file, outboard) {
+                                tracing::debug!("cannot keep a seeding copy: {e}");
+                            }
                         }
                     }
                     (true, Some(Seed::Vault { group0: Some(group0) }), Some(outboard)) => {
@@ -519,9 +511,7 @@ impl Driver {
 
     fn engine_outboard_for_seed(&self, dl: &Download) -> Option<Outboard> {
         dl.seed.as_ref()?;
-        let mut bytes = std::fs::read(&dl.target.paths.state).ok()?;
-        crate::download::decrypt_state(&dl.target.key, &mut bytes);
-        Outboard::from_bytes(&bytes).ok()
+        dl.target.outboard.clone()
     }
 
     fn fail(&mut self, root: ContentRoot, error: NodeError) {
@@ -569,7 +559,7 @@ fn copy_resumed(
     target: &Target,
     outboard: &Outboard,
     have: &[bool],
-    seed: &File,
+    seed: &PendingBlob,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; samizdat_content::GROUP_SIZE];
     for (g, _) in have.iter().enumerate().filter(|(_, h)| **h) {
@@ -579,7 +569,7 @@ fn copy_resumed(
         let data = &mut buf[..len];
         target.file.read_exact_at(data, r.start - samizdat_content::HEADER_LEN as u64)?;
         target.key.apply(g, data);
-        seed.write_all_at(data, r.start)?;
+        seed.write_at(r.start, data)?;
     }
     Ok(())
 }

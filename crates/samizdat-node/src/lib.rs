@@ -45,6 +45,7 @@ mod state;
 mod store;
 mod vault_store;
 
+pub use download::FetchTarget;
 pub use samizdat_content::{ContentRoot, LinkError, Manifest, ShareLink};
 pub use samizdat_engine::PeerSummary;
 pub use samizdat_identity::NodeId;
@@ -81,6 +82,9 @@ pub enum NodeError {
     /// The output file already exists (the node never overwrites).
     #[error("{} already exists; choose another output path", .0.display())]
     OutputExists(PathBuf),
+    /// Another download is writing this output right now (its part file is locked).
+    #[error("{} is being written by another fetch of this link; wait for it or stop it", .0.display())]
+    OutputBusy(PathBuf),
     /// Content encoding failed.
     #[error(transparent)]
     Content(#[from] samizdat_content::ContentError),
@@ -199,7 +203,7 @@ pub struct FetchOutcome {
     pub bytes: u64,
     /// Bytes that were already on disk from an interrupted attempt.
     pub resumed_bytes: u64,
-    /// Where the file was written.
+    /// Where the file was written (`-` for [`FetchTarget::Stdout`]).
     pub path: PathBuf,
 }
 
@@ -209,6 +213,8 @@ pub struct FetchOutcome {
 pub struct Fetch {
     progress: mpsc::Receiver<Progress>,
     outcome: oneshot::Receiver<Result<FetchOutcome, NodeError>>,
+    /// Whether the finished file is copied to standard output (see [`FetchTarget::Stdout`]).
+    to_stdout: bool,
 }
 
 impl Fetch {
@@ -217,13 +223,21 @@ impl Fetch {
         self.progress.recv().await
     }
 
-    /// Waits for the download to end.
+    /// Waits for the download to end. For [`FetchTarget::Stdout`] this also copies the
+    /// verified file to standard output (and then removes it).
     pub async fn outcome(self) -> Result<FetchOutcome, NodeError> {
-        let Fetch { progress, outcome } = self;
+        let Fetch { progress, outcome, to_stdout } = self;
         // Keep the progress channel open until the end so the driver does not see a cancel.
         let result = outcome.await.map_err(|_| NodeError::Stopped)?;
         drop(progress);
-        result
+        let mut done = result?;
+        if to_stdout {
+            let path = std::mem::replace(&mut done.path, PathBuf::from("-"));
+            tokio::task::spawn_blocking(move || download::copy_to_stdout(&path))
+                .await
+                .map_err(|_| NodeError::Stopped)??;
+        }
+        Ok(done)
     }
 }
 
@@ -406,11 +420,10 @@ fn is_unspecified(addr: &PeerAddr) -> bool {
 }
 
 pub(crate) fn load_identity(dir: &Path) -> Result<Identity, NodeError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::create_dir_all(dir).map_err(|e| NodeError::io("creating the data directory", e))?;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    use std::os::unix::fs::OpenOptionsExt;
+    store::create_private_dir(dir).map_err(|e| NodeError::io("creating the data directory", e))?;
     let path = dir.join("identity.key");
-    match std::fs::read(&path) {
+    match store::read_private(&path) {
         Ok(bytes) => {
             Identity::from_secret_bytes(&bytes).map_err(|_| NodeError::Corrupt("identity key"))
         }
@@ -420,6 +433,7 @@ pub(crate) fn load_identity(dir: &Path) -> Result<Identity, NodeError> {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
                 .map_err(|e| NodeError::io("saving the identity key", e))?;
             std::io::Write::write_all(&mut f, &id.danger_secret_bytes()[..])
@@ -568,11 +582,37 @@ impl Node {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// Starts downloading `link` into `out` (resuming from `out.part` if present).
+    /// Starts downloading `link` into the file `out` (resuming from `out.part` if present);
+    /// the same as [`Node::fetch_into`] with [`FetchTarget::File`].
     pub async fn fetch(&self, link: &ShareLink, out: &Path) -> Result<Fetch, NodeError> {
-        let (root, key, out_path) = (link.root, link.key.clone(), out.to_owned());
+        self.fetch_into(link, FetchTarget::File(out.to_owned())).await
+    }
+
+    /// Starts downloading `link` into `target`: a file, a directory (under the sender's
+    /// sanitised file name, never replacing a file) or standard output. An interrupted
+    /// download into the same target resumes from what was verified. Fails with
+    /// [`NodeError::OutputExists`] if the output file exists and with
+    /// [`NodeError::OutputBusy`] while another download writes the same output.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: &samizdat_node::Node, link: &samizdat_node::ShareLink)
+    /// # -> Result<(), samizdat_node::NodeError> {
+    /// use samizdat_node::FetchTarget;
+    /// let done = node.fetch_into(link, FetchTarget::Dir("/home/me/Downloads".into())).await?
+    ///     .outcome()
+    ///     .await?;
+    /// println!("saved as {}", done.path.display());
+    /// # Ok(()) }
+    /// ```
+    pub async fn fetch_into(
+        &self,
+        link: &ShareLink,
+        target: FetchTarget,
+    ) -> Result<Fetch, NodeError> {
+        let to_stdout = target == FetchTarget::Stdout;
+        let (root, key) = (link.root, link.key.clone());
         let (target, resume) =
-            tokio::task::spawn_blocking(move || download::prepare(&out_path, root, key))
+            tokio::task::spawn_blocking(move || download::prepare(&target, root, key))
                 .await
                 .map_err(|_| NodeError::Stopped)??;
         let (progress_tx, progress_rx) = mpsc::channel(64);
@@ -585,7 +625,7 @@ impl Node {
             outcome: outcome_tx,
         };
         self.cmd.send(cmd).await.map_err(|_| NodeError::Stopped)?;
-        Ok(Fetch { progress: progress_rx, outcome: outcome_rx })
+        Ok(Fetch { progress: progress_rx, outcome: outcome_rx, to_stdout })
     }
 
     /// Current connections.

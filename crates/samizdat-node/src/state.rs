@@ -3,7 +3,7 @@
 //! [`crate::Node::share`] only ask it for the identity, the content source and to store a blob.
 
 use crate::NodeError;
-use crate::store::{FileSource, blob_stem, write_outboard};
+use crate::store::{FileSource, NewBlob, StoreKeys};
 use crate::vault_store::{self, SharedVault, VaultSource};
 use samizdat_content::{ContentRoot, Outboard};
 use samizdat_engine::ContentSource;
@@ -21,6 +21,8 @@ pub(crate) enum Store {
     Dir {
         /// `DIR/blobs`.
         blobs: PathBuf,
+        /// The keys that name and seal the files in it.
+        keys: StoreKeys,
     },
     /// Everything inside an opened vault volume.
     Vault(SharedVault),
@@ -46,9 +48,10 @@ impl Store {
     /// Opens (creating if needed) a data directory.
     pub(crate) fn open_dir(dir: &Path) -> Result<Opened, NodeError> {
         let identity = crate::load_identity(dir)?;
+        let keys = StoreKeys::derive(&identity.danger_secret_bytes());
         let blobs = dir.join("blobs");
-        let source = BlobSource::Files(FileSource::open(&blobs)?);
-        Ok(Opened { store: Store::Dir { blobs }, identity, source })
+        let source = BlobSource::Files(FileSource::open(&blobs, keys.clone())?);
+        Ok(Opened { store: Store::Dir { blobs, keys }, identity, source })
     }
 
     /// Opens the vault volume that `password` unlocks. Blocking (one Argon2id run, then the
@@ -68,8 +71,8 @@ impl Store {
     }
 
     /// Streams a new blob into the store. `write` encodes it into the writer it is given and
-    /// returns its root and outboard; the blob is then filed under the root's name with its
-    /// outboard. Nothing is served until the driver registers it with
+    /// returns its root and outboard; the blob is then filed under its name (keyed hash of the
+    /// root) with its sealed outboard record. A failed write leaves nothing behind. Nothing is served until the driver registers it with
     /// [`BlobSource::register`]. Blocking: call it off the driver task.
     pub(crate) fn put_blob(
         &self,
@@ -80,7 +83,7 @@ impl Store {
                 "storing a blob",
                 std::io::Error::other("this node has no data directory or vault"),
             )),
-            Store::Dir { blobs } => put_blob_dir(blobs, write),
+            Store::Dir { blobs, keys } => put_blob_dir(blobs, keys, write),
             Store::Vault(vault) => vault_store::put_blob(vault, write),
         }
     }
@@ -102,32 +105,13 @@ impl Store {
 
 fn put_blob_dir(
     dir: &Path,
+    keys: &StoreKeys,
     write: impl FnOnce(&mut dyn Write) -> Result<(ContentRoot, Outboard), NodeError>,
 ) -> Result<(ContentRoot, Outboard), NodeError> {
-    let tmp =
-        dir.join(format!("incoming-{}.tmp", rand_core::RngCore::next_u64(&mut rand_core::OsRng)));
-    let out =
-        std::fs::File::create(&tmp).map_err(|e| NodeError::io("writing to the blob store", e))?;
-    let result = (|| {
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, out);
-        let (root, outboard) = write(&mut writer)?;
-        let out = writer
-            .into_inner()
-            .map_err(|e| NodeError::io("writing to the blob store", e.into_error()))?;
-        out.sync_all().map_err(|e| NodeError::io("writing to the blob store", e))?;
-        Ok((root, outboard))
-    })();
-    let (root, outboard) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    let stem = blob_stem(dir, &root);
-    std::fs::rename(&tmp, stem.with_extension("blob"))
-        .map_err(|e| NodeError::io("writing to the blob store", e))?;
-    write_outboard(&stem, &root, &outboard)?;
+    // Dropped unfinished (an error below), the temporary file is removed.
+    let mut blob = NewBlob::create(dir)?;
+    let (root, outboard) = write(&mut blob)?;
+    blob.finish(keys, root, &outboard)?;
     Ok((root, outboard))
 }
 
@@ -165,9 +149,7 @@ impl BlobSource {
         outboard: Outboard,
     ) -> Result<(), NodeError> {
         match (self, store) {
-            (BlobSource::Files(f), Store::Dir { blobs }) => {
-                f.load(&blob_stem(blobs, &root).with_extension("obao"))
-            }
+            (BlobSource::Files(f), Store::Dir { .. }) => f.load_root(&root),
             (BlobSource::Vault(v), Store::Vault(_)) => v.register(root, outboard),
             _ => Err(NodeError::io(
                 "storing a blob",
