@@ -107,8 +107,8 @@ pub use format::{
     BLOCK_SIZE, KdfCost, MAX_CONTAINER_SIZE, MAX_VOLUMES, MIN_CONTAINER_SIZE, PAYLOAD_SIZE,
 };
 pub use io::{FileReader, FileWriter};
-pub use storage::{FileStorage, MemStorage, Storage};
-pub use vault::{FileInfo, Vault};
+pub use storage::{FileStorage, Lock, MemStorage, Storage};
+pub use vault::{FileInfo, OpenOptions, Vault};
 
 /// Parses arbitrary bytes as a decrypted catalog (fuzzing entry point for the metadata parser,
 /// which is otherwise only reachable behind authentication).
