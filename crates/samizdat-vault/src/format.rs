@@ -1,6 +1,6 @@
 //! Format constants, key types and the sealing primitives every on-disk record uses.
 //!
-//! Nothing here is stored in clear: these constants are what version 2 of the format *is*.
+//! Nothing here is stored in clear: these constants are what version 3 of the format *is*.
 //!
 //! # Record sealing
 //!
