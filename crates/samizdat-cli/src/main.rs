@@ -91,6 +91,15 @@ enum Command {
         /// asking on the terminal (without echo).
         #[arg(long, value_name = "FILE", requires = "vault")]
         password_file: Option<PathBuf>,
+        /// With --vault, protected mode: also open the volume of the password in FILE
+        /// (repeatable) read-only, so that the node's writes never land on its blocks. Use it
+        /// when the node's volume is a decoy below a hidden one.
+        #[arg(long, value_name = "FILE", requires = "vault")]
+        protect_password_file: Vec<PathBuf>,
+        /// With --vault: if another process has the container open, wait for it to close it
+        /// instead of failing at once. The node holds the container until it stops.
+        #[arg(long, requires = "vault")]
+        wait: bool,
         /// Address to accept peers on (repeatable).
         #[arg(long, value_name = "ADDR", default_value = "tcp/127.0.0.1:7070")]
         listen: Vec<String>,
@@ -299,9 +308,19 @@ fn main() {
 
 async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
     match cmd {
-        Command::Node { data, vault, password_file, listen, announce, peer, seed } => {
+        Command::Node {
+            data,
+            vault,
+            password_file,
+            protect_password_file,
+            wait,
+            listen,
+            announce,
+            peer,
+            seed,
+        } => {
             let state = match vault {
-                Some(path) => State::Vault { path, password_file },
+                Some(path) => State::Vault { path, password_file, protect_password_file, wait },
                 None => State::Dir,
             };
             let net = NetOpts { listen, announce, peers: peer, seed };
@@ -386,6 +405,10 @@ enum State {
         path: PathBuf,
         /// Where the password comes from (else the terminal).
         password_file: Option<PathBuf>,
+        /// Protected mode: passwords of volumes the node must not write over.
+        protect_password_file: Vec<PathBuf>,
+        /// Wait for another process to close the container.
+        wait: bool,
     },
 }
 
@@ -404,14 +427,16 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
     }
     let mut b = match &state {
         State::Dir => NodeBuilder::new().data_dir(dir),
-        State::Vault { path, password_file } => {
+        State::Vault { path, password_file, protect_password_file, wait } => {
             // Reading the terminal blocks.
             let pw = tokio::task::block_in_place(|| {
                 vault_cmd::password(password_file, "Vault volume password", false)
             })?;
+            let protect = vault_cmd::protect_passwords(protect_password_file)?;
             // The control socket still lives in the data directory: create it, private.
             create_private_dir(dir)?;
-            NodeBuilder::new().vault(path, pw.as_bytes())
+            let b = NodeBuilder::new().vault(path, pw.as_bytes()).vault_wait(*wait);
+            protect.iter().fold(b, |b, p| b.vault_protect(p.as_bytes()))
         }
     }
     .seed_downloads(seed);

@@ -4,12 +4,16 @@
 //! with `--password-file` (for scripts). Every write is one atomic commit.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use samizdat_vault::Vault;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use samizdat_vault::{OpenOptions, Vault};
 use zeroize::Zeroizing;
+
+/// Files from this size up get a progress bar when stored (on a terminal, without --json).
+const BAR_FROM: u64 = 16 << 20;
 
 /// Arguments of `samizdat vault`.
 #[derive(clap::Args, Debug)]
@@ -24,6 +28,15 @@ struct PasswordArg {
     /// Read the volume password from the first line of this file instead of the terminal.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
+}
+
+/// What to do when another process has the container open.
+#[derive(clap::Args, Debug)]
+pub(crate) struct WaitArg {
+    /// If another process (a `samizdat node --vault`, another vault command) has the
+    /// container open, wait until it closes it instead of failing at once.
+    #[arg(long)]
+    pub(crate) wait: bool,
 }
 
 /// Extra passwords whose volumes a write must not touch (protected mode).
@@ -49,16 +62,24 @@ enum VaultCommand {
     },
     /// Add a new, more hidden volume nested on the volume of the parent password.
     ///
-    /// Give the password of the most hidden volume you have as the parent: a volume that
-    /// already sits above the parent is replaced.
+    /// The new volume goes into the header slot above the parent's, replacing any volume
+    /// already there, and nothing in the container can tell whether one is (that is what makes
+    /// hidden volumes undetectable). So it refuses unless --replace-hidden is given: give the
+    /// password of the most hidden volume you have as the parent.
     AddVolume {
         /// Container file.
         path: PathBuf,
         /// Read the parent (existing) volume's password from the first line of this file.
         #[arg(long, value_name = "FILE")]
         parent_password_file: Option<PathBuf>,
+        /// Confirm that the parent is the most hidden volume: a volume above it, if there is
+        /// one, is destroyed.
+        #[arg(long)]
+        replace_hidden: bool,
         #[command(flatten)]
         password: PasswordArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Store a file (streamed; replaces a file of the same name).
     Put {
@@ -73,6 +94,8 @@ enum VaultCommand {
         password: PasswordArg,
         #[command(flatten)]
         protect: ProtectArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Read a stored file.
     Get {
@@ -85,6 +108,8 @@ enum VaultCommand {
         output: PathBuf,
         #[command(flatten)]
         password: PasswordArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// List the files of the volume.
     Ls {
@@ -92,6 +117,8 @@ enum VaultCommand {
         path: PathBuf,
         #[command(flatten)]
         password: PasswordArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Delete a file (its key is destroyed and its blocks overwritten with random bytes).
     Rm {
@@ -103,6 +130,8 @@ enum VaultCommand {
         password: PasswordArg,
         #[command(flatten)]
         protect: ProtectArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Rename a file.
     Mv {
@@ -116,6 +145,8 @@ enum VaultCommand {
         password: PasswordArg,
         #[command(flatten)]
         protect: ProtectArg,
+        #[command(flatten)]
+        wait: WaitArg,
     },
 }
 
@@ -165,21 +196,66 @@ pub(crate) fn password(
     Ok(pw)
 }
 
-fn open_for_write(path: &Path, pw: &PasswordArg, protect: &ProtectArg) -> anyhow::Result<Vault> {
+/// Reads the protected-mode passwords (`--protect-password-file`, repeatable).
+pub(crate) fn protect_passwords(files: &[PathBuf]) -> anyhow::Result<Vec<Password>> {
+    files.iter().map(|f| password_from_file(f)).collect()
+}
+
+/// Opens for writing under the container's exclusive lock (held until the vault is dropped).
+fn open_for_write(
+    path: &Path,
+    pw: &PasswordArg,
+    protect: &ProtectArg,
+    wait: &WaitArg,
+) -> anyhow::Result<Vault> {
     let main = password(&pw.password_file, "Volume password", false)?;
-    let others = protect
-        .protect_password_file
-        .iter()
-        .map(|f| password_from_file(f))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let others = protect_passwords(&protect.protect_password_file)?;
     let others: Vec<&[u8]> = others.iter().map(|p| p.as_bytes()).collect();
-    Vault::open_protected(path, main.as_bytes(), &others)
+    let options = OpenOptions::new().wait(wait.wait);
+    Vault::open_with(path, main.as_bytes(), &others, options)
         .with_context(|| format!("opening {}", path.display()))
 }
 
-fn open_for_read(path: &Path, pw: &PasswordArg) -> anyhow::Result<Vault> {
+/// Opens for reading under a shared lock: never during another process's write.
+fn open_for_read(path: &Path, pw: &PasswordArg, wait: &WaitArg) -> anyhow::Result<Vault> {
     let main = password(&pw.password_file, "Volume password", false)?;
-    Vault::open(path, main.as_bytes()).with_context(|| format!("opening {}", path.display()))
+    let options = OpenOptions::new().read_only(true).wait(wait.wait);
+    Vault::open_with(path, main.as_bytes(), &[], options)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// A byte progress bar on standard error, or a hidden one when `show` is false.
+fn bar(show: bool, total: u64, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Whether to draw progress: only for a person watching a terminal.
+fn show_progress(json: bool) -> bool {
+    !json && io::stderr().is_terminal()
+}
+
+/// Counts the bytes read through it on a progress bar.
+struct Counted<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
 }
 
 fn say(json: bool, value: serde_json::Value, human: impl FnOnce() -> String) {
@@ -198,8 +274,12 @@ pub fn run(args: VaultArgs, json: bool) -> anyhow::Result<()> {
     match args.command {
         VaultCommand::Create { path, size, password: pw } => {
             let pw = password(&pw.password_file, "New volume password", true)?;
-            let vault = Vault::create(&path, size, pw.as_bytes())
-                .with_context(|| format!("creating {}", path.display()))?;
+            let bar = bar(show_progress(json), size, "filling with random bytes");
+            let vault = Vault::create_with_progress(&path, size, pw.as_bytes(), &mut |done, _| {
+                bar.set_position(done);
+            });
+            bar.finish_and_clear();
+            let vault = vault.with_context(|| format!("creating {}", path.display()))?;
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(size);
             say(
                 json,
@@ -207,14 +287,26 @@ pub fn run(args: VaultArgs, json: bool) -> anyhow::Result<()> {
                 || format!("created {} ({bytes} bytes)", path.display()),
             );
         }
-        VaultCommand::AddVolume { path, parent_password_file, password: pw } => {
+        VaultCommand::AddVolume {
+            path,
+            parent_password_file,
+            replace_hidden,
+            password: pw,
+            wait,
+        } => {
+            if !replace_hidden {
+                // Before asking for any password: the answer would be the same.
+                return Err(samizdat_vault::VaultError::MayReplaceHidden)
+                    .with_context(|| format!("adding a volume to {}", path.display()));
+            }
             let parent = password(&parent_password_file, "Existing volume password", false)?;
             let new = password(&pw.password_file, "New hidden volume password", true)?;
-            Vault::add_volume(&path, parent.as_bytes(), new.as_bytes())
+            let options = OpenOptions::new().danger_replace_hidden(true).wait(wait.wait);
+            Vault::add_volume_with(&path, parent.as_bytes(), new.as_bytes(), options)
                 .with_context(|| format!("adding a volume to {}", path.display()))?;
             say(json, serde_json::json!({"ok": true}), || "added a hidden volume".to_owned());
         }
-        VaultCommand::Put { path, file, name, password: pw, protect } => {
+        VaultCommand::Put { path, file, name, password: pw, protect, wait } => {
             let stdin = file.as_os_str() == "-";
             let name = match (name, stdin) {
                 (Some(n), _) => n,
@@ -226,19 +318,26 @@ pub fn run(args: VaultArgs, json: bool) -> anyhow::Result<()> {
                     .with_context(|| format!("{} has no usable file name", file.display()))?,
             };
             // Open the input first: a missing file should not cost an Argon2 run.
-            let input: Box<dyn io::Read> = if stdin {
-                Box::new(io::stdin().lock())
+            let (input, len): (Box<dyn io::Read>, Option<u64>) = if stdin {
+                (Box::new(io::stdin().lock()), None)
             } else {
-                Box::new(File::open(&file).with_context(|| format!("opening {}", file.display()))?)
+                let f = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+                let len = f.metadata().ok().map(|m| m.len());
+                (Box::new(f), len)
             };
-            let mut vault = open_for_write(&path, &pw, &protect)?;
-            let n = vault.put(&name, input).with_context(|| format!("storing {name:?}"))?;
+            let mut vault = open_for_write(&path, &pw, &protect, &wait)?;
+            let large = len.is_some_and(|l| l >= BAR_FROM);
+            let bar = bar(large && show_progress(json), len.unwrap_or(0), "storing");
+            let input = Counted { inner: input, bar: bar.clone() };
+            let stored = vault.put(&name, input);
+            bar.finish_and_clear();
+            let n = stored.with_context(|| format!("storing {name:?}"))?;
             say(json, serde_json::json!({"ok": true, "name": name, "size": n}), || {
                 format!("stored {name:?} ({n} bytes)")
             });
         }
-        VaultCommand::Get { path, name, output, password: pw } => {
-            let vault = open_for_read(&path, &pw)?;
+        VaultCommand::Get { path, name, output, password: pw, wait } => {
+            let vault = open_for_read(&path, &pw, &wait)?;
             let n = if output.as_os_str() == "-" {
                 let mut out = io::stdout().lock();
                 let n = vault.get(&name, &mut out).with_context(|| format!("reading {name:?}"))?;
@@ -255,8 +354,8 @@ pub fn run(args: VaultArgs, json: bool) -> anyhow::Result<()> {
                 );
             }
         }
-        VaultCommand::Ls { path, password: pw } => {
-            let vault = open_for_read(&path, &pw)?;
+        VaultCommand::Ls { path, password: pw, wait } => {
+            let vault = open_for_read(&path, &pw, &wait)?;
             let files = vault.list()?;
             let list: Vec<_> =
                 files.iter().map(|f| serde_json::json!({"name": f.name, "size": f.size})).collect();
@@ -272,15 +371,15 @@ pub fn run(args: VaultArgs, json: bool) -> anyhow::Result<()> {
                 },
             );
         }
-        VaultCommand::Rm { path, name, password: pw, protect } => {
-            let mut vault = open_for_write(&path, &pw, &protect)?;
+        VaultCommand::Rm { path, name, password: pw, protect, wait } => {
+            let mut vault = open_for_write(&path, &pw, &protect, &wait)?;
             vault.delete(&name).with_context(|| format!("deleting {name:?}"))?;
             say(json, serde_json::json!({"ok": true, "name": name}), || {
                 format!("deleted {name:?}")
             });
         }
-        VaultCommand::Mv { path, from, to, password: pw, protect } => {
-            let mut vault = open_for_write(&path, &pw, &protect)?;
+        VaultCommand::Mv { path, from, to, password: pw, protect, wait } => {
+            let mut vault = open_for_write(&path, &pw, &protect, &wait)?;
             vault.rename(&from, &to).with_context(|| format!("renaming {from:?}"))?;
             say(json, serde_json::json!({"ok": true, "from": from, "to": to}), || {
                 format!("renamed {from:?} to {to:?}")

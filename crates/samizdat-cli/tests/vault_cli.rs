@@ -120,6 +120,7 @@ fn commands_roundtrip() {
     ok(&run(&[
         &"vault",
         &"add-volume",
+        &"--replace-hidden",
         &c,
         &"--parent-password-file",
         &pw,
@@ -420,6 +421,7 @@ fn build(dir: &Path, label: &str, hidden: usize, marker: &str) -> PathBuf {
         ok(&run(&[
             &"vault",
             &"add-volume",
+            &"--replace-hidden",
             &c,
             &"--parent-password-file",
             &pws[i - 1],
@@ -552,4 +554,194 @@ fn statistics_helpers_are_sane() {
     assert!(ks_p(a.clone(), b) > 0.5);
     let c: Vec<f64> = (0..1000).map(|i| i as f64 + 300.0).collect();
     assert!(ks_p(a, c) < 1e-6);
+}
+
+/// Runs `samizdat vault put C FILE --password-file PW EXTRA…` as a child process.
+fn spawn_put(c: &Path, file: &Path, pw: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new(bin())
+        .args(["--json", "vault", "put"])
+        .arg(c)
+        .arg(file)
+        .arg("--password-file")
+        .arg(pw)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The names `vault ls` lists.
+fn listed(c: &Path, pw: &Path) -> Vec<String> {
+    let out = ok(&run(&[&"--json", &"vault", &"ls", &c, &"--password-file", &pw]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Issue 6: two `vault put`s at once both printed "stored", and one file was gone. Now the
+/// container takes one writer at a time: a second one is refused cleanly, or waits with
+/// --wait, and everything reported stored is readable afterwards.
+#[test]
+fn concurrent_writers_never_lose_what_was_reported_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = d.join("c.vault");
+    let pw = pwfile(d, "pw", "one writer at a time");
+    ok(&run(&[&"vault", &"create", &c, &"--size", &"96MiB", &"--password-file", &pw]));
+    let files: Vec<(PathBuf, Vec<u8>)> = (0..4)
+        .map(|i| {
+            let f = d.join(format!("in{i}"));
+            let content = data(40 + i, 12 << 20);
+            std::fs::write(&f, &content).unwrap();
+            (f, content)
+        })
+        .collect();
+
+    // Deterministic: this process holds the container; a put is refused at once, a put with
+    // --wait waits, then stores after the holder's own commit.
+    let mut holder = Vault::open(&c, b"one writer at a time").unwrap();
+    let out = run(&[&"vault", &"put", &c, &files[0].0, &"--password-file", &pw]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let waiting = spawn_put(&c, &files[1].0, &pw, &["--wait"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    holder.put_bytes("held", b"committed by the holder").unwrap();
+    drop(holder);
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Racing real processes: whoever is refused says so; whoever says stored is kept.
+    let racers: Vec<_> = files[2..].iter().map(|(f, _)| spawn_put(&c, f, &pw, &[])).collect();
+    let mut stored = vec!["held".to_owned(), "in1".to_owned()];
+    for (child, (f, _)) in racers.into_iter().zip(&files[2..]) {
+        let out = child.wait_with_output().unwrap();
+        let name = f.file_name().unwrap().to_str().unwrap().to_owned();
+        if out.status.success() {
+            stored.push(name);
+        } else {
+            let err = String::from_utf8_lossy(&out.stdout);
+            assert!(err.contains("in use by another process"), "{err}");
+        }
+    }
+    assert!(stored.len() >= 3, "at least one racer stores");
+    // Both racers again, with --wait: both store.
+    let racers: Vec<_> =
+        files[2..].iter().map(|(f, _)| spawn_put(&c, f, &pw, &["--wait"])).collect();
+    for child in racers {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    stored.extend(["in2".to_owned(), "in3".to_owned()]);
+    stored.sort();
+    stored.dedup();
+
+    let names = listed(&c, &pw);
+    assert_eq!(names, stored);
+    let v = Vault::open(&c, b"one writer at a time").unwrap();
+    v.verify().unwrap();
+    for (f, content) in &files[1..] {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(v.get_bytes(name).unwrap() == *content, "{name} differs");
+    }
+    assert_eq!(v.get_bytes("held").unwrap(), b"committed by the holder");
+}
+
+/// Issue 6: `add-volume` given a lower volume's password silently replaced the hidden volume
+/// above it. Now it refuses unless --replace-hidden says so, and says why.
+#[test]
+fn add_volume_refuses_to_replace_what_may_be_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = d.join("c.vault");
+    let (pw, hpw, other) =
+        (pwfile(d, "pw", "decoy"), pwfile(d, "hpw", "hidden"), pwfile(d, "o", "other"));
+    ok(&run(&[&"vault", &"create", &c, &"--size", &"4MiB", &"--password-file", &pw]));
+    let add = |new: &Path, replace: bool| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"vault", &"add-volume", &c];
+        args.extend([&"--parent-password-file" as &dyn AsRef<std::ffi::OsStr>, &pw]);
+        args.extend([&"--password-file" as &dyn AsRef<std::ffi::OsStr>, &new]);
+        if replace {
+            args.push(&"--replace-hidden");
+        }
+        run(&args)
+    };
+    ok(&add(&hpw, true));
+    let secret = d.join("secret");
+    std::fs::write(&secret, b"hidden content").unwrap();
+    ok(&run(&[&"vault", &"put", &c, &secret, &"--password-file", &hpw]));
+    let before = std::fs::read(&c).unwrap();
+
+    // The decoy's password again, without --replace-hidden: refused, nothing written.
+    let out = add(&other, false);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hidden volume may already exist"), "{err}");
+    assert!(err.contains("cannot tell"), "{err}");
+    assert!(err.contains("--replace-hidden"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(std::fs::read(&c).unwrap() == before, "the container changed");
+    let out = ok(&run(&[&"vault", &"get", &c, &"secret", &"-o", &"-", &"--password-file", &hpw]));
+    assert_eq!(out, "hidden content");
+}
+
+/// No progress bar when standard error is not a terminal (or with --json): scripts and logs
+/// get nothing but the result line.
+#[test]
+fn large_writes_draw_no_bar_without_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = d.join("c.vault");
+    let pw = pwfile(d, "pw", "quiet");
+    let out = run(&[&"vault", &"create", &c, &"--size", &"64MiB", &"--password-file", &pw]);
+    ok(&out);
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let big = d.join("big");
+    std::fs::write(&big, data(7, 20 << 20)).unwrap();
+    for json in [false, true] {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"vault", &"put", &c, &big];
+        args.extend([&"--password-file" as &dyn AsRef<std::ffi::OsStr>, &pw]);
+        if json {
+            args.insert(0, &"--json");
+        }
+        let out = run(&args);
+        ok(&out);
+        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// On a terminal, `vault create` and `vault put` of a large file draw a progress bar on
+/// standard error (run under `script`, which gives the child a pseudo-terminal).
+#[test]
+fn large_writes_draw_a_bar_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: script(1) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = d.join("c.vault");
+    let pw = pwfile(d, "pw", "on a terminal");
+    let big = d.join("big");
+    std::fs::write(&big, data(8, 40 << 20)).unwrap();
+    let line = format!(
+        "{bin} vault create {c} --size 256MiB --password-file {pw} && \
+         {bin} vault put {c} {big} --password-file {pw}",
+        bin = bin(),
+        c = c.display(),
+        pw = pw.display(),
+        big = big.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("filling with random bytes"), "no create bar: {text}");
+    assert!(text.contains("storing"), "no put bar: {text}");
+    assert!(text.contains("stored \"big\""), "{text}");
 }

@@ -245,6 +245,7 @@ impl Fetch {
 struct VaultConfig {
     path: PathBuf,
     password: Zeroizing<Vec<u8>>,
+    options: vault_store::VaultOptions,
 }
 
 impl std::fmt::Debug for VaultConfig {
@@ -289,12 +290,35 @@ impl NodeBuilder {
     /// before. The password is kept (zeroized on drop) only until [`NodeBuilder::build`].
     ///
     /// A wrong password makes `build` fail with [`NodeError::Vault`] wrapping
-    /// [`VaultError::NoVolume`]. The node holds the container open for writing while it runs:
-    /// do not open it from another process at the same time.
+    /// [`VaultError::NoVolume`]. The node holds the container's exclusive lock while it runs:
+    /// another process (a second node, `samizdat vault put`) gets [`VaultError::InUse`].
     pub fn vault(mut self, path: impl Into<PathBuf>, password: &[u8]) -> Self {
-        self.vault =
-            Some(VaultConfig { path: path.into(), password: Zeroizing::new(password.to_vec()) });
+        let options = self.vault.take().map(|v| v.options).unwrap_or_default();
+        self.vault = Some(VaultConfig {
+            path: path.into(),
+            password: Zeroizing::new(password.to_vec()),
+            options,
+        });
         self.data_dir = None;
+        self
+    }
+
+    /// With [`NodeBuilder::vault`], protected mode (repeatable): also opens the volume of
+    /// `password` read-only, so that the node's writes never land on its blocks (use it when
+    /// the node's volume is a decoy below a hidden one). Ignored without a vault.
+    pub fn vault_protect(mut self, password: &[u8]) -> Self {
+        if let Some(v) = &mut self.vault {
+            v.options.protect.push(Zeroizing::new(password.to_vec()));
+        }
+        self
+    }
+
+    /// With [`NodeBuilder::vault`]: if another process holds the container, wait for it to
+    /// close it instead of failing with [`VaultError::InUse`]. Ignored without a vault.
+    pub fn vault_wait(mut self, on: bool) -> Self {
+        if let Some(v) = &mut self.vault {
+            v.options.wait = on;
+        }
         self
     }
 
@@ -340,8 +364,8 @@ impl NodeBuilder {
     /// Starts the node on the current tokio runtime.
     pub async fn build(self) -> Result<Node, NodeError> {
         let opened = match (self.vault, &self.data_dir) {
-            (Some(VaultConfig { path, password }), _) => {
-                tokio::task::spawn_blocking(move || Store::open_vault(&path, &password))
+            (Some(VaultConfig { path, password, options }), _) => {
+                tokio::task::spawn_blocking(move || Store::open_vault(&path, &password, &options))
                     .await
                     .map_err(|_| NodeError::Stopped)??
             }

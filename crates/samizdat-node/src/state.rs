@@ -56,9 +56,12 @@ impl Store {
 
     /// Opens the vault volume that `password` unlocks. Blocking (one Argon2id run, then the
     /// outboards are read and checked).
-    pub(crate) fn open_vault(path: &Path, password: &[u8]) -> Result<Opened, NodeError> {
-        let mut vault = samizdat_vault::Vault::open(path, password)
-            .map_err(|source| NodeError::Vault { context: "opening the vault", source })?;
+    pub(crate) fn open_vault(
+        path: &Path,
+        password: &[u8],
+        options: &vault_store::VaultOptions,
+    ) -> Result<Opened, NodeError> {
+        let mut vault = vault_store::open(path, password, options)?;
         let identity = vault_store::load_identity(&mut vault)?;
         let vault = Arc::new(Mutex::new(vault));
         let source = BlobSource::Vault(VaultSource::load(vault.clone())?);

@@ -36,6 +36,35 @@ const WINDOW: u64 = 128 * GROUP_SIZE as u64;
 /// Windows kept in memory (bounded: `WINDOW × CACHED_WINDOWS` bytes, 16 MiB).
 const CACHED_WINDOWS: usize = 4;
 
+/// How the node opens its vault, beyond the path and password.
+#[derive(Default)]
+pub(crate) struct VaultOptions {
+    /// Protected mode: volumes the node's writes must not touch.
+    pub(crate) protect: Vec<Zeroizing<Vec<u8>>>,
+    /// Wait for another process to close the container instead of failing.
+    pub(crate) wait: bool,
+}
+
+impl std::fmt::Debug for VaultOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the passwords.
+        f.debug_struct("VaultOptions").field("wait", &self.wait).finish_non_exhaustive()
+    }
+}
+
+/// Opens the node's volume under the container's exclusive lock, which the node holds for its
+/// whole lifetime (the vault lives as long as the node): a second node, or a `vault put`, on
+/// the same container is refused with [`VaultError::InUse`]. Blocking.
+pub(crate) fn open(
+    path: &std::path::Path,
+    password: &[u8],
+    options: &VaultOptions,
+) -> Result<Vault, NodeError> {
+    let protect: Vec<&[u8]> = options.protect.iter().map(|p| p.as_slice()).collect();
+    let opts = samizdat_vault::OpenOptions::new().wait(options.wait);
+    Vault::open_with(path, password, &protect, opts).map_err(verr("opening the vault"))
+}
+
 /// A shared handle on the opened vault volume.
 pub(crate) type SharedVault = Arc<Mutex<Vault>>;
 

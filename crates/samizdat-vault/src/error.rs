@@ -96,6 +96,35 @@ pub enum VaultError {
     /// further writes. Reopen the vault.
     #[error("an earlier write failed; reopen the vault before writing again")]
     Poisoned,
+    /// Another process (or another open handle) holds the container: a writer excludes
+    /// everyone else, readers exclude writers. Retry later, or wait for it
+    /// ([`crate::OpenOptions::wait`]).
+    #[error("the container is in use by another process")]
+    InUse,
+    /// The vault was opened read-only ([`crate::OpenOptions::read_only`]) and a write was
+    /// attempted.
+    #[error("the vault was opened read-only")]
+    ReadOnly,
+    /// `add_volume` would write the new volume into the header slot above the parent, where a
+    /// more hidden volume may already exist; the container cannot tell (an unused slot and a
+    /// used one are both random-looking bytes), so it refuses unless told to replace.
+    #[error(
+        "refusing to add a volume above this one: a hidden volume may already exist there and \
+         would be replaced, and the container cannot tell (unused and used header slots look the \
+         same by design); give the password of the most hidden volume you have as the parent, \
+         or confirm replacing (--replace-hidden)"
+    )]
+    MayReplaceHidden,
+    /// The file system does not have room for a container of the requested size.
+    #[error(
+        "not enough free space for the container: {needed} bytes needed, {available} available"
+    )]
+    NoRoom {
+        /// Bytes the container needs.
+        needed: u64,
+        /// Bytes the file system has free for this user.
+        available: u64,
+    },
     /// The password key derivation failed (invalid cost parameters).
     #[error("password key derivation failed: {0}")]
     Kdf(String),
@@ -106,6 +135,8 @@ impl VaultError {
     pub(crate) fn io(context: &'static str, source: io::Error) -> Self {
         if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
             VaultError::DiskFull { context }
+        } else if source.kind() == io::ErrorKind::WouldBlock {
+            VaultError::InUse
         } else if source.kind() == io::ErrorKind::UnexpectedEof {
             VaultError::Corrupt { what: format!("{context}: the container is truncated") }
         } else {

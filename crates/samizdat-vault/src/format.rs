@@ -1,6 +1,6 @@
 //! Format constants, key types and the sealing primitives every on-disk record uses.
 //!
-//! Nothing here is stored in clear: these constants are what version 2 of the format *is*.
+//! Nothing here is stored in clear: these constants are what version 3 of the format *is*.
 //!
 //! # Record sealing
 //!
@@ -47,8 +47,15 @@ pub(crate) const KEYS_OFF: usize = 0;
 pub(crate) const KEYS_PLAIN: usize = 32;
 /// Offsets of the two alternating commit records inside a slot.
 pub(crate) const COMMIT_OFF: [usize; 2] = [1024, 2048];
-/// Plaintext length of a commit record.
-pub(crate) const COMMIT_PLAIN: usize = 1 + 32 + 8 + 4 + 4 + 8;
+/// Most copies of each metadata block (format version 3).
+pub(crate) const MAX_REPLICAS: usize = 8;
+/// Plaintext length of a commit record (version 3): previous volume's key flag and key,
+/// generation, metadata block count, catalog length, copies per metadata block, and the
+/// first metadata block of every copy.
+pub(crate) const COMMIT_PLAIN: usize = 1 + 32 + 8 + 4 + 8 + 1 + 4 * MAX_REPLICAS;
+/// Plaintext length of a version 2 commit record (read for old containers): flag, previous
+/// key, generation, head block, block count, catalog length.
+pub(crate) const COMMIT_PLAIN_V2: usize = 1 + 32 + 8 + 4 + 4 + 8;
 
 /// Byte offset of header slot `slot` in the container.
 pub(crate) fn slot_offset(slot: usize) -> usize {

@@ -4,7 +4,7 @@
 //! for others, caches, the user's own files) inside a vault, so that a seized disk shows only
 //! random bytes, and a password given up under pressure opens only a decoy.
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //!
 //! A container is a file or block device of `64 KiB × (n + 1)` bytes. Nothing in it is in
 //! clear: no magic, version, size or count. All of it is random bytes, or ciphertext that is
@@ -35,7 +35,11 @@
 //!   physical index and its role (content chunk number, or metadata generation and sequence
 //!   number), so a tampered, moved or replayed block fails to verify.
 //! * **Metadata** (the *catalog*: names, sizes, per-file keys, position maps) is kept apart
-//!   from content, in its own chain of metadata blocks, rewritten copy-on-write at each commit.
+//!   from content, in its own chain of metadata blocks, rewritten copy-on-write at each commit,
+//!   in up to 8 copies at pseudo-random positions derived from the volume key (each copy points
+//!   at every copy of the next block): overwriting part of a hidden volume loses only the files
+//!   whose blocks were hit, unless every copy of a metadata block was. Version 2 containers
+//!   (one copy) open and are rewritten in this layout by their next commit.
 //! * **Allocation**: content and metadata blocks are taken at random positions among the blocks
 //!   that no opened volume uses.
 //!
@@ -51,6 +55,14 @@
 //! only points at blocks that were durable before it was written. After a commit the previous
 //! catalog and the blocks of deleted or replaced files are overwritten with random bytes; their
 //! per-file keys existed only in the catalog (crypto-shredding).
+//!
+//! # One writer at a time
+//!
+//! A [`Vault`] opened from a path holds an advisory `flock(2)` lock on the container for as
+//! long as it lives: exclusive for writers, shared for [`OpenOptions::read_only`] readers.
+//! Another holder makes opening fail with [`VaultError::InUse`], or wait
+//! ([`OpenOptions::wait`]). The lock is taken before the header is read, so no commit of one
+//! process is ever overwritten by another working from an older catalog.
 //!
 //! # Decoy overwrite risk
 //!
@@ -107,8 +119,8 @@ pub use format::{
     BLOCK_SIZE, KdfCost, MAX_CONTAINER_SIZE, MAX_VOLUMES, MIN_CONTAINER_SIZE, PAYLOAD_SIZE,
 };
 pub use io::{FileReader, FileWriter};
-pub use storage::{FileStorage, MemStorage, Storage};
-pub use vault::{FileInfo, Vault};
+pub use storage::{FileStorage, Lock, MemStorage, Storage};
+pub use vault::{FileInfo, OpenOptions, Vault};
 
 /// Parses arbitrary bytes as a decrypted catalog (fuzzing entry point for the metadata parser,
 /// which is otherwise only reachable behind authentication).

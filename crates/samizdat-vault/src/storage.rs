@@ -24,25 +24,77 @@ pub trait Storage: Send + Sync {
     fn sync(&self) -> io::Result<()>;
 }
 
-/// A container in a regular file or on a block device.
+/// How a process holds a container file (an advisory `flock(2)` lock on the open file).
+///
+/// Every process that writes a container holds [`Lock::Exclusive`] from before it reads the
+/// header until it closes the container, so writers never interleave and no commit is lost;
+/// readers hold [`Lock::Shared`], so they never see a commit half-way. The lock lives in the
+/// kernel, not on disk: it leaves no trace in the container or beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lock {
+    /// Readers: any number at once, never while a writer holds the container.
+    Shared,
+    /// One writer, and no reader, at a time.
+    Exclusive,
+}
+
+/// A container in a regular file or on a block device, locked (see [`Lock`]) for as long as
+/// this value lives.
 #[derive(Debug)]
 pub struct FileStorage {
     file: File,
     len: u64,
 }
 
+/// Takes `lock` on `file`; without `wait`, another holder makes it fail at once with
+/// [`io::ErrorKind::WouldBlock`].
+fn take_lock(file: &File, lock: Lock, wait: bool) -> io::Result<()> {
+    use rustix::fs::FlockOperation as Op;
+    let op = match (lock, wait) {
+        (Lock::Shared, true) => Op::LockShared,
+        (Lock::Shared, false) => Op::NonBlockingLockShared,
+        (Lock::Exclusive, true) => Op::LockExclusive,
+        (Lock::Exclusive, false) => Op::NonBlockingLockExclusive,
+    };
+    loop {
+        match rustix::fs::flock(file, op) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "the container is locked by another process",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 impl FileStorage {
-    /// Opens an existing container file or block device for reading and writing.
+    /// Opens an existing container file or block device for reading and writing, under an
+    /// exclusive lock; fails with [`io::ErrorKind::WouldBlock`] if another process (or another
+    /// open handle) holds it.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let mut file = File::options().read(true).write(true).open(path)?;
+        FileStorage::open_locked(path, Lock::Exclusive, false)
+    }
+
+    /// Opens an existing container under `lock`: [`Lock::Exclusive`] opens it for reading and
+    /// writing, [`Lock::Shared`] for reading only. With `wait`, blocks until the lock is free;
+    /// without, fails at once with [`io::ErrorKind::WouldBlock`].
+    pub fn open_locked(path: &Path, lock: Lock, wait: bool) -> io::Result<Self> {
+        let write = lock == Lock::Exclusive;
+        let mut file = File::options().read(true).write(write).open(path)?;
+        take_lock(&file, lock, wait)?;
         let len = file.seek(SeekFrom::End(0))?;
         Ok(FileStorage { file, len })
     }
 
-    /// Creates a new file of `len` bytes; fails if the path exists. The content is not yet
-    /// random: [`crate::Vault::create`] fills it.
+    /// Creates a new file of `len` bytes under an exclusive lock; fails if the path exists.
+    /// The content is not yet random: [`crate::Vault::create`] fills it.
     pub fn create_new(path: &Path, len: u64) -> io::Result<Self> {
         let file = File::options().read(true).write(true).create_new(true).open(path)?;
+        take_lock(&file, Lock::Exclusive, false)?;
         file.set_len(len)?;
         Ok(FileStorage { file, len })
     }
