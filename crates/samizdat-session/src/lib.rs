@@ -20,8 +20,12 @@
 //!    dropped or injected frame fails authentication and ends the session.
 //! 3. **Hello.** Each side's first frame is a [`Hello`] (version, wall-clock timestamp checked
 //!    against a skew bound, feature and privacy-feature flags of which only those both sides set
-//!    are on, a generic user agent, and a per-node nonce that detects a connection to oneself).
+//!    are on, a generic user agent, and a legacy nonce field nothing checks).
 //!    [`SessionEvent::Established`] fires once the peer's `Hello` checks out.
+//!
+//! A peer that authenticates with our own identity is ourselves (only the holder of the
+//! identity key can sign for its node ID): the handshake ends with
+//! [`SessionError::SelfConnection`] as soon as the peer's identity is verified.
 //!
 //! ```
 //! use samizdat_session::{Session, SessionConfig, SessionEvent};
@@ -60,6 +64,14 @@ use cipher::TAG_LEN;
 const HEADER_LEN: usize = 2 + TAG_LEN;
 const SIGNED_STATIC_CONTEXT: &[u8] = b"samizdat 2026 noise static key v1";
 const AUTH_PAYLOAD_LEN: usize = 32 + 64;
+/// Noise XX's longest handshake message: the responder's (ephemeral key, encrypted static key
+/// and tag, encrypted identity payload and tag). Anything longer is refused before decryption,
+/// so every payload fits in a small stack buffer.
+const MAX_HANDSHAKE_MSG: usize = 32 + (32 + TAG_LEN) + AUTH_PAYLOAD_LEN + TAG_LEN;
+/// Largest output buffer capacity reserved ahead of a send after a flush handed the previous
+/// buffer out (see [`Session::poll_transmit`]).
+const MAX_RESERVE: usize = 1 << 20;
+
 /// Default user agent: deliberately generic so it does not single out a version or platform.
 pub const DEFAULT_USER_AGENT: &str = "samizdat";
 
@@ -85,7 +97,7 @@ pub enum SessionError {
     /// The peer's clock differs from ours by more than the configured bound.
     #[error("peer clock differs by {0} s, above the bound")]
     ClockSkew(u64),
-    /// The peer's `Hello` carried our own nonce: we connected to ourselves.
+    /// The peer authenticated with our own identity: we connected to ourselves.
     #[error("connected to ourselves")]
     SelfConnection,
     /// A message arrived that is not allowed in the current state.
@@ -119,8 +131,10 @@ pub struct SessionConfig {
     pub privacy: u32,
     /// Our user agent (generic by default).
     pub user_agent: String,
-    /// Per-node random nonce, the same for all of a node's sessions (self-connection check).
-    pub node_nonce: u64,
+    /// Sent in the `Hello`'s legacy `nonce` field and checked by nothing: a peer can echo it,
+    /// so self-connection is detected by comparing the authenticated peer [`NodeId`] with
+    /// ours instead. Goes away with the wire field.
+    pub hello_nonce: u64,
     /// Addresses we accept connections on, announced in `Hello`.
     pub listen: Vec<PeerAddr>,
     /// Largest accepted difference between the peer's clock and ours.
@@ -130,14 +144,15 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// A configuration with every implemented feature and default limits.
-    pub fn new(identity: Identity, node_nonce: u64) -> Self {
+    /// A configuration with every implemented feature and default limits. `hello_nonce` only
+    /// fills the `Hello`'s legacy nonce field (see [`SessionConfig::hello_nonce`]).
+    pub fn new(identity: Identity, hello_nonce: u64) -> Self {
         SessionConfig {
             identity,
             features: features::ALL,
             privacy: 0,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
-            node_nonce,
+            hello_nonce,
             listen: Vec::new(),
             max_clock_skew: Duration::from_secs(600),
             handshake_timeout: Duration::from_secs(20),
@@ -189,20 +204,35 @@ enum State {
     Failed,
 }
 
+/// What a session keeps of its [`SessionConfig`]. The user agent and listen addresses are
+/// taken out when our `Hello` is sent.
+struct Local {
+    features: u32,
+    privacy: u32,
+    user_agent: String,
+    hello_nonce: u64,
+    listen: Vec<PeerAddr>,
+    max_clock_skew: u64,
+}
+
 /// One side of an encrypted session (see the crate docs).
 pub struct Session {
-    config: SessionConfig,
+    local: Local,
+    /// Our own node ID, to recognise a connection to ourselves.
+    own_id: NodeId,
     state: State,
     /// Peer identity once authenticated (before its `Hello` arrives).
     peer_key: Option<([u8; 32], NodeId)>,
+    /// Our identity payload, sent once and then freed.
     auth_payload: Vec<u8>,
     established: bool,
     wall_secs: u64,
     deadline: Instant,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
-    /// Handshake payloads are decrypted here.
-    scratch: Vec<u8>,
+    /// Length of the last buffer handed out by [`Session::poll_transmit`]: what to reserve
+    /// when the next frame is queued into the (then unallocated) output buffer.
+    last_flush: usize,
     events: VecDeque<SessionEvent>,
 }
 
@@ -227,7 +257,8 @@ impl Session {
         wall_secs: u64,
         now: Instant,
     ) -> Result<Self, SessionError> {
-        let mut s = Self::build(config, seed, wall_secs, now, true)?;
+        let (mut s, identity) = Self::new(config, wall_secs, now);
+        s.start(&identity, seed, true)?;
         let mut msg = [0u8; 128];
         let State::Handshake(hs) = &mut s.state else {
             return Err(SessionError::Unexpected("handshake"));
@@ -239,57 +270,64 @@ impl Session {
 
     /// Starts the responding side; it waits for the initiator's first message.
     pub fn responder(config: SessionConfig, seed: [u8; 32], wall_secs: u64, now: Instant) -> Self {
-        match Self::build(config.clone(), seed, wall_secs, now, false) {
-            Ok(s) => s,
-            // Building only fails if the compiled-in Noise parameters are unsupported, which the
-            // test suite rules out; degrade to a failed session rather than panic.
-            Err(_) => Session {
-                auth_payload: Vec::new(),
-                config,
-                state: State::Failed,
-                peer_key: None,
-                established: false,
-                wall_secs,
-                deadline: now,
-                inbuf: Vec::new(),
-                outbuf: Vec::new(),
-                scratch: Vec::new(),
-                events: VecDeque::new(),
-            },
+        let (mut s, identity) = Self::new(config, wall_secs, now);
+        // Starting only fails if the compiled-in Noise parameters are unsupported, which the
+        // test suite rules out; the session then stays failed rather than panic.
+        if s.start(&identity, seed, false).is_err() {
+            s.state = State::Failed;
         }
+        s
     }
 
-    fn build(
-        config: SessionConfig,
+    /// A session in the failed state, holding what it needs of `config`, and the identity,
+    /// which it does not keep: the key is used once, in [`Session::start`], rather than
+    /// copied into every session.
+    fn new(config: SessionConfig, wall_secs: u64, now: Instant) -> (Self, Identity) {
+        let session = Session {
+            local: Local {
+                features: config.features,
+                privacy: config.privacy,
+                user_agent: config.user_agent,
+                hello_nonce: config.hello_nonce,
+                listen: config.listen,
+                max_clock_skew: config.max_clock_skew.as_secs(),
+            },
+            own_id: config.identity.node_id(),
+            state: State::Failed,
+            peer_key: None,
+            auth_payload: Vec::new(),
+            established: false,
+            wall_secs,
+            deadline: now + config.handshake_timeout,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            last_flush: 0,
+            events: VecDeque::new(),
+        };
+        (session, config.identity)
+    }
+
+    /// Builds the Noise handshake and our identity payload.
+    fn start(
+        &mut self,
+        identity: &Identity,
         seed: [u8; 32],
-        wall_secs: u64,
-        now: Instant,
         initiator: bool,
-    ) -> Result<Self, SessionError> {
+    ) -> Result<(), SessionError> {
         let params = NOISE_PARAMS.parse().map_err(SessionError::Crypto)?;
         let builder = snow::Builder::with_resolver(params, Box::new(SeededResolver::new(seed)));
         let static_key = builder.generate_keypair()?;
         let builder = builder.local_private_key(&static_key.private)?;
         let hs = if initiator { builder.build_initiator()? } else { builder.build_responder()? };
-        let deadline = now + config.handshake_timeout;
         // Our identity payload: the Ed25519 key and its signature over this session's static key.
         let mut signed = SIGNED_STATIC_CONTEXT.to_vec();
         signed.extend_from_slice(&static_key.public);
-        let mut auth_payload = config.identity.public_key().to_vec();
-        auth_payload.extend_from_slice(&config.identity.sign(&signed));
-        Ok(Session {
-            auth_payload,
-            config,
-            state: State::Handshake(Box::new(hs)),
-            peer_key: None,
-            established: false,
-            wall_secs,
-            deadline,
-            inbuf: Vec::new(),
-            outbuf: Vec::new(),
-            scratch: vec![0u8; 65535],
-            events: VecDeque::new(),
-        })
+        let mut auth_payload = Vec::with_capacity(AUTH_PAYLOAD_LEN);
+        auth_payload.extend_from_slice(&identity.public_key());
+        auth_payload.extend_from_slice(&identity.sign(&signed));
+        self.auth_payload = auth_payload;
+        self.state = State::Handshake(Box::new(hs));
+        Ok(())
     }
 
     fn push_handshake(&mut self, msg: &[u8]) {
@@ -322,6 +360,9 @@ impl Session {
         if result.is_err() {
             self.state = State::Failed;
             self.inbuf = Vec::new();
+        } else if self.inbuf.is_empty() {
+            // Everything was consumed: an idle session keeps no input buffer.
+            self.inbuf = Vec::new();
         }
         result
     }
@@ -330,6 +371,7 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
         if !self.established && now >= self.deadline {
             self.state = State::Failed;
+            self.inbuf = Vec::new();
             return Err(SessionError::HandshakeTimeout);
         }
         Ok(())
@@ -341,14 +383,16 @@ impl Session {
     }
 
     /// Encrypted bytes to write to the transport, if any.
+    ///
+    /// The session keeps no output buffer afterwards (an idle session holds no buffers); the
+    /// next frame reserves about as much as this flush held, so a steady sender does not
+    /// regrow its buffer from nothing.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         if self.outbuf.is_empty() {
             return None;
         }
-        // Hand out the bytes but keep a buffer of the same capacity, so a steady stream of
-        // frames does not regrow it from nothing each time.
-        let capacity = self.outbuf.capacity().min(4 << 20);
-        Some(std::mem::replace(&mut self.outbuf, Vec::with_capacity(capacity)))
+        self.last_flush = self.outbuf.len();
+        Some(std::mem::take(&mut self.outbuf))
     }
 
     /// Like [`Session::poll_transmit`], but hands back a buffer the caller is done with (its
@@ -358,6 +402,7 @@ impl Session {
             return None;
         }
         spare.clear();
+        self.last_flush = self.outbuf.len();
         Some(std::mem::replace(&mut self.outbuf, spare))
     }
 
@@ -368,7 +413,12 @@ impl Session {
 
     /// The next decoded event.
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > 0 {
+            // Drained: an idle session keeps no event queue.
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// Encrypts and queues a message. Only valid once the Noise handshake is complete
@@ -380,6 +430,9 @@ impl Session {
         };
         // Encode straight into the output buffer behind room for the header, then encrypt
         // both parts in place: one pass over the data besides the encoding itself.
+        if self.outbuf.capacity() == 0 {
+            self.outbuf.reserve(self.last_flush.clamp(HEADER_LEN + TAG_LEN + 64, MAX_RESERVE));
+        }
         let start = self.outbuf.len();
         self.outbuf.resize(start + HEADER_LEN, 0);
         msg.encode(&mut self.outbuf);
@@ -424,13 +477,18 @@ impl Session {
         if len == 0 {
             return Err(SessionError::BadFrame("empty handshake message"));
         }
+        if len > MAX_HANDSHAKE_MSG {
+            return Err(SessionError::BadFrame("handshake message too long"));
+        }
         if buf.len() < 2 + len {
             return Ok(None);
         }
         let State::Handshake(hs) = &mut self.state else {
             return Err(SessionError::Unexpected("handshake"));
         };
-        let n = hs.read_message(&buf[2..2 + len], &mut self.scratch)?;
+        // A payload is never longer than its message.
+        let mut payload = [0u8; MAX_HANDSHAKE_MSG];
+        let n = hs.read_message(&buf[2..2 + len], &mut payload)?;
         // Noise XX: once the peer's static key is known (message 2 for the initiator, 3 for the
         // responder), the same message carries the peer's identity and its signature.
         if let Some(remote_static) = hs.get_remote_static() {
@@ -443,17 +501,23 @@ impl Session {
             let mut signed = SIGNED_STATIC_CONTEXT.to_vec();
             signed.extend_from_slice(remote_static);
             let mut public = [0u8; 32];
-            public.copy_from_slice(&self.scratch[..32]);
+            public.copy_from_slice(&payload[..32]);
             let mut sig = [0u8; 64];
-            sig.copy_from_slice(&self.scratch[32..AUTH_PAYLOAD_LEN]);
+            sig.copy_from_slice(&payload[32..AUTH_PAYLOAD_LEN]);
             let node_id = samizdat_identity::verify(&public, &signed, &sig)?;
+            // Only a holder of our identity key can sign for our node ID: this is ourselves
+            // (a nonce, which a peer can echo, proves nothing).
+            if node_id == self.own_id {
+                return Err(SessionError::SelfConnection);
+            }
             self.peer_key = Some((public, node_id));
         } else if n != 0 {
             return Err(SessionError::BadFrame("unexpected handshake payload"));
         }
         if !hs.is_handshake_finished() && hs.is_my_turn() {
-            let mut out = [0u8; 256];
-            let m = hs.write_message(&self.auth_payload, &mut out)?;
+            let mut out = [0u8; MAX_HANDSHAKE_MSG];
+            let auth_payload = std::mem::take(&mut self.auth_payload);
+            let m = hs.write_message(&auth_payload, &mut out)?;
             self.outbuf.extend_from_slice(&(m as u16).to_be_bytes());
             self.outbuf.extend_from_slice(&out[..m]);
         }
@@ -470,20 +534,23 @@ impl Session {
             let transport =
                 Transport { send: CipherState::new(&send)?, recv: CipherState::new(&recv)? };
             self.state = State::Transport(Box::new(transport));
-            self.send(&Message::Hello(self.hello()))?;
+            let hello = self.hello();
+            self.send(&Message::Hello(hello))?;
         }
         Ok(Some(2 + len))
     }
 
-    fn hello(&self) -> Hello {
+    /// Our `Hello`; sent once, so it takes the user agent and listen addresses out of the
+    /// configuration rather than keeping a second copy for the session's lifetime.
+    fn hello(&mut self) -> Hello {
         Hello {
             version: PROTOCOL_VERSION,
             timestamp: self.wall_secs,
-            features: self.config.features,
-            privacy: self.config.privacy,
-            user_agent: self.config.user_agent.clone(),
-            nonce: self.config.node_nonce,
-            listen: self.config.listen.clone(),
+            features: self.local.features,
+            privacy: self.local.privacy,
+            user_agent: std::mem::take(&mut self.local.user_agent),
+            nonce: self.local.hello_nonce,
+            listen: std::mem::take(&mut self.local.listen),
         }
     }
 
@@ -523,11 +590,8 @@ impl Session {
                     return Err(SessionError::Version(hello.version));
                 }
                 let skew = hello.timestamp.abs_diff(self.wall_secs);
-                if skew > self.config.max_clock_skew.as_secs() {
+                if skew > self.local.max_clock_skew {
                     return Err(SessionError::ClockSkew(skew));
-                }
-                if hello.nonce == self.config.node_nonce {
-                    return Err(SessionError::SelfConnection);
                 }
                 let (public_key, node_id) =
                     self.peer_key.ok_or(SessionError::Unexpected("hello before identity"))?;
@@ -535,8 +599,8 @@ impl Session {
                 self.events.push_back(SessionEvent::Established(Box::new(PeerInfo {
                     node_id,
                     public_key,
-                    features: hello.features & self.config.features,
-                    privacy: hello.privacy & self.config.privacy,
+                    features: hello.features & self.local.features,
+                    privacy: hello.privacy & self.local.privacy,
                     hello,
                 })));
             }

@@ -138,11 +138,42 @@ fn clock_skew_is_bounded() {
 }
 
 #[test]
-fn self_connection_is_detected() {
+fn a_peer_echoing_our_nonce_is_not_ourselves() {
+    // Both sides put the same value in the Hello's nonce field, as a peer echoing ours would:
+    // under the old nonce check this made an honest peer look like ourselves.
     let now = Instant::now();
     let mut a = Session::initiator(config(7), [1; 32], T0, now).unwrap();
     let mut b = Session::responder(config(7), [2; 32], T0, now);
-    assert!(matches!(pump(&mut a, &mut b, now), Err(SessionError::SelfConnection)));
+    pump(&mut a, &mut b, now).unwrap();
+    let Some(SessionEvent::Established(pa)) = a.poll_event() else { panic!("a not established") };
+    assert_eq!(pa.hello.nonce, 7);
+    assert!(b.is_established());
+}
+
+#[test]
+fn dialling_ourselves_is_detected_by_node_id() {
+    // The same identity on both ends (a node dialling its own address), with different
+    // nonces: the initiator sees its own node ID in the responder's identity payload.
+    let now = Instant::now();
+    let id = Identity::generate(&mut rand_core::OsRng);
+    let mut a = Session::initiator(SessionConfig::new(id.clone(), 1), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(SessionConfig::new(id, 2), [2; 32], T0, now);
+    b.handle_input(now, &a.poll_transmit().unwrap()).unwrap();
+    let msg2 = b.poll_transmit().unwrap();
+    assert!(matches!(a.handle_input(now, &msg2), Err(SessionError::SelfConnection)));
+    assert!(a.poll_transmit().is_none(), "no identity payload is sent to ourselves");
+}
+
+#[test]
+fn responder_detects_an_initiator_with_its_own_identity() {
+    let now = Instant::now();
+    let id = Identity::generate(&mut rand_core::OsRng);
+    let mut b = Session::responder(SessionConfig::new(id.clone(), 2), [2; 32], T0, now);
+    let mut raw = RawInitiator::new();
+    b.handle_input(now, &raw.msg1(&[])).unwrap();
+    raw.read_msg2(&b.poll_transmit().unwrap());
+    let msg3 = raw.msg3(&raw.auth(&id));
+    assert!(matches!(b.handle_input(now, &msg3), Err(SessionError::SelfConnection)));
 }
 
 #[test]
@@ -235,4 +266,410 @@ fn transport_cipher_matches_snow() {
     r_ts.write_message(b"hello", &mut ct).unwrap();
     let n = ours_recv.open(&mut ct).unwrap();
     assert_eq!(&ct[..n], b"hello");
+}
+
+/// A hand-driven Noise XX initiator, to send a [`Session`] responder handshake messages and
+/// frames an honest session never would.
+struct RawInitiator {
+    hs: snow::HandshakeState,
+    static_pub: Vec<u8>,
+    send: Option<cipher::CipherState>,
+}
+
+/// Puts the 2-byte length in front of a handshake message.
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut out = (msg.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(msg);
+    out
+}
+
+impl RawInitiator {
+    fn new() -> Self {
+        let params: snow::params::NoiseParams = NOISE_PARAMS.parse().unwrap();
+        let kp = snow::Builder::new(params.clone()).generate_keypair().unwrap();
+        let hs = snow::Builder::new(params)
+            .local_private_key(&kp.private)
+            .unwrap()
+            .build_initiator()
+            .unwrap();
+        RawInitiator { hs, static_pub: kp.public, send: None }
+    }
+
+    fn msg1(&mut self, payload: &[u8]) -> Vec<u8> {
+        let mut buf = [0u8; 512];
+        let n = self.hs.write_message(payload, &mut buf).unwrap();
+        framed(&buf[..n])
+    }
+
+    /// Reads the responder's message 2; returns its payload.
+    fn read_msg2(&mut self, wire: &[u8]) -> Vec<u8> {
+        let mut payload = [0u8; 512];
+        let n = self.hs.read_message(&wire[2..], &mut payload).unwrap();
+        payload[..n].to_vec()
+    }
+
+    /// A valid identity payload for `identity` over this initiator's static key.
+    fn auth(&self, identity: &Identity) -> Vec<u8> {
+        let mut signed = SIGNED_STATIC_CONTEXT.to_vec();
+        signed.extend_from_slice(&self.static_pub);
+        let mut payload = identity.public_key().to_vec();
+        payload.extend_from_slice(&identity.sign(&signed));
+        payload
+    }
+
+    /// Writes message 3 and switches to transport mode.
+    fn msg3(&mut self, payload: &[u8]) -> Vec<u8> {
+        let mut buf = [0u8; 512];
+        let n = self.hs.write_message(payload, &mut buf).unwrap();
+        let (k1, _k2) = self.hs.dangerously_get_raw_split();
+        self.send = Some(cipher::CipherState::new(&k1).unwrap());
+        framed(&buf[..n])
+    }
+
+    /// A transport frame whose encrypted length field says `len` around `body`.
+    fn frame_claiming(&mut self, len: u16, body: &[u8]) -> Vec<u8> {
+        let send = self.send.as_mut().unwrap();
+        let mut header = len.to_be_bytes().to_vec();
+        header.extend([0u8; TAG_LEN]);
+        send.seal(&mut header).unwrap();
+        let mut sealed = body.to_vec();
+        sealed.extend([0u8; TAG_LEN]);
+        send.seal(&mut sealed).unwrap();
+        header.extend(sealed);
+        header
+    }
+
+    fn frame(&mut self, body: &[u8]) -> Vec<u8> {
+        self.frame_claiming(body.len() as u16, body)
+    }
+
+    fn message(&mut self, msg: &Message) -> Vec<u8> {
+        self.frame(&msg.encode_to_vec())
+    }
+}
+
+fn hello(timestamp: u64) -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        timestamp,
+        features: features::ALL,
+        privacy: 0,
+        user_agent: DEFAULT_USER_AGENT.to_owned(),
+        nonce: 0,
+        listen: Vec::new(),
+    }
+}
+
+/// A responder that has accepted a raw initiator's valid handshake; the responder's `Hello`
+/// is waiting in its output.
+fn raw_pair() -> (RawInitiator, Session, Instant) {
+    let now = Instant::now();
+    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut raw = RawInitiator::new();
+    b.handle_input(now, &raw.msg1(&[])).unwrap();
+    let payload = raw.read_msg2(&b.poll_transmit().unwrap());
+    assert_eq!(payload.len(), AUTH_PAYLOAD_LEN);
+    let id = Identity::generate(&mut rand_core::OsRng);
+    let msg3 = raw.msg3(&raw.auth(&id));
+    b.handle_input(now, &msg3).unwrap();
+    assert_eq!(b.peer_id(), Some(id.node_id()));
+    assert!(!b.is_established());
+    (raw, b, now)
+}
+
+fn bad_frame(r: Result<(), SessionError>) -> &'static str {
+    match r {
+        Err(SessionError::BadFrame(why)) => why,
+        other => panic!("expected BadFrame, got {other:?}"),
+    }
+}
+
+#[test]
+fn empty_handshake_message_is_refused() {
+    let mut b = Session::responder(config(2), [2; 32], T0, Instant::now());
+    assert_eq!(bad_frame(b.handle_input(Instant::now(), &[0, 0])), "empty handshake message");
+}
+
+#[test]
+fn overlong_handshake_message_is_refused_before_it_arrives() {
+    let mut b = Session::responder(config(2), [2; 32], T0, Instant::now());
+    let len = (MAX_HANDSHAKE_MSG as u16 + 1).to_be_bytes();
+    assert_eq!(bad_frame(b.handle_input(Instant::now(), &len)), "handshake message too long");
+}
+
+#[test]
+fn payload_in_the_first_message_is_refused() {
+    let now = Instant::now();
+    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut raw = RawInitiator::new();
+    let msg1 = raw.msg1(b"hello in clear");
+    assert_eq!(bad_frame(b.handle_input(now, &msg1)), "unexpected handshake payload");
+}
+
+#[test]
+fn identity_payload_of_the_wrong_size_is_refused() {
+    for len in [0, AUTH_PAYLOAD_LEN - 1, AUTH_PAYLOAD_LEN + 1] {
+        let now = Instant::now();
+        let mut b = Session::responder(config(2), [2; 32], T0, now);
+        let mut raw = RawInitiator::new();
+        b.handle_input(now, &raw.msg1(&[])).unwrap();
+        raw.read_msg2(&b.poll_transmit().unwrap());
+        let id = Identity::generate(&mut rand_core::OsRng);
+        let mut payload = raw.auth(&id);
+        payload.resize(len, 0);
+        let msg3 = raw.msg3(&payload);
+        assert_eq!(
+            bad_frame(b.handle_input(now, &msg3)),
+            "identity payload has the wrong size",
+            "payload of {len} bytes"
+        );
+    }
+}
+
+#[test]
+fn identity_signature_over_another_key_is_refused() {
+    let now = Instant::now();
+    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut raw = RawInitiator::new();
+    b.handle_input(now, &raw.msg1(&[])).unwrap();
+    raw.read_msg2(&b.poll_transmit().unwrap());
+    // A valid signature, but over some other Noise static key (a replayed identity payload).
+    let id = Identity::generate(&mut rand_core::OsRng);
+    let mut payload = raw.auth(&id);
+    let mut signed = SIGNED_STATIC_CONTEXT.to_vec();
+    signed.extend_from_slice(&[9u8; 32]);
+    payload[32..].copy_from_slice(&id.sign(&signed));
+    let msg3 = raw.msg3(&payload);
+    assert!(matches!(b.handle_input(now, &msg3), Err(SessionError::Identity(_))));
+    assert_eq!(b.peer_id(), None);
+}
+
+#[test]
+fn tampered_handshake_message_is_refused() {
+    let now = Instant::now();
+    let mut a = Session::initiator(config(1), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    b.handle_input(now, &a.poll_transmit().unwrap()).unwrap();
+    let mut msg2 = b.poll_transmit().unwrap();
+    let last = msg2.len() - 1;
+    msg2[last] ^= 1;
+    assert!(matches!(a.handle_input(now, &msg2), Err(SessionError::Crypto(_))));
+}
+
+#[test]
+fn hello_of_another_version_is_refused() {
+    let (mut raw, mut b, now) = raw_pair();
+    let msg = raw.message(&Message::Hello(Hello { version: PROTOCOL_VERSION + 1, ..hello(T0) }));
+    assert!(
+        matches!(b.handle_input(now, &msg), Err(SessionError::Version(v)) if v == PROTOCOL_VERSION + 1)
+    );
+}
+
+#[test]
+fn clock_skew_bound_is_inclusive_both_ways() {
+    for (ts, ok) in [(T0 - 600, true), (T0 + 600, true), (T0 - 601, false), (T0 + 601, false)] {
+        let (mut raw, mut b, now) = raw_pair();
+        let r = b.handle_input(now, &raw.message(&Message::Hello(hello(ts))));
+        if ok {
+            r.unwrap();
+            assert!(b.is_established());
+        } else {
+            assert!(matches!(r, Err(SessionError::ClockSkew(601))), "{ts}: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn message_before_hello_is_refused() {
+    let (mut raw, mut b, now) = raw_pair();
+    let msg = raw.message(&Message::Ping { nonce: 1 });
+    assert!(matches!(
+        b.handle_input(now, &msg),
+        Err(SessionError::Unexpected("message before hello"))
+    ));
+}
+
+#[test]
+fn second_hello_is_refused() {
+    let (mut raw, mut b, now) = raw_pair();
+    b.handle_input(now, &raw.message(&Message::Hello(hello(T0)))).unwrap();
+    let again = raw.message(&Message::Hello(hello(T0)));
+    assert!(matches!(b.handle_input(now, &again), Err(SessionError::Unexpected("second hello"))));
+}
+
+#[test]
+fn undecodable_message_is_refused() {
+    let (mut raw, mut b, now) = raw_pair();
+    let msg = raw.frame(&[0xEE, 1, 2, 3]);
+    assert!(matches!(b.handle_input(now, &msg), Err(SessionError::Decode(_))));
+}
+
+#[test]
+fn frame_claiming_more_than_the_maximum_is_refused_at_its_header() {
+    let (mut raw, mut b, now) = raw_pair();
+    let frame = raw.frame_claiming(MAX_FRAME_PLAINTEXT as u16 + 1, &[0; 8]);
+    // The header alone is enough to refuse it: nothing waits for 64 KiB that never come.
+    assert_eq!(
+        bad_frame(b.handle_input(now, &frame[..HEADER_LEN])),
+        "frame longer than the maximum"
+    );
+}
+
+#[test]
+fn frame_whose_length_was_tampered_with_is_refused() {
+    let (mut raw, mut b, now) = raw_pair();
+    let mut frame = raw.message(&Message::Hello(hello(T0)));
+    frame[0] ^= 0x80;
+    assert!(matches!(b.handle_input(now, &frame), Err(SessionError::FrameAuth)));
+}
+
+#[test]
+fn sending_before_the_handshake_is_refused() {
+    let mut a = Session::initiator(config(1), [1; 32], T0, Instant::now()).unwrap();
+    let queued = a.pending_transmit();
+    assert!(matches!(
+        a.send(&Message::Ping { nonce: 1 }),
+        Err(SessionError::Unexpected("send before handshake"))
+    ));
+    assert_eq!(a.pending_transmit(), queued);
+}
+
+#[test]
+fn largest_messages_fit_in_one_frame() {
+    // Every message the wire encodes is at most `MAX_MESSAGE_LEN` (the codec caps group data,
+    // leaves and addresses), under the frame limit, so `TooLarge` guards only future ones.
+    const { assert!(samizdat_wire::MAX_MESSAGE_LEN <= MAX_FRAME_PLAINTEXT) };
+    let (mut a, mut b, now) = pair();
+    while b.poll_event().is_some() {}
+    let data = vec![5; samizdat_wire::GROUP_SIZE];
+    let big = Message::Group { root: ContentRoot([1; 32]), index: 0, data };
+    a.send(&big).unwrap();
+    pump(&mut a, &mut b, now).unwrap();
+    assert!(matches!(b.poll_event(), Some(SessionEvent::Message(m)) if m == big));
+}
+
+#[test]
+fn handshake_deadline_applies_to_input_too() {
+    let now = Instant::now();
+    let mut a = Session::initiator(config(1), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let deadline = b.poll_timeout().unwrap();
+    assert_eq!(deadline, now + Duration::from_secs(20));
+    b.handle_timeout(deadline - Duration::from_millis(1)).unwrap();
+    let msg1 = a.poll_transmit().unwrap();
+    assert!(matches!(b.handle_input(deadline, &msg1), Err(SessionError::HandshakeTimeout)));
+    assert!(matches!(b.handle_input(deadline, &msg1), Err(SessionError::Failed)));
+    assert_eq!(b.poll_timeout(), None);
+}
+
+#[test]
+fn established_sessions_have_no_deadline() {
+    let (a, b, now) = pair();
+    assert_eq!(a.poll_timeout(), None);
+    assert_eq!(b.poll_timeout(), None);
+    let mut a = a;
+    a.handle_timeout(now + Duration::from_secs(3600)).unwrap();
+    assert!(a.is_established());
+}
+
+fn transport(s: &mut Session) -> &mut Transport {
+    match &mut s.state {
+        State::Transport(t) => t,
+        _ => panic!("not in transport mode"),
+    }
+}
+
+#[test]
+fn nonce_exhaustion_ends_the_session() {
+    let (mut a, mut b, now) = pair();
+    // Sending: the header takes the last usable nonce, the body finds none left.
+    transport(&mut a).send.set_counter(u64::MAX - 1);
+    assert!(matches!(a.send(&Message::Ping { nonce: 1 }), Err(SessionError::NonceExhausted)));
+    // Receiving: no frame can be read once the counter is at its end.
+    let (mut c, _d, _) = pair();
+    c.send(&Message::Ping { nonce: 2 }).unwrap();
+    let frame = c.poll_transmit().unwrap();
+    transport(&mut b).recv.set_counter(u64::MAX);
+    assert!(matches!(b.handle_input(now, &frame), Err(SessionError::NonceExhausted)));
+}
+
+#[test]
+fn poll_transmit_reusing_hands_back_the_frames() {
+    let (mut a, mut b, now) = pair();
+    while b.poll_event().is_some() {}
+    assert!(a.poll_transmit_reusing(Vec::new()).is_none());
+    let mut spare = Vec::with_capacity(1 << 16);
+    spare.extend_from_slice(b"stale bytes are discarded");
+    a.send(&Message::Ping { nonce: 11 }).unwrap();
+    let wire = a.poll_transmit_reusing(spare).unwrap();
+    // The next frame goes into the spare buffer, without its stale contents.
+    a.send(&Message::Ping { nonce: 12 }).unwrap();
+    assert!(a.outbuf.capacity() >= 1 << 16);
+    assert_eq!(a.pending_transmit(), HEADER_LEN + 9 + TAG_LEN);
+    b.handle_input(now, &wire).unwrap();
+    b.handle_input(now, &a.poll_transmit().unwrap()).unwrap();
+    for n in [11, 12] {
+        assert!(
+            matches!(b.poll_event(), Some(SessionEvent::Message(Message::Ping { nonce })) if nonce == n)
+        );
+    }
+}
+
+#[test]
+fn listen_addresses_and_user_agent_are_announced() {
+    let now = Instant::now();
+    let mut ca = config(1);
+    ca.listen = vec![PeerAddr::new("tcp/192.0.2.1:4000").unwrap()];
+    ca.user_agent = "test agent".to_owned();
+    let mut a = Session::initiator(ca, [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    pump(&mut a, &mut b, now).unwrap();
+    let Some(SessionEvent::Established(p)) = b.poll_event() else { panic!() };
+    assert_eq!(p.hello.listen, vec![PeerAddr::new("tcp/192.0.2.1:4000").unwrap()]);
+    assert_eq!(p.hello.user_agent, "test agent");
+    assert_eq!(p.hello.timestamp, T0);
+}
+
+#[test]
+fn idle_session_holds_no_buffers() {
+    let (mut a, mut b, now) = pair();
+    let group = Message::Group { root: ContentRoot([9; 32]), index: 3, data: vec![7; 32 * 1024] };
+    for _ in 0..8 {
+        a.send(&group).unwrap();
+        b.send(&group).unwrap();
+    }
+    pump(&mut a, &mut b, now).unwrap();
+    for s in [&mut a, &mut b] {
+        let mut got = 0;
+        while let Some(ev) = s.poll_event() {
+            got += usize::from(matches!(ev, SessionEvent::Message(_)));
+        }
+        assert_eq!(got, 8);
+        assert_eq!(s.inbuf.capacity(), 0, "input buffer kept");
+        assert_eq!(s.outbuf.capacity(), 0, "output buffer kept");
+        assert_eq!(s.events.capacity(), 0, "event queue kept");
+        assert_eq!(s.auth_payload.capacity(), 0, "identity payload kept");
+        assert!(s.local.listen.is_empty() && s.local.user_agent.is_empty());
+    }
+    // What an established session holds inline stays small (the identity is not copied in).
+    assert!(std::mem::size_of::<Session>() <= 400, "{}", std::mem::size_of::<Session>());
+}
+
+#[test]
+fn after_a_burst_the_next_frame_reserves_what_the_last_flush_held() {
+    let (mut a, _b, _) = pair();
+    let group = Message::Group { root: ContentRoot([9; 32]), index: 3, data: vec![7; 32 * 1024] };
+    for _ in 0..4 {
+        a.send(&group).unwrap();
+    }
+    let flushed = a.poll_transmit().unwrap().len();
+    a.send(&group).unwrap();
+    assert!(a.outbuf.capacity() >= flushed, "regrowing from nothing");
+}
+
+#[test]
+fn debug_output_names_only_the_peer() {
+    let (a, _b, _) = pair();
+    let text = format!("{a:?}");
+    assert!(text.starts_with("Session") && text.contains("established: true"), "{text}");
 }

@@ -76,11 +76,18 @@ pub struct TransportConfig {
     /// A segment counts as lost once a segment transmitted this many transmissions later has
     /// been acknowledged. Higher values tolerate more reordering.
     pub reorder_threshold: u64,
+    /// How long a node remembers a finished flow and answers stray SYNs of it (late
+    /// retransmissions) with RST instead of accepting a new connection. Stray SYNs are sent
+    /// at most `connect_timeout` after the flow began, so this must exceed `connect_timeout`
+    /// plus the largest one-way delay a scenario gives a segment (latency, jitter, queueing,
+    /// middlebox delays). Memory: one entry per flow finished in the last `time_wait`.
+    pub time_wait: Duration,
 }
 
 impl Default for TransportConfig {
     /// 1,300-byte segments, window 512, receive window 2,048, fixed window, RTO 1 s initial
-    /// and 200 ms..4 s, connect and dead timeouts 10 s, keepalive 2 s, reorder threshold 3.
+    /// and 200 ms..4 s, connect and dead timeouts 10 s, keepalive 2 s, reorder threshold 3,
+    /// time-wait 60 s.
     fn default() -> Self {
         Self {
             mss: 1300,
@@ -94,6 +101,7 @@ impl Default for TransportConfig {
             dead_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(2),
             reorder_threshold: 3,
+            time_wait: Duration::from_secs(60),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The simulator: nodes, links, the event queue and virtual time.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha8Rng;
@@ -52,7 +52,9 @@ impl Ord for Scheduled {
 
 /// A connection endpoint at a node, with the host's id for it and its timer bookkeeping.
 struct Endpoint {
-    conn: Connection,
+    /// Boxed: a node's endpoint map then holds small entries (a map node has room for
+    /// eleven, mostly unused at a node with a few connections).
+    conn: Box<Connection>,
     host_conn: ConnId,
     /// The earliest pending timer event for this endpoint, if any.
     scheduled: Option<Duration>,
@@ -68,11 +70,63 @@ struct Node<H> {
     endpoints: BTreeMap<u64, Endpoint>,
     /// Host connection id -> flow, for connections the host still knows.
     by_conn: BTreeMap<u64, u64>,
-    /// Flows this incarnation has finished; segments for them are answered with RST.
-    retired: BTreeSet<u64>,
+    /// Flows this incarnation finished within the last [`TransportConfig::time_wait`]; their
+    /// stray SYNs are answered with RST.
+    ///
+    /// [`TransportConfig::time_wait`]: crate::TransportConfig::time_wait
+    retired: TimeWait,
     host_scheduled: Option<Duration>,
     host_generation: u64,
     middleboxes: Vec<Box<dyn Middlebox>>,
+}
+
+/// Recently finished flows, forgotten `time_wait` after they finished (virtual time), so the
+/// set holds only the flows of one time-wait period however long a simulation runs.
+#[derive(Default)]
+struct TimeWait {
+    /// Flow -> when it is forgotten.
+    flows: BTreeMap<u64, Duration>,
+    /// The same flows in the order they finished, which is also the order they expire in.
+    order: VecDeque<(Duration, u64)>,
+}
+
+impl TimeWait {
+    fn insert(&mut self, now: Duration, time_wait: Duration, flow: u64) {
+        self.expire(now);
+        let until = now + time_wait;
+        self.flows.insert(flow, until);
+        self.order.push_back((until, flow));
+    }
+
+    /// Whether `flow` finished within the time-wait period before `now`.
+    fn contains(&mut self, now: Duration, flow: u64) -> bool {
+        self.expire(now);
+        self.flows.contains_key(&flow)
+    }
+
+    fn expire(&mut self, now: Duration) {
+        while let Some(&(until, flow)) = self.order.front() {
+            if until > now {
+                break;
+            }
+            self.order.pop_front();
+            if self.flows.get(&flow) == Some(&until) {
+                self.flows.remove(&flow);
+            }
+        }
+        if self.order.is_empty() && self.order.capacity() > 64 {
+            self.order = VecDeque::new();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
 }
 
 #[derive(Default)]
@@ -248,7 +302,7 @@ impl<H: Host> Sim<H> {
             isolated: false,
             endpoints: BTreeMap::new(),
             by_conn: BTreeMap::new(),
-            retired: BTreeSet::new(),
+            retired: TimeWait::default(),
             host_scheduled: None,
             host_generation: 0,
             middleboxes: Vec::new(),
@@ -625,7 +679,7 @@ impl<H: Host> Sim<H> {
                 n.endpoints.insert(
                     flow,
                     Endpoint {
-                        conn: c,
+                        conn: Box::new(c),
                         host_conn: conn,
                         scheduled: None,
                         generation: 0,
@@ -748,7 +802,7 @@ impl<H: Host> Sim<H> {
                 n.by_conn.remove(&ep.host_conn.0);
             }
             n.endpoints.remove(&flow);
-            n.retired.insert(flow);
+            n.retired.insert(self.now, cfg.time_wait, flow);
             return;
         }
         let timer = ep.conn.next_timer(cfg);
@@ -939,6 +993,7 @@ impl<H: Host> Sim<H> {
         let flow = p.flow;
         let cfg = &self.config.transport;
         let n = &mut self.nodes[to];
+        let stray = p.kind == SegmentKind::Syn && n.retired.contains(now, flow);
         if let Some(ep) = n.endpoints.get_mut(&flow) {
             let mut out = Vec::new();
             ep.conn.handle(now, p, cfg, &mut out);
@@ -947,7 +1002,7 @@ impl<H: Host> Sim<H> {
         }
         match p.kind {
             SegmentKind::Rst => {}
-            SegmentKind::Syn if !n.retired.contains(&flow) => self.accept(to, from, flow),
+            SegmentKind::Syn if !stray => self.accept(to, from, flow),
             _ => self.transmit(Packet::control(to, from, flow, SegmentKind::Rst)),
         }
     }
@@ -971,11 +1026,38 @@ impl<H: Host> Sim<H> {
         n.by_conn.insert(conn.0, flow);
         n.endpoints.insert(
             flow,
-            Endpoint { conn: c, host_conn: conn, scheduled: None, generation: 0, busy: false },
+            Endpoint {
+                conn: Box::new(c),
+                host_conn: conn,
+                scheduled: None,
+                generation: 0,
+                busy: false,
+            },
         );
         // SYN-ACK first, then whatever the host wants to do with its new connection.
         self.process_outputs(node, flow, out);
         self.after_host(node);
         self.settle(node, flow);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_wait_holds_only_the_last_period() {
+        let wait = Duration::from_secs(10);
+        let mut tw = TimeWait::default();
+        // One flow finishes every 100 ms for ten minutes of virtual time.
+        for i in 0..6000u64 {
+            tw.insert(Duration::from_millis(100 * i), wait, i);
+            assert!(tw.len() <= 100, "{} flows remembered at flow {i}", tw.len());
+        }
+        let now = Duration::from_millis(100 * 5999);
+        assert!(tw.contains(now, 5999) && tw.contains(now, 5900));
+        assert!(!tw.contains(now, 5899) && !tw.contains(now, 0));
+        assert!(!tw.contains(now + wait, 5999));
+        assert_eq!(tw.len(), 0);
     }
 }

@@ -349,6 +349,32 @@ impl Connection {
             SegmentKind::Ack => self.on_ack(now, &pkt, cfg),
         }
         self.pump(now, cfg, out);
+        self.compact();
+    }
+
+    /// Frees the storage of empty queues and maps, so that an idle connection holds only its
+    /// fixed-size state however much it carried (a map keeps a node allocated once used, a
+    /// queue its largest capacity). Idle connections are what most of a large simulated
+    /// network consists of.
+    fn compact(&mut self) {
+        if self.send_buf.is_empty() && self.send_buf.capacity() > 0 {
+            self.send_buf = VecDeque::new();
+        }
+        if self.in_flight.is_empty() {
+            self.in_flight = BTreeMap::new();
+        }
+        if self.outstanding.is_empty() {
+            self.outstanding = BTreeMap::new();
+        }
+        if self.lost.is_empty() {
+            self.lost = BTreeSet::new();
+        }
+        if self.ooo.is_empty() {
+            self.ooo = BTreeMap::new();
+        }
+        if self.ranges.is_empty() {
+            self.ranges = BTreeMap::new();
+        }
     }
 
     fn ack(&self, echo: Option<(u64, u64)>) -> Packet {
@@ -578,6 +604,7 @@ impl Connection {
         if !self.in_flight.is_empty() && self.rto_deadline.is_none() {
             self.rto_deadline = Some(now + self.rto);
         }
+        self.compact();
     }
 
     /// The next time [`Connection::on_timer`] has work.
@@ -654,6 +681,7 @@ impl Connection {
                 }
             }
         }
+        self.compact();
     }
 }
 

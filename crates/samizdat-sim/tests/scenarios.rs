@@ -448,6 +448,58 @@ fn closure_middlebox_rewrites_and_delays() {
     assert!(sim.elapsed() > Duration::from_millis(500));
 }
 
+/// A connection whose first SYN is held back `syn_delay` by a middlebox: the retransmitted
+/// SYN opens it, it carries a few bytes and closes, and the original SYN turns up afterwards.
+/// Returns the acceptor's host.
+fn late_syn(time_wait: Duration, syn_delay: Duration) -> TestHost {
+    let mut config = SimConfig::default();
+    config.transport.time_wait = time_wait;
+    let mut sim = Sim::new(12, config);
+    let a = sim.add_node(TestHost::default());
+    let b = sim.add_node(TestHost::default());
+    let mut first = true;
+    let hold_first_syn = move |_now: Duration, s: &Segment<'_>| {
+        if s.kind == SegmentKind::Syn && std::mem::take(&mut first) {
+            Verdict::Delay(syn_delay)
+        } else {
+            Verdict::Pass
+        }
+    };
+    sim.add_middlebox(a, b, Box::new(hold_first_syn)).unwrap();
+    let conn = sim.with_host(a, |h, _| h.open(b, b"once".to_vec(), true)).unwrap();
+    assert!(sim.run_until_idle());
+    assert!(sim.elapsed() > syn_delay, "the held SYN was delivered");
+    assert!(sim.host(a).unwrap().closed.contains_key(&conn));
+    sim.host(b)
+        .map(|h| TestHost {
+            accepted: h.accepted.clone(),
+            received: h.received.clone(),
+            closed: h.closed.clone(),
+            ..TestHost::default()
+        })
+        .unwrap()
+}
+
+#[test]
+fn stray_syn_within_time_wait_is_refused() {
+    let hb = late_syn(Duration::from_secs(60), Duration::from_secs(5));
+    assert_eq!(hb.accepted.len(), 1, "the late SYN opened a second connection");
+    assert_eq!(hb.got(hb.accepted[0].0), b"once");
+}
+
+#[test]
+fn finished_flows_are_forgotten_after_time_wait() {
+    // With a 1 s time-wait the node no longer remembers the flow when its 5 s-late SYN
+    // arrives: the SYN is taken for a new connection (which the initiator, which has
+    // forgotten the flow too, resets). Remembering every flow for ever is what limited how
+    // many nodes fit in one simulation.
+    let hb = late_syn(Duration::from_secs(1), Duration::from_secs(5));
+    assert_eq!(hb.accepted.len(), 2);
+    assert_eq!(hb.got(hb.accepted[0].0), b"once");
+    assert!(hb.got(hb.accepted[1].0).is_empty());
+    assert_eq!(hb.closed.len(), 2, "the stray connection was reset");
+}
+
 #[test]
 fn host_timers_fire_at_requested_virtual_time() {
     let mut sim = Sim::new(11, SimConfig::default());
