@@ -702,7 +702,7 @@ fn fetch_target(out: Option<&Path>) -> anyhow::Result<FetchTarget> {
         Some(p) => {
             let out = absolute(p)?;
             if out.symlink_metadata().is_ok() {
-                bail!("{} already exists; choose another output path", out.display());
+                return Err(NodeError::OutputExists(out).into());
             }
             FetchTarget::File(out)
         }

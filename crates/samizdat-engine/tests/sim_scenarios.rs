@@ -9,7 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Blob, Corrupting, EngineHost, FRAME_OVERHEAD, GROUP_HEADER, OUTBOARD_HEADER, addr, spawn,
+    Blob, Corrupting, EngineHost, FRAME_OVERHEAD, GROUP_HEADER, OUTBOARD_HEADER, addr, pinned,
+    source_id, spawn,
 };
 use samizdat_content::GROUP_SIZE;
 use samizdat_engine::{MemorySource, Offence, Resume};
@@ -76,8 +77,10 @@ fn lossy_64mib_with_cut_and_resume() {
 
     let frac = 0.2 + 0.6 * unit(&sim, 1);
     let cut_after = (groups as f64 * frac) as usize;
+    let spec = blob.spec();
+    let pinned_seeder = pinned(&sim, seeder);
     sim.with_host(fetcher, |h, now| {
-        h.engine.fetch(now, root, vec![addr(seeder)], Resume::default());
+        h.engine.fetch(now, spec, vec![pinned_seeder.clone()], Resume::default());
     })
     .unwrap();
     let limit = Duration::from_secs(120);
@@ -108,11 +111,13 @@ fn lossy_64mib_with_cut_and_resume() {
     let resume = host(&sim, fetcher).resume(&root);
     assert_eq!(resume.have.iter().filter(|h| **h).count(), before.len());
     let resumed_at = sim.elapsed();
+    let spec = blob.spec();
+    let pinned_seeder = pinned(&sim, seeder);
     sim.with_host(fetcher, |h, now| {
         // The first attempt is still registered (the engine is redialling for it; `fetch`
         // would be a no-op). Start over from the disk, as a node asked to fetch again does.
         h.engine.cancel(&root);
-        h.engine.fetch(now, root, vec![addr(seeder)], resume);
+        h.engine.fetch(now, spec, vec![pinned_seeder.clone()], resume);
     })
     .unwrap();
     let done =
@@ -234,8 +239,11 @@ fn corrupt_peer_is_penalised_and_download_completes() {
         sim.set_link(liar, fetcher, link(30, 10, 0.02)).unwrap();
         sim.set_link(honest, fetcher, link(40, 10, 0.02)).unwrap();
         let root = blob.root;
+        let spec = blob.spec();
+        let pinned_liar = pinned(&sim, liar);
+        let pinned_honest = pinned(&sim, honest);
         sim.with_host(fetcher, |h, now| {
-            h.engine.fetch(now, root, vec![addr(liar), addr(honest)], Resume::default());
+            h.engine.fetch(now, spec, vec![pinned_liar.clone(), pinned_honest.clone()], Resume::default());
         })
         .unwrap();
         let done = sim.run_until_cond(Duration::from_secs(120), |s| {
@@ -244,8 +252,8 @@ fn corrupt_peer_is_penalised_and_download_completes() {
         assert!(done, "seed {seed}: download did not complete");
         let h = host(&sim, fetcher);
         assert!(h.file(&root).unwrap() == blob.bytes, "seed {seed}: blob differs");
-        let liar_id = host(&sim, liar).id();
-        let honest_id = host(&sim, honest).id();
+        let liar_id = source_id(&sim, liar);
+        let honest_id = source_id(&sim, honest);
         assert!(
             h.penalized.contains(&(liar_id, Offence::CorruptGroup)),
             "seed {seed}: liar not penalised: {:?}",
@@ -281,8 +289,9 @@ fn multi_source_download_uses_every_seeder() {
         sim.set_link(s, fetcher, cfg).unwrap();
     }
     let root = blob.root;
-    let peers = seeders.iter().map(|&s| addr(s)).collect();
-    sim.with_host(fetcher, |h, now| h.engine.fetch(now, root, peers, Resume::default())).unwrap();
+    let peers = seeders.iter().map(|&s| pinned(&sim, s)).collect();
+    let spec = blob.spec();
+    sim.with_host(fetcher, |h, now| h.engine.fetch(now, spec, peers, Resume::default())).unwrap();
     let done =
         sim.run_until_cond(Duration::from_secs(120), |s| host(s, fetcher).complete.contains(&root));
     assert!(done, "download did not complete");
@@ -291,7 +300,7 @@ fn multi_source_download_uses_every_seeder() {
     assert!(h.reverified.is_empty());
     let by = h.served_by(&root);
     let counts: Vec<usize> =
-        seeders.iter().map(|&s| by.get(&host(&sim, s).id()).copied().unwrap_or(0)).collect();
+        seeders.iter().map(|&s| by.get(&source_id(&sim, s)).copied().unwrap_or(0)).collect();
     let virt = sim.elapsed();
     println!(
         "(d) 16 MiB from 3 seeders (20 Mbit/s each): virtual {virt:?}, wall {:?}, goodput \
@@ -321,15 +330,18 @@ fn seeder_crash_mid_transfer_other_seeder_finishes() {
     sim.set_link(survivor, fetcher, cfg).unwrap();
     let root = blob.root;
     let groups = blob.groups() as usize;
+    let spec = blob.spec();
+    let pinned_doomed = pinned(&sim, doomed);
+    let pinned_survivor = pinned(&sim, survivor);
     sim.with_host(fetcher, |h, now| {
-        h.engine.fetch(now, root, vec![addr(doomed), addr(survivor)], Resume::default());
+        h.engine.fetch(now, spec, vec![pinned_doomed.clone(), pinned_survivor.clone()], Resume::default());
     })
     .unwrap();
     let crash_after = (groups as f64 * (0.2 + 0.4 * unit(&sim, 2))) as usize;
     let limit = Duration::from_secs(120);
     assert!(sim.run_until_cond(limit, |s| host(s, fetcher).have(&root) >= crash_after));
-    let doomed_id = host(&sim, doomed).id();
-    let survivor_id = host(&sim, survivor).id();
+    let doomed_id = source_id(&sim, doomed);
+    let survivor_id = source_id(&sim, survivor);
     let from_doomed = host(&sim, fetcher).served_by(&root).get(&doomed_id).copied().unwrap_or(0);
     assert!(from_doomed > 0, "the doomed seeder had not served anything yet");
     let crash_at = sim.elapsed();
@@ -341,7 +353,7 @@ fn seeder_crash_mid_transfer_other_seeder_finishes() {
     assert!(h.file(&root).unwrap() == blob.bytes);
     assert!(h.reverified.is_empty());
     assert!(h.failed.is_empty());
-    let noticed = h.down.iter().find(|(_, p, _)| *p == Some(doomed_id)).map(|d| d.2);
+    let noticed = h.down.iter().find(|(_, p, _)| p.map(samizdat_engine::SourceId::Node) == Some(doomed_id)).map(|d| d.2);
     let noticed = noticed.expect("crash never noticed") - sim.instant(crash_at);
     // Segments the crashed node had already put on the wire still arrive; after that, every
     // group comes from the survivor.
@@ -377,8 +389,11 @@ fn silent_seeder_does_not_pin_the_download() {
     sim.set_link(silent, fetcher, link(20, 0, 0.0)).unwrap();
     sim.set_link(honest, fetcher, link(40, 0, 0.0)).unwrap();
     let root = blob.root;
+    let spec = blob.spec();
+    let pinned_silent = pinned(&sim, silent);
+    let pinned_honest = pinned(&sim, honest);
     sim.with_host(fetcher, |h, now| {
-        h.engine.fetch(now, root, vec![addr(silent), addr(honest)], Resume::default());
+        h.engine.fetch(now, spec, vec![pinned_silent.clone(), pinned_honest.clone()], Resume::default());
     })
     .unwrap();
     let done =
@@ -406,8 +421,10 @@ fn download_survives_connection_reset_and_fetch_again() {
     let fetcher = spawn(&mut sim, Box::new(MemorySource::new()));
     sim.set_link(seeder, fetcher, link(30, 0, 0.01)).unwrap();
     let root = blob.root;
+    let spec = blob.spec();
+    let pinned_seeder = pinned(&sim, seeder);
     sim.with_host(fetcher, |h, now| {
-        h.engine.fetch(now, root, vec![addr(seeder)], Resume::default());
+        h.engine.fetch(now, spec, vec![pinned_seeder.clone()], Resume::default());
     })
     .unwrap();
     let third = blob.groups() as usize / 3;
@@ -417,7 +434,9 @@ fn download_survives_connection_reset_and_fetch_again() {
     assert_eq!(host(&sim, fetcher).down.len(), 1);
     let retry_at = sim.elapsed();
     let resume = host(&sim, fetcher).resume(&root);
-    sim.with_host(fetcher, |h, now| h.engine.fetch(now, root, vec![addr(seeder)], resume)).unwrap();
+    let spec = blob.spec();
+    let pinned_seeder = pinned(&sim, seeder);
+    sim.with_host(fetcher, |h, now| h.engine.fetch(now, spec, vec![pinned_seeder.clone()], resume)).unwrap();
     let done = sim.run_until_cond(retry_at + Duration::from_secs(30), |s| {
         let h = host(s, fetcher);
         h.complete.contains(&root) || !h.failed.is_empty()

@@ -6,7 +6,11 @@ use crate::state::{BlobSource, Store};
 use crate::store::PendingBlob;
 use crate::{FetchOutcome, NodeError, Progress};
 use samizdat_content::{ContentKey, ContentRoot, GROUP_SIZE, HEADER_LEN, Outboard, group_range};
-use samizdat_engine::{Action, ConnId, Engine, EngineConfig, Event, PeerSummary, Resume};
+use samizdat_content::Locator;
+use samizdat_engine::{
+    Action, ConnId, ContentSource, Engine, EngineConfig, Event, FetchSpec, PeerSummary, ReadId,
+    Resume, SourceSpec,
+};
 use samizdat_identity::Identity;
 use samizdat_session::SessionConfig;
 use samizdat_transport::{BoxStream, Listener, Transports};
@@ -15,8 +19,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -28,13 +33,15 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) enum Command {
     Register {
         root: ContentRoot,
+        locator: Locator,
         outboard: Outboard,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
     Fetch {
         target: Box<Target>,
         resume: Resume,
-        peers: Vec<PeerAddr>,
+        spec: FetchSpec,
+        sources: Vec<SourceSpec>,
         progress: mpsc::Sender<Progress>,
         outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
     },
@@ -53,39 +60,40 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// The engine's content source, counting the bytes it serves (for the node's status log).
+/// The engine's content source, shared with the blocking tasks that read chunk groups off the
+/// driver task, and counting the bytes it serves (for the node's status log).
+#[derive(Clone)]
 pub(crate) struct Counted {
-    pub inner: BlobSource,
-    pub served: Arc<AtomicU64>,
+    inner: Arc<RwLock<BlobSource>>,
+    served: Arc<AtomicU64>,
 }
 
-impl std::ops::Deref for Counted {
-    type Target = BlobSource;
-    fn deref(&self) -> &BlobSource {
-        &self.inner
+impl Counted {
+    fn read(&self) -> RwLockReadGuard<'_, BlobSource> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BlobSource> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl std::ops::DerefMut for Counted {
-    fn deref_mut(&mut self) -> &mut BlobSource {
-        &mut self.inner
-    }
-}
-
-impl samizdat_engine::ContentSource for Counted {
-    fn outboard(&self, root: &ContentRoot) -> Option<Arc<Outboard>> {
-        self.inner.outboard(root)
+impl ContentSource for Counted {
+    fn lookup(&self, locator: &Locator) -> Option<(ContentRoot, Arc<Outboard>)> {
+        self.read().lookup(locator)
     }
 
     fn read_group(&self, root: &ContentRoot, index: u32) -> Option<Vec<u8>> {
-        let data = self.inner.read_group(root, index)?;
+        let data = self.read().read_group(root, index)?;
         self.served.fetch_add(data.len() as u64, Ordering::Relaxed);
         Some(data)
     }
 }
 
 enum Io {
-    Accepted(BoxStream),
+    Accepted(BoxStream, Option<IpAddr>),
+    /// A chunk-group read finished.
+    Read(ReadId, Option<Vec<u8>>),
     Dialed(ConnId, std::io::Result<BoxStream>),
     Data(ConnId, Vec<u8>),
     Written(ConnId, usize),
@@ -97,6 +105,7 @@ enum Io {
 /// The end of a download whose seeding copy was stored off the driver task.
 struct SeedStored {
     root: ContentRoot,
+    locator: Locator,
     /// The outboard to serve the copy with, if it was stored.
     outboard: Option<Outboard>,
     outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
@@ -165,7 +174,8 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     }
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
-    let source = Counted { inner: setup.source, served: setup.served };
+    let source =
+        Counted { inner: Arc::new(RwLock::new(setup.source)), served: setup.served };
     let engine = Engine::new(EngineConfig::new(session), source, seed, now, wall);
     let (io_tx, mut io_rx) = mpsc::channel(256);
     let mut accept_tasks = Vec::new();
@@ -174,8 +184,8 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         accept_tasks.push(tokio::spawn(async move {
             loop {
                 match listener.accept().await {
-                    Ok(stream) => {
-                        if tx.send(Io::Accepted(stream)).await.is_err() {
+                    Ok(samizdat_transport::Incoming { stream, remote }) => {
+                        if tx.send(Io::Accepted(stream, remote)).await.is_err() {
                             return;
                         }
                     }
@@ -195,7 +205,7 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         seed_downloads: setup.seed_downloads,
     };
     for addr in setup.peers {
-        d.engine.connect(Instant::now(), addr);
+        d.engine.add_persistent(Instant::now(), addr);
     }
     d.drain();
     loop {
@@ -240,10 +250,11 @@ impl Driver {
     fn on_command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Register { root, outboard, reply } => {
-                let _ = reply.send(self.engine.source_mut().register(&self.store, root, outboard));
+            Command::Register { root, locator, outboard, reply } => {
+                let r = self.engine.source().write().register(&self.store, root, locator, outboard);
+                let _ = reply.send(r);
             }
-            Command::Fetch { target, resume, peers, progress, outcome } => {
+            Command::Fetch { target, resume, spec, sources, progress, outcome } => {
                 let root = target.root;
                 if self.downloads.contains_key(&root) {
                     let _ = outcome.send(Err(NodeError::io(
@@ -252,9 +263,9 @@ impl Driver {
                     )));
                     return;
                 }
-                let seed = self.open_seed_copy(&root);
+                let seed = self.open_seed_copy(&root, spec.locator);
                 let verified = target.resumed_bytes;
-                let total = resume.outboard.as_ref().map(|o| o.blob_len);
+                let total = Some(spec.blob_len);
                 let _ = progress.try_send(Progress {
                     verified_bytes: verified,
                     total_bytes: total,
@@ -266,31 +277,32 @@ impl Driver {
                     let _ = copy_resumed(&dl.target, o, &resume.have, file);
                 }
                 self.downloads.insert(root, dl);
-                self.engine.fetch(now, root, peers, resume);
+                self.engine.fetch(now, spec, sources, resume);
             }
             Command::Peers { reply } => {
                 let _ = reply.send(self.engine.peers());
             }
             Command::Connect { addr, reply } => {
-                if !self.engine.is_connected_to(&addr) {
-                    self.engine.connect(now, addr);
-                }
+                self.engine.add_persistent(now, addr);
                 let _ = reply.send(());
             }
             Command::Unregister { root, reply } => {
-                let _ = reply.send(self.engine.source_mut().remove(&root));
+                let _ = reply.send(self.engine.source().write().remove(&root));
             }
             Command::Shutdown => {}
         }
     }
 
-    fn open_seed_copy(&self, root: &ContentRoot) -> Option<Seed> {
-        if !self.seed_downloads || self.engine.source().contains(root) {
+    fn open_seed_copy(&self, root: &ContentRoot, locator: Locator) -> Option<Seed> {
+        let source = self.engine.source().read();
+        if !self.seed_downloads || source.contains(root) {
             return None;
         }
-        match (&self.store, self.engine.source()) {
+        match (&self.store, &*source) {
             (Store::Vault(_), _) => Some(Seed::Vault { group0: None }),
-            (Store::Dir { .. }, BlobSource::Files(files)) => files.pending(root).map(Seed::File),
+            (Store::Dir { .. }, BlobSource::Files(files)) => {
+                files.pending(root, locator).map(Seed::File)
+            }
             _ => None,
         }
     }
@@ -298,7 +310,8 @@ impl Driver {
     fn on_io(&mut self, io: Io) {
         let now = Instant::now();
         match io {
-            Io::Accepted(stream) => match self.engine.accept(now) {
+            Io::Read(read, data) => self.engine.read_done(read, data),
+            Io::Accepted(stream, remote) => match self.engine.accept(now, remote) {
                 Some(conn) => self.install(conn, stream),
                 None => drop(stream),
             },
@@ -316,9 +329,10 @@ impl Driver {
                 }
             }
             Io::SeedStored(done) => {
-                let SeedStored { root, outboard, outcome, result } = *done;
+                let SeedStored { root, locator, outboard, outcome, result } = *done;
                 if let Some(outboard) = outboard {
-                    if let Err(e) = self.engine.source_mut().register(&self.store, root, outboard) {
+                    let mut source = self.engine.source().write();
+                    if let Err(e) = source.register(&self.store, root, locator, outboard) {
                         tracing::debug!("cannot serve a seeding copy: {e}");
                     }
                 }
@@ -416,6 +430,17 @@ impl Driver {
                     // Dropping the writer sender lets the writer flush and shut down.
                 }
             }
+            Action::ReadGroup { read, root, index } => {
+                // Disk and vault reads never run on the driver task: a slow read must not
+                // stall every other peer.
+                let (source, tx) = (self.engine.source().clone(), self.io_tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let data = source.read_group(&root, index);
+                    let _ = tx.blocking_send(Io::Read(read, data));
+                });
+            }
+            // Actions of later engine versions this driver does not know are ignored.
+            _ => {}
         }
     }
 
@@ -462,6 +487,7 @@ impl Driver {
                 let resumed_bytes = dl.target.resumed_bytes;
                 let outboard = self.engine_outboard_for_seed(&dl);
                 let key = dl.target.key.clone();
+                let locator = key.locator(&root);
                 let finished = dl.target.finish();
                 let path = finished.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
                 let result = finished.map(|(manifest, path)| FetchOutcome {
@@ -472,7 +498,7 @@ impl Driver {
                 });
                 match (result.is_ok(), dl.seed, outboard) {
                     (true, Some(Seed::File(file)), Some(outboard)) => {
-                        if let BlobSource::Files(files) = &mut self.engine.source_mut().inner {
+                        if let BlobSource::Files(files) = &mut *self.engine.source().write() {
                             if let Err(e) = files.commit(file, outboard) {
                                 tracing::debug!("cannot keep a seeding copy: {e}");
                             }
@@ -494,7 +520,7 @@ impl Driver {
                                         None
                                     }
                                 };
-                            let done = SeedStored { root, outboard, outcome, result };
+                            let done = SeedStored { root, locator, outboard, outcome, result };
                             let _ = tx.blocking_send(Io::SeedStored(Box::new(done)));
                         });
                         return;
@@ -503,7 +529,17 @@ impl Driver {
                 }
                 let _ = dl.outcome.send(result);
             }
-            Event::TransferFailed { root, .. } => self.fail(root, NodeError::NoSources),
+            Event::TransferFailed { root, error } => {
+                let error = match error {
+                    samizdat_engine::TransferError::IdentityMismatch => NodeError::IdentityMismatch,
+                    samizdat_engine::TransferError::TooLarge(n) => NodeError::TooLarge(n),
+                    _ => NodeError::NoSources,
+                };
+                self.fail(root, error);
+            }
+            Event::IdentityMismatch { .. } => {
+                tracing::info!("a peer at a link's address is not the node the link names");
+            }
             // Peer comings and goings need no action here (and are never logged).
             _ => {}
         }
@@ -536,7 +572,8 @@ fn seed_into_store(
     let file = File::open(out).map_err(|e| NodeError::io("reading a finished download", e))?;
     let corrupt = |_| NodeError::Corrupt("download (changed on disk before it was seeded)");
     let write = |e| NodeError::io("storing a seeding copy", e);
-    let (_, outboard) = store.put_blob(|sink| {
+    let locator = key.locator(&root);
+    let (_, _, outboard) = store.put_blob(|sink| {
         outboard.verify_group(&root, 0, group0).map_err(corrupt)?;
         sink.write_all(group0).map_err(write)?;
         let mut buf = vec![0u8; GROUP_SIZE];
@@ -549,7 +586,7 @@ fn seed_into_store(
             outboard.verify_group(&root, g, data).map_err(corrupt)?;
             sink.write_all(data).map_err(write)?;
         }
-        Ok((root, outboard))
+        Ok((root, locator, outboard))
     })?;
     Ok(outboard)
 }

@@ -46,7 +46,7 @@ mod store;
 mod vault_store;
 
 pub use download::FetchTarget;
-pub use samizdat_content::{ContentRoot, LinkError, Manifest, ShareLink};
+pub use samizdat_content::{ContentRoot, LinkError, Manifest, PeerHint, ShareLink};
 pub use samizdat_engine::PeerSummary;
 pub use samizdat_identity::NodeId;
 pub use samizdat_transport::{MemoryTransport, TcpTransport, Transport, Transports};
@@ -57,6 +57,7 @@ pub use store::FileSource;
 
 use driver::Command;
 use samizdat_content::{ContentKey, encode};
+use samizdat_engine::{FetchSpec, SourceSpec};
 use samizdat_identity::Identity;
 use shares::ShareBook;
 use state::Store;
@@ -126,6 +127,15 @@ pub enum NodeError {
     /// No share has this id or link (see [`Node::shares`]).
     #[error("no share has this id or link (`samizdat shares` lists them)")]
     UnknownShare,
+    /// The peers at the link's addresses authenticated as nodes other than the ones the link
+    /// names (someone is intercepting, or the sharing node's address changed hands).
+    #[error(
+        "identity mismatch: the peer at the link's address is not the node the link names (the connection may be intercepted)"
+    )]
+    IdentityMismatch,
+    /// The file is larger than this node accepts.
+    #[error("the file is {0} bytes, more than this node accepts")]
+    TooLarge(u64),
 }
 
 impl NodeError {
@@ -153,6 +163,9 @@ impl NodeError {
             NodeError::Cancelled => "cancelled",
             NodeError::Vault { .. } => "vault",
             NodeError::UnknownShare => "unknown_share",
+            NodeError::OutputBusy(_) => "output_busy",
+            NodeError::IdentityMismatch => "identity_mismatch",
+            NodeError::TooLarge(_) => "too_large",
         }
     }
 
@@ -545,8 +558,9 @@ impl Node {
         let (record, existing) = match prepared {
             Prepared::Existing(record) => (record, true),
             Prepared::New { root, outboard, key, name, size, hash } => {
-                self.call(|reply| Command::Register { root, outboard, reply }).await??;
-                let link = ShareLink { root, key, peers: self.advertised.clone() };
+                let (locator, blob_len) = (key.locator(&root), outboard.blob_len);
+                self.call(|reply| Command::Register { root, locator, outboard, reply }).await??;
+                let link = ShareLink { root, key, blob_len, peers: self.hints() };
                 let book = self.shares.clone().ok_or(NodeError::Stopped)?;
                 let shared_at = std::time::SystemTime::now()
                     .duration_since(std::time::SystemTime::UNIX_EPOCH)
@@ -566,8 +580,13 @@ impl Node {
     /// A record's link with this node's current advertised addresses as hints.
     fn current_link(&self, record: &ShareRecord) -> Result<ShareLink, NodeError> {
         let mut link: ShareLink = record.link.parse()?;
-        link.peers = self.advertised.clone();
+        link.peers = self.hints();
         Ok(link)
+    }
+
+    /// This node's advertised addresses as link hints, each pinned to this node's identity.
+    pub fn hints(&self) -> Vec<PeerHint> {
+        self.advertised.iter().map(|addr| PeerHint { node: self.node_id, addr: addr.clone() }).collect()
     }
 
     /// What this node shares, oldest first, each with its current link (see
@@ -633,6 +652,18 @@ impl Node {
         link: &ShareLink,
         target: FetchTarget,
     ) -> Result<Fetch, NodeError> {
+        self.fetch_with(link, target, Vec::new()).await
+    }
+
+    /// [`Node::fetch_into`] that may also fetch from `extra` addresses the user names (which
+    /// are not pinned to an identity: whoever answers there is asked). Only the link's peers
+    /// and these are ever asked for the file.
+    pub async fn fetch_with(
+        &self,
+        link: &ShareLink,
+        target: FetchTarget,
+        extra: Vec<PeerAddr>,
+    ) -> Result<Fetch, NodeError> {
         let to_stdout = target == FetchTarget::Stdout;
         let (root, key) = (link.root, link.key.clone());
         let (target, resume) =
@@ -644,7 +675,13 @@ impl Node {
         let cmd = Command::Fetch {
             target: Box::new(target),
             resume,
-            peers: link.peers.clone(),
+            spec: FetchSpec { root: link.root, locator: link.locator(), blob_len: link.blob_len },
+            sources: link
+                .peers
+                .iter()
+                .map(|h| SourceSpec::Direct { node: Some(h.node), addr: h.addr.clone() })
+                .chain(extra.into_iter().map(|addr| SourceSpec::Direct { node: None, addr }))
+                .collect(),
             progress: progress_tx,
             outcome: outcome_tx,
         };
@@ -742,9 +779,9 @@ fn prepare_share(
         1 << 20,
         shares::HashingReader { inner: file, hasher: &mut hasher, count: progress },
     );
-    let (root, outboard) = store.put_blob(|sink| {
+    let (root, _, outboard) = store.put_blob(|sink| {
         let encoded = encode(&key, &manifest, reader, sink)?;
-        Ok((encoded.root, encoded.outboard))
+        Ok((encoded.root, key.locator(&encoded.root), encoded.outboard))
     })?;
     Ok(Prepared::New { root, outboard, key, name, size, hash: hasher.finalize() })
 }

@@ -95,7 +95,7 @@ impl ShareBook {
     pub(crate) fn open(store: &Store, identity: &Identity) -> Result<Option<Self>, NodeError> {
         let backend = match store {
             Store::Ephemeral => return Ok(None),
-            Store::Dir { blobs } => {
+            Store::Dir { blobs, .. } => {
                 Backend::Dir(blobs.parent().unwrap_or(Path::new(".")).join(DIR_FILE))
             }
             Store::Vault(v) => Backend::Vault(v.clone()),

@@ -5,7 +5,7 @@
 use crate::NodeError;
 use crate::store::{FileSource, NewBlob, StoreKeys};
 use crate::vault_store::{self, SharedVault, VaultSource};
-use samizdat_content::{ContentRoot, Outboard};
+use samizdat_content::{ContentRoot, Locator, Outboard};
 use samizdat_engine::ContentSource;
 use samizdat_identity::Identity;
 use std::io::Write;
@@ -79,8 +79,8 @@ impl Store {
     /// [`BlobSource::register`]. Blocking: call it off the driver task.
     pub(crate) fn put_blob(
         &self,
-        write: impl FnOnce(&mut dyn Write) -> Result<(ContentRoot, Outboard), NodeError>,
-    ) -> Result<(ContentRoot, Outboard), NodeError> {
+        write: impl FnOnce(&mut dyn Write) -> Result<Filed, NodeError>,
+    ) -> Result<Filed, NodeError> {
         match self {
             Store::Ephemeral => Err(NodeError::io(
                 "storing a blob",
@@ -96,8 +96,8 @@ impl Store {
     pub(crate) fn delete_blob(&self, root: &ContentRoot) -> Result<(), NodeError> {
         match self {
             Store::Ephemeral => Ok(()),
-            Store::Dir { blobs } => {
-                let stem = blob_stem(blobs, root);
+            Store::Dir { blobs, keys } => {
+                let stem = blobs.join(keys.blob_name(root));
                 crate::shares::overwrite_and_remove(&stem.with_extension("blob"))?;
                 crate::shares::overwrite_and_remove(&stem.with_extension("obao"))
             }
@@ -109,14 +109,17 @@ impl Store {
 fn put_blob_dir(
     dir: &Path,
     keys: &StoreKeys,
-    write: impl FnOnce(&mut dyn Write) -> Result<(ContentRoot, Outboard), NodeError>,
-) -> Result<(ContentRoot, Outboard), NodeError> {
+    write: impl FnOnce(&mut dyn Write) -> Result<Filed, NodeError>,
+) -> Result<Filed, NodeError> {
     // Dropped unfinished (an error below), the temporary file is removed.
     let mut blob = NewBlob::create(dir)?;
-    let (root, outboard) = write(&mut blob)?;
-    blob.finish(keys, root, &outboard)?;
-    Ok((root, outboard))
+    let (root, locator, outboard) = write(&mut blob)?;
+    blob.finish(keys, root, locator, &outboard)?;
+    Ok((root, locator, outboard))
 }
+
+/// A blob as filed in a store: its root, the locator it is served under, its outboard.
+pub(crate) type Filed = (ContentRoot, Locator, Outboard);
 
 /// The engine's content source: the blobs of a data directory or of a vault.
 #[derive(Debug)]
@@ -149,11 +152,12 @@ impl BlobSource {
         &mut self,
         store: &Store,
         root: ContentRoot,
+        locator: Locator,
         outboard: Outboard,
     ) -> Result<(), NodeError> {
         match (self, store) {
             (BlobSource::Files(f), Store::Dir { .. }) => f.load_root(&root),
-            (BlobSource::Vault(v), Store::Vault(_)) => v.register(root, outboard),
+            (BlobSource::Vault(v), Store::Vault(_)) => v.register(root, locator, outboard),
             _ => Err(NodeError::io(
                 "storing a blob",
                 std::io::Error::other("this node has no data directory or vault"),
@@ -163,10 +167,10 @@ impl BlobSource {
 }
 
 impl ContentSource for BlobSource {
-    fn outboard(&self, root: &ContentRoot) -> Option<Arc<Outboard>> {
+    fn lookup(&self, locator: &Locator) -> Option<(ContentRoot, Arc<Outboard>)> {
         match self {
-            BlobSource::Files(f) => f.outboard(root),
-            BlobSource::Vault(v) => v.outboard(root),
+            BlobSource::Files(f) => f.lookup(locator),
+            BlobSource::Vault(v) => v.lookup(locator),
         }
     }
 

@@ -19,7 +19,7 @@
 
 use crate::NodeError;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use samizdat_content::{ContentKey, ContentRoot, Outboard, group_range};
+use samizdat_content::{ContentKey, ContentRoot, Locator, Outboard, group_range};
 use samizdat_engine::ContentSource;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -174,6 +174,7 @@ impl StoreKeys {
     /// Seals the outboard record of the blob filed as `name`.
     fn seal_record(&self, name: &str, record: &Record) -> Vec<u8> {
         let mut plain = Zeroizing::new(record.root.0.to_vec());
+        plain.extend_from_slice(&record.locator.0);
         plain.extend_from_slice(record.at_rest.as_bytes());
         plain.extend_from_slice(&record.outboard.to_bytes());
         seal(&self.record, &Self::aad(name), &plain)
@@ -187,6 +188,10 @@ impl StoreKeys {
         let plain =
             self.open_sealed_record(name, sealed).ok_or(NodeError::Corrupt("outboard file"))?;
         let (root, rest) = plain.split_at_checked(32).ok_or(NodeError::Corrupt("outboard file"))?;
+        let (locator, rest) =
+            rest.split_at_checked(32).ok_or(NodeError::Corrupt("outboard file"))?;
+        let locator =
+            Locator(locator.try_into().map_err(|_| NodeError::Corrupt("outboard file"))?);
         let (key, rest) = rest.split_at_checked(32).ok_or(NodeError::Corrupt("outboard file"))?;
         let root = ContentRoot(root.try_into().map_err(|_| NodeError::Corrupt("outboard file"))?);
         let at_rest = ContentKey::from_bytes(
@@ -197,7 +202,7 @@ impl StoreKeys {
         if self.blob_name(&root) != name || outboard.check_root(&root).is_err() {
             return Err(corrupt);
         }
-        Ok(Record { root, at_rest, outboard })
+        Ok(Record { root, locator, at_rest, outboard })
     }
 
     fn open_sealed_record(&self, name: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
@@ -208,6 +213,8 @@ impl StoreKeys {
 /// What a sealed outboard record holds.
 struct Record {
     root: ContentRoot,
+    /// What peers ask for it by.
+    locator: Locator,
     /// The key of the second encryption layer of the blob file.
     at_rest: ContentKey,
     outboard: Outboard,
@@ -264,6 +271,7 @@ impl NewBlob {
         mut self,
         keys: &StoreKeys,
         root: ContentRoot,
+        locator: Locator,
         outboard: &Outboard,
     ) -> Result<(), NodeError> {
         let io = |e| NodeError::io("writing to the blob store", e);
@@ -273,7 +281,8 @@ impl NewBlob {
             return Err(NodeError::Corrupt("blob length"));
         }
         let name = keys.blob_name(&root);
-        let record = Record { root, at_rest: self.at_rest.clone(), outboard: outboard.clone() };
+        let record =
+            Record { root, locator, at_rest: self.at_rest.clone(), outboard: outboard.clone() };
         std::fs::rename(&self.tmp, self.dir.join(format!("{name}.blob"))).map_err(io)?;
         self.done = true;
         write_record(&self.dir, keys, &record)
@@ -311,6 +320,7 @@ pub(crate) struct PendingBlob {
     file: File,
     path: PathBuf,
     root: ContentRoot,
+    locator: Locator,
     at_rest: ContentKey,
     done: bool,
 }
@@ -338,10 +348,12 @@ pub struct FileSource {
     /// The directory and its keys; `None` for an ephemeral node, which stores nothing.
     dir: Option<(PathBuf, StoreKeys)>,
     blobs: BTreeMap<ContentRoot, Served>,
+    locators: BTreeMap<Locator, ContentRoot>,
 }
 
 #[derive(Debug)]
 struct Served {
+    locator: Locator,
     outboard: Arc<Outboard>,
     file: Arc<File>,
     at_rest: ContentKey,
@@ -353,7 +365,11 @@ impl FileSource {
     /// removed; blobs of the old layout are migrated.
     pub(crate) fn open(dir: &Path, keys: StoreKeys) -> Result<Self, NodeError> {
         create_private_dir(dir).map_err(|e| NodeError::io("creating the blob store", e))?;
-        let mut source = FileSource { dir: Some((dir.to_owned(), keys)), blobs: BTreeMap::new() };
+        let mut source = FileSource {
+            dir: Some((dir.to_owned(), keys)),
+            blobs: BTreeMap::new(),
+            locators: BTreeMap::new(),
+        };
         let entries =
             std::fs::read_dir(dir).map_err(|e| NodeError::io("reading the blob store", e))?;
         let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
@@ -363,10 +379,8 @@ impl FileSource {
             match ext {
                 "obao" => {
                     if let Err(NodeError::Corrupt(_)) = source.load(path) {
-                        // Either the old layout (migrated) or damage (not served).
-                        if let Err(e) = source.migrate_v1(path) {
-                            tracing::debug!("skipping a blob store entry: {e}");
-                        }
+                        // Either the old layout (removed) or damage (not served).
+                        source.remove_v1(path);
                     }
                 }
                 // Interrupted writes: an unfinished share or seeding copy.
@@ -401,7 +415,7 @@ impl FileSource {
         let name =
             obao.file_stem().and_then(|s| s.to_str()).ok_or(NodeError::Corrupt("file name"))?;
         let bytes = read_private(obao).map_err(|e| NodeError::io("reading an outboard", e))?;
-        let Record { root, at_rest, outboard } = keys.open_record(name, &bytes)?;
+        let Record { root, locator, at_rest, outboard } = keys.open_record(name, &bytes)?;
         let blob = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
@@ -411,7 +425,9 @@ impl FileSource {
         if len != outboard.blob_len {
             return Err(NodeError::Corrupt("blob length"));
         }
-        let served = Served { outboard: Arc::new(outboard), file: Arc::new(blob), at_rest };
+        let served =
+            Served { locator, outboard: Arc::new(outboard), file: Arc::new(blob), at_rest };
+        self.locators.insert(locator, root);
         self.blobs.insert(root, served);
         Ok(())
     }
@@ -423,46 +439,37 @@ impl FileSource {
         self.load(&obao)
     }
 
-    /// Migrates one blob of the old layout (plaintext `root || outboard` record, blob named by
-    /// an unkeyed hash of the root, no at-rest layer): copies it into the new layout, checks
-    /// it, then removes the old files.
-    fn migrate_v1(&mut self, obao: &Path) -> Result<(), NodeError> {
-        let (dir, keys) = self.dir()?;
-        let (dir, keys) = (dir.to_owned(), keys.clone());
-        let bytes = read_private(obao).map_err(|e| NodeError::io("reading an outboard", e))?;
-        let (root, outboard) = parse_outboard_record(&bytes)?;
+    /// Removes one blob of the first layout (a plaintext `root || outboard` record beside a
+    /// blob named by an unkeyed hash of the root). Links of that time are no longer accepted
+    /// (they did not pin who serves the file), so the blob could never be asked for again,
+    /// and its files are exactly the forensic trace this layout was replaced to avoid.
+    fn remove_v1(&mut self, obao: &Path) {
+        let Ok(bytes) = read_private(obao) else { return };
         let name = obao.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        if name != blob_name(&root) {
-            return Err(NodeError::Corrupt("outboard file"));
+        let root = bytes.get(..32).and_then(|r| <[u8; 32]>::try_from(r).ok()).map(ContentRoot);
+        if !is_v1_record(&bytes) || root.is_none_or(|r| blob_name(&r) != name) {
+            tracing::debug!("skipping a damaged blob store entry");
+            return;
         }
-        let old_blob = obao.with_extension("blob");
-        let mut src = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&old_blob)
-            .map_err(|e| NodeError::io("migrating the blob store", e))?;
-        let mut blob = NewBlob::create(&dir)?;
-        let copied = std::io::copy(&mut (&mut src).take(outboard.blob_len), &mut blob)
-            .map_err(|e| NodeError::io("migrating the blob store", e))?;
-        if copied != outboard.blob_len {
-            return Err(NodeError::Corrupt("blob length"));
-        }
-        blob.finish(&keys, root, &outboard)?;
-        self.load_root(&root)?;
-        // The new copy is in place and serves: the old, linkable files go.
+        let _ = std::fs::remove_file(obao.with_extension("blob"));
         let _ = std::fs::remove_file(obao);
-        let _ = std::fs::remove_file(&old_blob);
-        Ok(())
     }
 
     /// Opens the seeding copy of a download of `root`, unless this store cannot hold one.
-    pub(crate) fn pending(&self, root: &ContentRoot) -> Option<PendingBlob> {
+    pub(crate) fn pending(&self, root: &ContentRoot, locator: Locator) -> Option<PendingBlob> {
         let (dir, keys) = self.dir().ok()?;
         let path = dir.join(format!("{}.blob", keys.blob_name(root)));
         // A leftover of an earlier attempt is rewritten under a fresh key.
         let _ = std::fs::remove_file(&path);
         let file = create_private(&path).ok()?;
-        Some(PendingBlob { file, path, root: *root, at_rest: new_at_rest_key(), done: false })
+        Some(PendingBlob {
+            file,
+            path,
+            root: *root,
+            locator,
+            at_rest: new_at_rest_key(),
+            done: false,
+        })
     }
 
     /// Files a completed seeding copy with its outboard and starts serving it.
@@ -474,7 +481,8 @@ impl FileSource {
         let (dir, keys) = self.dir()?;
         pending.file.sync_all().map_err(|e| NodeError::io("storing a seeding copy", e))?;
         let root = pending.root;
-        let record = Record { root, at_rest: pending.at_rest.clone(), outboard };
+        let record =
+            Record { root, locator: pending.locator, at_rest: pending.at_rest.clone(), outboard };
         write_record(dir, keys, &record)?;
         pending.done = true;
         self.load_root(&root)
@@ -482,7 +490,13 @@ impl FileSource {
 
     /// Stops serving `root`; whether it was served.
     pub(crate) fn remove(&mut self, root: &ContentRoot) -> bool {
-        self.blobs.remove(root).is_some()
+        match self.blobs.remove(root) {
+            Some(s) => {
+                self.locators.remove(&s.locator);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether this store serves `root`.
@@ -508,26 +522,46 @@ pub(crate) fn blob_name(root: &ContentRoot) -> String {
     data_encoding::HEXLOWER.encode(&name[..16])
 }
 
-/// The bytes of an outboard record of the old (v1) layout, still used inside a vault volume
-/// (which encrypts it): `root || blob_len || leaves`.
-pub(crate) fn outboard_record(root: &ContentRoot, outboard: &Outboard) -> Vec<u8> {
-    let mut bytes = root.0.to_vec();
+/// The tag that starts an outboard record inside a vault volume (v2: with the locator).
+const VAULT_RECORD_V2: &[u8; 4] = b"SZo2";
+
+/// The bytes of an outboard record inside a vault volume (which encrypts it):
+/// `"SZo2" || root || locator || blob_len || leaves`.
+pub(crate) fn outboard_record(root: &ContentRoot, locator: &Locator, outboard: &Outboard) -> Vec<u8> {
+    let mut bytes = VAULT_RECORD_V2.to_vec();
+    bytes.extend_from_slice(&root.0);
+    bytes.extend_from_slice(&locator.0);
     bytes.extend_from_slice(&outboard.to_bytes());
     bytes
 }
 
 /// Parses an outboard record of [`outboard_record`]'s form and checks it against its root.
-pub(crate) fn parse_outboard_record(bytes: &[u8]) -> Result<(ContentRoot, Outboard), NodeError> {
-    let (root, rest) = bytes.split_at_checked(32).ok_or(NodeError::Corrupt("outboard file"))?;
-    let root = ContentRoot(root.try_into().map_err(|_| NodeError::Corrupt("outboard file"))?);
-    let outboard = Outboard::from_bytes(rest).map_err(|_| NodeError::Corrupt("outboard file"))?;
-    outboard.check_root(&root).map_err(|_| NodeError::Corrupt("outboard file"))?;
-    Ok((root, outboard))
+pub(crate) fn parse_outboard_record(
+    bytes: &[u8],
+) -> Result<(ContentRoot, Locator, Outboard), NodeError> {
+    let corrupt = || NodeError::Corrupt("outboard file");
+    let rest = bytes.strip_prefix(VAULT_RECORD_V2).ok_or_else(corrupt)?;
+    let (root, rest) = rest.split_at_checked(32).ok_or_else(corrupt)?;
+    let (locator, rest) = rest.split_at_checked(32).ok_or_else(corrupt)?;
+    let root = ContentRoot(root.try_into().map_err(|_| corrupt())?);
+    let locator = Locator(locator.try_into().map_err(|_| corrupt())?);
+    let outboard = Outboard::from_bytes(rest).map_err(|_| corrupt())?;
+    outboard.check_root(&root).map_err(|_| corrupt())?;
+    Ok((root, locator, outboard))
+}
+
+/// Whether `bytes` look like an outboard record of the first layout (`root || outboard`,
+/// checked against its root).
+fn is_v1_record(bytes: &[u8]) -> bool {
+    let Some((root, rest)) = bytes.split_at_checked(32) else { return false };
+    let Ok(root) = <[u8; 32]>::try_from(root) else { return false };
+    Outboard::from_bytes(rest).is_ok_and(|o| o.check_root(&ContentRoot(root)).is_ok())
 }
 
 impl ContentSource for FileSource {
-    fn outboard(&self, root: &ContentRoot) -> Option<Arc<Outboard>> {
-        self.blobs.get(root).map(|s| s.outboard.clone())
+    fn lookup(&self, locator: &Locator) -> Option<(ContentRoot, Arc<Outboard>)> {
+        let root = self.locators.get(locator)?;
+        self.blobs.get(root).map(|s| (*root, s.outboard.clone()))
     }
 
     fn read_group(&self, root: &ContentRoot, index: u32) -> Option<Vec<u8>> {

@@ -16,7 +16,7 @@
 
 use crate::NodeError;
 use crate::store::{blob_name, outboard_record, parse_outboard_record};
-use samizdat_content::{ContentRoot, GROUP_SIZE, Outboard, group_range};
+use samizdat_content::{ContentRoot, GROUP_SIZE, Locator, Outboard, group_range};
 use samizdat_engine::ContentSource;
 use samizdat_identity::Identity;
 use samizdat_vault::{Vault, VaultError};
@@ -111,13 +111,13 @@ pub(crate) fn load_identity(vault: &mut Vault) -> Result<Identity, NodeError> {
 /// outboard record. Blocking: holds the vault for the whole write.
 pub(crate) fn put_blob(
     vault: &SharedVault,
-    write: impl FnOnce(&mut dyn std::io::Write) -> Result<(ContentRoot, Outboard), NodeError>,
-) -> Result<(ContentRoot, Outboard), NodeError> {
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<crate::state::Filed, NodeError>,
+) -> Result<crate::state::Filed, NodeError> {
     let mut vault = lock(vault);
     let tmp = format!("{INCOMING}{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng));
     let mut writer = vault.create_file(&tmp).map_err(verr("writing to the vault"))?;
     // On error the writer is dropped, which discards everything it wrote.
-    let (root, outboard) = write(&mut writer)?;
+    let (root, locator, outboard) = write(&mut writer)?;
     writer.finish().map_err(verr("writing to the vault"))?;
     let name = blob_file(&root);
     let exists = vault.file_size(&name).map_err(verr("reading the vault"))?.is_some();
@@ -128,9 +128,9 @@ pub(crate) fn put_blob(
         vault.rename(&tmp, &name).map_err(verr("writing to the vault"))?;
     }
     vault
-        .put_bytes(&outboard_file(&root), &outboard_record(&root, &outboard))
+        .put_bytes(&outboard_file(&root), &outboard_record(&root, &locator, &outboard))
         .map_err(verr("writing an outboard to the vault"))?;
-    Ok((root, outboard))
+    Ok((root, locator, outboard))
 }
 
 /// Deletes a blob and its outboard record from the vault (a missing one is not an error).
@@ -158,7 +158,8 @@ struct Window {
 #[derive(Debug)]
 pub(crate) struct VaultSource {
     vault: SharedVault,
-    blobs: BTreeMap<ContentRoot, Arc<Outboard>>,
+    blobs: BTreeMap<ContentRoot, (Locator, Arc<Outboard>)>,
+    locators: BTreeMap<Locator, ContentRoot>,
     /// Recently read windows, least recently used first.
     cache: Mutex<VecDeque<Window>>,
 }
@@ -169,7 +170,12 @@ impl VaultSource {
     /// Blocking.
     pub(crate) fn load(vault: SharedVault) -> Result<Self, NodeError> {
         let mut source =
-            VaultSource { vault: vault.clone(), blobs: BTreeMap::new(), cache: Mutex::default() };
+            VaultSource {
+            vault: vault.clone(),
+            blobs: BTreeMap::new(),
+            locators: BTreeMap::new(),
+            cache: Mutex::default(),
+        };
         let mut v = lock(&vault);
         let files = v.list().map_err(verr("reading the vault"))?;
         let names: std::collections::BTreeSet<&str> =
@@ -177,14 +183,16 @@ impl VaultSource {
         for f in files.iter().filter(|f| f.name.ends_with(".obao")) {
             // A damaged entry must not stop the node; it is simply not served.
             let Ok(bytes) = v.get_bytes(&f.name) else { continue };
-            let Ok((root, outboard)) = parse_outboard_record(&bytes) else { continue };
+            // Records of the first layout (no locator) fail here: their links are obsolete.
+            let Ok((root, locator, outboard)) = parse_outboard_record(&bytes) else { continue };
             if f.name != outboard_file(&root) {
                 continue;
             }
             if v.file_size(&blob_file(&root)).ok().flatten() != Some(outboard.blob_len) {
                 continue;
             }
-            source.blobs.insert(root, Arc::new(outboard));
+            source.locators.insert(locator, root);
+            source.blobs.insert(root, (locator, Arc::new(outboard)));
         }
         for f in &files {
             // A blob without an outboard record: the node stopped between the two commits.
@@ -206,6 +214,7 @@ impl VaultSource {
     pub(crate) fn register(
         &mut self,
         root: ContentRoot,
+        locator: Locator,
         outboard: Outboard,
     ) -> Result<(), NodeError> {
         outboard.check_root(&root).map_err(|_| NodeError::Corrupt("outboard"))?;
@@ -214,14 +223,21 @@ impl VaultSource {
         if size != Some(outboard.blob_len) {
             return Err(NodeError::Corrupt("blob length"));
         }
-        self.blobs.insert(root, Arc::new(outboard));
+        self.locators.insert(locator, root);
+        self.blobs.insert(root, (locator, Arc::new(outboard)));
         Ok(())
     }
 
     /// Stops serving `root` (and drops its cached windows); whether it was served.
     pub(crate) fn remove(&mut self, root: &ContentRoot) -> bool {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner).retain(|w| w.root != *root);
-        self.blobs.remove(root).is_some()
+        match self.blobs.remove(root) {
+            Some((locator, _)) => {
+                self.locators.remove(&locator);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether this store serves `root`.
@@ -263,12 +279,13 @@ impl VaultSource {
 }
 
 impl ContentSource for VaultSource {
-    fn outboard(&self, root: &ContentRoot) -> Option<Arc<Outboard>> {
-        self.blobs.get(root).cloned()
+    fn lookup(&self, locator: &Locator) -> Option<(ContentRoot, Arc<Outboard>)> {
+        let root = self.locators.get(locator)?;
+        self.blobs.get(root).map(|(_, o)| (*root, o.clone()))
     }
 
     fn read_group(&self, root: &ContentRoot, index: u32) -> Option<Vec<u8>> {
-        let outboard = self.blobs.get(root)?;
+        let (_, outboard) = self.blobs.get(root)?;
         if index >= outboard.groups() {
             return None;
         }

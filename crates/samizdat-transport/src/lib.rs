@@ -15,7 +15,7 @@
 //! let mut listener = transports.listen("mem/server").await?;
 //! let dial = transports.dial("mem/server");
 //! let (client, server) = tokio::join!(dial, listener.accept());
-//! let (mut client, mut server) = (client?, server?);
+//! let (mut client, mut server) = (client?, server?.stream);
 //! client.write_all(b"hi").await?;
 //! let mut buf = [0u8; 2];
 //! server.read_exact(&mut buf).await?;
@@ -47,12 +47,27 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 /// A boxed byte stream from any transport.
 pub type BoxStream = Box<dyn Stream>;
 
+/// An accepted inbound stream.
+pub struct Incoming {
+    /// The stream.
+    pub stream: BoxStream,
+    /// The remote IP address, where the transport has one (for per-address limits; never
+    /// logged).
+    pub remote: Option<std::net::IpAddr>,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Incoming")
+    }
+}
+
 /// Accepts inbound streams.
 pub trait Listener: Send {
     /// The full address (`name/address`) peers can dial to reach this listener.
     fn local_addr(&self) -> String;
     /// Waits for the next inbound stream.
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<BoxStream>>;
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Incoming>>;
 }
 
 /// A way to carry byte streams between peers.

@@ -1,6 +1,6 @@
 //! An in-process transport: named endpoints connected by in-memory pipes.
 
-use crate::{BoxFuture, BoxStream, Listener, Transport};
+use crate::{BoxFuture, BoxStream, Incoming, Listener, Transport};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -44,10 +44,10 @@ impl Listener for MemoryListener {
         format!("mem/{}", self.name)
     }
 
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<BoxStream>> {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Incoming>> {
         Box::pin(async move {
             match self.incoming.recv().await {
-                Some(s) => Ok(Box::new(s) as BoxStream),
+                Some(s) => Ok(Incoming { stream: Box::new(s), remote: None }),
                 None => Err(io::ErrorKind::ConnectionAborted.into()),
             }
         })
@@ -105,7 +105,10 @@ mod tests {
             let mut l = t.listen(listen).await.unwrap();
             let addr = l.local_addr();
             let (c, s) = tokio::join!(t.dial(&addr), l.accept());
-            let (mut c, mut s) = (c.unwrap(), s.unwrap());
+            let (mut c, s) = (c.unwrap(), s.unwrap());
+            assert_eq!(s.remote.is_some(), listen.starts_with("tcp"));
+            assert!(format!("{s:?}").starts_with("Incoming"));
+            let mut s = s.stream;
             c.write_all(&[7; 100_000]).await.unwrap();
             drop(c);
             let mut got = Vec::new();

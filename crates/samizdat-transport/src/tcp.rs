@@ -1,6 +1,6 @@
 //! Plain TCP.
 
-use crate::{BoxFuture, BoxStream, Listener, Transport};
+use crate::{BoxFuture, BoxStream, Incoming, Listener, Transport};
 use std::io;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -15,11 +15,11 @@ impl Listener for TcpAcceptor {
         self.1.clone()
     }
 
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<BoxStream>> {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Incoming>> {
         Box::pin(async move {
-            let (stream, _) = self.0.accept().await?;
+            let (stream, remote) = self.0.accept().await?;
             stream.set_nodelay(true)?;
-            Ok(Box::new(stream) as BoxStream)
+            Ok(Incoming { stream: Box::new(stream), remote: Some(remote.ip()) })
         })
     }
 }

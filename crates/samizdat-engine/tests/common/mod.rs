@@ -21,9 +21,10 @@ use std::time::Instant;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use samizdat_content::{ContentKey, ContentRoot, Manifest, Outboard, encode, group_range};
+use samizdat_content::Locator;
 use samizdat_engine::{
-    Action as EAction, ConnId as EConnId, ContentSource, Engine, EngineConfig, Event, MemorySource,
-    Offence, Resume,
+    Action as EAction, ConnId as EConnId, ContentSource, Engine, EngineConfig, Event, FetchSpec,
+    MemorySource, Offence, Resume, SourceId, SourceSpec,
 };
 use samizdat_identity::{Identity, NodeId as PeerId};
 use samizdat_session::SessionConfig;
@@ -37,9 +38,9 @@ const REFUSED_BASE: u64 = 1 << 62;
 /// Encrypted-frame overhead per message: 2-byte length + tag, then the payload's tag.
 pub const FRAME_OVERHEAD: u64 = 18 + 16;
 /// `Message::Group` header: tag, root, index, data length.
-pub const GROUP_HEADER: u64 = 1 + 32 + 4 + 4;
+pub const GROUP_HEADER: u64 = 1 + 4 + 4 + 4;
 /// `Message::Outboard` header: tag, root, blob length, first leaf, leaf count.
-pub const OUTBOARD_HEADER: u64 = 1 + 32 + 8 + 4 + 2;
+pub const OUTBOARD_HEADER: u64 = 1 + 4 + 8 + 4 + 2;
 /// An engine that asks to be woken at the same instant this often in a row is spinning.
 const SPIN_LIMIT: u32 = 1000;
 
@@ -67,8 +68,8 @@ pub struct Verified {
     pub index: u32,
     /// Its length.
     pub len: usize,
-    /// The peer that served it.
-    pub from: PeerId,
+    /// The source that served it.
+    pub from: SourceId,
     /// When it arrived.
     pub at: Instant,
 }
@@ -94,7 +95,7 @@ pub struct EngineHost {
     /// `PeerDown` events, with when they happened.
     pub down: Vec<(EConnId, Option<PeerId>, Instant)>,
     /// `PeerPenalized` events.
-    pub penalized: Vec<(PeerId, Offence)>,
+    pub penalized: Vec<(SourceId, Offence)>,
     /// Completed downloads.
     pub complete: BTreeSet<ContentRoot>,
     /// Failed downloads.
@@ -181,7 +182,7 @@ impl EngineHost {
     }
 
     /// How many verified groups of `root` each peer served.
-    pub fn served_by(&self, root: &ContentRoot) -> BTreeMap<PeerId, usize> {
+    pub fn served_by(&self, root: &ContentRoot) -> BTreeMap<SourceId, usize> {
         let mut by = BTreeMap::new();
         for v in self.verified.iter().filter(|v| v.root == *root) {
             *by.entry(v.from).or_insert(0) += 1;
@@ -194,7 +195,7 @@ impl EngineHost {
             match ev {
                 Event::PeerUp { conn, peer } => self.up.push((conn, peer)),
                 Event::PeerDown { conn, peer } => self.down.push((conn, peer, now)),
-                Event::PeerPenalized { peer, offence } => self.penalized.push((peer, offence)),
+                Event::PeerPenalized { source, offence } => self.penalized.push((source, offence)),
                 Event::OutboardVerified { root, outboard } => {
                     self.outboards.insert(root, outboard);
                 }
@@ -217,7 +218,7 @@ impl EngineHost {
 
 impl Host for EngineHost {
     fn accept(&mut self, now: Instant, _peer: NodeId) -> SConnId {
-        let conn = match self.engine.accept(now) {
+        let conn = match self.engine.accept(now, None) {
             Some(conn) => SConnId(conn.0),
             None => {
                 self.next_refused += 1;
@@ -295,6 +296,13 @@ impl Host for EngineHost {
                     Some(SAction::Send { conn: SConnId(conn.0), data })
                 }
                 EAction::Close { conn } => Some(SAction::Close { conn: SConnId(conn.0) }),
+                EAction::ReadGroup { read, root, index } => {
+                    // Reads complete at once: the simulated disk is memory.
+                    let data = self.engine.source().read_group(&root, index);
+                    self.engine.read_done(read, data);
+                    continue;
+                }
+                _ => continue,
             };
         }
     }
@@ -302,6 +310,16 @@ impl Host for EngineHost {
     fn poll_timeout(&self) -> Option<Instant> {
         self.engine.poll_timeout()
     }
+}
+
+/// A source spec for simulator node `node`, pinned to its identity (as a link's hint is).
+pub fn pinned(sim: &Sim<EngineHost>, node: NodeId) -> SourceSpec {
+    SourceSpec::Direct { node: Some(sim.host(node).unwrap().id()), addr: addr(node) }
+}
+
+/// The reputation key of simulator node `node` when it serves directly.
+pub fn source_id(sim: &Sim<EngineHost>, node: NodeId) -> SourceId {
+    SourceId::Node(sim.host(node).unwrap().id())
 }
 
 /// Adds an engine node serving `source`; `tweak` adjusts its configuration.
@@ -324,6 +342,8 @@ pub fn spawn(sim: &mut Sim<EngineHost>, source: Source) -> NodeId {
 pub struct Blob {
     /// Content root.
     pub root: ContentRoot,
+    /// What peers ask for.
+    pub locator: Locator,
     /// Verification data.
     pub outboard: Outboard,
     /// The encrypted blob (what peers store and serve).
@@ -348,13 +368,19 @@ impl Blob {
         let manifest = Manifest { name: "blob".into(), size: size as u64, mime: String::new() };
         let mut bytes = Vec::with_capacity(size + samizdat_content::HEADER_LEN);
         let enc = encode(&ContentKey::from_bytes(key), &manifest, &file[..], &mut bytes).unwrap();
-        Blob { root: enc.root, outboard: enc.outboard, bytes }
+        let locator = ContentKey::from_bytes(key).locator(&enc.root);
+        Blob { root: enc.root, locator, outboard: enc.outboard, bytes }
+    }
+
+    /// What a link to this blob pins.
+    pub fn spec(&self) -> FetchSpec {
+        FetchSpec { root: self.root, locator: self.locator, blob_len: self.bytes.len() as u64 }
     }
 
     /// A [`MemorySource`] serving this blob.
     pub fn source(&self) -> MemorySource {
         let mut s = MemorySource::new();
-        s.insert(self.root, self.outboard.clone(), self.bytes.clone());
+        s.insert(self.locator, self.root, self.outboard.clone(), self.bytes.clone());
         s
     }
 
@@ -381,8 +407,8 @@ pub struct Corrupting {
 }
 
 impl ContentSource for Corrupting {
-    fn outboard(&self, root: &ContentRoot) -> Option<std::sync::Arc<Outboard>> {
-        self.inner.outboard(root)
+    fn lookup(&self, locator: &Locator) -> Option<(ContentRoot, std::sync::Arc<Outboard>)> {
+        self.inner.lookup(locator)
     }
 
     fn read_group(&self, root: &ContentRoot, index: u32) -> Option<Vec<u8>> {
