@@ -16,6 +16,7 @@
 //! (serving pauses until the driver reports them written with [`Engine::on_written`]).
 #![forbid(unsafe_code)]
 
+pub mod addrbook;
 mod source;
 pub mod transfer;
 
