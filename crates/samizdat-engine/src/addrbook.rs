@@ -500,10 +500,12 @@ impl AddrBook {
     /// with equal odds (when both hold entries), then a random non-empty bucket, then a random
     /// entry in it; entries dialled recently or often are less likely.
     pub fn select(&self, now: Instant, rng: &mut impl RngCore) -> Option<PeerAddr> {
+        if self.is_empty() {
+            return None;
+        }
         let mut factor = 1.0;
-        for round in 1..=MAX_SELECT_ROUNDS {
+        (1..=MAX_SELECT_ROUNDS).find_map(|round| {
             let use_tried = match (self.tried.len, self.new.len) {
-                (0, 0) => return None,
                 (0, _) => false,
                 (_, 0) => true,
                 _ => rng.next_u32() & 1 == 1,
@@ -512,12 +514,10 @@ impl AddrBook {
             let e = table.random(rng)?;
             // The factor grows until any entry is accepted (after about 45 rounds); the round
             // limit only makes the bound explicit.
-            if round == MAX_SELECT_ROUNDS || unit(rng) < e.chance(now) * factor {
-                return Some(e.addr.clone());
-            }
+            let accept = round == MAX_SELECT_ROUNDS || unit(rng) < e.chance(now) * factor;
             factor *= 1.2;
-        }
-        None
+            accept.then(|| e.addr.clone())
+        })
     }
 
     /// Up to `n` distinct addresses from repeated [`AddrBook::select`]s (a bounded number of

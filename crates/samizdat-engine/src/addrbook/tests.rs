@@ -757,3 +757,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ipv6_entries_are_grouped_by_slash_32() {
+    let now = t0();
+    let cfg = AddrBookConfig { max_per_source_group: 2, ..AddrBookConfig::default() };
+    let mut b = book(cfg);
+    let src = a("tcp/[2606:4700:1::1]:1");
+    // Another source in the same /32 shares the quota.
+    let same_32 = a("tcp/[2606:4700:ffff::9]:1");
+    assert_eq!(b.add(&a("tcp/[2a00:1450::1]:443"), &src, now), Ok(Added::Inserted));
+    assert_eq!(b.add(&a("tcp/[2a00:1450::2]:443"), &same_32, now), Ok(Added::Inserted));
+    assert_eq!(b.add(&a("tcp/[2a00:1450::3]:443"), &src, now), Err(Rejected::SourceQuota));
+    assert_eq!(
+        b.add(&a("tcp/[2a00:1450::3]:443"), &a("tcp/[2606:4701::1]:1"), now),
+        Ok(Added::Inserted)
+    );
+    assert!(b.mark_good(&a("tcp/[2a00:1450::1]:443"), now));
+    assert_eq!(b.len_tried(), 1);
+}
+
+#[test]
+fn add_all_counts_new_entries_only() {
+    let now = t0();
+    let mut b = book(AddrBookConfig::default());
+    let batch = [
+        a("tcp/8.8.8.8:1"),
+        a("tcp/8.8.8.8:1"),
+        a("tcp/10.0.0.1:1"),
+        a("tcp/name.example:1"),
+        a("tcp/9.9.9.9:1"),
+    ];
+    assert_eq!(b.add_all(&batch, &a(SRC), now), 2);
+    assert_eq!(b.add_all(&batch, &a(SRC), now), 0);
+    assert_eq!(b.len(), 2);
+}
