@@ -362,6 +362,8 @@ pub(crate) struct Conn {
     expect: Option<NodeId>,
     /// For inbound connections: the remote address group (for per-group caps).
     group: Option<u64>,
+    /// For inbound connections: the remote IP, when the transport knows it.
+    remote: Option<IpAddr>,
     outbound: bool,
     transport_up: bool,
     peer: Option<PeerInfo>,
@@ -542,6 +544,7 @@ impl<S: ContentSource> Engine<S> {
             addr: None,
             expect: None,
             group: None,
+            remote: None,
             outbound,
             transport_up: !outbound,
             peer: None,
@@ -581,6 +584,7 @@ impl<S: ContentSource> Engine<S> {
             c.addr = Some(addr.clone());
             c.expect = expect;
         }
+        self.addrs.mark_attempt(&addr, now);
         self.actions.push_back(Action::Connect { conn, addr });
         Some(conn)
     }
@@ -639,6 +643,7 @@ impl<S: ContentSource> Engine<S> {
         let conn = self.insert_conn(now, session, false);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.group = group;
+            c.remote = remote;
         }
         Some(conn)
     }
@@ -687,7 +692,7 @@ impl<S: ContentSource> Engine<S> {
     /// An outbound dial failed.
     pub fn connect_failed(&mut self, now: Instant, conn: ConnId) {
         if let Some(addr) = self.conns.get(&conn).and_then(|c| c.addr.clone()) {
-            self.addrs.mark_failed(&addr, now);
+            self.addrs.mark_failed(&addr);
         }
         self.drop_conn(now, conn, false);
     }
@@ -817,10 +822,10 @@ impl<S: ContentSource> Engine<S> {
         let exchange = info.features & features::PEER_EXCHANGE != 0;
         let addr = c.addr.clone();
         let listen: Vec<PeerAddr> = info.hello.listen.iter().take(4).cloned().collect();
-        let origin = addr.as_ref().map(addrbook::group_of).or(c.group);
+        let origin = source_addr(c, peer);
         for a in listen {
             if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
-                let _ = self.addrs.add(a, origin, now);
+                let _ = self.addrs.add(&a, &origin, now);
             }
         }
         if let Some(addr) = &addr {
@@ -868,10 +873,11 @@ impl<S: ContentSource> Engine<S> {
             }
             PeersMsg::Addr(addrs) => {
                 // Per-source quotas in the address book bound what one peer can place.
-                let origin = c.addr.as_ref().map(addrbook::group_of).or(c.group);
+                let Some(peer) = c.peer_id() else { return };
+                let origin = source_addr(c, peer);
                 for a in addrs {
                     if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
-                        let _ = self.addrs.add(a, origin, now);
+                        let _ = self.addrs.add(&a, &origin, now);
                     }
                 }
             }
@@ -1480,13 +1486,30 @@ impl<S: ContentSource> Engine<S> {
 
     /// Adds an address the user supplied to the address book.
     pub fn add_addr(&mut self, now: Instant, addr: PeerAddr) {
-        self.addrs.add_trusted(addr, now);
+        let _ = self.addrs.add_trusted(&addr, now);
     }
 
     /// A source's reputation score (0 is neutral; negative after offences).
     pub fn reputation(&self, source: &SourceId) -> i64 {
         self.reputation.get(source).copied().unwrap_or(0)
     }
+}
+
+/// What the address book groups a link's gossip by: the address we dialled, the remote IP of
+/// an inbound link, or (on transports without IPs) the peer's identity.
+fn source_addr(c: &Conn, peer: NodeId) -> PeerAddr {
+    let text = match (&c.addr, c.remote) {
+        (Some(a), _) => return a.clone(),
+        (None, Some(IpAddr::V4(ip))) => format!("tcp/{ip}:0"),
+        (None, Some(IpAddr::V6(ip))) => format!("tcp/[{ip}]:0"),
+        (None, None) => format!("id/{}", peer.short()),
+    };
+    PeerAddr::new(&text).unwrap_or_else(|_| c.addr.clone().unwrap_or_else(|| fallback_source()))
+}
+
+/// A fixed source for the (impossible) case that a source address does not format.
+fn fallback_source() -> PeerAddr {
+    PeerAddr::new("id/unknown").unwrap_or_else(|_| unreachable!("a valid literal address"))
 }
 
 /// Sends a transfer message on a stream (wrapping it for a relayed stream).
