@@ -104,10 +104,8 @@ pub(crate) async fn run(n: usize, size: u64, json: bool) -> anyhow::Result<()> {
 
     // The last node fetches from nodes 0 and 1 at once; we interrupt it midway and resume.
     let last = &nodes[n - 1];
-    let both = ShareLink {
-        peers: nodes[..2].iter().flat_map(|x| x.hints()).collect(),
-        ..link.clone()
-    };
+    let both =
+        ShareLink { peers: nodes[..2].iter().flat_map(|x| x.hints()).collect(), ..link.clone() };
     let out = dir.join("fetched.bin");
     let t = Instant::now();
     let mut fetch = last.fetch(&both, &out).await?;

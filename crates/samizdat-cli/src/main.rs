@@ -728,8 +728,12 @@ async fn fetch(
         seen = Seen { verified: p.verified_bytes, total: p.total_bytes };
         bar.update(p.verified_bytes, p.total_bytes, p.resumed_bytes);
     };
+    // Through a daemon, the file lands in its staging directory and is copied out here; a
+    // node of our own writes standard output itself.
+    let mut via_daemon = false;
     let result = match ControlClient::connect(&dir).await {
         Ok(client) => {
+            via_daemon = true;
             let peers: Vec<String> = extra.iter().map(ToString::to_string).collect();
             let mut req = json!({ "op": "fetch", "link": link.to_string(), "peers": peers });
             // The node cannot write to this process's standard output: it saves into a private
@@ -772,7 +776,9 @@ async fn fetch(
     bar.finish();
     let (bytes, resumed, name, path) = result?;
     let path = if to_stdout {
-        copy_out(&path)?;
+        if via_daemon {
+            copy_out(&path)?;
+        }
         PathBuf::from("-")
     } else {
         path

@@ -202,7 +202,14 @@ fn fetch_with_a_data_dir_needs_its_node() {
     let tmp = tempfile::tempdir().unwrap();
     let none = tmp.path().join("none");
     let out = tmp.path().join("o");
-    let link = "sz1ahetr5b45bho5do43ridxko2ojldqij53z6zbgmma5tjh34fvjud5mdp22wzwq3uapbqjfb5g7etsta4euetv4uy5mzns6y3u44msbtcaejxiy3qf4ytenzogaxdalrrhi2dmnbwgxdxmwdm";
+    let link = samizdat_node::ShareLink {
+        root: samizdat_node::ContentRoot([1; 32]),
+        key: samizdat_content::ContentKey::from_bytes([2; 32]),
+        blob_len: 5000,
+        peers: vec![],
+    }
+    .to_string();
+    let link = link.as_str();
     let r = cli_stdin(&["fetch", "-", "-o", s(&out), "--data", s(&none)], link);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8(r.stderr).unwrap();

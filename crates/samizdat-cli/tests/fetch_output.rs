@@ -27,7 +27,16 @@ fn seeder(tmp: &Path, name: &str, len: usize) -> (Daemon, String, String, Vec<u8
 
 /// Runs `samizdat ARGS` in `cwd`.
 fn cli_in(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).current_dir(cwd).output().unwrap()
+    // HOME beside the working directory: without --data the CLI looks for a node in
+    // HOME/.samizdat, finds none, and fetches with a short-lived node of its own.
+    let home = cwd.parent().unwrap_or(cwd);
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env_remove("SAMIZDAT_DATA")
+        .output()
+        .unwrap()
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -90,10 +99,12 @@ fn fetch_to_standard_output_writes_the_file_and_nothing_else() {
     let here = tmp.path().join("here");
     std::fs::create_dir(&here).unwrap();
     // Through a running node, and through a short-lived one of the CLI's own.
-    let none = tmp.path().join("none");
-    for data in [&db, &none] {
+    for data in [Some(&db), None] {
         for json in [false, true] {
-            let mut args = vec!["fetch", &link, "-o", "-", "--data", s(data)];
+            let mut args = vec!["fetch", &link, "-o", "-"];
+            if let Some(data) = data {
+                args.extend(["--data", s(data)]);
+            }
             if json {
                 args.insert(0, "--json");
             }
@@ -120,10 +131,11 @@ fn a_second_fetch_into_the_same_output_is_refused_cleanly() {
     let silent = std::net::TcpListener::bind(format!("127.0.0.1:{port}")).unwrap();
     let here = tmp.path().join("here");
     std::fs::create_dir(&here).unwrap();
-    let none = tmp.path().join("none");
     let mut first = Command::new(BIN)
-        .args(["fetch", &link, "--data", s(&none)])
+        .args(["fetch", &link])
         .current_dir(&here)
+        .env("HOME", tmp.path())
+        .env_remove("SAMIZDAT_DATA")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -135,7 +147,7 @@ fn a_second_fetch_into_the_same_output_is_refused_cleanly() {
     }
     let part = names(&here);
     assert!(part[0].starts_with('.') && !part[0].contains("big"), "{part:?}");
-    let out = cli_in(&here, &["fetch", &link, "--data", s(&none)]);
+    let out = cli_in(&here, &["fetch", &link]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("being written by another fetch"), "{err}");

@@ -622,7 +622,7 @@ fn concurrent_writers_never_lose_what_was_reported_stored() {
         if out.status.success() {
             stored.push(name);
         } else {
-            let err = String::from_utf8_lossy(&out.stdout);
+            let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("in use by another process"), "{err}");
         }
     }

@@ -35,7 +35,9 @@ pub enum LinkError {
     #[error("link checksum mismatch: it was mistyped or damaged")]
     Checksum,
     /// The link is from an older samizdat that did not pin peers' identities.
-    #[error("link format {0} is no longer accepted (it does not pin who serves the file); ask the sender for a new link")]
+    #[error(
+        "link format {0} is no longer accepted (it does not pin who serves the file); ask the sender for a new link"
+    )]
     Obsolete(u8),
     /// The link is from a newer version of samizdat.
     #[error("link version {0} is not supported; upgrade samizdat")]

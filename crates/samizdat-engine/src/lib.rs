@@ -1003,7 +1003,8 @@ impl<S: ContentSource> Engine<S> {
                     }
                     RelayEnd::Forward(far, n) => {
                         let Some(o) = self.conns.get_mut(&far) else { return true };
-                        let _ = o.session.send(&Message::Relay(RelayMsg::Data { stream: n, payload }));
+                        let _ =
+                            o.session.send(&Message::Relay(RelayMsg::Data { stream: n, payload }));
                         if self.is_flooding(far) {
                             // The far side does not keep up: end the stream, not the link.
                             self.close_relayed(conn, stream);
@@ -1165,9 +1166,10 @@ impl<S: ContentSource> Engine<S> {
             })
             .collect();
         for (node, addr) in dials {
-            let linked = self.conns.values().any(|c| {
-                c.addr.as_ref() == Some(&addr) || (node.is_some() && c.peer_id() == node)
-            });
+            let linked = self
+                .conns
+                .values()
+                .any(|c| c.addr.as_ref() == Some(&addr) || (node.is_some() && c.peer_id() == node));
             if !linked {
                 self.dial(now, addr, node);
             }
@@ -1221,7 +1223,8 @@ impl<S: ContentSource> Engine<S> {
                 c.next_stream = c.next_stream.wrapping_add(1);
                 let n = c.next_stream;
                 c.relayed.insert(n, RelayEnd::Local);
-                let _ = c.session.send(&Message::Relay(RelayMsg::Open { stream: n, target: target.0 }));
+                let _ =
+                    c.session.send(&Message::Relay(RelayMsg::Open { stream: n, target: target.0 }));
                 offers.push((StreamId::Relayed(conn, n), source));
             }
             let Some(d) = self.downloads.get_mut(&root) else { continue };
@@ -1504,7 +1507,7 @@ fn source_addr(c: &Conn, peer: NodeId) -> PeerAddr {
         (None, Some(IpAddr::V6(ip))) => format!("tcp/[{ip}]:0"),
         (None, None) => format!("id/{}", peer.short()),
     };
-    PeerAddr::new(&text).unwrap_or_else(|_| c.addr.clone().unwrap_or_else(|| fallback_source()))
+    PeerAddr::new(&text).unwrap_or_else(|_| c.addr.clone().unwrap_or_else(fallback_source))
 }
 
 /// A fixed source for the (impossible) case that a source address does not format.

@@ -30,7 +30,13 @@ impl MemorySource {
     }
 
     /// Adds a blob with its outboard, served under `locator`.
-    pub fn insert(&mut self, locator: Locator, root: ContentRoot, outboard: Outboard, blob: Vec<u8>) {
+    pub fn insert(
+        &mut self,
+        locator: Locator,
+        root: ContentRoot,
+        outboard: Outboard,
+        blob: Vec<u8>,
+    ) {
         self.locators.insert(locator, root);
         self.blobs.insert(root, (Arc::new(outboard), Arc::new(blob)));
     }

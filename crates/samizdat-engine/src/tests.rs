@@ -240,12 +240,8 @@ fn only_sources_are_asked_and_only_by_locator() {
     // A peer that knows only the root cannot probe for the file: asking by root is NotFound.
     let c = net.nodes[2].connect(now, addr(1)).unwrap();
     net.run();
-    let probe = TransferMsg::GetOutboard {
-        req: 77,
-        locator: Locator(b.spec.root.0),
-        first: 0,
-        count: 1,
-    };
+    let probe =
+        TransferMsg::GetOutboard { req: 77, locator: Locator(b.spec.root.0), first: 0, count: 1 };
     net.nodes[2].conns.get_mut(&c).unwrap().session.send(&Message::Transfer(probe)).unwrap();
     net.nodes[2].flush(c);
     net.run();
@@ -366,7 +362,8 @@ fn a_transfer_runs_unchanged_over_a_relayed_stream() {
     assert!(net.completed(2, b.spec.root));
     assert_eq!(reassemble(net.verified_bytes(2, b.spec.root)), b.data);
     assert!(net.nodes[2].peers().iter().all(|p| p.addr == Some(addr(1))), "no direct link");
-    let relayed = SourceId::Relayed { relay: net.nodes[1].node_id(), target: net.nodes[0].node_id() };
+    let relayed =
+        SourceId::Relayed { relay: net.nodes[1].node_id(), target: net.nodes[0].node_id() };
     assert!(net.events[2].iter().all(|e| match e {
         Event::GroupVerified { from, .. } => *from == relayed,
         _ => true,
@@ -531,13 +528,15 @@ fn persistent_peers_are_redialled_forever_with_capped_backoff() {
 
 #[test]
 fn inbound_slots_evict_unauthenticated_connections_and_spare_outbound_ones() {
-    let mut net = Net::with(vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())], |c| {
-        c.max_inbound = 8;
-        c.max_inbound_per_group = 4;
-    });
+    let mut net =
+        Net::with(vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())], |c| {
+            c.max_inbound = 8;
+            c.max_inbound_per_group = 4;
+        });
     let now = net.now;
     let attacker: IpAddr = "198.51.100.7".parse().unwrap();
-    let first: Vec<ConnId> = (0..4).map(|_| net.nodes[0].accept(now, Some(attacker)).unwrap()).collect();
+    let first: Vec<ConnId> =
+        (0..4).map(|_| net.nodes[0].accept(now, Some(attacker)).unwrap()).collect();
     // The group is full: the next one from it evicts the oldest unauthenticated connection.
     let later = now + Duration::from_secs(1);
     net.nodes[0].accept(later, Some(attacker)).unwrap();
@@ -562,13 +561,22 @@ fn inbound_slots_evict_unauthenticated_connections_and_spare_outbound_ones() {
     }
     assert_eq!(net.nodes[0].count(false), 0, "unauthenticated inbound connections linger");
     assert!(t <= later + Duration::from_secs(8));
-    assert_eq!(inbound_group("10.1.2.3".parse().unwrap()), inbound_group("10.1.2.200".parse().unwrap()));
-    assert_ne!(inbound_group("10.1.2.3".parse().unwrap()), inbound_group("10.1.3.3".parse().unwrap()));
+    assert_eq!(
+        inbound_group("10.1.2.3".parse().unwrap()),
+        inbound_group("10.1.2.200".parse().unwrap())
+    );
+    assert_ne!(
+        inbound_group("10.1.2.3".parse().unwrap()),
+        inbound_group("10.1.3.3".parse().unwrap())
+    );
     assert_eq!(
         inbound_group("::ffff:10.1.2.3".parse().unwrap()),
         inbound_group("10.1.2.9".parse().unwrap())
     );
-    assert_ne!(inbound_group("2001:db8::1".parse().unwrap()), inbound_group("2001:db9::1".parse().unwrap()));
+    assert_ne!(
+        inbound_group("2001:db8::1".parse().unwrap()),
+        inbound_group("2001:db9::1".parse().unwrap())
+    );
 }
 
 #[test]

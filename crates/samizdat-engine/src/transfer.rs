@@ -187,7 +187,6 @@ impl Transfer {
         );
     }
 
-
     /// The streams this transfer uses.
     pub(crate) fn streams(&self) -> impl Iterator<Item = &StreamId> {
         self.streams.keys()
@@ -233,8 +232,7 @@ impl Transfer {
             .then(|| self.last_progress + stall);
         let requests =
             self.streams.values().filter_map(|s| s.last_delivery).map(|t| t + request_timeout);
-        let leaves =
-            self.leaf_fetch.as_ref().map(|f| (f.since + request_timeout).min(f.deadline));
+        let leaves = self.leaf_fetch.as_ref().map(|f| (f.since + request_timeout).min(f.deadline));
         idle.into_iter().chain(requests).chain(leaves).min()
     }
 
@@ -264,7 +262,8 @@ impl Transfer {
                 let pick = self.streams.iter().find(|(_, s)| !s.excluded).map(|(id, _)| *id);
                 if let Some(stream) = pick {
                     let total = group_count(self.spec.blob_len);
-                    let allowed = LEAF_DEADLINE_BASE + Duration::from_secs(total / LEAVES_PER_SECOND);
+                    let allowed =
+                        LEAF_DEADLINE_BASE + Duration::from_secs(total / LEAVES_PER_SECOND);
                     self.leaf_fetch = Some(LeafFetch {
                         stream,
                         since: now,
@@ -573,8 +572,18 @@ mod tests {
             t.schedule(t0, 64, &mut next);
             let &(req, first, count) = t.leaf_fetch.as_ref().unwrap().pages.front().unwrap();
             let msg = match bad {
-                0 => TransferMsg::Outboard { req, blob_len: blob_len - 1, first, leaves: vec![[0; 32]; count as usize] },
-                1 => TransferMsg::Outboard { req, blob_len, first: first + 1, leaves: vec![[0; 32]; count as usize] },
+                0 => TransferMsg::Outboard {
+                    req,
+                    blob_len: blob_len - 1,
+                    first,
+                    leaves: vec![[0; 32]; count as usize],
+                },
+                1 => TransferMsg::Outboard {
+                    req,
+                    blob_len,
+                    first: first + 1,
+                    leaves: vec![[0; 32]; count as usize],
+                },
                 _ => TransferMsg::Outboard { req, blob_len, first, leaves: vec![[0; 32]; 3] },
             };
             t.on_message(t0, s, msg, &mut next);

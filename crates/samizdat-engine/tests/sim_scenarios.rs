@@ -243,7 +243,12 @@ fn corrupt_peer_is_penalised_and_download_completes() {
         let pinned_liar = pinned(&sim, liar);
         let pinned_honest = pinned(&sim, honest);
         sim.with_host(fetcher, |h, now| {
-            h.engine.fetch(now, spec, vec![pinned_liar.clone(), pinned_honest.clone()], Resume::default());
+            h.engine.fetch(
+                now,
+                spec,
+                vec![pinned_liar.clone(), pinned_honest.clone()],
+                Resume::default(),
+            );
         })
         .unwrap();
         let done = sim.run_until_cond(Duration::from_secs(120), |s| {
@@ -334,7 +339,12 @@ fn seeder_crash_mid_transfer_other_seeder_finishes() {
     let pinned_doomed = pinned(&sim, doomed);
     let pinned_survivor = pinned(&sim, survivor);
     sim.with_host(fetcher, |h, now| {
-        h.engine.fetch(now, spec, vec![pinned_doomed.clone(), pinned_survivor.clone()], Resume::default());
+        h.engine.fetch(
+            now,
+            spec,
+            vec![pinned_doomed.clone(), pinned_survivor.clone()],
+            Resume::default(),
+        );
     })
     .unwrap();
     let crash_after = (groups as f64 * (0.2 + 0.4 * unit(&sim, 2))) as usize;
@@ -353,7 +363,11 @@ fn seeder_crash_mid_transfer_other_seeder_finishes() {
     assert!(h.file(&root).unwrap() == blob.bytes);
     assert!(h.reverified.is_empty());
     assert!(h.failed.is_empty());
-    let noticed = h.down.iter().find(|(_, p, _)| p.map(samizdat_engine::SourceId::Node) == Some(doomed_id)).map(|d| d.2);
+    let noticed = h
+        .down
+        .iter()
+        .find(|(_, p, _)| p.map(samizdat_engine::SourceId::Node) == Some(doomed_id))
+        .map(|d| d.2);
     let noticed = noticed.expect("crash never noticed") - sim.instant(crash_at);
     // Segments the crashed node had already put on the wire still arrive; after that, every
     // group comes from the survivor.
@@ -393,7 +407,12 @@ fn silent_seeder_does_not_pin_the_download() {
     let pinned_silent = pinned(&sim, silent);
     let pinned_honest = pinned(&sim, honest);
     sim.with_host(fetcher, |h, now| {
-        h.engine.fetch(now, spec, vec![pinned_silent.clone(), pinned_honest.clone()], Resume::default());
+        h.engine.fetch(
+            now,
+            spec,
+            vec![pinned_silent.clone(), pinned_honest.clone()],
+            Resume::default(),
+        );
     })
     .unwrap();
     let done =
@@ -436,7 +455,8 @@ fn download_survives_connection_reset_and_fetch_again() {
     let resume = host(&sim, fetcher).resume(&root);
     let spec = blob.spec();
     let pinned_seeder = pinned(&sim, seeder);
-    sim.with_host(fetcher, |h, now| h.engine.fetch(now, spec, vec![pinned_seeder.clone()], resume)).unwrap();
+    sim.with_host(fetcher, |h, now| h.engine.fetch(now, spec, vec![pinned_seeder.clone()], resume))
+        .unwrap();
     let done = sim.run_until_cond(retry_at + Duration::from_secs(30), |s| {
         let h = host(s, fetcher);
         h.complete.contains(&root) || !h.failed.is_empty()

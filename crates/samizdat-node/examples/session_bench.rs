@@ -14,7 +14,7 @@
 
 use samizdat_identity::Identity;
 use samizdat_session::{Session, SessionConfig, SessionEvent};
-use samizdat_wire::{ContentRoot, GROUP_SIZE, Message};
+use samizdat_wire::{GROUP_SIZE, Message, TransferMsg};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -73,7 +73,10 @@ fn receiver(mode: &str) {
                 s.write_all(&out).unwrap();
             }
             while let Some(ev) = session.poll_event() {
-                if let SessionEvent::Message(Message::Group { data, .. }) = ev {
+                if let SessionEvent::Message(Message::Transfer(TransferMsg::Group {
+                    data, ..
+                })) = ev
+                {
                     payload += data.len() as u64;
                 }
             }
@@ -134,8 +137,11 @@ fn run(mode: &str, size: u64, pin: bool) -> Run {
             }
             while session.poll_event().is_some() {}
         }
-        let mut msg =
-            Message::Group { root: ContentRoot([3; 32]), index: 0, data: vec![0x5a; GROUP_SIZE] };
+        let mut msg = Message::Transfer(TransferMsg::Group {
+            req: 1,
+            index: 0,
+            data: vec![0x5a; GROUP_SIZE],
+        });
         let mut left = size;
         let mut i = 0u32;
         let mut spare = Vec::new();
@@ -146,7 +152,7 @@ fn run(mode: &str, size: u64, pin: bool) -> Run {
                     break;
                 }
                 let n = left.min(GROUP_SIZE as u64) as usize;
-                if let Message::Group { index, data, .. } = &mut msg {
+                if let Message::Transfer(TransferMsg::Group { index, data, .. }) = &mut msg {
                     *index = i;
                     data.truncate(n);
                 }

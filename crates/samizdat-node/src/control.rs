@@ -7,7 +7,8 @@
 //!   the file read), then `{"ok":true,"link":"sz1…","bytes":N,"id":"…","name":"…",
 //!   "existing":B}` (`existing`: the same content was already shared, and this is its link)
 //! * `{"op":"fetch","link":"sz1…","out":"/abs/out"}` (or `"dir":"/abs/dir"` to save inside a
-//!   directory under the sender's sanitised name, see [`crate::FetchTarget::Dir`]) →
+//!   directory under the sender's sanitised name, see [`crate::FetchTarget::Dir`]; optional
+//!   `"peers":["tcp/…"]` adds unpinned sources, see [`crate::Node::fetch_with`]) →
 //!   `{"progress":{…}}` lines, then
 //!   `{"ok":true,"bytes":N,"resumed_bytes":N,"path":"…","name":"…"}`. Closing the connection
 //!   cancels the download; what was verified stays on disk for a later resume.
@@ -18,7 +19,7 @@
 //! Failures answer `{"ok":false,"error":"…","kind":"…"}`, `kind` being a stable snake_case
 //! name of the error class ([`NodeError::kind`], or `bad_request`).
 
-use crate::{Node, NodeError, Progress, ShareLink, ShareOptions};
+use crate::{Node, NodeError, PeerAddr, Progress, ShareLink, ShareOptions};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -121,7 +122,15 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
                 Ok(l) => l,
                 Err(e) => return send(&mut wr, &error_json(&NodeError::Link(e))).await,
             };
-            let mut fetch = match node.fetch_into(&link, target).await {
+            // Addresses the user added (`fetch --peer`): sources beside the link's, unpinned.
+            let mut extra = Vec::new();
+            for p in req.get("peers").and_then(Value::as_array).into_iter().flatten() {
+                match p.as_str().map(PeerAddr::new) {
+                    Some(Ok(addr)) => extra.push(addr),
+                    _ => return send(&mut wr, &bad_request("bad peer address")).await,
+                }
+            }
+            let mut fetch = match node.fetch_with(&link, target, extra).await {
                 Ok(f) => f,
                 Err(e) => return send(&mut wr, &error_json(&e)).await,
             };
@@ -367,7 +376,8 @@ mod tests {
             (b"{\"nop\":1}\n", "missing op"),
             (b"{\"op\":7}\n", "missing op"),
             (b"{\"op\":\"share\"}\n", "missing path"),
-            (b"{\"op\":\"fetch\",\"link\":\"sz1x\"}\n", "missing link or out"),
+            (b"{\"op\":\"fetch\",\"link\":\"sz1x\"}\n", "give one of out or dir"),
+            (b"{\"op\":\"fetch\",\"out\":\"/tmp/x\"}\n", "missing link"),
             (b"{\"op\":\"unshare\"}\n", "missing target"),
         ] {
             let answers = raw(dir, bytes).await;

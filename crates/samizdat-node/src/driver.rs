@@ -5,8 +5,8 @@ use crate::download::Target;
 use crate::state::{BlobSource, Store};
 use crate::store::PendingBlob;
 use crate::{FetchOutcome, NodeError, Progress};
-use samizdat_content::{ContentKey, ContentRoot, GROUP_SIZE, HEADER_LEN, Outboard, group_range};
 use samizdat_content::Locator;
+use samizdat_content::{ContentKey, ContentRoot, GROUP_SIZE, HEADER_LEN, Outboard, group_range};
 use samizdat_engine::{
     Action, ConnId, ContentSource, Engine, EngineConfig, Event, FetchSpec, PeerSummary, ReadId,
     Resume, SourceSpec,
@@ -17,9 +17,9 @@ use samizdat_transport::{BoxStream, Listener, Transports};
 use samizdat_wire::PeerAddr;
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -174,8 +174,7 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     }
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
-    let source =
-        Counted { inner: Arc::new(RwLock::new(setup.source)), served: setup.served };
+    let source = Counted { inner: Arc::new(RwLock::new(setup.source)), served: setup.served };
     let engine = Engine::new(EngineConfig::new(session), source, seed, now, wall);
     let (io_tx, mut io_rx) = mpsc::channel(256);
     let mut accept_tasks = Vec::new();

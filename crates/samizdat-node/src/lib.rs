@@ -586,7 +586,10 @@ impl Node {
 
     /// This node's advertised addresses as link hints, each pinned to this node's identity.
     pub fn hints(&self) -> Vec<PeerHint> {
-        self.advertised.iter().map(|addr| PeerHint { node: self.node_id, addr: addr.clone() }).collect()
+        self.advertised
+            .iter()
+            .map(|addr| PeerHint { node: self.node_id, addr: addr.clone() })
+            .collect()
     }
 
     /// What this node shares, oldest first, each with its current link (see

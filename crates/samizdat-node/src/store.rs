@@ -190,8 +190,7 @@ impl StoreKeys {
         let (root, rest) = plain.split_at_checked(32).ok_or(NodeError::Corrupt("outboard file"))?;
         let (locator, rest) =
             rest.split_at_checked(32).ok_or(NodeError::Corrupt("outboard file"))?;
-        let locator =
-            Locator(locator.try_into().map_err(|_| NodeError::Corrupt("outboard file"))?);
+        let locator = Locator(locator.try_into().map_err(|_| NodeError::Corrupt("outboard file"))?);
         let (key, rest) = rest.split_at_checked(32).ok_or(NodeError::Corrupt("outboard file"))?;
         let root = ContentRoot(root.try_into().map_err(|_| NodeError::Corrupt("outboard file"))?);
         let at_rest = ContentKey::from_bytes(
@@ -527,7 +526,11 @@ const VAULT_RECORD_V2: &[u8; 4] = b"SZo2";
 
 /// The bytes of an outboard record inside a vault volume (which encrypts it):
 /// `"SZo2" || root || locator || blob_len || leaves`.
-pub(crate) fn outboard_record(root: &ContentRoot, locator: &Locator, outboard: &Outboard) -> Vec<u8> {
+pub(crate) fn outboard_record(
+    root: &ContentRoot,
+    locator: &Locator,
+    outboard: &Outboard,
+) -> Vec<u8> {
     let mut bytes = VAULT_RECORD_V2.to_vec();
     bytes.extend_from_slice(&root.0);
     bytes.extend_from_slice(&locator.0);
@@ -611,7 +614,8 @@ mod tests {
         let (r1, r2) = (ContentRoot([3; 32]), ContentRoot([4; 32]));
         // One group: check_root accepts any single leaf.
         let outboard = Outboard { blob_len: 10, leaves: vec![[0; 32]] };
-        let record = Record { root: r1, at_rest: new_at_rest_key(), outboard };
+        let record =
+            Record { root: r1, locator: Locator([5; 32]), at_rest: new_at_rest_key(), outboard };
         let sealed = keys.seal_record(&keys.blob_name(&r1), &record);
         assert!(keys.open_record(&keys.blob_name(&r1), &sealed).is_ok());
         assert!(keys.open_record(&keys.blob_name(&r2), &sealed).is_err());

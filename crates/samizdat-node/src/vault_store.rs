@@ -169,8 +169,7 @@ impl VaultSource {
     /// Damaged entries are skipped; blobs left half-written by a crash are deleted.
     /// Blocking.
     pub(crate) fn load(vault: SharedVault) -> Result<Self, NodeError> {
-        let mut source =
-            VaultSource {
+        let mut source = VaultSource {
             vault: vault.clone(),
             blobs: BTreeMap::new(),
             locators: BTreeMap::new(),
@@ -311,18 +310,18 @@ mod tests {
     }
 
     /// Shares `len` bytes into the vault; returns the root and the ciphertext blob.
-    fn share(vault: &SharedVault, len: usize) -> (ContentRoot, Vec<u8>) {
+    fn share(vault: &SharedVault, len: usize) -> (ContentRoot, Locator, Vec<u8>) {
         let file: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         let manifest = Manifest { name: "f".into(), size: len as u64, mime: "x".into() };
         let key = ContentKey::generate(&mut rand_core::OsRng);
         let mut blob = Vec::new();
-        let (root, _) = put_blob(vault, |sink| {
+        let (root, locator, _) = put_blob(vault, |sink| {
             let mut tee = Tee(sink, &mut blob);
             let e = encode(&key, &manifest, &file[..], &mut tee)?;
-            Ok((e.root, e.outboard))
+            Ok((e.root, key.locator(&e.root), e.outboard))
         })
         .unwrap();
-        (root, blob)
+        (root, locator, blob)
     }
 
     struct Tee<'a>(&'a mut dyn std::io::Write, &'a mut Vec<u8>);
@@ -341,10 +340,12 @@ mod tests {
     #[test]
     fn serves_every_group_across_windows() {
         let vault = vault();
-        let (root, blob) = share(&vault, 2 * WINDOW as usize + 12_345);
-        let (small, small_blob) = share(&vault, 10);
+        let (root, locator, blob) = share(&vault, 2 * WINDOW as usize + 12_345);
+        let (small, _, small_blob) = share(&vault, 10);
         let source = VaultSource::load(vault).unwrap();
-        let outboard = source.outboard(&root).unwrap();
+        let (found, outboard) = source.lookup(&locator).unwrap();
+        assert_eq!(found, root);
+        assert!(source.lookup(&Locator(root.0)).is_none(), "served by its root");
         assert_eq!(outboard.blob_len, blob.len() as u64);
         // Out of order and interleaved with another blob, to exercise the cache.
         let groups = outboard.groups();
@@ -362,9 +363,9 @@ mod tests {
     #[test]
     fn load_skips_damaged_entries_and_removes_half_written_blobs() {
         let vault = vault();
-        let (good, _) = share(&vault, 100_000);
-        let (damaged, _) = share(&vault, 100_000);
-        let (orphan, _) = share(&vault, 100_000);
+        let (good, _, _) = share(&vault, 100_000);
+        let (damaged, _, _) = share(&vault, 100_000);
+        let (orphan, _, _) = share(&vault, 100_000);
         {
             let mut v = lock(&vault);
             // A corrupt outboard record: skipped, the blob kept.

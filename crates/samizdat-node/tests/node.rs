@@ -70,7 +70,11 @@ async fn unreachable_peer_is_a_clear_error() {
     let link = ShareLink {
         root: samizdat_node::ContentRoot([1; 32]),
         key: samizdat_content_key(),
-        peers: vec![format!("tcp/127.0.0.1:{port}").parse().unwrap()],
+        blob_len: 100_000,
+        peers: vec![samizdat_node::PeerHint {
+            node: samizdat_node::NodeId([7; 32]),
+            addr: format!("tcp/127.0.0.1:{port}").parse().unwrap(),
+        }],
     };
     let node = NodeBuilder::new().build().await.unwrap();
     let started = std::time::Instant::now();
@@ -109,7 +113,7 @@ async fn seeded_download_serves_a_third_node() {
     b.fetch(&link, &dir.path().join("b.out")).await.unwrap().outcome().await.unwrap();
     a.shutdown().await;
     // Only b is left; a link pointing at b works.
-    let link_b = ShareLink { peers: b.listen_addrs().to_vec(), ..link };
+    let link_b = ShareLink { peers: b.hints(), ..link };
     let c = NodeBuilder::new().build().await.unwrap();
     c.fetch(&link_b, &dir.path().join("c.out")).await.unwrap().outcome().await.unwrap();
     assert_eq!(std::fs::read(dir.path().join("c.out")).unwrap(), content);
@@ -141,7 +145,11 @@ async fn links_carry_announced_addresses_never_unspecified_ones() {
         .await
         .unwrap();
     let link = announced.share(&file).await.unwrap();
-    assert_eq!(link.peers, vec!["tcp/203.0.113.5:7070".parse().unwrap()]);
+    let hint = samizdat_node::PeerHint {
+        node: announced.node_id(),
+        addr: "tcp/203.0.113.5:7070".parse().unwrap(),
+    };
+    assert_eq!(link.peers, vec![hint]);
     announced.shutdown().await;
     assert!(matches!(
         NodeBuilder::new().announce("nonsense").build().await,

@@ -108,7 +108,7 @@ async fn vault_node_shares_leaks_nothing_and_survives_restart() {
         .await
         .unwrap();
     assert_eq!(node.node_id(), node_id);
-    let relinked = ShareLink { peers: node.listen_addrs().to_vec(), ..link };
+    let relinked = ShareLink { peers: node.hints(), ..link };
     let out2 = tmp.path().join("copy2.bin");
     fetch_with_new_node(&relinked, &out2).await;
     assert!(std::fs::read(&out2).unwrap() == content, "fetched file differs after restart");
@@ -145,7 +145,7 @@ async fn vault_node_seeds_what_it_downloads() {
     seeder.shutdown().await;
 
     // With the original seeder gone, a third node gets the file from the relay's vault.
-    let from_relay = ShareLink { peers: relay.listen_addrs().to_vec(), ..link.clone() };
+    let from_relay = ShareLink { peers: relay.hints(), ..link.clone() };
     let out2 = tmp.path().join("third-copy.bin");
     fetch_with_new_node(&from_relay, &out2).await;
     assert!(std::fs::read(&out2).unwrap() == content);
@@ -158,7 +158,7 @@ async fn vault_node_seeds_what_it_downloads() {
         .build()
         .await
         .unwrap();
-    let from_relay = ShareLink { peers: relay.listen_addrs().to_vec(), ..link };
+    let from_relay = ShareLink { peers: relay.hints(), ..link };
     let out3 = tmp.path().join("fourth-copy.bin");
     fetch_with_new_node(&from_relay, &out3).await;
     assert!(std::fs::read(&out3).unwrap() == content);

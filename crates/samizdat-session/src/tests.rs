@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 use super::*;
-use samizdat_wire::ContentRoot;
+use samizdat_wire::TransferMsg;
 
 const T0: u64 = 1_800_000_000;
 
@@ -58,7 +58,8 @@ fn messages_flow_both_ways_in_order() {
     for i in 0..100u64 {
         a.send(&Message::Ping { nonce: i }).unwrap();
     }
-    let group = Message::Group { root: ContentRoot([9; 32]), index: 3, data: vec![7; 32 * 1024] };
+    let group =
+        Message::Transfer(TransferMsg::Group { req: 1, index: 3, data: vec![7; 32 * 1024] });
     b.send(&group).unwrap();
     pump(&mut a, &mut b, now).unwrap();
     for i in 0..100u64 {
@@ -542,7 +543,7 @@ fn largest_messages_fit_in_one_frame() {
     let (mut a, mut b, now) = pair();
     while b.poll_event().is_some() {}
     let data = vec![5; samizdat_wire::GROUP_SIZE];
-    let big = Message::Group { root: ContentRoot([1; 32]), index: 0, data };
+    let big = Message::Transfer(TransferMsg::Group { req: 1, index: 0, data });
     a.send(&big).unwrap();
     pump(&mut a, &mut b, now).unwrap();
     assert!(matches!(b.poll_event(), Some(SessionEvent::Message(m)) if m == big));
@@ -633,7 +634,8 @@ fn listen_addresses_and_user_agent_are_announced() {
 #[test]
 fn idle_session_holds_no_buffers() {
     let (mut a, mut b, now) = pair();
-    let group = Message::Group { root: ContentRoot([9; 32]), index: 3, data: vec![7; 32 * 1024] };
+    let group =
+        Message::Transfer(TransferMsg::Group { req: 1, index: 3, data: vec![7; 32 * 1024] });
     for _ in 0..8 {
         a.send(&group).unwrap();
         b.send(&group).unwrap();
@@ -658,7 +660,8 @@ fn idle_session_holds_no_buffers() {
 #[test]
 fn after_a_burst_the_next_frame_reserves_what_the_last_flush_held() {
     let (mut a, _b, _) = pair();
-    let group = Message::Group { root: ContentRoot([9; 32]), index: 3, data: vec![7; 32 * 1024] };
+    let group =
+        Message::Transfer(TransferMsg::Group { req: 1, index: 3, data: vec![7; 32 * 1024] });
     for _ in 0..4 {
         a.send(&group).unwrap();
     }

@@ -384,7 +384,11 @@ fn read_count(r: &mut Reader<'_>, max: u32, field: &'static str) -> Result<u32, 
 
 fn check_len(buf: &[u8]) -> Result<(), DecodeError> {
     if buf.len() > MAX_MESSAGE_LEN {
-        return Err(DecodeError::TooLong { field: "message", len: buf.len(), max: MAX_MESSAGE_LEN });
+        return Err(DecodeError::TooLong {
+            field: "message",
+            len: buf.len(),
+            max: MAX_MESSAGE_LEN,
+        });
     }
     Ok(())
 }
@@ -638,11 +642,10 @@ mod tests {
             transfer().prop_map(Message::Transfer),
             (any::<u32>(), any::<[u8; 32]>())
                 .prop_map(|(stream, target)| Message::Relay(RelayMsg::Open { stream, target })),
-            (any::<u32>(), transfer())
-                .prop_map(|(stream, m)| Message::Relay(RelayMsg::Data {
-                    stream,
-                    payload: m.encode_to_vec()
-                })),
+            (any::<u32>(), transfer()).prop_map(|(stream, m)| Message::Relay(RelayMsg::Data {
+                stream,
+                payload: m.encode_to_vec()
+            })),
             any::<u32>().prop_map(|stream| Message::Relay(RelayMsg::Close { stream })),
         ]
     }
@@ -671,7 +674,12 @@ mod tests {
                     leaves
                 }),
             (any::<u32>(), loc, any::<u32>(), 1..=MAX_GROUPS_PER_REQUEST).prop_map(
-                |(req, locator, first, count)| TransferMsg::GetGroups { req, locator, first, count }
+                |(req, locator, first, count)| TransferMsg::GetGroups {
+                    req,
+                    locator,
+                    first,
+                    count
+                }
             ),
             (any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..2000))
                 .prop_map(|(req, index, data)| TransferMsg::Group { req, index, data }),
@@ -745,8 +753,10 @@ mod tests {
         // A link-level tag is not a transfer message.
         assert_eq!(TransferMsg::decode(&[0x02, 0, 0]), Err(DecodeError::UnknownTag(0x02)));
         assert!(TransferMsg::decode(&vec![0x14; MAX_MESSAGE_LEN + 1]).is_err());
-        assert!(format!("{:?}", Message::Relay(RelayMsg::Open { stream: 1, target: [9; 32] }))
-            .starts_with("RelayOpen"));
+        assert!(
+            format!("{:?}", Message::Relay(RelayMsg::Open { stream: 1, target: [9; 32] }))
+                .starts_with("RelayOpen")
+        );
         let loc = Locator([0xab; 32]);
         assert!(!format!("{loc:?}").contains("abababab"));
     }

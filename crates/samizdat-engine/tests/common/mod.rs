@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use samizdat_content::{ContentKey, ContentRoot, Manifest, Outboard, encode, group_range};
 use samizdat_content::Locator;
+use samizdat_content::{ContentKey, ContentRoot, Manifest, Outboard, encode, group_range};
 use samizdat_engine::{
     Action as EAction, ConnId as EConnId, ContentSource, Engine, EngineConfig, Event, FetchSpec,
     MemorySource, Offence, Resume, SourceId, SourceSpec,
