@@ -561,7 +561,10 @@ impl AddrBook {
         let transport = addr.transport();
         if transport == "mem" {
             return if self.config.allow_mem || self.config.allow_local {
-                Ok((addr.clone(), Group::Name(addr.as_str().to_owned())))
+                // Stored as every lookup spells it (an IP-shaped name is canonicalised).
+                let addr = lenient_canonical(addr);
+                let group = Group::Name(addr.as_str().to_owned());
+                Ok((addr, group))
             } else {
                 Err(Rejected::MemNotAllowed)
             };

@@ -17,7 +17,6 @@
 use crate::NodeError;
 use crate::state::Store;
 use crate::vault_store::{self, SharedVault};
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use samizdat_identity::Identity;
 use samizdat_vault::VaultError;
 use serde::{Deserialize, Serialize};
@@ -135,40 +134,14 @@ impl ShareBook {
         Ok(Some(book))
     }
 
-    fn aead(&self) -> Result<LessSafeKey, NodeError> {
-        let key = UnboundKey::new(&AES_256_GCM, &self.record_key[..]).map_err(|_| corrupt())?;
-        Ok(LessSafeKey::new(key))
-    }
-
-    fn open_sealed(&self, mut bytes: Vec<u8>) -> Result<Vec<u8>, NodeError> {
-        if bytes.len() < NONCE_LEN {
-            return Err(corrupt());
-        }
-        let mut sealed = bytes.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&bytes).map_err(|_| corrupt())?;
-        let len = self
-            .aead()?
-            .open_in_place(nonce, Aad::from(AAD), &mut sealed)
-            .map_err(|_| corrupt())?
-            .len();
-        sealed.truncate(len);
-        Ok(sealed)
+    fn open_sealed(&self, bytes: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+        crate::store::open_sealed(&self.record_key, AAD, &bytes)
+            .map(|plain| plain.to_vec())
+            .ok_or_else(corrupt)
     }
 
     fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, NodeError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-        let mut sealed = plain.to_vec();
-        self.aead()?
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
-                &mut sealed,
-            )
-            .map_err(|_| corrupt())?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        Ok(crate::store::seal(&self.record_key, AAD, plain))
     }
 
     /// Writes the records back. Blocking.
@@ -269,47 +242,23 @@ impl ShareBook {
     }
 }
 
-/// Replaces `path` with `bytes`: a 0600 temporary file beside it, synced, then renamed over it.
+/// Replaces `path` with `bytes` (0600, never through a symlink, atomically).
 fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |e| NodeError::io("writing the share records", e);
-    let tmp = path
-        .with_extension(format!("tmp{:08x}", rand_core::RngCore::next_u32(&mut rand_core::OsRng)));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            // Make the rename durable.
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    crate::store::write_private_atomic(path, bytes)
+        .map_err(|e| NodeError::io("writing the share records", e))
 }
-
-/// `O_NOFOLLOW` on Linux (the node does not depend on `libc`).
-const O_NOFOLLOW: i32 = 0o400_000;
 
 /// Overwrites a file with zeros, syncs it, and unlinks it. A missing file is not an error.
 /// Blocking.
 pub(crate) fn overwrite_and_remove(path: &Path) -> Result<(), NodeError> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |e| NodeError::io("deleting a blob", e);
-    let mut f = match std::fs::OpenOptions::new().write(true).custom_flags(O_NOFOLLOW).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(e)),
-    };
+    let mut f =
+        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        };
     let len = f.metadata().map_err(io)?.len();
     let zeros = vec![0u8; 1 << 20];
     let mut left = len;

@@ -792,3 +792,18 @@ fn add_all_counts_new_entries_only() {
     assert_eq!(b.add_all(&batch, &a(SRC), now), 0);
     assert_eq!(b.len(), 2);
 }
+
+#[test]
+fn ip_shaped_mem_addresses_are_found_under_any_spelling() {
+    // Found by the addrbook fuzz target: stored as written, looked up canonicalised.
+    let cfg = AddrBookConfig { allow_mem: true, ..AddrBookConfig::default() };
+    let mut book = AddrBook::new(cfg, [3; 32]);
+    let now = Instant::now();
+    let odd = PeerAddr::new("mem/1.2.3.4:05").unwrap();
+    let src = PeerAddr::new("tcp/9.9.9.9:1").unwrap();
+    assert!(book.add(&odd, &src, now).is_ok());
+    assert!(book.contains(&odd));
+    assert!(book.contains(&PeerAddr::new("mem/1.2.3.4:5").unwrap()));
+    assert!(book.remove(&odd));
+    assert!(book.is_empty());
+}
