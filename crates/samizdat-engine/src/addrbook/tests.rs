@@ -798,7 +798,7 @@ fn ip_shaped_mem_addresses_are_found_under_any_spelling() {
     // Found by the addrbook fuzz target: stored as written, looked up canonicalised.
     let cfg = AddrBookConfig { allow_mem: true, ..AddrBookConfig::default() };
     let mut book = AddrBook::new(cfg, [3; 32]);
-    let now = Instant::now();
+    let now = t0();
     let odd = PeerAddr::new("mem/1.2.3.4:05").unwrap();
     let src = PeerAddr::new("tcp/9.9.9.9:1").unwrap();
     assert!(book.add(&odd, &src, now).is_ok());
