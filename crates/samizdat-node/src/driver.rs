@@ -207,6 +207,10 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         d.engine.add_persistent(Instant::now(), addr);
     }
     d.drain();
+    // Downloads whose caller went away are noticed within a second even when no data arrives
+    // (their output stays locked until then).
+    let mut reap = tokio::time::interval(Duration::from_secs(1));
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let wake = d.engine.poll_timeout().map(tokio::time::Instant::from_std);
         let sleep = async {
@@ -231,6 +235,7 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
                 }
             }
             () = sleep => d.engine.handle_timeout(Instant::now()),
+            _ = reap.tick() => d.reap_cancelled(),
         }
         d.drain();
     }
@@ -547,6 +552,19 @@ impl Driver {
     fn engine_outboard_for_seed(&self, dl: &Download) -> Option<Outboard> {
         dl.seed.as_ref()?;
         dl.target.outboard.clone()
+    }
+
+    /// Cancels downloads whose `Fetch` was dropped (its progress receiver is gone).
+    fn reap_cancelled(&mut self) {
+        let gone: Vec<ContentRoot> = self
+            .downloads
+            .iter()
+            .filter(|(_, dl)| dl.progress.is_closed())
+            .map(|(root, _)| *root)
+            .collect();
+        for root in gone {
+            self.fail(root, NodeError::Cancelled);
+        }
     }
 
     fn fail(&mut self, root: ContentRoot, error: NodeError) {

@@ -103,3 +103,36 @@ async fn a_node_with_another_identity_at_the_hinted_address_is_refused() {
     impostor.shutdown().await;
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_fetch_that_never_got_data_frees_its_output_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    // A peer that accepts and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let link = ShareLink {
+        root: samizdat_node::ContentRoot([1; 32]),
+        key: samizdat_content::ContentKey::from_bytes([2; 32]),
+        blob_len: 100_000,
+        peers: vec![PeerHint {
+            node: samizdat_node::NodeId([3; 32]),
+            addr: format!("tcp/{}", silent.local_addr().unwrap()).parse().unwrap(),
+        }],
+    };
+    let node = NodeBuilder::new().build().await.unwrap();
+    let out = dir.path().join("out");
+    let first = node.fetch(&link, &out).await.unwrap();
+    let busy = node.fetch(&link, &out).await;
+    assert!(busy.is_err(), "a second fetch into the same output while the first runs");
+    drop(first);
+    let t = Instant::now();
+    loop {
+        match node.fetch(&link, &out).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(t.elapsed() < Duration::from_secs(5), "output still held: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    node.shutdown().await;
+}
