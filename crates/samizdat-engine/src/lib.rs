@@ -378,6 +378,28 @@ pub(crate) struct Conn {
     /// Relayed streams on this link and where they go.
     relayed: BTreeMap<u32, RelayEnd>,
     next_stream: u32,
+    /// Whether the peer already had its one `Addr` answer on this link.
+    answered_getaddr: bool,
+}
+
+impl Conn {
+    /// A relayed-stream number for a stream we open on this link. The side that dialled uses
+    /// odd numbers and the other side even ones, so the two ends never pick the same number.
+    fn alloc_stream(&mut self) -> u32 {
+        loop {
+            self.next_stream = self.next_stream.wrapping_add(2);
+            let n = self.next_stream;
+            // Bounded: at most MAX_RELAY_STREAMS numbers are in use.
+            if !self.relayed.contains_key(&n) {
+                return n;
+            }
+        }
+    }
+
+    /// Whether `n` is a number the peer may choose (the other parity from ours).
+    fn peer_may_number(&self, n: u32) -> bool {
+        (n % 2 == 1) != self.outbound
+    }
 }
 
 impl Conn {
@@ -556,7 +578,9 @@ impl<S: ContentSource> Engine<S> {
             last_used: now,
             next_ping: now + self.config.ping_interval,
             relayed: BTreeMap::new(),
-            next_stream: 0,
+            // Outbound links number their streams 1, 3, 5…; inbound ones 2, 4, 6….
+            next_stream: if outbound { u32::MAX } else { 0 },
+            answered_getaddr: false,
         };
         self.conns.insert(conn, c);
         conn
@@ -610,7 +634,7 @@ impl<S: ContentSource> Engine<S> {
             let cap = self.config.max_redial_backoff;
             if let Some(p) = self.persistent.get_mut(&addr) {
                 p.next_try = Some(now + p.backoff);
-                p.backoff = (p.backoff * 2).min(cap);
+                p.backoff = p.backoff.saturating_mul(2).min(cap);
             }
             self.connect(now, addr);
         }
@@ -868,8 +892,12 @@ impl<S: ContentSource> Engine<S> {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         match msg {
             PeersMsg::GetAddr => {
-                let addrs = self.addrs.sample(&mut self.rng, MAX_ADDRS);
-                let _ = c.session.send(&Message::Peers(PeersMsg::Addr(addrs)));
+                // One answer per link: asking again and again does not list the whole book.
+                if !c.answered_getaddr {
+                    c.answered_getaddr = true;
+                    let addrs = self.addrs.sample(&mut self.rng, MAX_ADDRS);
+                    let _ = c.session.send(&Message::Peers(PeersMsg::Addr(addrs)));
+                }
             }
             PeersMsg::Addr(addrs) => {
                 // Per-source quotas in the address book bound what one peer can place.
@@ -952,7 +980,8 @@ impl<S: ContentSource> Engine<S> {
             RelayMsg::Open { stream, target } => {
                 let me = self.node_id();
                 let Some(c) = self.conns.get_mut(&conn) else { return true };
-                if c.peer.is_none() || c.relayed.contains_key(&stream) {
+                if c.peer.is_none() || c.relayed.contains_key(&stream) || !c.peer_may_number(stream)
+                {
                     return false;
                 }
                 let refuse = |c: &mut Conn| {
@@ -982,8 +1011,7 @@ impl<S: ContentSource> Engine<S> {
                     return true;
                 };
                 let Some(o) = self.conns.get_mut(&far) else { return true };
-                o.next_stream = o.next_stream.wrapping_add(1);
-                let n = o.next_stream;
+                let n = o.alloc_stream();
                 o.relayed.insert(n, RelayEnd::Forward(conn, stream));
                 let _ = o.session.send(&Message::Relay(RelayMsg::Open { stream: n, target }));
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -998,8 +1026,14 @@ impl<S: ContentSource> Engine<S> {
                 };
                 match end {
                     RelayEnd::Local => {
-                        let Ok(msg) = TransferMsg::decode(&payload) else { return false };
-                        return self.on_stream_message(now, StreamId::Relayed(conn, stream), msg);
+                        // Whoever is at the far end of a relayed stream broke its protocol:
+                        // that stream ends, and the relay, which only carried it, is not blamed.
+                        let ok = TransferMsg::decode(&payload).is_ok_and(|msg| {
+                            self.on_stream_message(now, StreamId::Relayed(conn, stream), msg)
+                        });
+                        if !ok {
+                            self.close_relayed(conn, stream);
+                        }
                     }
                     RelayEnd::Forward(far, n) => {
                         let Some(o) = self.conns.get_mut(&far) else { return true };
@@ -1104,12 +1138,29 @@ impl<S: ContentSource> Engine<S> {
     }
 
     fn finish_transfer(&mut self, root: ContentRoot) {
-        if let Some(mut d) = self.downloads.remove(&root) {
-            d.transfer.cancel_all();
-            while let Some((stream, msg)) = d.transfer.poll_transmit() {
-                send_on(&mut self.conns, stream, msg);
-            }
+        if let Some(d) = self.downloads.remove(&root) {
+            self.wind_up(d);
             self.events.push_back(Event::TransferComplete { root });
+        }
+    }
+
+    /// Cancels what an ended download still has outstanding and closes the relayed streams
+    /// it opened (so relays do not keep a slot for it).
+    fn wind_up(&mut self, mut d: Download) {
+        d.transfer.cancel_all();
+        while let Some((stream, msg)) = d.transfer.poll_transmit() {
+            send_on(&mut self.conns, stream, msg);
+        }
+        let relayed: Vec<(ConnId, u32)> = d
+            .transfer
+            .streams()
+            .filter_map(|s| match s {
+                StreamId::Relayed(c, n) => Some((*c, *n)),
+                StreamId::Direct(_) => None,
+            })
+            .collect();
+        for (conn, n) in relayed {
+            self.close_relayed(conn, n);
         }
     }
 
@@ -1220,8 +1271,7 @@ impl<S: ContentSource> Engine<S> {
             }
             for (conn, target, source) in opens {
                 let Some(c) = self.conns.get_mut(&conn) else { continue };
-                c.next_stream = c.next_stream.wrapping_add(1);
-                let n = c.next_stream;
+                let n = c.alloc_stream();
                 c.relayed.insert(n, RelayEnd::Local);
                 let _ =
                     c.session.send(&Message::Relay(RelayMsg::Open { stream: n, target: target.0 }));
@@ -1274,27 +1324,19 @@ impl<S: ContentSource> Engine<S> {
     }
 
     fn fail_download(&mut self, root: ContentRoot) {
-        let Some(mut d) = self.downloads.remove(&root) else { return };
-        d.transfer.cancel_all();
-        while let Some((stream, msg)) = d.transfer.poll_transmit() {
-            send_on(&mut self.conns, stream, msg);
-        }
-        let error = if d.mismatches > 0 && !d.transfer.has_usable_stream() {
-            TransferError::IdentityMismatch
-        } else {
-            TransferError::NoSources
-        };
+        let Some(d) = self.downloads.remove(&root) else { return };
+        let mismatch = d.mismatches > 0 && !d.transfer.has_usable_stream();
+        self.wind_up(d);
+        let error =
+            if mismatch { TransferError::IdentityMismatch } else { TransferError::NoSources };
         self.events.push_back(Event::TransferFailed { root, error });
     }
 
     /// Abandons a download (its verified groups stay wherever the driver put them). Only the
     /// streams that were asked are told, by request id.
     pub fn cancel(&mut self, root: &ContentRoot) {
-        if let Some(mut d) = self.downloads.remove(root) {
-            d.transfer.cancel_all();
-            while let Some((stream, msg)) = d.transfer.poll_transmit() {
-                send_on(&mut self.conns, stream, msg);
-            }
+        if let Some(d) = self.downloads.remove(root) {
+            self.wind_up(d);
             let conns: Vec<ConnId> = self.conns.keys().copied().collect();
             for c in conns {
                 self.flush(c);
