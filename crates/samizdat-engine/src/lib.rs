@@ -891,13 +891,11 @@ impl<S: ContentSource> Engine<S> {
     fn on_peers(&mut self, now: Instant, conn: ConnId, msg: PeersMsg) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         match msg {
-            PeersMsg::GetAddr => {
-                // One answer per link: asking again and again does not list the whole book.
-                if !c.answered_getaddr {
-                    c.answered_getaddr = true;
-                    let addrs = self.addrs.sample(&mut self.rng, MAX_ADDRS);
-                    let _ = c.session.send(&Message::Peers(PeersMsg::Addr(addrs)));
-                }
+            // One answer per link: asking again and again does not list the whole book.
+            PeersMsg::GetAddr if !c.answered_getaddr => {
+                c.answered_getaddr = true;
+                let addrs = self.addrs.sample(&mut self.rng, MAX_ADDRS);
+                let _ = c.session.send(&Message::Peers(PeersMsg::Addr(addrs)));
             }
             PeersMsg::Addr(addrs) => {
                 // Per-source quotas in the address book bound what one peer can place.
