@@ -120,7 +120,8 @@ pub struct Hello {
     pub privacy: u32,
     /// Software name; generic by default so it does not fingerprint the user.
     pub user_agent: String,
-    /// Random per-node value: receiving our own nonce means we dialled ourselves.
+    /// Random value; no longer checked by anyone (self-dials are detected by NodeId) and due
+    /// to be removed from the wire, since a constant per node would link its connections.
     pub nonce: u64,
     /// Addresses where the sender accepts connections (possibly none).
     pub listen: Vec<PeerAddr>,
