@@ -258,6 +258,11 @@ pub struct EngineConfig {
     pub addrbook: addrbook::AddrBookConfig,
     /// Chunk groups requested from one stream at a time, per download.
     pub window: u32,
+    /// Verified groups of one download that the owner may hold unstored: once this many are
+    /// handed out by [`Event::GroupVerified`] and not yet reported by [`Engine::stored`]
+    /// (together with the groups in flight), no more are requested. A slow disk then slows
+    /// the download instead of filling memory.
+    pub store_window: u32,
     /// Most queued requests a link may have with us before it is cut off.
     pub max_queued_requests: usize,
     /// Most chunk-group reads in flight for one link.
@@ -293,6 +298,7 @@ impl EngineConfig {
             max_outbound: 64,
             addrbook: addrbook::AddrBookConfig::default(),
             window: 64,
+            store_window: 512,
             max_queued_requests: 1024,
             max_reads_per_conn: 16,
             write_high_water: 1 << 20,
@@ -1347,11 +1353,19 @@ impl<S: ContentSource> Engine<S> {
         self.downloads.get(root).map(|d| d.transfer.progress())
     }
 
+    /// The owner stored `groups` of the verified groups of download `root` (see
+    /// [`EngineConfig::store_window`]); an unknown or finished download is ignored.
+    pub fn stored(&mut self, now: Instant, root: &ContentRoot, groups: u32) {
+        let Some(d) = self.downloads.get_mut(root) else { return };
+        d.transfer.stored(groups);
+        self.schedule(now);
+    }
+
     /// Assigns requests of every download to streams with free window.
     fn schedule(&mut self, now: Instant) {
-        let window = self.config.window;
+        let (window, store_window) = (self.config.window, self.config.store_window);
         for d in self.downloads.values_mut() {
-            d.transfer.schedule(now, window, &mut self.next_req);
+            d.transfer.schedule(now, window, store_window, &mut self.next_req);
             while let Some((stream, msg)) = d.transfer.poll_transmit() {
                 send_on(&mut self.conns, stream, msg);
             }

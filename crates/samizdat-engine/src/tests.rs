@@ -103,6 +103,10 @@ impl Net {
                 }
                 while let Some(e) = self.nodes[i].poll_event() {
                     progress = true;
+                    if let Event::GroupVerified { root, .. } = &e {
+                        let root = *root;
+                        self.nodes[i].stored(self.now, &root, 1);
+                    }
                     self.events[i].push(e);
                 }
             }

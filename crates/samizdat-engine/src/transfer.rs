@@ -110,6 +110,8 @@ pub(crate) struct Transfer {
     missing: BTreeSet<u32>,
     /// Group -> (stream, request) it was asked on.
     in_flight: BTreeMap<u32, (StreamId, RequestId)>,
+    /// Verified groups handed to the owner and not yet reported stored.
+    unstored: u32,
     streams: BTreeMap<StreamId, StreamState>,
     banned: BTreeSet<SourceId>,
     last_progress: Instant,
@@ -127,6 +129,7 @@ impl Transfer {
             have_count: 0,
             missing: BTreeSet::new(),
             in_flight: BTreeMap::new(),
+            unstored: 0,
             streams: BTreeMap::new(),
             banned: BTreeSet::new(),
             last_progress: now,
@@ -223,13 +226,18 @@ impl Transfer {
 
     /// Whether nobody can serve us and nothing happened for `stall`.
     pub(crate) fn stalled(&self, now: Instant, stall: Duration) -> bool {
-        self.in_flight.is_empty() && self.leaf_fetch.is_none() && now >= self.last_progress + stall
+        self.idle() && now >= self.last_progress + stall
+    }
+
+    /// Nothing is asked of anyone and the owner has stored everything it was given (a slow
+    /// disk is not a stalled download).
+    fn idle(&self) -> bool {
+        self.in_flight.is_empty() && self.leaf_fetch.is_none() && self.unstored == 0
     }
 
     /// The next instant at which [`Transfer::expire`] or [`Transfer::stalled`] could act.
     pub(crate) fn deadline(&self, stall: Duration, request_timeout: Duration) -> Option<Instant> {
-        let idle = (self.in_flight.is_empty() && self.leaf_fetch.is_none())
-            .then(|| self.last_progress + stall);
+        let idle = self.idle().then(|| self.last_progress + stall);
         let requests =
             self.streams.values().filter_map(|s| s.last_delivery).map(|t| t + request_timeout);
         let leaves = self.leaf_fetch.as_ref().map(|f| (f.since + request_timeout).min(f.deadline));
@@ -255,8 +263,20 @@ impl Transfer {
         }
     }
 
-    /// Hands out requests: the outboard first, then runs of missing groups.
-    pub(crate) fn schedule(&mut self, now: Instant, window: u32, next_req: &mut RequestId) {
+    /// The owner stored `groups` verified groups.
+    pub(crate) fn stored(&mut self, groups: u32) {
+        self.unstored = self.unstored.saturating_sub(groups);
+    }
+
+    /// Hands out requests: the outboard first, then runs of missing groups, at most `window`
+    /// in flight per stream and `store_window` in flight or unstored in all.
+    pub(crate) fn schedule(
+        &mut self,
+        now: Instant,
+        window: u32,
+        store_window: u32,
+        next_req: &mut RequestId,
+    ) {
         if self.outboard.is_none() {
             if self.leaf_fetch.is_none() {
                 let pick = self.streams.iter().find(|(_, s)| !s.excluded).map(|(id, _)| *id);
@@ -280,9 +300,11 @@ impl Transfer {
         }
         let ids: Vec<StreamId> =
             self.streams.iter().filter(|(_, s)| !s.excluded).map(|(id, _)| *id).collect();
+        let mut room =
+            store_window.saturating_sub(self.unstored.saturating_add(self.in_flight.len() as u32));
         for id in ids {
             let Some(s) = self.streams.get_mut(&id) else { continue };
-            let mut budget = window.saturating_sub(s.busy);
+            let mut budget = window.saturating_sub(s.busy).min(room);
             while budget > 0 {
                 let Some(first) = self.missing.pop_first() else { return };
                 let mut count = 1;
@@ -299,6 +321,7 @@ impl Transfer {
                 s.reqs.insert(req, count);
                 s.last_delivery.get_or_insert(now);
                 budget -= count;
+                room -= count;
                 let locator = self.spec.locator;
                 self.outbox.push_back((id, TransferMsg::GetGroups { req, locator, first, count }));
             }
@@ -416,6 +439,7 @@ impl Transfer {
         self.missing.remove(&index);
         self.have[index as usize] = true;
         self.have_count += 1;
+        self.unstored = self.unstored.saturating_add(1);
         self.last_progress = now;
         self.outputs.push_back(Output::Verified { index, data, source });
     }
@@ -531,7 +555,7 @@ mod tests {
         let (other, _) = source(2);
         t.add_stream(slow, slow_id);
         let mut next = 0;
-        t.schedule(t0, 64, &mut next);
+        t.schedule(t0, 64, 512, &mut next);
         assert_eq!(t.leaf_fetch.as_ref().unwrap().stream, slow);
         // One page every 29 s: always inside the 30 s request timeout.
         let timeout = Duration::from_secs(30);
@@ -548,7 +572,7 @@ mod tests {
         assert!(!t.has_usable_stream());
         // A second source gets the outboard fetch.
         t.add_stream(other, source(2).1);
-        t.schedule(now, 64, &mut next);
+        t.schedule(now, 64, 512, &mut next);
         assert_eq!(t.leaf_fetch.as_ref().unwrap().stream, other);
         // The deadline is reported so the driver wakes for it.
         let d = t.deadline(Duration::from_secs(60), timeout).unwrap();
@@ -569,7 +593,7 @@ mod tests {
             let (s, id) = source(1);
             t.add_stream(s, id);
             let mut next = 0;
-            t.schedule(t0, 64, &mut next);
+            t.schedule(t0, 64, 512, &mut next);
             let &(req, first, count) = t.leaf_fetch.as_ref().unwrap().pages.front().unwrap();
             let msg = match bad {
                 0 => TransferMsg::Outboard {
@@ -593,6 +617,51 @@ mod tests {
             ));
             assert!(t.is_banned(&id));
         }
+    }
+
+    #[test]
+    fn unstored_groups_hold_back_requests_until_the_owner_stores_them() {
+        // 100 groups with a known outboard; a store window of 8 groups.
+        let size = 100 * samizdat_content::GROUP_SIZE;
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let m = samizdat_content::Manifest { name: "f".into(), size: size as u64, mime: "".into() };
+        let key = samizdat_content::ContentKey::from_bytes([5; 32]);
+        let mut blob = Vec::new();
+        let enc = samizdat_content::encode(&key, &m, &data[..], &mut blob).unwrap();
+        let (root, outboard, blob_len) = (enc.root, enc.outboard, blob.len() as u64);
+        let spec = FetchSpec { root, locator: Locator([2; 32]), blob_len };
+        let resume = Resume { outboard: Some(outboard.clone()), have: Vec::new() };
+        let t0 = Instant::now();
+        let mut t = Transfer::new(t0, spec, resume);
+        let (s, id) = source(1);
+        t.add_stream(s, id);
+        let mut next = 0;
+        let asked = |t: &mut Transfer| {
+            std::iter::from_fn(|| t.poll_transmit())
+                .filter_map(|(_, m)| match m {
+                    TransferMsg::GetGroups { req, first, count, .. } => Some((req, first, count)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        t.schedule(t0, 64, 8, &mut next);
+        let reqs = asked(&mut t);
+        assert_eq!(reqs.iter().map(|r| r.2).sum::<u32>(), 8, "the window caps what is asked");
+        for &(req, first, count) in &reqs {
+            for index in first..first + count {
+                let r = samizdat_content::group_range(blob_len, index);
+                let data = blob[r.start as usize..r.end as usize].to_vec();
+                t.on_message(t0, s, TransferMsg::Group { req, index, data }, &mut next);
+            }
+        }
+        // All delivered but none stored: nothing more is asked, and it is not a stall.
+        t.schedule(t0, 64, 8, &mut next);
+        assert!(asked(&mut t).is_empty());
+        assert!(!t.stalled(t0 + Duration::from_secs(3600), Duration::from_secs(60)));
+        // Storing three lets three more be asked.
+        t.stored(3);
+        t.schedule(t0, 64, 8, &mut next);
+        assert_eq!(asked(&mut t).iter().map(|r| r.2).sum::<u32>(), 3);
     }
 
     #[test]

@@ -284,6 +284,15 @@ impl Target {
         Ok(())
     }
 
+    /// Writes decrypted file bytes at `offset` of the file (a run of groups after group 0).
+    pub(crate) fn write_run(&mut self, offset: u64, bytes: &[u8]) -> Result<(), NodeError> {
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| NodeError::io("writing the output file", e))?;
+        self.kept = true;
+        Ok(())
+    }
+
     /// Truncates and syncs the finished file and gives it its final name (never replacing
     /// a file); removes the state file. Returns the manifest and where the file is. For
     /// [`FetchTarget::Stdout`] the file stays where it is, for the caller to copy out.

@@ -3,10 +3,10 @@
 
 use crate::download::Target;
 use crate::state::{BlobSource, Store};
-use crate::store::PendingBlob;
+use crate::writer::{Job, Seed, Writer};
 use crate::{FetchOutcome, NodeError, Progress};
 use samizdat_content::Locator;
-use samizdat_content::{ContentKey, ContentRoot, GROUP_SIZE, HEADER_LEN, Outboard, group_range};
+use samizdat_content::{ContentRoot, Outboard};
 use samizdat_engine::{
     Action, ConnId, ContentSource, Engine, EngineConfig, Event, FetchSpec, PeerSummary, ReadId,
     Resume, SourceSpec,
@@ -16,17 +16,14 @@ use samizdat_session::SessionConfig;
 use samizdat_transport::{BoxStream, Listener, Transports};
 use samizdat_wire::PeerAddr;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::IpAddr;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-const READ_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 256 * 1024;
 const WRITE_QUEUE: usize = 1024;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -73,7 +70,7 @@ impl Counted {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, BlobSource> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, BlobSource> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -90,38 +87,18 @@ impl ContentSource for Counted {
     }
 }
 
-enum Io {
+pub(crate) enum Io {
     Accepted(BoxStream, Option<IpAddr>),
-    /// A chunk-group read finished.
-    Read(ReadId, Option<Vec<u8>>),
+    /// A batch of chunk-group reads finished.
+    Reads(Vec<(ReadId, Option<Vec<u8>>)>),
     Dialed(ConnId, std::io::Result<BoxStream>),
     Data(ConnId, Vec<u8>),
     Written(ConnId, usize),
     Closed(ConnId),
-    /// A blocking task finished storing the seeding copy of a download.
-    SeedStored(Box<SeedStored>),
-}
-
-/// The end of a download whose seeding copy was stored off the driver task.
-struct SeedStored {
-    root: ContentRoot,
-    locator: Locator,
-    /// The outboard to serve the copy with, if it was stored.
-    outboard: Option<Outboard>,
-    outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
-    result: Result<FetchOutcome, NodeError>,
-}
-
-/// The ciphertext copy a download keeps for seeding.
-enum Seed {
-    /// Data directory: a blob file, written at each group's offset as the group is verified
-    /// (removed if the download does not complete).
-    File(PendingBlob),
-    /// Vault: a vault file is written once, sequentially, so the copy is made when the
-    /// download completes, by re-encrypting the finished output group by group and streaming
-    /// it into the vault. Only group 0 (which carries the encrypted manifest, not file bytes)
-    /// is kept from the wire; it is fetched again by every attempt.
-    Vault { group0: Option<Vec<u8>> },
+    /// A download's writer stored this many more groups.
+    Stored(ContentRoot, u32),
+    /// A download's writer could not write; it has answered the caller.
+    WriteFailed(ContentRoot),
 }
 
 pub(crate) struct Setup {
@@ -138,13 +115,11 @@ pub(crate) struct Setup {
     pub served: Arc<AtomicU64>,
 }
 
+/// A running download, as the driver sees it: its writer does the rest.
 struct Download {
-    target: Target,
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// Closed when the caller drops its `Fetch` (a cancel).
     progress: mpsc::Sender<Progress>,
-    outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
-    verified: u64,
-    /// Ciphertext copy for seeding, if enabled.
-    seed: Option<Seed>,
 }
 
 struct ConnIo {
@@ -160,6 +135,10 @@ struct Driver {
     downloads: BTreeMap<ContentRoot, Download>,
     store: Store,
     seed_downloads: bool,
+    /// Chunk-group reads asked for while draining, started together afterwards.
+    reads: Vec<(ReadId, ContentRoot, u32)>,
+    /// Writers still running (awaited at shutdown, so an output is released by then).
+    writers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
@@ -202,6 +181,8 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         downloads: BTreeMap::new(),
         store: setup.store,
         seed_downloads: setup.seed_downloads,
+        reads: Vec::new(),
+        writers: Vec::new(),
     };
     for addr in setup.peers {
         d.engine.add_persistent(Instant::now(), addr);
@@ -246,7 +227,10 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         c.reader.abort();
     }
     for (_, dl) in std::mem::take(&mut d.downloads) {
-        let _ = dl.outcome.send(Err(NodeError::Stopped));
+        let _ = dl.jobs.send(Job::Abort(NodeError::Stopped));
+    }
+    for w in d.writers {
+        let _ = w.await;
     }
 }
 
@@ -269,18 +253,26 @@ impl Driver {
                 }
                 let seed = self.open_seed_copy(&root, spec.locator);
                 let verified = target.resumed_bytes;
-                let total = Some(spec.blob_len);
                 let _ = progress.try_send(Progress {
                     verified_bytes: verified,
-                    total_bytes: total,
+                    total_bytes: Some(spec.blob_len),
                     resumed_bytes: verified,
                 });
-                let dl = Download { target: *target, progress, outcome, verified, seed };
-                if let (Some(o), Some(Seed::File(file))) = (&resume.outboard, &dl.seed) {
-                    // Resumed groups must also be in the seeding copy: rebuild it from the output.
-                    let _ = copy_resumed(&dl.target, o, &resume.have, file);
-                }
-                self.downloads.insert(root, dl);
+                let (jobs, rx) = std::sync::mpsc::channel();
+                let writer = Writer {
+                    target: *target,
+                    seed,
+                    store: self.store.clone(),
+                    source: self.engine.source().clone(),
+                    progress: progress.clone(),
+                    outcome,
+                    io: self.io_tx.clone(),
+                    resumed: resume.outboard.clone().map(|o| (o, resume.have.clone())),
+                };
+                // The writer's queue is bounded by the engine's store window.
+                self.writers.retain(|w| !w.is_finished());
+                self.writers.push(tokio::task::spawn_blocking(move || writer.run(rx)));
+                self.downloads.insert(root, Download { jobs, progress });
                 self.engine.fetch(now, spec, sources, resume);
             }
             Command::Peers { reply } => {
@@ -314,7 +306,11 @@ impl Driver {
     fn on_io(&mut self, io: Io) {
         let now = Instant::now();
         match io {
-            Io::Read(read, data) => self.engine.read_done(read, data),
+            Io::Reads(done) => {
+                for (read, data) in done {
+                    self.engine.read_done(read, data);
+                }
+            }
             Io::Accepted(stream, remote) => match self.engine.accept(now, remote) {
                 Some(conn) => self.install(conn, stream),
                 None => drop(stream),
@@ -332,15 +328,10 @@ impl Driver {
                     self.engine.closed(now, conn);
                 }
             }
-            Io::SeedStored(done) => {
-                let SeedStored { root, locator, outboard, outcome, result } = *done;
-                if let Some(outboard) = outboard {
-                    let mut source = self.engine.source().write();
-                    if let Err(e) = source.register(&self.store, root, locator, outboard) {
-                        tracing::debug!("cannot serve a seeding copy: {e}");
-                    }
-                }
-                let _ = outcome.send(result);
+            Io::Stored(root, groups) => self.engine.stored(now, &root, groups),
+            Io::WriteFailed(root) => {
+                self.engine.cancel(&root);
+                self.downloads.remove(&root);
             }
         }
     }
@@ -394,9 +385,28 @@ impl Driver {
                 self.on_event(event);
             }
             if !busy {
-                return;
+                break;
             }
         }
+        self.start_reads();
+    }
+
+    /// Runs the reads asked for in one blocking task: disk and vault reads never run on the
+    /// driver task (a slow read must not stall every other peer), and one task per batch
+    /// instead of per group saves a thread wake-up per 32 KiB.
+    fn start_reads(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let reads = std::mem::take(&mut self.reads);
+        let (source, tx) = (self.engine.source().clone(), self.io_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let done = reads
+                .into_iter()
+                .map(|(read, root, index)| (read, source.read_group(&root, index)))
+                .collect();
+            let _ = tx.blocking_send(Io::Reads(done));
+        });
     }
 
     fn on_action(&mut self, action: Action) {
@@ -434,15 +444,7 @@ impl Driver {
                     // Dropping the writer sender lets the writer flush and shut down.
                 }
             }
-            Action::ReadGroup { read, root, index } => {
-                // Disk and vault reads never run on the driver task: a slow read must not
-                // stall every other peer.
-                let (source, tx) = (self.engine.source().clone(), self.io_tx.clone());
-                tokio::task::spawn_blocking(move || {
-                    let data = source.read_group(&root, index);
-                    let _ = tx.blocking_send(Io::Read(read, data));
-                });
-            }
+            Action::ReadGroup { read, root, index } => self.reads.push((read, root, index)),
             // Actions of later engine versions this driver does not know are ignored.
             _ => {}
         }
@@ -451,87 +453,22 @@ impl Driver {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::OutboardVerified { root, outboard } => {
-                let result = match self.downloads.get_mut(&root) {
-                    Some(dl) => dl.target.save_outboard(&outboard),
-                    None => Ok(()),
-                };
-                if let Err(e) = result {
-                    self.fail(root, e);
+                if let Some(dl) = self.downloads.get(&root) {
+                    let _ = dl.jobs.send(Job::Outboard(outboard));
                 }
             }
             Event::GroupVerified { root, index, data, .. } => {
-                let Some(dl) = self.downloads.get_mut(&root) else { return };
+                let Some(dl) = self.downloads.get(&root) else { return };
                 if dl.progress.is_closed() {
                     self.fail(root, NodeError::Cancelled);
                     return;
                 }
-                match &mut dl.seed {
-                    Some(Seed::File(file)) => {
-                        let offset = u64::from(index) * GROUP_SIZE as u64;
-                        if file.write_at(offset, &data).is_err() {
-                            dl.seed = None;
-                        }
-                    }
-                    Some(Seed::Vault { group0 }) if index == 0 => *group0 = Some(data.clone()),
-                    _ => {}
-                }
-                dl.verified += data.len() as u64;
-                let result = dl.target.write_group(index, data);
-                let _ = dl.progress.try_send(Progress {
-                    verified_bytes: dl.verified,
-                    total_bytes: dl.target.blob_len,
-                    resumed_bytes: dl.target.resumed_bytes,
-                });
-                if let Err(e) = result {
-                    self.fail(root, e);
-                }
+                let _ = dl.jobs.send(Job::Group { index, data });
             }
             Event::TransferComplete { root } => {
-                let Some(dl) = self.downloads.remove(&root) else { return };
-                let resumed_bytes = dl.target.resumed_bytes;
-                let outboard = self.engine_outboard_for_seed(&dl);
-                let key = dl.target.key.clone();
-                let locator = key.locator(&root);
-                let finished = dl.target.finish();
-                let path = finished.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
-                let result = finished.map(|(manifest, path)| FetchOutcome {
-                    bytes: manifest.size,
-                    manifest,
-                    resumed_bytes,
-                    path,
-                });
-                match (result.is_ok(), dl.seed, outboard) {
-                    (true, Some(Seed::File(file)), Some(outboard)) => {
-                        if let BlobSource::Files(files) = &mut *self.engine.source().write() {
-                            if let Err(e) = files.commit(file, outboard) {
-                                tracing::debug!("cannot keep a seeding copy: {e}");
-                            }
-                        }
-                    }
-                    (true, Some(Seed::Vault { group0: Some(group0) }), Some(outboard)) => {
-                        // Streaming the copy into the vault takes as long as writing the
-                        // file: do it off the driver task and answer the caller afterwards,
-                        // so that a completed fetch means the node seeds it.
-                        let (store, tx, outcome) =
-                            (self.store.clone(), self.io_tx.clone(), dl.outcome);
-                        tokio::task::spawn_blocking(move || {
-                            let outboard =
-                                match seed_into_store(&store, &path, &key, root, outboard, &group0)
-                                {
-                                    Ok(o) => Some(o),
-                                    Err(e) => {
-                                        tracing::debug!("cannot keep a seeding copy: {e}");
-                                        None
-                                    }
-                                };
-                            let done = SeedStored { root, locator, outboard, outcome, result };
-                            let _ = tx.blocking_send(Io::SeedStored(Box::new(done)));
-                        });
-                        return;
-                    }
-                    _ => {}
+                if let Some(dl) = self.downloads.remove(&root) {
+                    let _ = dl.jobs.send(Job::Finish);
                 }
-                let _ = dl.outcome.send(result);
             }
             Event::TransferFailed { root, error } => {
                 let error = match error {
@@ -547,11 +484,6 @@ impl Driver {
             // Peer comings and goings need no action here (and are never logged).
             _ => {}
         }
-    }
-
-    fn engine_outboard_for_seed(&self, dl: &Download) -> Option<Outboard> {
-        dl.seed.as_ref()?;
-        dl.target.outboard.clone()
     }
 
     /// Cancels downloads whose `Fetch` was dropped (its progress receiver is gone).
@@ -570,60 +502,7 @@ impl Driver {
     fn fail(&mut self, root: ContentRoot, error: NodeError) {
         self.engine.cancel(&root);
         if let Some(dl) = self.downloads.remove(&root) {
-            let _ = dl.outcome.send(Err(error));
+            let _ = dl.jobs.send(Job::Abort(error));
         }
     }
-}
-
-/// Streams the ciphertext of a finished download into the store: group 0 as received, every
-/// other group re-encrypted from the output file and checked against its leaf (so a file
-/// changed on disk since is not seeded). Blocking.
-fn seed_into_store(
-    store: &Store,
-    out: &Path,
-    key: &ContentKey,
-    root: ContentRoot,
-    outboard: Outboard,
-    group0: &[u8],
-) -> Result<Outboard, NodeError> {
-    let file = File::open(out).map_err(|e| NodeError::io("reading a finished download", e))?;
-    let corrupt = |_| NodeError::Corrupt("download (changed on disk before it was seeded)");
-    let write = |e| NodeError::io("storing a seeding copy", e);
-    let locator = key.locator(&root);
-    let (_, _, outboard) = store.put_blob(|sink| {
-        outboard.verify_group(&root, 0, group0).map_err(corrupt)?;
-        sink.write_all(group0).map_err(write)?;
-        let mut buf = vec![0u8; GROUP_SIZE];
-        for g in 1..outboard.groups() {
-            let r = group_range(outboard.blob_len, g);
-            let data = &mut buf[..(r.end - r.start) as usize];
-            file.read_exact_at(data, r.start - HEADER_LEN as u64)
-                .map_err(|e| NodeError::io("reading a finished download", e))?;
-            key.apply(g, data);
-            outboard.verify_group(&root, g, data).map_err(corrupt)?;
-            sink.write_all(data).map_err(write)?;
-        }
-        Ok((root, locator, outboard))
-    })?;
-    Ok(outboard)
-}
-
-/// Copies groups resumed from the output file into the seeding copy (re-encrypting them).
-fn copy_resumed(
-    target: &Target,
-    outboard: &Outboard,
-    have: &[bool],
-    seed: &PendingBlob,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; samizdat_content::GROUP_SIZE];
-    for (g, _) in have.iter().enumerate().filter(|(_, h)| **h) {
-        let g = g as u32;
-        let r = samizdat_content::group_range(outboard.blob_len, g);
-        let len = (r.end - r.start) as usize;
-        let data = &mut buf[..len];
-        target.file.read_exact_at(data, r.start - samizdat_content::HEADER_LEN as u64)?;
-        target.key.apply(g, data);
-        seed.write_at(r.start, data)?;
-    }
-    Ok(())
 }

@@ -44,6 +44,7 @@ mod shares;
 mod state;
 mod store;
 mod vault_store;
+mod writer;
 
 pub use download::FetchTarget;
 pub use samizdat_content::{ContentRoot, LinkError, Manifest, PeerHint, ShareLink};

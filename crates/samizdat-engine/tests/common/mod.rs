@@ -205,6 +205,7 @@ impl EngineHost {
                         self.reverified.push((root, index));
                     }
                     self.verified.push(Verified { root, index, len, from, at: now });
+                    self.engine.stored(now, &root, 1);
                 }
                 Event::TransferComplete { root } => {
                     self.complete.insert(root);
