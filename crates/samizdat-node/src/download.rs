@@ -284,6 +284,22 @@ impl Target {
         Ok(())
     }
 
+    /// Reserves the space the file will take (without changing its length, so a resume still
+    /// sees how far it got): a disk without room fails now with a clear error rather than
+    /// after a long download, the file is laid out in one piece, and writes need no block
+    /// allocation. File systems that cannot reserve space are left to allocate as they write.
+    pub(crate) fn reserve(&self) -> Result<(), NodeError> {
+        let Some(blob_len) = self.blob_len else { return Ok(()) };
+        let len = blob_len.saturating_sub(HEADER_LEN as u64);
+        match rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, len) {
+            Ok(()) => Ok(()),
+            Err(e @ rustix::io::Errno::NOSPC) => {
+                Err(NodeError::io("reserving space for the output", e.into()))
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Writes decrypted file bytes at `offset` of the file (a run of groups after group 0).
     pub(crate) fn write_run(&mut self, offset: u64, bytes: &[u8]) -> Result<(), NodeError> {
         self.file

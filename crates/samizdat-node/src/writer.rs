@@ -80,6 +80,9 @@ impl Writer {
                 self.seed = None;
             }
         }
+        if let Err(e) = self.target.reserve() {
+            return self.fail(root, e);
+        }
         let mut verified = self.target.resumed_bytes;
         let mut run: Option<Run> = None;
         loop {
@@ -106,7 +109,9 @@ impl Writer {
             };
             match job {
                 Job::Outboard(outboard) => {
-                    if let Err(e) = self.target.save_outboard(&outboard) {
+                    if let Err(e) =
+                        self.target.save_outboard(&outboard).and_then(|()| self.target.reserve())
+                    {
                         return self.fail(root, e);
                     }
                 }
