@@ -421,8 +421,11 @@ impl Conn {
 struct Download {
     transfer: Transfer,
     sources: Vec<SourceSpec>,
-    /// Redial rounds used so far.
+    /// Redial rounds used since the last verified progress.
     redials: u32,
+    /// Verified bytes when `redials` was last reset: only verified data resets it, so a
+    /// source that connects and never delivers cannot keep a download redialling for ever.
+    verified_mark: u64,
     /// When the next redial round is due, if one is scheduled.
     next_redial: Option<Instant>,
     /// Pinned peers that turned out to be someone else.
@@ -487,6 +490,9 @@ const MAX_PERSISTENT: usize = 64;
 /// Output a peer lets pile up (by sending requests without reading the answers), in multiples
 /// of the write high-water mark, before it is disconnected.
 const FLOOD_FACTOR: usize = 4;
+
+/// The address group of inbound connections whose transport gives no address.
+const NO_ADDRESS_GROUP: u64 = 1 << 62;
 
 /// The address group an inbound connection counts against: IPv4 /24, IPv6 /48.
 pub fn inbound_group(ip: IpAddr) -> u64 {
@@ -656,11 +662,11 @@ impl<S: ContentSource> Engine<S> {
     /// `remote`'s address group) are full, the least useful inbound connection — one still
     /// unauthenticated, else the longest idle — is closed to make room.
     pub fn accept(&mut self, now: Instant, remote: Option<IpAddr>) -> Option<ConnId> {
-        let group = remote.map(inbound_group);
-        let in_group = |c: &Conn| group.is_some() && c.group == group && !c.outbound;
-        if group.is_some()
-            && self.conns.values().filter(|c| in_group(c)).count()
-                >= self.config.max_inbound_per_group
+        // Transports that cannot say where a connection comes from share one group, so they
+        // are capped like one address prefix.
+        let group = Some(remote.map_or(NO_ADDRESS_GROUP, inbound_group));
+        let in_group = |c: &Conn| c.group == group && !c.outbound;
+        if self.conns.values().filter(|c| in_group(c)).count() >= self.config.max_inbound_per_group
         {
             let victim = self.eviction_candidate(now, group);
             self.drop_conn(now, victim?, true);
@@ -700,9 +706,10 @@ impl<S: ContentSource> Engine<S> {
         unauthenticated.or_else(|| {
             candidates
                 .filter(|(_, c)| {
+                    // An open relayed stream keeps nothing alive by itself (anyone can open
+                    // one to us); data through it refreshes `last_used`.
                     c.serve.is_empty()
                         && c.reads_in_flight == 0
-                        && c.relayed.is_empty()
                         && now.saturating_duration_since(c.last_used) >= Duration::from_secs(5)
                 })
                 .min_by_key(|(_, c)| c.last_used)
@@ -928,7 +935,10 @@ impl<S: ContentSource> Engine<S> {
                 if c.serve.len() >= max_queue {
                     return false;
                 }
-                c.last_used = now;
+                // Only a request we can serve makes the link useful (junk keeps no slot).
+                if self.source.lookup(&locator).is_some() {
+                    c.last_used = now;
+                }
                 c.serve.push_back(ServeItem::Leaves { stream, req, locator, first, count });
             }
             TransferMsg::GetGroups { req, locator, first, count } => {
@@ -936,7 +946,6 @@ impl<S: ContentSource> Engine<S> {
                 if c.serve.len() + count as usize > max_queue {
                     return false;
                 }
-                c.last_used = now;
                 let Some((root, outboard)) = self.source.lookup(&locator) else {
                     send_on(&mut self.conns, stream, TransferMsg::NotFound { req });
                     return true;
@@ -946,6 +955,7 @@ impl<S: ContentSource> Engine<S> {
                     send_on(&mut self.conns, stream, TransferMsg::NotFound { req });
                     return true;
                 }
+                c.last_used = now;
                 for index in first..end {
                     c.serve.push_back(ServeItem::Group { stream, req, root, index });
                 }
@@ -964,13 +974,14 @@ impl<S: ContentSource> Engine<S> {
                     | TransferMsg::NotFound { req } => *req,
                     _ => return true,
                 };
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.last_used = now;
-                }
                 let next_req = &mut self.next_req;
                 if let Some(d) = self.downloads.values_mut().find(|d| d.transfer.owns(stream, req))
                 {
                     d.transfer.on_message(now, stream, answer, next_req);
+                    // Only answers we asked for count as use.
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.last_used = now;
+                    }
                 }
             }
             _ => {}
@@ -1040,6 +1051,11 @@ impl<S: ContentSource> Engine<S> {
                         }
                     }
                     RelayEnd::Forward(far, n) => {
+                        for id in [conn, far] {
+                            if let Some(c) = self.conns.get_mut(&id) {
+                                c.last_used = now;
+                            }
+                        }
                         let Some(o) = self.conns.get_mut(&far) else { return true };
                         let _ =
                             o.session.send(&Message::Relay(RelayMsg::Data { stream: n, payload }));
@@ -1194,6 +1210,7 @@ impl<S: ContentSource> Engine<S> {
             transfer,
             sources,
             redials: 0,
+            verified_mark: 0,
             next_redial: None,
             mismatches: 0,
             relay_tried: BTreeSet::new(),
@@ -1302,7 +1319,9 @@ impl<S: ContentSource> Engine<S> {
                 self.conns.values().any(|c| c.addr.as_ref() == Some(addr) && c.peer.is_none())
             });
             if d.transfer.has_usable_stream() || pending {
-                if d.transfer.has_usable_stream() {
+                let verified = d.transfer.progress().0;
+                if verified > d.verified_mark {
+                    d.verified_mark = verified;
                     d.redials = 0;
                 }
                 d.next_redial = None;

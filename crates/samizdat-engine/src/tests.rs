@@ -33,6 +33,9 @@ struct Net {
     events: Vec<Vec<Event>>,
     /// Chunk-group reads each node was asked for (what it served).
     reads: Vec<usize>,
+    /// A node whose messages are dropped once the receiver has authenticated it (a peer that
+    /// handshakes and then stays silent).
+    mute: Option<usize>,
 }
 
 impl Net {
@@ -61,6 +64,7 @@ impl Net {
             links: BTreeMap::new(),
             events: (0..n).map(|_| Vec::new()).collect(),
             reads: vec![0; n],
+            mute: None,
         }
     }
 
@@ -85,6 +89,11 @@ impl Net {
                         Action::Send { conn, data } => {
                             self.nodes[i].on_written(conn, data.len());
                             if let Some(&(j, rc)) = self.links.get(&(i, conn)) {
+                                let up =
+                                    self.nodes[j].conns.get(&rc).is_some_and(|c| c.peer.is_some());
+                                if self.mute == Some(i) && up {
+                                    continue;
+                                }
                                 self.nodes[j].handle_input(self.now, rc, &data);
                             }
                         }
@@ -652,4 +661,104 @@ fn get_addr_is_answered_once_per_link() {
     net.run();
     let remote = net.links[&(1, c)].1;
     assert!(net.nodes[0].conns[&remote].answered_getaddr);
+}
+
+#[test]
+fn a_source_that_connects_and_never_delivers_does_not_keep_a_download_alive() {
+    // Node 0 holds the blob and completes every handshake, then says nothing more, and hangs
+    // up once it is dropped as a source: every redial gets a fresh link, usable for a while. Only verified data resets
+    // the redials and the stall clock, so the download fails instead of cycling for ever.
+    let b = blob(100_000);
+    let mut net = Net::new(vec![Box::new(b.source()), Box::new(MemorySource::new())]);
+    net.mute = Some(0);
+    let src = net.pinned(0);
+    let start = net.now;
+    net.nodes[1].fetch(start, b.spec, vec![src], Resume::default());
+    let mut links = 0;
+    for _ in 0..10_000 {
+        net.run();
+        if net.failed(1).is_some() {
+            break;
+        }
+        // Once dropped as a source, it hangs up, so the next dial gets a fresh link.
+        let dropped = net.nodes[1].downloads.values().any(|d| !d.transfer.has_usable_stream());
+        if dropped {
+            let cut: Vec<_> = net.links.keys().copied().filter(|(n, _)| *n == 0).collect();
+            for (n, conn) in cut {
+                if let Some((m, rc)) = net.links.remove(&(n, conn)) {
+                    net.links.remove(&(m, rc));
+                    let now = net.now;
+                    net.nodes[n].closed(now, conn);
+                    net.nodes[m].closed(now, rc);
+                }
+            }
+            net.run();
+        }
+        let Some(t) = [0, 1].iter().filter_map(|&i| net.nodes[i].poll_timeout()).min() else {
+            break;
+        };
+        net.now = t.max(net.now);
+        let now = net.now;
+        for node in &mut net.nodes {
+            node.handle_timeout(now);
+        }
+        links =
+            links.max(net.events[1].iter().filter(|e| matches!(e, Event::PeerUp { .. })).count());
+    }
+    assert_eq!(net.failed(1), Some(TransferError::NoSources));
+    assert!(!net.completed(1, b.spec.root));
+    assert!(links >= 1, "the silent source was connected");
+    let waited = net.now - start;
+    assert!(waited < Duration::from_secs(600), "gave up only after {waited:?}");
+}
+
+#[test]
+fn junk_requests_and_an_idle_relayed_stream_keep_no_inbound_slot() {
+    let sources: Vec<Box<dyn ContentSource>> =
+        (0..4).map(|_| Box::new(MemorySource::new()) as _).collect();
+    let mut net = Net::with(sources, |c| c.max_inbound = 2);
+    let t0 = net.now;
+    // A connects first, opens a relayed stream to node 0 itself and keeps sending requests
+    // for content node 0 does not have; B connects a second later and stays quiet.
+    let a = net.nodes[1].connect(t0, addr(0)).unwrap();
+    net.run();
+    net.now = t0 + Duration::from_secs(1);
+    net.nodes[2].connect(net.now, addr(0)).unwrap();
+    net.run();
+    let target = net.nodes[0].node_id().0;
+    for (i, at) in [3u64, 6, 9].into_iter().enumerate() {
+        net.now = t0 + Duration::from_secs(at);
+        let c = net.nodes[1].conns.get_mut(&a).unwrap();
+        if i == 0 {
+            c.session.send(&Message::Relay(RelayMsg::Open { stream: 1, target })).unwrap();
+        }
+        let junk =
+            TransferMsg::GetGroups { req: i as u32, locator: Locator([9; 32]), first: 0, count: 1 };
+        c.session.send(&Message::Transfer(junk)).unwrap();
+        net.nodes[1].flush(a);
+        net.run();
+    }
+    let inbound = |net: &Net| net.nodes[0].conns.values().filter(|c| !c.outbound).count();
+    assert_eq!(inbound(&net), 2);
+    // A newcomer takes the slot of the least useful link: A's, whose junk and idle stream
+    // count for nothing.
+    net.now = t0 + Duration::from_secs(10);
+    net.nodes[3].connect(net.now, addr(0)).unwrap();
+    net.run();
+    let up = |net: &Net, i: usize| {
+        let id = net.nodes[i].node_id();
+        net.nodes[0].conns.values().any(|c| c.peer_id() == Some(id))
+    };
+    assert!(!up(&net, 1), "the junk sender kept its slot");
+    assert!(up(&net, 2) && up(&net, 3));
+}
+
+#[test]
+fn inbound_connections_without_an_address_share_one_group_cap() {
+    let mut net = Net::with(vec![Box::new(MemorySource::new())], |c| c.max_inbound_per_group = 5);
+    let now = net.now;
+    for _ in 0..12 {
+        let _ = net.nodes[0].accept(now, None);
+    }
+    assert_eq!(net.nodes[0].count(false), 5);
 }

@@ -292,7 +292,6 @@ impl Transfer {
                         requested: 0,
                         pages: VecDeque::new(),
                     });
-                    self.last_progress = now;
                     self.request_more_leaves(next_req);
                 }
             }
@@ -393,7 +392,6 @@ impl Transfer {
         f.pages.pop_front();
         f.since = now;
         f.leaves.extend(leaves);
-        self.last_progress = now;
         if (f.leaves.len() as u64) < group_count(self.spec.blob_len) {
             self.request_more_leaves(next_req);
             return;
@@ -404,6 +402,9 @@ impl Transfer {
             self.corrupt(stream, crate::Offence::CorruptOutboard);
             return;
         }
+        // Only verified data is progress: sources that start an outboard and never finish it
+        // (or serve junk) do not keep a download alive for ever.
+        self.last_progress = now;
         self.install_outboard(outboard.clone(), &[]);
         self.outputs.push_back(Output::OutboardReady(outboard));
     }

@@ -218,8 +218,10 @@ impl EngineHost {
 }
 
 impl Host for EngineHost {
-    fn accept(&mut self, now: Instant, _peer: NodeId) -> SConnId {
-        let conn = match self.engine.accept(now, None) {
+    fn accept(&mut self, now: Instant, peer: NodeId) -> SConnId {
+        // Every simulated node has an address in a /24 of its own: 10.hi.lo.1.
+        let ip = std::net::Ipv4Addr::from(0x0a00_0001 | ((peer as u32 & 0xffff) << 8));
+        let conn = match self.engine.accept(now, Some(ip.into())) {
             Some(conn) => SConnId(conn.0),
             None => {
                 self.next_refused += 1;
