@@ -10,18 +10,19 @@
 //!   complete; one left over by a crash is deleted at the next start.
 //!
 //! Nothing is written outside the container. The vault handle is shared behind a mutex: long
-//! writes (sharing, storing a seeding copy) run on blocking threads; serving reads one window of
-//! a blob at a time and keeps the last few windows in memory, so that serving a run of 32 KiB
-//! groups does not decrypt a vault batch per group.
+//! writes (sharing, storing a seeding copy) run on blocking threads and take the vault for one
+//! step of about 1 MiB at a time (a [`PendingFile`]), so serving never waits for a whole blob to
+//! be written; serving reads one window of a blob at a time and keeps the last few windows in
+//! memory, so that serving a run of 32 KiB groups does not decrypt a vault batch per group.
 
 use crate::NodeError;
 use crate::store::{blob_name, outboard_record, parse_outboard_record};
 use samizdat_content::{ContentRoot, GROUP_SIZE, Locator, Outboard, group_range};
 use samizdat_engine::ContentSource;
 use samizdat_identity::Identity;
-use samizdat_vault::{Vault, VaultError};
+use samizdat_vault::{PAYLOAD_SIZE, PendingFile, Vault, VaultError};
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use zeroize::Zeroizing;
 
@@ -35,6 +36,11 @@ const INCOMING: &str = "blobs/incoming-";
 const WINDOW: u64 = 128 * GROUP_SIZE as u64;
 /// Windows kept in memory (bounded: `WINDOW × CACHED_WINDOWS` bytes, 16 MiB).
 const CACHED_WINDOWS: usize = 4;
+/// Vault blocks a blob being written hands to the vault at once: the vault is locked for one
+/// seal and write of this many blocks (about 1 MiB), never for the whole blob.
+const STEP_BLOCKS: usize = 16;
+/// Blob bytes of one step.
+const STEP: usize = STEP_BLOCKS * PAYLOAD_SIZE;
 
 /// How the node opens its vault, beyond the path and password.
 #[derive(Default)]
@@ -108,17 +114,38 @@ pub(crate) fn load_identity(vault: &mut Vault) -> Result<Identity, NodeError> {
 
 /// Streams a new blob into the vault. `write` encodes it into the writer it is given and
 /// returns its root and outboard; the blob is then filed under the root's name with its
-/// outboard record. Blocking: holds the vault for the whole write.
+/// outboard record. Blocking. The vault is taken for one [`STEP`] of the blob at a time, and
+/// for the commits at the end, so serving goes on while a large blob is written.
 pub(crate) fn put_blob(
     vault: &SharedVault,
-    write: impl FnOnce(&mut dyn std::io::Write) -> Result<crate::state::Filed, NodeError>,
+    write: impl FnOnce(&mut dyn Write) -> Result<crate::state::Filed, NodeError>,
 ) -> Result<crate::state::Filed, NodeError> {
-    let mut vault = lock(vault);
     let tmp = format!("{INCOMING}{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng));
-    let mut writer = vault.create_file(&tmp).map_err(verr("writing to the vault"))?;
-    // On error the writer is dropped, which discards everything it wrote.
-    let (root, locator, outboard) = write(&mut writer)?;
-    writer.finish().map_err(verr("writing to the vault"))?;
+    let mut file = lock(vault).begin_file(&tmp).map_err(verr("writing to the vault"))?;
+    file.set_batch_blocks(STEP_BLOCKS);
+    let mut writer =
+        StepWriter { vault, file, buf: Zeroizing::new(Vec::with_capacity(STEP)), failure: None };
+    let written = write(&mut writer).and_then(|filed| {
+        writer.flush().map_err(|e| NodeError::io("writing to the vault", e))?;
+        Ok(filed)
+    });
+    let StepWriter { file, failure, .. } = writer;
+    let (root, locator, outboard) = match written {
+        Ok(filed) => filed,
+        Err(e) => {
+            // Everything written is discarded; a vault error is the cause the encoder only saw
+            // as an I/O error.
+            lock(vault).abort_pending(file);
+            return Err(failure.map_or(e, verr("writing to the vault")));
+        }
+    };
+    // The long fsync of the blob's content, holding no lock: the commit has little left to do.
+    if let Err(e) = file.sync() {
+        lock(vault).abort_pending(file);
+        return Err(verr("writing to the vault")(e));
+    }
+    let mut vault = lock(vault);
+    vault.commit_pending(file).map_err(verr("writing to the vault"))?;
     let name = blob_file(&root);
     let exists = vault.file_size(&name).map_err(verr("reading the vault"))?.is_some();
     if exists {
@@ -131,6 +158,64 @@ pub(crate) fn put_blob(
         .put_bytes(&outboard_file(&root), &outboard_record(&root, &locator, &outboard))
         .map_err(verr("writing an outboard to the vault"))?;
     Ok((root, locator, outboard))
+}
+
+/// The writer [`put_blob`] gives the encoder: it gathers a [`STEP`] of the blob, then locks the
+/// vault just long enough to seal and write it.
+struct StepWriter<'a> {
+    vault: &'a SharedVault,
+    file: PendingFile,
+    buf: Zeroizing<Vec<u8>>,
+    /// The vault error behind a failed write (the encoder sees an [`std::io::Error`]).
+    failure: Option<VaultError>,
+}
+
+impl StepWriter<'_> {
+    /// Hands `bytes` to the vault under its lock.
+    fn push(
+        vault: &SharedVault,
+        file: &mut PendingFile,
+        failure: &mut Option<VaultError>,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        let result = lock(vault).write_pending(file, bytes);
+        result.map_err(|e| {
+            let io = std::io::Error::other(e.to_string());
+            failure.get_or_insert(e);
+            io
+        })
+    }
+}
+
+impl Write for StepWriter<'_> {
+    fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<usize> {
+        let n = bytes.len();
+        while !bytes.is_empty() {
+            if self.buf.is_empty() && bytes.len() >= STEP {
+                // A whole step in the caller's buffer: no copy.
+                Self::push(self.vault, &mut self.file, &mut self.failure, &bytes[..STEP])?;
+                bytes = &bytes[STEP..];
+                continue;
+            }
+            let take = (STEP - self.buf.len()).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buf.len() == STEP {
+                self.flush()?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Hands what is gathered to the vault (whose last partial batch waits for the commit).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = Self::push(self.vault, &mut self.file, &mut self.failure, &self.buf);
+        self.buf.clear();
+        result
+    }
 }
 
 /// Deletes a blob and its outboard record from the vault (a missing one is not an error).
@@ -383,6 +468,125 @@ mod tests {
         assert!(names.contains(&blob_file(&damaged)), "{names:?}");
         assert!(!names.contains(&blob_file(&orphan)), "{names:?}");
         assert!(!names.iter().any(|n| n.starts_with(INCOMING)), "{names:?}");
+    }
+
+    /// A source of `len` bytes that pauses before every MiB but the first, like an encoder
+    /// reading a slow disk, and says when `signal_at` bytes have been read.
+    struct SlowReader {
+        len: usize,
+        served: usize,
+        signal_at: usize,
+        started: Option<std::sync::mpsc::Sender<()>>,
+    }
+
+    impl Read for SlowReader {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            const MIB: usize = 1 << 20;
+            if self.served == self.len {
+                return Ok(0);
+            }
+            if self.served > 0 && self.served % MIB == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            let to_boundary = MIB - self.served % MIB;
+            let n = buf.len().min(self.len - self.served).min(to_boundary);
+            buf[..n].iter_mut().enumerate().for_each(|(i, b)| *b = (self.served + i) as u8);
+            self.served += n;
+            if self.served >= self.signal_at {
+                if let Some(tx) = self.started.take() {
+                    let _ = tx.send(());
+                }
+            }
+            Ok(n)
+        }
+    }
+
+    /// The requirement: serving never stalls while a large share is being written.
+    /// The writer below takes about 2.4 s (a pause before every MiB, the vault untouched while
+    /// it pauses); a group read in the middle must not wait for it.
+    #[test]
+    fn a_group_is_served_promptly_while_a_large_blob_is_written() {
+        let vault = vault();
+        let (root, _, blob) = share(&vault, 100_000);
+        let source = VaultSource::load(vault.clone()).unwrap();
+        let (tx, started) = std::sync::mpsc::channel();
+        let len = 8 << 20;
+        let writer = {
+            let vault = vault.clone();
+            std::thread::spawn(move || {
+                let manifest = Manifest { name: "big".into(), size: len as u64, mime: "x".into() };
+                let key = ContentKey::generate(&mut rand_core::OsRng);
+                let reader = SlowReader { len, served: 0, signal_at: 2 << 20, started: Some(tx) };
+                put_blob(&vault, |sink| {
+                    let e = encode(&key, &manifest, reader, sink)?;
+                    Ok((e.root, key.locator(&e.root), e.outboard))
+                })
+            })
+        };
+        started.recv().unwrap();
+        let t = std::time::Instant::now();
+        let got = source.read_group(&root, 0).unwrap();
+        let took = t.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "a group read waited {took:?} for the blob being written"
+        );
+        assert!(!writer.is_finished(), "the read must happen while the blob is being written");
+        assert!(got == blob[..got.len()]);
+        // The large blob itself was stored whole.
+        let (big, locator, outboard) = writer.join().unwrap().unwrap();
+        let mut source = source;
+        source.register(big, locator, outboard).unwrap();
+        let last = source.blobs[&big].1.groups() - 1;
+        assert!(source.read_group(&big, last).is_some());
+        let names: Vec<String> = lock(&vault).list().unwrap().into_iter().map(|f| f.name).collect();
+        assert!(!names.iter().any(|n| n.starts_with(INCOMING)), "{names:?}");
+    }
+
+    #[test]
+    fn a_full_vault_fails_the_put_with_a_vault_error_and_keeps_nothing() {
+        let disk = Box::new(MemStorage::new(2 << 20));
+        let v = Vault::create_in(disk, b"pw", KdfCost::DANGER_INSECURE_TEST).unwrap();
+        let vault = Arc::new(Mutex::new(v));
+        let (small, _, _) = share(&vault, 10_000);
+        let free = lock(&vault).free_space();
+        let file: Vec<u8> = vec![7; 3 << 20];
+        let manifest = Manifest { name: "f".into(), size: file.len() as u64, mime: "x".into() };
+        let key = ContentKey::generate(&mut rand_core::OsRng);
+        let err = put_blob(&vault, |sink| {
+            let e = encode(&key, &manifest, &file[..], sink)?;
+            Ok((e.root, key.locator(&e.root), e.outboard))
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, NodeError::Vault { source: VaultError::Full, .. }),
+            "the vault's own error, not the encoder's view of it: {err:?}"
+        );
+        assert_eq!(lock(&vault).free_space(), free, "the partial blob's space is back");
+        let names: Vec<String> = lock(&vault).list().unwrap().into_iter().map(|f| f.name).collect();
+        assert_eq!(names.len(), 2, "only the small blob and its outboard: {names:?}");
+        // The vault still works, and still serves.
+        share(&vault, 10_000);
+        let source = VaultSource::load(vault).unwrap();
+        assert!(source.read_group(&small, 0).is_some());
+    }
+
+    #[test]
+    fn a_read_only_vault_refuses_the_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.vault");
+        drop(Vault::create(&path, 1 << 20, b"pw").unwrap());
+        let opts = samizdat_vault::OpenOptions::new().read_only(true);
+        let v = Vault::open_with(&path, b"pw", &[], opts).unwrap();
+        let vault = Arc::new(Mutex::new(v));
+        let mut called = false;
+        let err = put_blob(&vault, |_| {
+            called = true;
+            Err(NodeError::Corrupt("never called"))
+        })
+        .unwrap_err();
+        assert!(matches!(err, NodeError::Vault { source: VaultError::ReadOnly, .. }), "{err:?}");
+        assert!(!called, "refused before encoding anything");
     }
 
     #[test]

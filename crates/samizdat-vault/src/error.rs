@@ -125,6 +125,10 @@ pub enum VaultError {
         /// Bytes the file system has free for this user.
         available: u64,
     },
+    /// A [`crate::PendingFile`] was handed to a vault other than the one that began it (its
+    /// blocks belong to that vault's allocation). Nothing was written.
+    #[error("this pending file was begun by another vault handle")]
+    WrongVault,
     /// The password key derivation failed (invalid cost parameters).
     #[error("password key derivation failed: {0}")]
     Kdf(String),

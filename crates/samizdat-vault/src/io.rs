@@ -2,7 +2,7 @@
 //! several threads.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 
 use rand_core::RngCore;
 use zeroize::Zeroizing;
@@ -281,48 +281,89 @@ pub(crate) fn stream_file(
     })
 }
 
-/// A file being written: bytes go in through [`FileWriter::write_bytes`] or [`std::io::Write`]
-/// and the file is committed by [`FileWriter::finish`]. Dropping it without `finish` discards
-/// everything written (the blocks are freed; their content is under a key that no longer
-/// exists).
-pub struct FileWriter<'v> {
-    vault: &'v mut Vault,
+/// A file being written that borrows no vault: [`Vault::begin_file`] starts it,
+/// [`Vault::write_pending`] appends to it, [`Vault::commit_pending`] commits it. It owns its
+/// file key, the blocks written so far (which its vault hands to nobody else meanwhile) and the
+/// batch being filled.
+///
+/// Dropping it (or [`Vault::abort_pending`]) discards everything written: the blocks go back to
+/// the vault (on its next allocation), their content under a key that no longer exists. Its
+/// `Debug` output shows only the length written. It keeps the container open, and so holds its
+/// lock, until dropped, even if the vault is dropped first.
+pub struct PendingFile {
     name: String,
     key: SecretKey,
+    /// Data blocks written so far, in file order.
     blocks: Vec<u32>,
     batch: Zeroizing<Vec<u8>>,
     /// Payload bytes in the current batch.
     fill: usize,
     size: u64,
-    /// A batch failed to be written: its buffer holds a half-sealed mix, so the file can only
-    /// be discarded.
+    /// Most blocks per batch.
+    max_batch: usize,
+    /// A batch failed to be written: its buffer may hold a half-sealed mix, so the file can
+    /// only be discarded.
     failed: bool,
+    /// The container, for [`PendingFile::sync`].
+    storage: Arc<dyn Storage>,
+    /// Where the blocks go when the file is dropped: its vault's queue of returned blocks.
+    returned: Arc<Mutex<Vec<u32>>>,
 }
 
-impl std::fmt::Debug for FileWriter<'_> {
+impl std::fmt::Debug for PendingFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileWriter").field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("PendingFile").field("size", &self.size).finish_non_exhaustive()
     }
 }
 
-impl<'v> FileWriter<'v> {
-    pub(crate) fn new(vault: &'v mut Vault, name: String) -> Self {
+impl PendingFile {
+    pub(crate) fn new(vault: &mut Vault, name: String) -> Self {
         let key = SecretKey::random(&mut vault.rng);
-        FileWriter {
-            vault,
+        PendingFile {
             name,
             key,
             blocks: Vec::new(),
             batch: Zeroizing::new(Vec::new()),
             fill: 0,
             size: 0,
+            max_batch: BATCH,
             failed: false,
+            storage: vault.storage.clone(),
+            returned: vault.returned.clone(),
         }
     }
 
-    /// Appends `bytes` to the file. After an error the writer is unusable (further calls and
-    /// [`FileWriter::finish`] fail with [`VaultError::Poisoned`]); drop it and start again.
-    pub fn write_bytes(&mut self, mut bytes: &[u8]) -> Result<()> {
+    pub(crate) fn belongs_to(&self, vault: &Vault) -> bool {
+        Arc::ptr_eq(&self.returned, &vault.returned)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Sets the most blocks sealed and written at once (from 1 to 128, the default; a block
+    /// carries [`crate::PAYLOAD_SIZE`] bytes), from the next batch on. With a shared vault, a
+    /// [`Vault::write_pending`] call that completes a batch holds the vault for one seal and
+    /// write of that many blocks; smaller batches keep it shorter, larger ones use more cores.
+    pub fn set_batch_blocks(&mut self, blocks: usize) {
+        self.max_batch = blocks.clamp(1, BATCH);
+    }
+
+    /// Makes the content written so far durable (fsync of the container) without the vault.
+    /// Optional: [`Vault::commit_pending`] syncs anyway, but after a large file most of that
+    /// work is done here, where it keeps no other user of a shared vault waiting.
+    pub fn sync(&self) -> Result<()> {
+        self.storage.sync().map_err(|e| VaultError::io("writing file content", e))
+    }
+
+    /// Appends `bytes`, sealing and writing every batch it fills.
+    pub(crate) fn write(&mut self, vault: &mut Vault, mut bytes: &[u8]) -> Result<()> {
         if self.failed {
             return Err(VaultError::Poisoned);
         }
@@ -331,7 +372,8 @@ impl<'v> FileWriter<'v> {
                 // Allocated on first use, no larger than the first write needs: a small file
                 // never pays for a whole batch.
                 let blocks = usize::try_from(blocks_for(bytes.len() as u64)).unwrap_or(BATCH);
-                self.batch = Zeroizing::new(vec![0u8; blocks.clamp(1, BATCH) * BLOCK_SIZE]);
+                let blocks = blocks.clamp(1, self.max_batch);
+                self.batch = Zeroizing::new(vec![0u8; blocks * BLOCK_SIZE]);
             }
             let i = self.fill / PAYLOAD_SIZE;
             let off = self.fill % PAYLOAD_SIZE;
@@ -343,26 +385,31 @@ impl<'v> FileWriter<'v> {
             bytes = &bytes[n..];
             let capacity = self.batch.len() / BLOCK_SIZE;
             if self.fill == capacity * PAYLOAD_SIZE {
-                self.flush_batch()?;
-                if capacity < BATCH {
-                    // A large file: double the batch, up to [`BATCH`]. (The old buffer holds
+                self.flush_batch(vault)?;
+                let next = (capacity * 2).min(self.max_batch);
+                if next != capacity {
+                    // A large file: double the batch, up to the limit. (The old buffer holds
                     // only sealed blocks now.)
-                    let grown = (capacity * 2).min(BATCH);
-                    self.batch = Zeroizing::new(vec![0u8; grown * BLOCK_SIZE]);
+                    self.batch = Zeroizing::new(vec![0u8; next * BLOCK_SIZE]);
                 }
             }
         }
         Ok(())
     }
 
-    /// Seals the current batch and writes it to freshly allocated random blocks.
-    fn flush_batch(&mut self) -> Result<()> {
+    /// Seals the current batch and writes it to freshly allocated random blocks. Any error
+    /// leaves the file unusable.
+    pub(crate) fn flush_batch(&mut self, vault: &mut Vault) -> Result<()> {
         if self.failed {
             return Err(VaultError::Poisoned);
         }
         if self.fill == 0 {
             return Ok(());
         }
+        // Until this batch is on disk the file is unusable: an error past this point leaves
+        // its buffer half sealed, and one before it (a full vault) would otherwise leave the
+        // caller unsure which bytes were taken.
+        self.failed = true;
         let n = self.fill.div_ceil(PAYLOAD_SIZE);
         // Zero the unused tail of a partial last block (it is encrypted like the rest).
         let tail = self.fill % PAYLOAD_SIZE;
@@ -371,17 +418,14 @@ impl<'v> FileWriter<'v> {
             let end = n * BLOCK_SIZE - crate::format::TAG_LEN;
             self.batch[start..end].fill(0);
         }
-        let phys = self.vault.alloc(n)?;
+        let phys = vault.alloc(n)?;
         let mut nonces = vec![[0u8; NONCE_LEN]; n];
         for nonce in &mut nonces {
-            self.vault.rng.fill_bytes(nonce);
+            vault.rng.fill_bytes(nonce);
         }
-        // Until this batch is on disk its buffer is half sealed: any error from here on makes
-        // the file unusable (writing it again would seal ciphertext as if it were content).
-        self.failed = true;
         let first_chunk = self.blocks.len() as u64;
         let key = &self.key;
-        let storage: &dyn Storage = &*self.vault.storage;
+        let storage: &dyn Storage = &*vault.storage;
         // Seal on every core, then write from this thread alone: buffered writes to one file
         // are serialized by the kernel anyway (ext4 and XFS hold the inode lock), and
         // concurrent writers only spin on it.
@@ -397,7 +441,7 @@ impl<'v> FileWriter<'v> {
             Ok(())
         });
         if let Err(e) = result {
-            self.vault.release(&phys);
+            vault.release(&phys);
             return Err(e);
         }
         self.blocks.extend_from_slice(&phys);
@@ -406,37 +450,86 @@ impl<'v> FileWriter<'v> {
         Ok(())
     }
 
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.size
+    /// The data blocks this file holds so far.
+    #[cfg(test)]
+    pub(crate) fn blocks(&self) -> &[u32] {
+        &self.blocks
     }
 
-    /// Whether nothing was written yet.
-    pub fn is_empty(&self) -> bool {
-        self.size == 0
-    }
-
-    /// Writes the last batch and commits the file (one atomic, durable commit). Returns the
-    /// file's length.
-    pub fn finish(mut self) -> Result<u64> {
-        self.flush_batch()?;
+    /// The file's name and catalog entry, once its last batch is written. The blocks now
+    /// belong to the caller (the commit), not to this handle's drop.
+    pub(crate) fn into_entry(mut self) -> (String, FileEntry) {
         debug_assert_eq!(blocks_for(self.size), self.blocks.len() as u64);
         let entry = FileEntry {
             size: self.size,
             key: self.key.clone(),
             blocks: std::mem::take(&mut self.blocks),
         };
-        let size = self.size;
-        let name = std::mem::take(&mut self.name);
-        self.vault.commit_file(name, entry)?;
-        Ok(size)
+        (std::mem::take(&mut self.name), entry)
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.blocks.is_empty() {
+            let blocks = std::mem::take(&mut self.blocks);
+            lock(&self.returned).extend(blocks);
+        }
+    }
+}
+
+/// A file being written: bytes go in through [`FileWriter::write_bytes`] or [`std::io::Write`]
+/// and the file is committed by [`FileWriter::finish`]. Dropping it without `finish` discards
+/// everything written (the blocks are freed; their content is under a key that no longer
+/// exists). It borrows the vault for the whole write; [`PendingFile`] is the same without the
+/// borrow.
+pub struct FileWriter<'v> {
+    vault: &'v mut Vault,
+    /// `None` only while finishing.
+    file: Option<PendingFile>,
+}
+
+impl std::fmt::Debug for FileWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWriter").field("size", &self.len()).finish_non_exhaustive()
+    }
+}
+
+impl<'v> FileWriter<'v> {
+    pub(crate) fn new(vault: &'v mut Vault, file: PendingFile) -> Self {
+        FileWriter { vault, file: Some(file) }
+    }
+
+    /// Appends `bytes` to the file. After an error the writer is unusable (further calls and
+    /// [`FileWriter::finish`] fail with [`VaultError::Poisoned`]); drop it and start again.
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().ok_or(VaultError::Poisoned)?;
+        self.vault.write_pending(file, bytes)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.file.as_ref().map_or(0, PendingFile::len)
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the last batch and commits the file (one atomic, durable commit). Returns the
+    /// file's length.
+    pub fn finish(mut self) -> Result<u64> {
+        let file = self.file.take().ok_or(VaultError::Poisoned)?;
+        self.vault.commit_pending(file)
     }
 }
 
 impl Drop for FileWriter<'_> {
     fn drop(&mut self) {
-        let blocks = std::mem::take(&mut self.blocks);
-        self.vault.release(&blocks);
+        if let Some(file) = self.file.take() {
+            self.vault.abort_pending(file);
+        }
     }
 }
 

@@ -56,6 +56,12 @@
 //! catalog and the blocks of deleted or replaced files are overwritten with random bytes; their
 //! per-file keys existed only in the catalog (crypto-shredding).
 //!
+//! A file is streamed in with a [`FileWriter`] ([`Vault::create_file`]), which borrows the vault
+//! until it commits, or with a [`PendingFile`] ([`Vault::begin_file`]), which borrows nothing:
+//! a vault shared behind a mutex is then locked for each batch, not for the whole file, and
+//! reads and other writes run in between. Either way the file's blocks are its own until it
+//! commits or is discarded.
+//!
 //! # One writer at a time
 //!
 //! A [`Vault`] opened from a path holds an advisory `flock(2)` lock on the container for as
@@ -118,7 +124,7 @@ pub use error::{Result, VaultError};
 pub use format::{
     BLOCK_SIZE, KdfCost, MAX_CONTAINER_SIZE, MAX_VOLUMES, MIN_CONTAINER_SIZE, PAYLOAD_SIZE,
 };
-pub use io::{FileReader, FileWriter};
+pub use io::{FileReader, FileWriter, PendingFile};
 pub use storage::{FileStorage, Lock, MemStorage, Storage};
 pub use vault::{FileInfo, OpenOptions, Vault};
 

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 
 /// Random-access byte storage holding one container.
 ///
-/// Implementations must be usable from several threads at once for reads.
+/// Implementations must be usable from several threads at once: reads, and a
+/// [`Storage::sync`] while another thread writes (see [`crate::PendingFile::sync`]).
 pub trait Storage: Send + Sync {
     /// Total size in bytes.
     fn len(&self) -> u64;

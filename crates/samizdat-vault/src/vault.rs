@@ -1,6 +1,7 @@
 //! The container: header slots, volumes, block allocation and atomic commits.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
@@ -14,7 +15,7 @@ use crate::format::{
     NO_BLOCK, NONCE_LEN, PAYLOAD_SIZE, Reader, SALT_LEN, SecretKey, TAG_LEN, ad, block_offset,
     fill_noise, open_in_place, open_small, password_key, seal_in_place, seal_small, slot_offset,
 };
-use crate::io::{FileReader, FileWriter, stream_file};
+use crate::io::{FileReader, FileWriter, PendingFile, stream_file};
 use crate::storage::{FileStorage, Lock, Storage};
 
 /// Bytes at the start of a metadata block's payload (version 3): the length of its piece of
@@ -112,11 +113,13 @@ pub(crate) struct Volume {
 /// all reads and writes go), every less hidden volume below it, and, in protected mode, the
 /// volumes of the extra passwords.
 ///
-/// Every write ([`Vault::put`], [`FileWriter::finish`], [`Vault::delete`], [`Vault::rename`]) is
-/// one atomic, durable commit: after a crash the container opens at the last completed one.
-/// One process at a time may have a container open for writing.
+/// Every write ([`Vault::put`], [`FileWriter::finish`], [`Vault::commit_pending`],
+/// [`Vault::delete`], [`Vault::rename`]) is one atomic, durable commit: after a crash the
+/// container opens at the last completed one. One process at a time may have a container open
+/// for writing.
 pub struct Vault {
-    pub(crate) storage: Box<dyn Storage>,
+    /// Shared with every [`PendingFile`] of this vault (for [`PendingFile::sync`]).
+    pub(crate) storage: Arc<dyn Storage>,
     nblocks: u32,
     /// Opened volumes by header slot.
     pub(crate) volumes: Vec<Option<Volume>>,
@@ -132,6 +135,9 @@ pub struct Vault {
     poisoned: bool,
     /// Opened with [`OpenOptions::read_only`]: every write is refused.
     read_only: bool,
+    /// Blocks of dropped [`PendingFile`]s, given back (see [`Vault::reclaim`]) before the next
+    /// allocation. Also tells this vault's pending files from another vault's.
+    pub(crate) returned: Arc<Mutex<Vec<u32>>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -400,7 +406,7 @@ impl Vault {
             .map_err(|e| VaultError::io("reading the container header", e))?;
         let pw_key = password_key(password, &salt, kdf)?;
         let mut vault = Vault {
-            storage,
+            storage: Arc::from(storage),
             nblocks,
             volumes: (0..MAX_VOLUMES).map(|_| None).collect(),
             active: 0,
@@ -410,6 +416,7 @@ impl Vault {
             rng,
             poisoned: false,
             read_only: false,
+            returned: Arc::default(),
         };
         vault.init_volume(0, &pw_key, None)?;
         Ok(vault)
@@ -429,7 +436,7 @@ impl Vault {
             .map_err(|e| VaultError::io("reading the container header", e))?;
         let rng = new_rng()?;
         let mut vault = Vault {
-            storage,
+            storage: Arc::from(storage),
             nblocks,
             volumes: (0..MAX_VOLUMES).map(|_| None).collect(),
             active: 0,
@@ -439,6 +446,7 @@ impl Vault {
             rng,
             poisoned: false,
             read_only: false,
+            returned: Arc::default(),
         };
         let salt = &header[..SALT_LEN];
         let pw_key = password_key(password, salt, kdf)?;
@@ -796,6 +804,7 @@ impl Vault {
     /// its preferred positions that is free and not preferred by another volume (else at a
     /// random free block).
     fn alloc_meta(&mut self, count: usize, copies: usize, generation: u64) -> Result<Vec<u32>> {
+        self.reclaim();
         if (count * copies) as u64 > self.free {
             return Err(VaultError::Full);
         }
@@ -839,6 +848,7 @@ impl Vault {
         if self.poisoned {
             return Err(VaultError::Poisoned);
         }
+        self.reclaim();
         if n as u64 > self.free {
             return Err(VaultError::Full);
         }
@@ -903,6 +913,7 @@ impl Vault {
             self.release(uncommitted);
             return Err(VaultError::Poisoned);
         }
+        self.reclaim();
         let bytes = catalog.serialize();
         let count = bytes.len().div_ceil(META_DATA).max(1);
         // As many copies as the container size asks for and the free space allows.
@@ -997,7 +1008,7 @@ impl Vault {
     /// Bytes of file content that can still be written without touching any opened volume.
     /// In a decoy opened alone this counts the blocks of hidden volumes as free.
     pub fn free_space(&self) -> u64 {
-        self.free * PAYLOAD_SIZE as u64
+        (self.free + self.returned_count()) * PAYLOAD_SIZE as u64
     }
 
     /// Files of the active volume, sorted by name.
@@ -1018,6 +1029,42 @@ impl Vault {
     /// Starts writing the file `name` (streaming). The file appears, replacing any file of the
     /// same name, only when [`FileWriter::finish`] commits it; dropping the writer discards it.
     pub fn create_file(&mut self, name: &str) -> Result<FileWriter<'_>> {
+        let file = self.begin_file(name)?;
+        Ok(FileWriter::new(self, file))
+    }
+
+    /// Starts writing the file `name` without borrowing the vault: the returned handle owns
+    /// everything written so far, and every step takes the vault only for as long as it runs.
+    /// Feed it with [`Vault::write_pending`] and commit it with [`Vault::commit_pending`]
+    /// (which replaces any file of the same name); until then nothing of it is visible, not
+    /// even after a crash. [`Vault::abort_pending`], or dropping the handle, discards it and
+    /// gives its blocks back.
+    ///
+    /// Use it when the vault is shared (behind a mutex) and a long write must not keep the
+    /// other users out: lock for each [`Vault::write_pending`], not for the whole file. Any
+    /// other operation may run in between, other pending files included: the blocks a pending
+    /// file holds are never handed to anyone else, and commits of other files leave them alone.
+    ///
+    /// ```
+    /// use samizdat_vault::{KdfCost, MemStorage, Vault};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// # fn main() -> Result<(), samizdat_vault::VaultError> {
+    /// let disk = Box::new(MemStorage::new(4 << 20));
+    /// let vault = Vault::create_in(disk, b"pw", KdfCost::DANGER_INSECURE_TEST)?;
+    /// let vault = Arc::new(Mutex::new(vault));
+    /// let mut file = vault.lock().unwrap().begin_file("big")?;
+    /// for chunk in [&b"first part, "[..], b"second part"] {
+    ///     // Others may use the vault between the chunks.
+    ///     vault.lock().unwrap().write_pending(&mut file, chunk)?;
+    /// }
+    /// file.sync()?; // the long fsync, outside the lock
+    /// vault.lock().unwrap().commit_pending(file)?;
+    /// assert_eq!(vault.lock().unwrap().get_bytes("big")?, b"first part, second part");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn begin_file(&mut self, name: &str) -> Result<PendingFile> {
         check_name(name)?;
         if self.read_only {
             return Err(VaultError::ReadOnly);
@@ -1025,7 +1072,54 @@ impl Vault {
         if self.poisoned {
             return Err(VaultError::Poisoned);
         }
-        Ok(FileWriter::new(self, name.to_owned()))
+        self.reclaim();
+        Ok(PendingFile::new(self, name.to_owned()))
+    }
+
+    /// Appends `bytes` to the pending file `file`. Full batches (see
+    /// [`PendingFile::set_batch_blocks`]) are sealed and written to freshly allocated blocks
+    /// during the call; the rest waits in the handle's buffer.
+    ///
+    /// After an error the pending file is unusable (further calls and [`Vault::commit_pending`]
+    /// fail with [`VaultError::Poisoned`]); abort it and start again. A handle begun by
+    /// another vault is refused with [`VaultError::WrongVault`].
+    pub fn write_pending(&mut self, file: &mut PendingFile, bytes: &[u8]) -> Result<()> {
+        self.check_owner(file)?;
+        file.write(self, bytes)
+    }
+
+    /// Writes the last batch of `file` and commits it (one atomic, durable commit), replacing
+    /// any file of the same name. Returns the file's length. On error the file is discarded
+    /// and its blocks given back.
+    pub fn commit_pending(&mut self, mut file: PendingFile) -> Result<u64> {
+        self.check_owner(&file)?;
+        file.flush_batch(self)?;
+        let (name, entry) = file.into_entry();
+        let size = entry.size;
+        self.commit_file(name, entry)?;
+        Ok(size)
+    }
+
+    /// Discards the pending file `file` and gives its blocks back at once (dropping it gives
+    /// them back at this vault's next allocation). What it wrote is left in place: it is
+    /// sealed under a key that no longer exists, as random as the free blocks around it.
+    pub fn abort_pending(&mut self, file: PendingFile) {
+        drop(file);
+        self.reclaim();
+    }
+
+    fn check_owner(&self, file: &PendingFile) -> Result<()> {
+        if file.belongs_to(self) { Ok(()) } else { Err(VaultError::WrongVault) }
+    }
+
+    fn returned_count(&self) -> u64 {
+        self.returned.lock().unwrap_or_else(|e| e.into_inner()).len() as u64
+    }
+
+    /// Frees the blocks that dropped pending files gave back.
+    fn reclaim(&mut self) {
+        let blocks = std::mem::take(&mut *self.returned.lock().unwrap_or_else(|e| e.into_inner()));
+        self.release(&blocks);
     }
 
     /// Stores everything `reader` yields as the file `name` (replacing any file of that name)
@@ -1129,7 +1223,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::storage::MemStorage;
-    use std::sync::Arc;
 
     const KDF: KdfCost = KdfCost::DANGER_INSECURE_TEST;
 
@@ -1274,5 +1367,202 @@ mod tests {
         assert_eq!(v.volume(0).unwrap().meta_blocks.len(), 2, "rewritten with two copies");
         assert_eq!(v.get_bytes("old").unwrap(), data(1, 100_000));
         assert_eq!(v.get_bytes("new").unwrap(), b"n");
+    }
+    /// Every block the committed state of the active volume references: its metadata and the
+    /// content of its files.
+    fn committed_blocks(v: &Vault) -> Vec<u32> {
+        let volume = v.volume(v.active).unwrap();
+        let data = volume.catalog.files.values().flat_map(|f| f.blocks.iter().copied());
+        volume.meta_blocks.iter().copied().chain(data).collect()
+    }
+
+    /// The pending file's blocks are allocated (to it alone) and no committed state uses them.
+    fn assert_held(v: &Vault, p: &PendingFile) {
+        let committed = committed_blocks(v);
+        for &b in p.blocks() {
+            assert_eq!(v.refs[b as usize], 1, "pending block {b} must stay allocated");
+            assert!(!committed.contains(&b), "pending block {b} used by a commit");
+        }
+    }
+
+    #[test]
+    fn a_pending_file_survives_reads_writes_and_commits_in_between() {
+        let disk = Arc::new(MemStorage::new(16 << 20));
+        let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+        v.put_bytes("small", &data(1, 3000)).unwrap();
+        let big = data(2, 40 * PAYLOAD_SIZE + 123);
+        let mut p = v.begin_file("big").unwrap();
+        p.set_batch_blocks(4);
+        for (i, piece) in big.chunks(3 * PAYLOAD_SIZE + 7).enumerate() {
+            v.write_pending(&mut p, piece).unwrap();
+            // Another file read, written, replaced, renamed and deleted meanwhile.
+            assert_eq!(v.get_bytes("small").unwrap(), data(1, 3000));
+            v.put_bytes(&format!("other{i}"), &data(i as u8, 2 * PAYLOAD_SIZE)).unwrap();
+            v.put_bytes("small", &data(1, 3000)).unwrap();
+            if i % 3 == 2 {
+                v.rename(&format!("other{i}"), &format!("renamed{i}")).unwrap();
+                v.delete(&format!("other{}", i - 1)).unwrap();
+            }
+            assert_eq!(v.file_size("big").unwrap(), None, "invisible until committed");
+            assert_held(&v, &p);
+        }
+        assert!(p.blocks().len() >= 36, "most batches were written already");
+        assert_eq!(v.commit_pending(p).unwrap(), big.len() as u64);
+        assert!(v.get_bytes("big").unwrap() == big);
+        v.verify().unwrap();
+        let expected = v.list().unwrap();
+        drop(v);
+        // Reopening recounts every reference: a block used twice would be refused.
+        let v = Vault::open_in(Box::new(disk), b"pw", &[], KDF).unwrap();
+        assert_eq!(v.list().unwrap(), expected);
+        assert!(v.get_bytes("big").unwrap() == big);
+        v.verify().unwrap();
+    }
+
+    #[test]
+    fn two_pending_files_at_once_and_a_writer_between_them() {
+        let disk = Arc::new(MemStorage::new(8 << 20));
+        let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+        let (a, b) = (data(3, 9 * PAYLOAD_SIZE), data(4, 7 * PAYLOAD_SIZE + 1));
+        let mut pa = v.begin_file("a").unwrap();
+        let mut pb = v.begin_file("b").unwrap();
+        pa.set_batch_blocks(2);
+        pb.set_batch_blocks(3);
+        for (x, y) in a.chunks(PAYLOAD_SIZE).zip(b.chunks(PAYLOAD_SIZE)).take(7) {
+            v.write_pending(&mut pa, x).unwrap();
+            v.write_pending(&mut pb, y).unwrap();
+            let mut w = v.create_file("c").unwrap();
+            w.write_bytes(x).unwrap();
+            w.finish().unwrap();
+        }
+        v.write_pending(&mut pa, &a[7 * PAYLOAD_SIZE..]).unwrap();
+        v.write_pending(&mut pb, &b[7 * PAYLOAD_SIZE..]).unwrap();
+        assert!(pa.blocks().iter().all(|x| !pb.blocks().contains(x)), "disjoint blocks");
+        assert_held(&v, &pa);
+        assert_held(&v, &pb);
+        v.commit_pending(pb).unwrap();
+        assert_held(&v, &pa);
+        v.commit_pending(pa).unwrap();
+        drop(v);
+        let v = Vault::open_in(Box::new(disk), b"pw", &[], KDF).unwrap();
+        assert!(v.get_bytes("a").unwrap() == a);
+        assert!(v.get_bytes("b").unwrap() == b);
+        assert!(v.get_bytes("c").unwrap() == a[6 * PAYLOAD_SIZE..7 * PAYLOAD_SIZE]);
+    }
+
+    #[test]
+    fn pending_blocks_are_never_handed_out_even_when_the_vault_fills_up() {
+        // 2 MiB: 31 data blocks.
+        let disk = Arc::new(MemStorage::new(2 << 20));
+        let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+        let big = data(5, 10 * PAYLOAD_SIZE);
+        let mut p = v.begin_file("big").unwrap();
+        v.write_pending(&mut p, &big).unwrap();
+        assert_eq!(p.blocks().len(), 10);
+        // Everything else, one block at a time, until nothing is left.
+        let mut n = 0;
+        while v.put_bytes(&format!("f{n}"), &data(n as u8, 100)).is_ok() {
+            assert_held(&v, &p);
+            n += 1;
+        }
+        assert!(v.free_space() < 3 * PAYLOAD_SIZE as u64, "full");
+        assert!(n > 5, "{n} small files");
+        // Room for the commit's metadata, then the big file commits intact.
+        for i in 0..4 {
+            v.delete(&format!("f{i}")).unwrap();
+        }
+        v.commit_pending(p).unwrap();
+        assert!(v.get_bytes("big").unwrap() == big);
+        v.verify().unwrap();
+        drop(v);
+        let v = Vault::open_in(Box::new(disk), b"pw", &[], KDF).unwrap();
+        assert!(v.get_bytes("big").unwrap() == big);
+        v.verify().unwrap();
+    }
+
+    #[test]
+    fn aborted_or_dropped_pending_files_give_their_space_back() {
+        let mut v = Vault::create_in(Box::new(MemStorage::new(8 << 20)), b"pw", KDF).unwrap();
+        let free = v.free_space();
+        let mut p = v.begin_file("x").unwrap();
+        p.set_batch_blocks(4);
+        v.write_pending(&mut p, &data(6, 2 << 20)).unwrap();
+        assert!(v.free_space() < free);
+        v.abort_pending(p);
+        assert_eq!(v.free_space(), free);
+        assert_eq!(v.refs.iter().filter(|&&r| r > 0).count() as u64, v.nblocks as u64 - v.free);
+        // Dropped: the blocks come back (counted at once, reclaimed at the next allocation).
+        let mut p = v.begin_file("x").unwrap();
+        p.set_batch_blocks(4);
+        v.write_pending(&mut p, &data(6, 2 << 20)).unwrap();
+        assert!(v.free_space() < free);
+        drop(p);
+        assert_eq!(v.free_space(), free);
+        v.put_bytes("y", b"y").unwrap();
+        assert!(v.returned.lock().unwrap().is_empty());
+        assert_eq!(v.list().unwrap().len(), 1, "only y");
+    }
+
+    #[test]
+    fn a_crash_before_the_commit_leaves_nothing_visible_and_no_plaintext() {
+        let disk = Arc::new(MemStorage::new(4 << 20));
+        let mut v = Vault::create_in(Box::new(disk.clone()), b"pw", KDF).unwrap();
+        v.put_bytes("kept", b"kept").unwrap();
+        let secret = b"pending plaintext that must never reach the disk".repeat(3000);
+        let mut p = v.begin_file("p").unwrap();
+        p.set_batch_blocks(1);
+        v.write_pending(&mut p, &secret).unwrap();
+        p.sync().unwrap();
+        assert!(!p.blocks().is_empty());
+        // The container as a crash now would leave it.
+        let image = disk.to_bytes();
+        assert!(!image.windows(48).any(|w| w == &secret[..48]), "plaintext on disk");
+        let after =
+            Vault::open_in(Box::new(MemStorage::from_bytes(image)), b"pw", &[], KDF).unwrap();
+        assert_eq!(after.list().unwrap().len(), 1, "only kept");
+        assert_eq!(
+            after.free_space(),
+            v.free_space() + p.blocks().len() as u64 * PAYLOAD_SIZE as u64
+        );
+    }
+
+    #[test]
+    fn pending_file_errors_are_typed() {
+        // Full during a pending write: the file is unusable, the vault is not.
+        let mut v = Vault::create_in(Box::new(MemStorage::new(2 << 20)), b"pw", KDF).unwrap();
+        let free = v.free_space();
+        let mut p = v.begin_file("huge").unwrap();
+        p.set_batch_blocks(4);
+        let err = v.write_pending(&mut p, &data(7, 40 * PAYLOAD_SIZE)).unwrap_err();
+        assert!(matches!(err, VaultError::Full), "{err:?}");
+        assert!(matches!(v.write_pending(&mut p, b"more"), Err(VaultError::Poisoned)));
+        assert!(matches!(v.commit_pending(p), Err(VaultError::Poisoned)));
+        assert_eq!(v.free_space(), free, "the failed file's blocks are free again");
+        v.put_bytes("fits", b"fits").unwrap();
+        assert_eq!(v.list().unwrap().len(), 1);
+
+        // A handle from another vault is refused and changes nothing.
+        let mut other = Vault::create_in(Box::new(MemStorage::new(2 << 20)), b"pw", KDF).unwrap();
+        let mut p = other.begin_file("o").unwrap();
+        other.write_pending(&mut p, b"o").unwrap();
+        assert!(matches!(v.write_pending(&mut p, b"x"), Err(VaultError::WrongVault)));
+        let err = v.commit_pending(p).unwrap_err();
+        assert!(matches!(err, VaultError::WrongVault), "{err:?}");
+        assert_eq!(v.list().unwrap().len(), 1);
+        assert!(matches!(v.begin_file(""), Err(VaultError::InvalidName { .. })));
+
+        // Read-only.
+        v.read_only = true;
+        assert!(matches!(v.begin_file("r"), Err(VaultError::ReadOnly)));
+        assert!(matches!(v.create_file("r"), Err(VaultError::ReadOnly)));
+        v.read_only = false;
+        // A pending file begun before the vault became unable to write.
+        let mut p = v.begin_file("r").unwrap();
+        v.read_only = true;
+        assert!(matches!(
+            v.write_pending(&mut p, &data(8, 2 * PAYLOAD_SIZE)),
+            Err(VaultError::ReadOnly)
+        ));
+        assert!(matches!(v.commit_pending(p), Err(VaultError::Poisoned)));
     }
 }
