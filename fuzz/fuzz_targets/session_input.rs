@@ -18,11 +18,11 @@ const T: u64 = 1_800_000_000;
 
 /// The two sides' configurations, built once: deriving an identity is not what is under test.
 static CONFIGS: LazyLock<[SessionConfig; 2]> = LazyLock::new(|| {
-    let config = |secret: u8, nonce: u64| {
+    let config = |secret: u8| {
         let identity = Identity::from_secret_bytes(&[secret; 32]).expect("a fixed identity");
-        SessionConfig::new(identity, nonce)
+        SessionConfig::new(identity)
     };
-    [config(7, 1), config(8, 2)]
+    [config(7), config(8)]
 });
 
 /// Shuttles bytes between two honest sessions until neither has anything to send.

@@ -49,8 +49,7 @@ impl Net {
             .into_iter()
             .enumerate()
             .map(|(i, src)| {
-                let mut cfg =
-                    SessionConfig::new(Identity::generate(&mut rand_core::OsRng), i as u64 + 1);
+                let mut cfg = SessionConfig::new(Identity::generate(&mut rand_core::OsRng));
                 cfg.listen = vec![PeerAddr::new(&format!("test/{i}")).unwrap()];
                 let mut config = EngineConfig::new(cfg);
                 tweak(&mut config);

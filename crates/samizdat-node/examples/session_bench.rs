@@ -61,7 +61,7 @@ fn receiver(mode: &str) {
             payload += n as u64;
         }
     } else {
-        let cfg = SessionConfig::new(Identity::from_secret_bytes(&[2; 32]).unwrap(), 2);
+        let cfg = SessionConfig::new(Identity::from_secret_bytes(&[2; 32]).unwrap());
         let mut session = Session::responder(cfg, [2; 32], T0, Instant::now());
         loop {
             let n = s.read(&mut buf).unwrap();
@@ -123,7 +123,7 @@ fn run(mode: &str, size: u64, pin: bool) -> Run {
             left -= n as u64;
         }
     } else {
-        let cfg = SessionConfig::new(Identity::from_secret_bytes(&[1; 32]).unwrap(), 1);
+        let cfg = SessionConfig::new(Identity::from_secret_bytes(&[1; 32]).unwrap());
         let mut session = Session::initiator(cfg, [1; 32], T0, Instant::now()).unwrap();
         let mut rbuf = vec![0u8; 4096];
         while !session.is_established() {

@@ -144,9 +144,7 @@ struct Driver {
 pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     let now = Instant::now();
     let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut nonce = [0u8; 8];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-    let mut session = SessionConfig::new(setup.identity, u64::from_le_bytes(nonce));
+    let mut session = SessionConfig::new(setup.identity);
     session.listen = setup.listen_addrs;
     if let Some(ua) = setup.user_agent {
         session.user_agent = ua;

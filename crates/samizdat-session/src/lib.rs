@@ -20,7 +20,7 @@
 //!    dropped or injected frame fails authentication and ends the session.
 //! 3. **Hello.** Each side's first frame is a [`Hello`] (version, wall-clock timestamp checked
 //!    against a skew bound, feature and privacy-feature flags of which only those both sides set
-//!    are on, a generic user agent, and a legacy nonce field nothing checks).
+//!    are on, a generic user agent, and the listen addresses; nothing constant per node).
 //!    [`SessionEvent::Established`] fires once the peer's `Hello` checks out.
 //!
 //! A peer that authenticates with our own identity is ourselves (only the holder of the
@@ -33,9 +33,9 @@
 //! use std::time::Instant;
 //!
 //! let now = Instant::now();
-//! let cfg = |seed| SessionConfig::new(Identity::generate(&mut rand_core::OsRng), seed);
-//! let mut a = Session::initiator(cfg(1), [1; 32], 1_700_000_000, now).unwrap();
-//! let mut b = Session::responder(cfg(2), [2; 32], 1_700_000_000, now);
+//! let cfg = || SessionConfig::new(Identity::generate(&mut rand_core::OsRng));
+//! let mut a = Session::initiator(cfg(), [1; 32], 1_700_000_000, now).unwrap();
+//! let mut b = Session::responder(cfg(), [2; 32], 1_700_000_000, now);
 //! // Shuttle bytes until both sides are established.
 //! for _ in 0..4 {
 //!     while let Some(bytes) = a.poll_transmit() { b.handle_input(now, &bytes).unwrap(); }
@@ -131,10 +131,6 @@ pub struct SessionConfig {
     pub privacy: u32,
     /// Our user agent (generic by default).
     pub user_agent: String,
-    /// Sent in the `Hello`'s legacy `nonce` field and checked by nothing: a peer can echo it,
-    /// so self-connection is detected by comparing the authenticated peer [`NodeId`] with
-    /// ours instead. Goes away with the wire field.
-    pub hello_nonce: u64,
     /// Addresses we accept connections on, announced in `Hello`.
     pub listen: Vec<PeerAddr>,
     /// Largest accepted difference between the peer's clock and ours.
@@ -144,15 +140,15 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// A configuration with every implemented feature and default limits. `hello_nonce` only
-    /// fills the `Hello`'s legacy nonce field (see [`SessionConfig::hello_nonce`]).
-    pub fn new(identity: Identity, hello_nonce: u64) -> Self {
+    /// A configuration with every implemented feature and default limits. Self-connection is
+    /// detected by comparing the authenticated peer [`NodeId`] with ours (nothing constant
+    /// per node, such as a nonce, is sent that would link its connections).
+    pub fn new(identity: Identity) -> Self {
         SessionConfig {
             identity,
             features: features::ALL,
             privacy: 0,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
-            hello_nonce,
             listen: Vec::new(),
             max_clock_skew: Duration::from_secs(600),
             handshake_timeout: Duration::from_secs(20),
@@ -210,7 +206,6 @@ struct Local {
     features: u32,
     privacy: u32,
     user_agent: String,
-    hello_nonce: u64,
     listen: Vec<PeerAddr>,
     max_clock_skew: u64,
 }
@@ -288,7 +283,6 @@ impl Session {
                 features: config.features,
                 privacy: config.privacy,
                 user_agent: config.user_agent,
-                hello_nonce: config.hello_nonce,
                 listen: config.listen,
                 max_clock_skew: config.max_clock_skew.as_secs(),
             },
@@ -549,7 +543,6 @@ impl Session {
             features: self.local.features,
             privacy: self.local.privacy,
             user_agent: std::mem::take(&mut self.local.user_agent),
-            nonce: self.local.hello_nonce,
             listen: std::mem::take(&mut self.local.listen),
         }
     }

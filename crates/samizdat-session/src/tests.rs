@@ -4,8 +4,8 @@ use samizdat_wire::TransferMsg;
 
 const T0: u64 = 1_800_000_000;
 
-fn config(nonce: u64) -> SessionConfig {
-    SessionConfig::new(Identity::generate(&mut rand_core::OsRng), nonce)
+fn config() -> SessionConfig {
+    SessionConfig::new(Identity::generate(&mut rand_core::OsRng))
 }
 
 /// Shuttles bytes between two sessions until neither has anything to send.
@@ -28,8 +28,8 @@ fn pump(a: &mut Session, b: &mut Session, now: Instant) -> Result<(), SessionErr
 
 fn pair() -> (Session, Session, Instant) {
     let now = Instant::now();
-    let mut a = Session::initiator(config(1), [1; 32], T0, now).unwrap();
-    let mut b = Session::responder(config(2), [2; 32], T0 + 5, now);
+    let mut a = Session::initiator(config(), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(config(), [2; 32], T0 + 5, now);
     pump(&mut a, &mut b, now).unwrap();
     (a, b, now)
 }
@@ -37,7 +37,7 @@ fn pair() -> (Session, Session, Instant) {
 #[test]
 fn handshake_authenticates_both_sides() {
     let now = Instant::now();
-    let (ca, cb) = (config(1), config(2));
+    let (ca, cb) = (config(), config());
     let (ida, idb) = (ca.identity.node_id(), cb.identity.node_id());
     let mut a = Session::initiator(ca, [1; 32], T0, now).unwrap();
     let mut b = Session::responder(cb, [2; 32], T0, now);
@@ -74,8 +74,8 @@ fn messages_flow_both_ways_in_order() {
 #[test]
 fn byte_at_a_time_delivery_works() {
     let now = Instant::now();
-    let mut a = Session::initiator(config(1), [1; 32], T0, now).unwrap();
-    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut a = Session::initiator(config(), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(config(), [2; 32], T0, now);
     for _ in 0..6 {
         if let Some(bytes) = a.poll_transmit() {
             for byte in bytes {
@@ -133,32 +133,19 @@ fn tampering_replay_and_reordering_are_rejected() {
 #[test]
 fn clock_skew_is_bounded() {
     let now = Instant::now();
-    let mut a = Session::initiator(config(1), [1; 32], T0, now).unwrap();
-    let mut b = Session::responder(config(2), [2; 32], T0 + 3600, now);
+    let mut a = Session::initiator(config(), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(config(), [2; 32], T0 + 3600, now);
     assert!(matches!(pump(&mut a, &mut b, now), Err(SessionError::ClockSkew(3600))));
 }
 
 #[test]
-fn a_peer_echoing_our_nonce_is_not_ourselves() {
-    // Both sides put the same value in the Hello's nonce field, as a peer echoing ours would:
-    // under the old nonce check this made an honest peer look like ourselves.
-    let now = Instant::now();
-    let mut a = Session::initiator(config(7), [1; 32], T0, now).unwrap();
-    let mut b = Session::responder(config(7), [2; 32], T0, now);
-    pump(&mut a, &mut b, now).unwrap();
-    let Some(SessionEvent::Established(pa)) = a.poll_event() else { panic!("a not established") };
-    assert_eq!(pa.hello.nonce, 7);
-    assert!(b.is_established());
-}
-
-#[test]
 fn dialling_ourselves_is_detected_by_node_id() {
-    // The same identity on both ends (a node dialling its own address), with different
-    // nonces: the initiator sees its own node ID in the responder's identity payload.
+    // The same identity on both ends (a node dialling its own address): the initiator sees
+    // its own node ID in the responder's identity payload.
     let now = Instant::now();
     let id = Identity::generate(&mut rand_core::OsRng);
-    let mut a = Session::initiator(SessionConfig::new(id.clone(), 1), [1; 32], T0, now).unwrap();
-    let mut b = Session::responder(SessionConfig::new(id, 2), [2; 32], T0, now);
+    let mut a = Session::initiator(SessionConfig::new(id.clone()), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(SessionConfig::new(id), [2; 32], T0, now);
     b.handle_input(now, &a.poll_transmit().unwrap()).unwrap();
     let msg2 = b.poll_transmit().unwrap();
     assert!(matches!(a.handle_input(now, &msg2), Err(SessionError::SelfConnection)));
@@ -169,7 +156,7 @@ fn dialling_ourselves_is_detected_by_node_id() {
 fn responder_detects_an_initiator_with_its_own_identity() {
     let now = Instant::now();
     let id = Identity::generate(&mut rand_core::OsRng);
-    let mut b = Session::responder(SessionConfig::new(id.clone(), 2), [2; 32], T0, now);
+    let mut b = Session::responder(SessionConfig::new(id.clone()), [2; 32], T0, now);
     let mut raw = RawInitiator::new();
     b.handle_input(now, &raw.msg1(&[])).unwrap();
     raw.read_msg2(&b.poll_transmit().unwrap());
@@ -180,10 +167,10 @@ fn responder_detects_an_initiator_with_its_own_identity() {
 #[test]
 fn features_are_intersected() {
     let now = Instant::now();
-    let mut ca = config(1);
+    let mut ca = config();
     ca.features = features::SERVE_CONTENT;
     ca.privacy = privacy_bits();
-    let mut cb = config(2);
+    let mut cb = config();
     cb.privacy = samizdat_wire::privacy::PADDING;
     let mut a = Session::initiator(ca, [1; 32], T0, now).unwrap();
     let mut b = Session::responder(cb, [2; 32], T0, now);
@@ -200,7 +187,7 @@ fn privacy_bits() -> u32 {
 #[test]
 fn handshake_times_out() {
     let now = Instant::now();
-    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut b = Session::responder(config(), [2; 32], T0, now);
     let later = b.poll_timeout().unwrap();
     assert!(matches!(b.handle_timeout(later), Err(SessionError::HandshakeTimeout)));
 }
@@ -209,7 +196,7 @@ fn handshake_times_out() {
 fn same_seeds_give_same_bytes() {
     let now = Instant::now();
     let id = Identity::generate(&mut rand_core::OsRng);
-    let mk = || SessionConfig::new(id.clone(), 1);
+    let mk = || SessionConfig::new(id.clone());
     let mut a1 = Session::initiator(mk(), [4; 32], T0, now).unwrap();
     let mut a2 = Session::initiator(mk(), [4; 32], T0, now).unwrap();
     assert_eq!(a1.poll_transmit(), a2.poll_transmit());
@@ -223,7 +210,7 @@ proptest::proptest! {
     fn garbage_input_never_panics(chunks in proptest::collection::vec(
         proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 0..6)) {
         let now = Instant::now();
-        let mut b = Session::responder(config(2), [2; 32], T0, now);
+        let mut b = Session::responder(config(), [2; 32], T0, now);
         for c in chunks {
             if b.handle_input(now, &c).is_err() { break; }
         }
@@ -356,7 +343,6 @@ fn hello(timestamp: u64) -> Hello {
         features: features::ALL,
         privacy: 0,
         user_agent: DEFAULT_USER_AGENT.to_owned(),
-        nonce: 0,
         listen: Vec::new(),
     }
 }
@@ -365,7 +351,7 @@ fn hello(timestamp: u64) -> Hello {
 /// is waiting in its output.
 fn raw_pair() -> (RawInitiator, Session, Instant) {
     let now = Instant::now();
-    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut b = Session::responder(config(), [2; 32], T0, now);
     let mut raw = RawInitiator::new();
     b.handle_input(now, &raw.msg1(&[])).unwrap();
     let payload = raw.read_msg2(&b.poll_transmit().unwrap());
@@ -387,13 +373,13 @@ fn bad_frame(r: Result<(), SessionError>) -> &'static str {
 
 #[test]
 fn empty_handshake_message_is_refused() {
-    let mut b = Session::responder(config(2), [2; 32], T0, Instant::now());
+    let mut b = Session::responder(config(), [2; 32], T0, Instant::now());
     assert_eq!(bad_frame(b.handle_input(Instant::now(), &[0, 0])), "empty handshake message");
 }
 
 #[test]
 fn overlong_handshake_message_is_refused_before_it_arrives() {
-    let mut b = Session::responder(config(2), [2; 32], T0, Instant::now());
+    let mut b = Session::responder(config(), [2; 32], T0, Instant::now());
     let len = (MAX_HANDSHAKE_MSG as u16 + 1).to_be_bytes();
     assert_eq!(bad_frame(b.handle_input(Instant::now(), &len)), "handshake message too long");
 }
@@ -401,7 +387,7 @@ fn overlong_handshake_message_is_refused_before_it_arrives() {
 #[test]
 fn payload_in_the_first_message_is_refused() {
     let now = Instant::now();
-    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut b = Session::responder(config(), [2; 32], T0, now);
     let mut raw = RawInitiator::new();
     let msg1 = raw.msg1(b"hello in clear");
     assert_eq!(bad_frame(b.handle_input(now, &msg1)), "unexpected handshake payload");
@@ -411,7 +397,7 @@ fn payload_in_the_first_message_is_refused() {
 fn identity_payload_of_the_wrong_size_is_refused() {
     for len in [0, AUTH_PAYLOAD_LEN - 1, AUTH_PAYLOAD_LEN + 1] {
         let now = Instant::now();
-        let mut b = Session::responder(config(2), [2; 32], T0, now);
+        let mut b = Session::responder(config(), [2; 32], T0, now);
         let mut raw = RawInitiator::new();
         b.handle_input(now, &raw.msg1(&[])).unwrap();
         raw.read_msg2(&b.poll_transmit().unwrap());
@@ -430,7 +416,7 @@ fn identity_payload_of_the_wrong_size_is_refused() {
 #[test]
 fn identity_signature_over_another_key_is_refused() {
     let now = Instant::now();
-    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut b = Session::responder(config(), [2; 32], T0, now);
     let mut raw = RawInitiator::new();
     b.handle_input(now, &raw.msg1(&[])).unwrap();
     raw.read_msg2(&b.poll_transmit().unwrap());
@@ -448,8 +434,8 @@ fn identity_signature_over_another_key_is_refused() {
 #[test]
 fn tampered_handshake_message_is_refused() {
     let now = Instant::now();
-    let mut a = Session::initiator(config(1), [1; 32], T0, now).unwrap();
-    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut a = Session::initiator(config(), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(config(), [2; 32], T0, now);
     b.handle_input(now, &a.poll_transmit().unwrap()).unwrap();
     let mut msg2 = b.poll_transmit().unwrap();
     let last = msg2.len() - 1;
@@ -526,7 +512,7 @@ fn frame_whose_length_was_tampered_with_is_refused() {
 
 #[test]
 fn sending_before_the_handshake_is_refused() {
-    let mut a = Session::initiator(config(1), [1; 32], T0, Instant::now()).unwrap();
+    let mut a = Session::initiator(config(), [1; 32], T0, Instant::now()).unwrap();
     let queued = a.pending_transmit();
     assert!(matches!(
         a.send(&Message::Ping { nonce: 1 }),
@@ -552,8 +538,8 @@ fn largest_messages_fit_in_one_frame() {
 #[test]
 fn handshake_deadline_applies_to_input_too() {
     let now = Instant::now();
-    let mut a = Session::initiator(config(1), [1; 32], T0, now).unwrap();
-    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut a = Session::initiator(config(), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(config(), [2; 32], T0, now);
     let deadline = b.poll_timeout().unwrap();
     assert_eq!(deadline, now + Duration::from_secs(20));
     b.handle_timeout(deadline - Duration::from_millis(1)).unwrap();
@@ -619,11 +605,11 @@ fn poll_transmit_reusing_hands_back_the_frames() {
 #[test]
 fn listen_addresses_and_user_agent_are_announced() {
     let now = Instant::now();
-    let mut ca = config(1);
+    let mut ca = config();
     ca.listen = vec![PeerAddr::new("tcp/192.0.2.1:4000").unwrap()];
     ca.user_agent = "test agent".to_owned();
     let mut a = Session::initiator(ca, [1; 32], T0, now).unwrap();
-    let mut b = Session::responder(config(2), [2; 32], T0, now);
+    let mut b = Session::responder(config(), [2; 32], T0, now);
     pump(&mut a, &mut b, now).unwrap();
     let Some(SessionEvent::Established(p)) = b.poll_event() else { panic!() };
     assert_eq!(p.hello.listen, vec![PeerAddr::new("tcp/192.0.2.1:4000").unwrap()]);

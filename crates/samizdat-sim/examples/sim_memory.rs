@@ -43,7 +43,7 @@ impl SessionHost {
     fn new(seed: u64, base: Instant) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let identity = Identity::generate(&mut rng);
-        let config = SessionConfig::new(identity, rng.next_u64());
+        let config = SessionConfig::new(identity);
         SessionHost {
             config,
             rng,

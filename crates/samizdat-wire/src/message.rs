@@ -4,7 +4,7 @@ use crate::codec::{DecodeError, Reader, Writer};
 use std::fmt;
 
 /// The protocol version this code speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Bytes in one chunk group: the unit of verification, transfer and resumption.
 pub const GROUP_SIZE: usize = 32 * 1024;
 /// Largest encoded message (plaintext) a peer may send.
@@ -120,9 +120,6 @@ pub struct Hello {
     pub privacy: u32,
     /// Software name; generic by default so it does not fingerprint the user.
     pub user_agent: String,
-    /// Random value; no longer checked by anyone (self-dials are detected by NodeId) and due
-    /// to be removed from the wire, since a constant per node would link its connections.
-    pub nonce: u64,
     /// Addresses where the sender accepts connections (possibly none).
     pub listen: Vec<PeerAddr>,
 }
@@ -519,7 +516,6 @@ impl Message {
                 w.u32(h.privacy);
                 let ua = &h.user_agent.as_bytes()[..h.user_agent.len().min(MAX_USER_AGENT_LEN)];
                 w.short_bytes(ua);
-                w.u64(h.nonce);
                 write_addrs(&mut w, &h.listen);
             }
             Message::Ping { nonce } => {
@@ -572,7 +568,6 @@ impl Message {
                 features: r.u32("features")?,
                 privacy: r.u32("privacy features")?,
                 user_agent: r.text(MAX_USER_AGENT_LEN, "user agent")?,
-                nonce: r.u64("nonce")?,
                 listen: read_addrs(&mut r)?,
             }),
             tag::PING => Message::Ping { nonce: r.u64("nonce")? },
@@ -619,18 +614,16 @@ mod tests {
                 any::<u32>(),
                 any::<u32>(),
                 "[ -~]{0,64}",
-                any::<u64>(),
                 proptest::collection::vec(addr(), 0..8)
             )
                 .prop_map(
-                    |(version, timestamp, features, privacy, user_agent, nonce, listen)| {
+                    |(version, timestamp, features, privacy, user_agent, listen)| {
                         Message::Hello(Hello {
                             version,
                             timestamp,
                             features,
                             privacy,
                             user_agent,
-                            nonce,
                             listen,
                         })
                     }

@@ -126,7 +126,7 @@ impl EngineHost {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         let identity = Identity::from_secret_bytes(&secret).unwrap();
-        let mut session = SessionConfig::new(identity, rng.next_u64());
+        let mut session = SessionConfig::new(identity);
         session.listen = vec![addr(node)];
         let mut config = EngineConfig::new(session);
         tweak(&mut config);
