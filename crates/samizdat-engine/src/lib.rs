@@ -217,7 +217,9 @@ pub enum Event {
         /// The verified outboard.
         outboard: Outboard,
     },
-    /// A chunk group of a download arrived and passed verification.
+    /// A chunk group of a download arrived and passed verification. The owner must report
+    /// it with [`Engine::stored`] once it has stored it: a download stops requesting after
+    /// [`EngineConfig::store_window`] unreported groups.
     GroupVerified {
         /// The download.
         root: ContentRoot,

@@ -226,7 +226,9 @@ impl Transfer {
 
     /// Whether nobody can serve us and nothing happened for `stall`.
     pub(crate) fn stalled(&self, now: Instant, stall: Duration) -> bool {
-        self.idle() && now >= self.last_progress + stall
+        // A usable stream gets the next request first: dropping one source (say, a leaf source
+        // past its deadline) must not fail a download that others can still serve.
+        self.idle() && !self.has_usable_stream() && now >= self.last_progress + stall
     }
 
     /// Nothing is asked of anyone and the owner has stored everything it was given (a slow
@@ -663,6 +665,34 @@ mod tests {
         t.stored(3);
         t.schedule(t0, 64, 8, &mut next);
         assert_eq!(asked(&mut t).iter().map(|r| r.2).sum::<u32>(), 3);
+    }
+
+    #[test]
+    fn dropping_the_leaf_source_does_not_fail_a_download_others_can_serve() {
+        // A 1.3 GB blob: the leaf deadline (90 s) is past the stall timeout (60 s).
+        let blob_len = 40_000 * samizdat_content::GROUP_SIZE as u64;
+        let t0 = Instant::now();
+        let mut t = Transfer::new(t0, spec(blob_len), Resume::default());
+        let (slow, slow_id) = source(1);
+        let (other, other_id) = source(2);
+        t.add_stream(slow, slow_id);
+        t.add_stream(other, other_id);
+        let mut next = 0;
+        t.schedule(t0, 64, 512, &mut next);
+        assert_eq!(t.leaf_fetch.as_ref().unwrap().stream, slow);
+        let (timeout, stall) = (Duration::from_secs(30), Duration::from_secs(60));
+        let mut now = t0;
+        for _ in 0..3 {
+            now += Duration::from_secs(29);
+            t.expire(now, timeout);
+            answer_page(&mut t, now, slow, &mut next);
+        }
+        now += Duration::from_secs(29);
+        t.expire(now, timeout);
+        assert!(t.leaf_fetch.is_none(), "the slow leaf source was dropped");
+        assert!(!t.stalled(now, stall), "a download with a usable source was failed");
+        t.schedule(now, 64, 512, &mut next);
+        assert_eq!(t.leaf_fetch.as_ref().unwrap().stream, other);
     }
 
     #[test]

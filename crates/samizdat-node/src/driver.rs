@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = 64 * 1024;
 const WRITE_QUEUE: usize = 1024;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,10 +95,10 @@ pub(crate) enum Io {
     Data(ConnId, Vec<u8>),
     Written(ConnId, usize),
     Closed(ConnId),
-    /// A download's writer stored this many more groups.
-    Stored(ContentRoot, u32),
-    /// A download's writer could not write; it has answered the caller.
-    WriteFailed(ContentRoot),
+    /// A download's writer (of the given generation) stored this many more groups.
+    Stored(ContentRoot, u64, u32),
+    /// A download's writer could not write (or panicked); the caller has its answer.
+    WriteFailed(ContentRoot, u64),
 }
 
 pub(crate) struct Setup {
@@ -117,6 +117,8 @@ pub(crate) struct Setup {
 
 /// A running download, as the driver sees it: its writer does the rest.
 struct Download {
+    /// Tells this download's writer's messages from those of an earlier one for the same root.
+    generation: u64,
     jobs: std::sync::mpsc::Sender<Job>,
     /// Closed when the caller drops its `Fetch` (a cancel).
     progress: mpsc::Sender<Progress>,
@@ -137,8 +139,12 @@ struct Driver {
     seed_downloads: bool,
     /// Chunk-group reads asked for while draining, started together afterwards.
     reads: Vec<(ReadId, ContentRoot, u32)>,
-    /// Writers still running (awaited at shutdown, so an output is released by then).
-    writers: Vec<tokio::task::JoinHandle<()>>,
+    /// The latest writer of each root (awaited at shutdown, so an output is released by
+    /// then; a new download of a root waits until its previous writer is done).
+    writers: BTreeMap<ContentRoot, tokio::task::JoinHandle<()>>,
+    /// Fetches waiting for an earlier writer of the same root to finish.
+    deferred: Vec<Command>,
+    next_generation: u64,
 }
 
 pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
@@ -180,7 +186,9 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         store: setup.store,
         seed_downloads: setup.seed_downloads,
         reads: Vec::new(),
-        writers: Vec::new(),
+        writers: BTreeMap::new(),
+        deferred: Vec::new(),
+        next_generation: 0,
     };
     for addr in setup.peers {
         d.engine.add_persistent(Instant::now(), addr);
@@ -214,7 +222,12 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
                 }
             }
             () = sleep => d.engine.handle_timeout(Instant::now()),
-            _ = reap.tick() => d.reap_cancelled(),
+            _ = reap.tick() => {
+                d.reap_cancelled();
+                for cmd in std::mem::take(&mut d.deferred) {
+                    d.on_command(cmd);
+                }
+            }
         }
         d.drain();
     }
@@ -224,10 +237,12 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     for (_, c) in std::mem::take(&mut d.conns) {
         c.reader.abort();
     }
+    // Nobody reads the channel any more: close it so writers never block sending to it.
+    io_rx.close();
     for (_, dl) in std::mem::take(&mut d.downloads) {
         let _ = dl.jobs.send(Job::Abort(NodeError::Stopped));
     }
-    for w in d.writers {
+    for (_, w) in std::mem::take(&mut d.writers) {
         let _ = w.await;
     }
 }
@@ -242,6 +257,15 @@ impl Driver {
             }
             Command::Fetch { target, resume, spec, sources, progress, outcome } => {
                 let root = target.root;
+                if self.writers.get(&root).is_some_and(|w| !w.is_finished())
+                    && !self.downloads.contains_key(&root)
+                {
+                    // The previous download of this root is still winding up (its writer owns
+                    // the seeding copy's path): start once it is done.
+                    let cmd = Command::Fetch { target, resume, spec, sources, progress, outcome };
+                    self.deferred.push(cmd);
+                    return;
+                }
                 if self.downloads.contains_key(&root) {
                     let _ = outcome.send(Err(NodeError::io(
                         "fetching",
@@ -257,7 +281,10 @@ impl Driver {
                     resumed_bytes: verified,
                 });
                 let (jobs, rx) = std::sync::mpsc::channel();
+                self.next_generation += 1;
+                let generation = self.next_generation;
                 let writer = Writer {
+                    generation,
                     target: *target,
                     seed,
                     store: self.store.clone(),
@@ -268,9 +295,16 @@ impl Driver {
                     resumed: resume.outboard.clone().map(|o| (o, resume.have.clone())),
                 };
                 // The writer's queue is bounded by the engine's store window.
-                self.writers.retain(|w| !w.is_finished());
-                self.writers.push(tokio::task::spawn_blocking(move || writer.run(rx)));
-                self.downloads.insert(root, Download { jobs, progress });
+                let io = self.io_tx.clone();
+                let task = tokio::task::spawn_blocking(move || {
+                    // A writer that panics must not leave its download waiting for ever.
+                    let run = std::panic::AssertUnwindSafe(|| writer.run(rx));
+                    if std::panic::catch_unwind(run).is_err() {
+                        let _ = io.blocking_send(Io::WriteFailed(root, generation));
+                    }
+                });
+                self.writers.insert(root, task);
+                self.downloads.insert(root, Download { generation, jobs, progress });
                 self.engine.fetch(now, spec, sources, resume);
             }
             Command::Peers { reply } => {
@@ -326,10 +360,16 @@ impl Driver {
                     self.engine.closed(now, conn);
                 }
             }
-            Io::Stored(root, groups) => self.engine.stored(now, &root, groups),
-            Io::WriteFailed(root) => {
-                self.engine.cancel(&root);
-                self.downloads.remove(&root);
+            Io::Stored(root, generation, groups) => {
+                if self.downloads.get(&root).is_some_and(|d| d.generation == generation) {
+                    self.engine.stored(now, &root, groups);
+                }
+            }
+            Io::WriteFailed(root, generation) => {
+                if self.downloads.get(&root).is_some_and(|d| d.generation == generation) {
+                    self.engine.cancel(&root);
+                    self.downloads.remove(&root);
+                }
             }
         }
     }

@@ -331,6 +331,11 @@ pub(crate) struct PendingBlob {
 
 impl PendingBlob {
     /// Writes verified ciphertext at blob offset `offset` (adding the at-rest layer).
+    /// Flushes what was written to the disk.
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_all()
+    }
+
     pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         let mut buf = data.to_vec();
         self.at_rest.apply_at(offset, &mut buf);

@@ -51,6 +51,8 @@ pub(crate) enum Seed {
 
 /// Everything a writer owns.
 pub(crate) struct Writer {
+    /// Tags this writer's messages to the driver.
+    pub generation: u64,
     pub target: Target,
     pub seed: Option<Seed>,
     pub store: Store,
@@ -184,7 +186,7 @@ impl Writer {
 
     /// Tells the engine `groups` more are stored and the caller how far the download is.
     fn stored(&self, groups: u32, verified: u64) {
-        let _ = self.io.blocking_send(Io::Stored(self.target.root, groups));
+        let _ = self.io.blocking_send(Io::Stored(self.target.root, self.generation, groups));
         let _ = self.progress.try_send(Progress {
             verified_bytes: verified,
             total_bytes: self.target.blob_len,
@@ -194,7 +196,7 @@ impl Writer {
 
     /// A write failed: the driver abandons the download.
     fn fail(self, root: ContentRoot, error: NodeError) {
-        let _ = self.io.blocking_send(Io::WriteFailed(root));
+        let _ = self.io.blocking_send(Io::WriteFailed(root, self.generation));
         self.end(Err(error));
     }
 
@@ -221,9 +223,13 @@ impl Writer {
         });
         if let (Ok(done), Some(outboard)) = (&result, outboard) {
             let kept = match seed {
-                Some(Seed::File(file)) => match &mut *source.write() {
-                    BlobSource::Files(files) => files.commit(file, outboard),
-                    _ => Ok(()),
+                // Synced before the source is locked: serving waits for no disk flush.
+                Some(Seed::File(file)) => match file.sync() {
+                    Ok(()) => match &mut *source.write() {
+                        BlobSource::Files(files) => files.commit(file, outboard),
+                        _ => Ok(()),
+                    },
+                    Err(e) => Err(NodeError::io("storing a seeding copy", e)),
                 },
                 Some(Seed::Vault { group0: Some(group0) }) => seed_into_store(
                     &store, &done.path, &key, root, outboard, &group0,
