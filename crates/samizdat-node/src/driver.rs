@@ -17,7 +17,7 @@ use samizdat_transport::{BoxStream, Listener, Transports};
 use samizdat_wire::PeerAddr;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -141,7 +141,7 @@ struct Driver {
     reads: Vec<(ReadId, ContentRoot, u32)>,
     /// The latest writer of each root (awaited at shutdown, so an output is released by
     /// then; a new download of a root waits until its previous writer is done).
-    writers: BTreeMap<ContentRoot, tokio::task::JoinHandle<()>>,
+    writers: BTreeMap<ContentRoot, (tokio::task::JoinHandle<()>, Arc<AtomicBool>)>,
     /// Fetches waiting for an earlier writer of the same root to finish.
     deferred: Vec<Command>,
     next_generation: u64,
@@ -242,7 +242,10 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     for (_, dl) in std::mem::take(&mut d.downloads) {
         let _ = dl.jobs.send(Job::Abort(NodeError::Stopped));
     }
-    for (_, w) in std::mem::take(&mut d.writers) {
+    for (_, (_, cancel)) in d.writers.iter() {
+        cancel.store(true, Ordering::Relaxed);
+    }
+    for (_, (w, _)) in std::mem::take(&mut d.writers) {
         let _ = w.await;
     }
 }
@@ -257,7 +260,7 @@ impl Driver {
             }
             Command::Fetch { target, resume, spec, sources, progress, outcome } => {
                 let root = target.root;
-                if self.writers.get(&root).is_some_and(|w| !w.is_finished())
+                if self.writers.get(&root).is_some_and(|(w, _)| !w.is_finished())
                     && !self.downloads.contains_key(&root)
                 {
                     // The previous download of this root is still winding up (its writer owns
@@ -283,8 +286,10 @@ impl Driver {
                 let (jobs, rx) = std::sync::mpsc::channel();
                 self.next_generation += 1;
                 let generation = self.next_generation;
+                let cancel = Arc::new(AtomicBool::new(false));
                 let writer = Writer {
                     generation,
+                    cancel: cancel.clone(),
                     target: *target,
                     seed,
                     store: self.store.clone(),
@@ -303,7 +308,7 @@ impl Driver {
                         let _ = io.blocking_send(Io::WriteFailed(root, generation));
                     }
                 });
-                self.writers.insert(root, task);
+                self.writers.insert(root, (task, cancel));
                 self.downloads.insert(root, Download { generation, jobs, progress });
                 self.engine.fetch(now, spec, sources, resume);
             }
@@ -540,6 +545,9 @@ impl Driver {
     fn fail(&mut self, root: ContentRoot, error: NodeError) {
         self.engine.cancel(&root);
         if let Some(dl) = self.downloads.remove(&root) {
+            if let Some((_, cancel)) = self.writers.get(&root) {
+                cancel.store(true, Ordering::Relaxed);
+            }
             let _ = dl.jobs.send(Job::Abort(error));
         }
     }

@@ -19,6 +19,8 @@ use samizdat_content::{ContentKey, ContentRoot, GROUP_SIZE, HEADER_LEN, Outboard
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -53,6 +55,9 @@ pub(crate) enum Seed {
 pub(crate) struct Writer {
     /// Tags this writer's messages to the driver.
     pub generation: u64,
+    /// Set by the driver when the download is abandoned or the node stops: long copies
+    /// (resumed groups into a fresh seeding copy, a finished file into the vault) stop early.
+    pub cancel: Arc<AtomicBool>,
     pub target: Target,
     pub seed: Option<Seed>,
     pub store: Store,
@@ -78,7 +83,7 @@ impl Writer {
         let root = self.target.root;
         if let (Some((outboard, have)), Some(Seed::File(file))) = (&self.resumed, &self.seed) {
             // Resumed groups must also be in the seeding copy: rebuild it from the output.
-            if copy_resumed(&self.target, outboard, have, file).is_err() {
+            if copy_resumed(&self.target, outboard, have, file, &self.cancel).is_err() {
                 self.seed = None;
             }
         }
@@ -210,7 +215,7 @@ impl Writer {
     /// Finishes the output and keeps the seeding copy, then answers the caller: a completed
     /// fetch means the node seeds it.
     fn finish(self) {
-        let Writer { target, seed, store, source, outcome, .. } = self;
+        let Writer { target, seed, store, source, outcome, cancel, .. } = self;
         let root = target.root;
         let resumed_bytes = target.resumed_bytes;
         let outboard = seed.as_ref().and(target.outboard.clone());
@@ -231,13 +236,13 @@ impl Writer {
                     },
                     Err(e) => Err(NodeError::io("storing a seeding copy", e)),
                 },
-                Some(Seed::Vault { group0: Some(group0) }) => seed_into_store(
-                    &store, &done.path, &key, root, outboard, &group0,
-                )
-                .and_then(|outboard| {
-                    let locator = key.locator(&root);
-                    source.write().register(&store, root, locator, outboard)
-                }),
+                Some(Seed::Vault { group0: Some(group0) }) => {
+                    seed_into_store(&store, &done.path, &key, root, outboard, &group0, &cancel)
+                        .and_then(|outboard| {
+                            let locator = key.locator(&root);
+                            source.write().register(&store, root, locator, outboard)
+                        })
+                }
                 _ => Ok(()),
             };
             if let Err(e) = kept {
@@ -258,6 +263,7 @@ fn seed_into_store(
     root: ContentRoot,
     outboard: Outboard,
     group0: &[u8],
+    cancel: &AtomicBool,
 ) -> Result<Outboard, NodeError> {
     let file = File::open(out).map_err(|e| NodeError::io("reading a finished download", e))?;
     let corrupt = |_| NodeError::Corrupt("download (changed on disk before it was seeded)");
@@ -268,6 +274,9 @@ fn seed_into_store(
         sink.write_all(group0).map_err(write)?;
         let mut buf = vec![0u8; GROUP_SIZE];
         for g in 1..outboard.groups() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(NodeError::Stopped);
+            }
             let r = group_range(outboard.blob_len, g);
             let data = &mut buf[..(r.end - r.start) as usize];
             file.read_exact_at(data, r.start - HEADER_LEN as u64)
@@ -287,9 +296,13 @@ fn copy_resumed(
     outboard: &Outboard,
     have: &[bool],
     seed: &PendingBlob,
+    cancel: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; GROUP_SIZE];
     for (g, _) in have.iter().enumerate().filter(|(_, h)| **h) {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
         let g = g as u32;
         let r = group_range(outboard.blob_len, g);
         let len = (r.end - r.start) as usize;
