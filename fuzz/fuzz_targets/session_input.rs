@@ -5,7 +5,8 @@
 //! Input layout: `flags || u16 split || u16 split || payload`. The two split points (modulo the
 //! payload length) cut the payload into three chunks, so the fuzzer explores messages that
 //! arrive across several reads. Flag bit 0 also drives an established session; bit 1 delivers
-//! the last chunk after the handshake deadline.
+//! the last chunk after the handshake deadline; bit 2 feeds owned buffers
+//! (`handle_input_owned`, which decrypts whole frames in place) instead of borrowed ones.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -45,10 +46,14 @@ fn pump(a: &mut Session, b: &mut Session, now: Instant) {
 
 /// Feeds the chunks in order, draining output and events after each, and checks that a failed
 /// session stays failed.
-fn drive(session: &mut Session, chunks: &[&[u8]], now: Instant, late: bool) {
+fn drive(session: &mut Session, chunks: &[&[u8]], now: Instant, late: bool, owned: bool) {
     for (i, chunk) in chunks.iter().enumerate() {
         let t = if late && i + 1 == chunks.len() { now + Duration::from_secs(3600) } else { now };
-        let result = session.handle_input(t, chunk);
+        let result = if owned {
+            session.handle_input_owned(t, chunk.to_vec())
+        } else {
+            session.handle_input(t, chunk)
+        };
         while session.poll_transmit().is_some() {}
         while session.poll_event().is_some() {}
         if result.is_err() {
@@ -68,23 +73,23 @@ fuzz_target!(|data: &[u8]| {
     let b = usize::from(u16::from_be_bytes([*b0, *b1])) % n;
     let (lo, hi) = (a.min(b), a.max(b));
     let chunks = [&payload[..lo], &payload[lo..hi], &payload[hi..]];
-    let late = flags & 2 != 0;
+    let (late, owned) = (flags & 2 != 0, flags & 4 != 0);
     let now = Instant::now();
     let [c7, c8] = &*CONFIGS;
 
     let mut responder = Session::responder(c7.clone(), [0; 32], T, now);
-    drive(&mut responder, &chunks, now, late);
+    drive(&mut responder, &chunks, now, late, owned);
 
     let mut initiator = Session::initiator(c8.clone(), [1; 32], T, now).expect("initiator");
     let _ = initiator.poll_transmit(); // message 1 goes nowhere: the fuzzer plays the responder
-    drive(&mut initiator, &chunks, now, late);
+    drive(&mut initiator, &chunks, now, late, owned);
 
     if flags & 1 != 0 {
         let mut a = Session::initiator(c7.clone(), [2; 32], T, now).expect("initiator");
         let mut b = Session::responder(c8.clone(), [3; 32], T, now);
         pump(&mut a, &mut b, now);
         assert!(a.is_established() && b.is_established(), "honest handshake completes");
-        drive(&mut a, &chunks, now, late);
-        drive(&mut b, &chunks, now, late);
+        drive(&mut a, &chunks, now, late, owned);
+        drive(&mut b, &chunks, now, late, owned);
     }
 });

@@ -1,11 +1,15 @@
-//! The content cipher: AES-256-CTR under a key derived from the link key, seekable by group.
-//! (AES-NI makes it several times faster than ChaCha20 here; integrity comes from the BLAKE3
-//! root in the link, so a stream cipher is all that is needed.)
+//! The content cipher: AES-256 in counter mode under a key derived from the link key, seekable
+//! by segment. Integrity comes from the BLAKE3 root in the link, so a stream cipher is all that
+//! is needed.
+//!
+//! The keystream is AES-GCM's: segment `s` (of [`SEGMENT`] bytes) is encrypted with the 96-bit
+//! nonce `s` and the GCM tag is thrown away, which leaves exactly AES-256-CTR with the counter
+//! blocks `s || 2, s || 3, ...`: no block is used twice under one key. It is computed with
+//! `ring`'s AES-GCM because that code uses the CPU's vector AES (VAES) and is about 1.5x faster
+//! here than a plain AES-NI counter mode; the discarded GHASH costs less than the difference.
 
-use ctr::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
-
-type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
 use rand_core::{CryptoRng, RngCore};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -60,10 +64,41 @@ impl ContentKey {
 
     /// Encrypts or decrypts `data` located at byte `offset` of the blob.
     pub fn apply_at(&self, offset: u64, data: &mut [u8]) {
-        let key = zeroize::Zeroizing::new(self.derive("samizdat 2026 content cipher v2"));
-        // The key is random per blob, so a fixed initial counter never repeats under one key.
-        let mut c = Aes256Ctr::new(key.as_ref().into(), &[0u8; 16].into());
-        c.seek(offset);
-        c.apply_keystream(data);
+        let key = zeroize::Zeroizing::new(self.derive("samizdat 2026 content cipher v3"));
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, key.as_ref()).expect("a 32-byte key is an AES-256 key"),
+        );
+        let mut pos = 0;
+        while pos < data.len() {
+            let at = offset + pos as u64;
+            let (segment, within) = (at / SEGMENT as u64, (at % SEGMENT as u64) as usize);
+            let n = (SEGMENT - within).min(data.len() - pos);
+            let part = &mut data[pos..pos + n];
+            if within == 0 {
+                xor_keystream(&key, segment, part);
+            } else {
+                // Mid-segment: run the segment's keystream from its start over a scratch copy.
+                let mut scratch = vec![0u8; within + n];
+                scratch[within..].copy_from_slice(part);
+                xor_keystream(&key, segment, &mut scratch);
+                part.copy_from_slice(&scratch[within..]);
+            }
+            pos += n;
+        }
     }
+}
+
+/// Bytes per keystream segment (one GCM nonce each): a chunk group, so that the groups a
+/// download writes are whole segments.
+pub const SEGMENT: usize = crate::GROUP_SIZE;
+
+/// XORs the keystream of `segment` (from its start) into `data` (at most [`SEGMENT`] bytes).
+fn xor_keystream(key: &LessSafeKey, segment: u64, data: &mut [u8]) {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[NONCE_LEN - 8..].copy_from_slice(&segment.to_be_bytes());
+    // GCM's ciphertext is the plaintext XOR the counter-mode keystream; the tag is not needed.
+    // Sealing fails only for inputs of gigabytes; a segment is 32 KiB.
+    let _tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), data)
+        .expect("a segment is far below AES-GCM's length limit");
 }

@@ -787,9 +787,25 @@ impl<S: ContentSource> Engine<S> {
 
     /// Bytes arrived on a connection.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        self.input(now, conn, |s| s.handle_input(now, data));
+    }
+
+    /// Like [`Engine::handle_input`], but takes the received buffer so whole frames are
+    /// decrypted where they are ([`Session::handle_input_owned`]): a runtime reading into a
+    /// fresh buffer per read saves a copy of every byte received.
+    pub fn handle_input_owned(&mut self, now: Instant, conn: ConnId, data: Vec<u8>) {
+        self.input(now, conn, |s| s.handle_input_owned(now, data));
+    }
+
+    fn input(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        feed: impl FnOnce(&mut Session) -> Result<(), SessionError>,
+    ) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.last_rx = now;
-        if let Err(err) = c.session.handle_input(now, data) {
+        if let Err(err) = feed(&mut c.session) {
             if matches!(err, SessionError::SelfConnection) {
                 if let Some(addr) = c.addr.clone() {
                     if self.self_addrs.len() < MAX_PERSISTENT {

@@ -93,7 +93,7 @@ impl Net {
                                 if self.mute == Some(i) && up {
                                     continue;
                                 }
-                                self.nodes[j].handle_input(self.now, rc, &data);
+                                self.nodes[j].handle_input_owned(self.now, rc, data);
                             }
                         }
                         Action::ReadGroup { read, root, index } => {

@@ -23,7 +23,21 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-const READ_BUFFER: usize = 64 * 1024;
+/// Smallest and largest read buffer of a connection (see [`next_read_size`]).
+const MIN_READ: usize = 16 * 1024;
+const MAX_READ: usize = 256 * 1024;
+
+/// The next read's buffer size: doubled after a read that filled the buffer (the link has more
+/// waiting), halved after one that used less than a quarter of it.
+fn next_read_size(size: usize, read: usize) -> usize {
+    if read == size {
+        (size * 2).min(MAX_READ)
+    } else if read < size / 4 {
+        (size / 2).max(MIN_READ)
+    } else {
+        size
+    }
+}
 const WRITE_QUEUE: usize = 1024;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -120,8 +134,25 @@ struct Download {
     /// Tells this download's writer's messages from those of an earlier one for the same root.
     generation: u64,
     jobs: std::sync::mpsc::Sender<Job>,
+    /// Verified groups not yet handed to the writer (sent at the end of the driver's turn).
+    batch: Vec<(u32, Vec<u8>)>,
     /// Closed when the caller drops its `Fetch` (a cancel).
     progress: mpsc::Sender<Progress>,
+}
+
+impl Download {
+    /// Hands the batched groups to the writer.
+    fn send_groups(&mut self) {
+        if !self.batch.is_empty() {
+            let _ = self.jobs.send(Job::Groups(std::mem::take(&mut self.batch)));
+        }
+    }
+
+    /// Sends a job after the groups that came before it.
+    fn send(&mut self, job: Job) {
+        self.send_groups();
+        let _ = self.jobs.send(job);
+    }
 }
 
 struct ConnIo {
@@ -239,8 +270,8 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     }
     // Nobody reads the channel any more: close it so writers never block sending to it.
     io_rx.close();
-    for (_, dl) in std::mem::take(&mut d.downloads) {
-        let _ = dl.jobs.send(Job::Abort(NodeError::Stopped));
+    for (_, mut dl) in std::mem::take(&mut d.downloads) {
+        dl.send(Job::Abort(NodeError::Stopped));
     }
     for (_, (_, cancel)) in d.writers.iter() {
         cancel.store(true, Ordering::Relaxed);
@@ -309,7 +340,8 @@ impl Driver {
                     }
                 });
                 self.writers.insert(root, (task, cancel));
-                self.downloads.insert(root, Download { generation, jobs, progress });
+                self.downloads
+                    .insert(root, Download { generation, jobs, batch: Vec::new(), progress });
                 self.engine.fetch(now, spec, sources, resume);
             }
             Command::Peers { reply } => {
@@ -357,7 +389,7 @@ impl Driver {
                 self.engine.connected(now, conn);
             }
             Io::Dialed(conn, Err(_)) => self.engine.connect_failed(now, conn),
-            Io::Data(conn, data) => self.engine.handle_input(now, conn, &data),
+            Io::Data(conn, data) => self.engine.handle_input_owned(now, conn, data),
             Io::Written(conn, n) => self.engine.on_written(conn, n),
             Io::Closed(conn) => {
                 if let Some(c) = self.conns.remove(&conn) {
@@ -397,15 +429,20 @@ impl Driver {
         });
         let io_tx = self.io_tx.clone();
         let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; READ_BUFFER];
+            // Each read lands in a fresh buffer that is handed to the engine as it is (the
+            // session decrypts whole frames in place), sized to what the link delivers: a busy
+            // link reads up to MAX_READ at once, an idle one holds a small buffer.
+            let mut size = MIN_READ;
             loop {
-                match rd.read(&mut buf).await {
+                let mut buf = Vec::with_capacity(size);
+                match rd.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => {
                         let _ = io_tx.send(Io::Closed(conn)).await;
                         return;
                     }
                     Ok(n) => {
-                        if io_tx.send(Io::Data(conn, buf[..n].to_vec())).await.is_err() {
+                        size = next_read_size(size, n);
+                        if io_tx.send(Io::Data(conn, buf)).await.is_err() {
                             return;
                         }
                     }
@@ -430,6 +467,9 @@ impl Driver {
             if !busy {
                 break;
             }
+        }
+        for dl in self.downloads.values_mut() {
+            dl.send_groups();
         }
         self.start_reads();
     }
@@ -496,21 +536,21 @@ impl Driver {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::OutboardVerified { root, outboard } => {
-                if let Some(dl) = self.downloads.get(&root) {
-                    let _ = dl.jobs.send(Job::Outboard(outboard));
+                if let Some(dl) = self.downloads.get_mut(&root) {
+                    dl.send(Job::Outboard(outboard));
                 }
             }
             Event::GroupVerified { root, index, data, .. } => {
-                let Some(dl) = self.downloads.get(&root) else { return };
+                let Some(dl) = self.downloads.get_mut(&root) else { return };
                 if dl.progress.is_closed() {
                     self.fail(root, NodeError::Cancelled);
                     return;
                 }
-                let _ = dl.jobs.send(Job::Group { index, data });
+                dl.batch.push((index, data));
             }
             Event::TransferComplete { root } => {
-                if let Some(dl) = self.downloads.remove(&root) {
-                    let _ = dl.jobs.send(Job::Finish);
+                if let Some(mut dl) = self.downloads.remove(&root) {
+                    dl.send(Job::Finish);
                 }
             }
             Event::TransferFailed { root, error } => {
@@ -544,11 +584,30 @@ impl Driver {
 
     fn fail(&mut self, root: ContentRoot, error: NodeError) {
         self.engine.cancel(&root);
-        if let Some(dl) = self.downloads.remove(&root) {
+        if let Some(mut dl) = self.downloads.remove(&root) {
             if let Some((_, cancel)) = self.writers.get(&root) {
                 cancel.store(true, Ordering::Relaxed);
             }
-            let _ = dl.jobs.send(Job::Abort(error));
+            dl.send(Job::Abort(error));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffers_grow_on_a_busy_link_and_shrink_on_an_idle_one() {
+        let mut size = MIN_READ;
+        for _ in 0..10 {
+            size = next_read_size(size, size);
+        }
+        assert_eq!(size, MAX_READ);
+        assert_eq!(next_read_size(MAX_READ, MAX_READ / 2), MAX_READ, "a half-full read keeps it");
+        for _ in 0..10 {
+            size = next_read_size(size, 100);
+        }
+        assert_eq!(size, MIN_READ);
     }
 }

@@ -1,7 +1,7 @@
 //! The writer of one download: a blocking thread that owns the output file and the seeding
 //! copy, so that decrypting and writing never run on the driver task.
 //!
-//! The driver hands it every verified group ([`Job::Group`]) as the engine reports it. The
+//! The driver hands it the verified groups ([`Job::Groups`]) the engine reported in each turn. The
 //! writer decrypts contiguous groups into one run and writes each run with a single `pwrite`
 //! (up to [`RUN_BYTES`]); small writes cost the kernel far more per byte, above all on tmpfs.
 //! After each run it reports how many groups are stored ([`Io::Stored`]), which the driver
@@ -31,8 +31,9 @@ pub(crate) const RUN_BYTES: usize = 1 << 20;
 pub(crate) enum Job {
     /// The outboard is verified: persist it for a resume.
     Outboard(Outboard),
-    /// A verified (still encrypted) group.
-    Group { index: u32, data: Vec<u8> },
+    /// Verified (still encrypted) groups, by index: those the engine reported during one turn
+    /// of the driver, so the writer thread is woken once per batch rather than per group.
+    Groups(Vec<(u32, Vec<u8>)>),
     /// Every group was handed over: finish the file and keep the seeding copy.
     Finish,
     /// The download failed: give up (the part file stays for a resume if it holds data).
@@ -72,9 +73,10 @@ pub(crate) struct Writer {
 /// A run of contiguous groups waiting to be written.
 struct Run {
     first: u32,
-    groups: u32,
-    /// Ciphertext, as verified.
-    bytes: Vec<u8>,
+    /// Ciphertext, as verified, one buffer per group (decrypted in place and written with one
+    /// vectored write: no copy into a run buffer).
+    groups: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
 impl Writer {
@@ -122,41 +124,12 @@ impl Writer {
                         return self.fail(root, e);
                     }
                 }
-                Job::Group { index, data } => {
-                    if let Some(Seed::Vault { group0 }) = &mut self.seed {
-                        if index == 0 {
-                            *group0 = Some(data.clone());
-                        }
-                    }
-                    if index == 0 {
-                        // Group 0 carries the manifest: written on its own.
-                        verified += data.len() as u64;
-                        if let Some(Seed::File(file)) = &self.seed {
-                            if file.write_at(0, &data).is_err() {
-                                self.seed = None;
-                            }
-                        }
-                        if let Err(e) = self.target.write_group(0, data) {
-                            return self.fail(root, e);
-                        }
-                        self.stored(1, verified);
-                        continue;
-                    }
-                    let joins = run.as_ref().is_some_and(|r| {
-                        r.first + r.groups == index && r.bytes.len() + data.len() <= RUN_BYTES
-                    });
-                    if !joins {
-                        if let Err(e) = self.flush(&mut run, &mut verified) {
+                Job::Groups(groups) => {
+                    for (index, data) in groups {
+                        if let Err(e) = self.add_group(&mut run, &mut verified, index, data) {
                             return self.fail(root, e);
                         }
                     }
-                    let r = run.get_or_insert_with(|| Run {
-                        first: index,
-                        groups: 0,
-                        bytes: Vec::with_capacity(RUN_BYTES),
-                    });
-                    r.bytes.extend_from_slice(&data);
-                    r.groups += 1;
                 }
                 Job::Finish => {
                     if let Err(e) = self.flush(&mut run, &mut verified) {
@@ -172,20 +145,68 @@ impl Writer {
         }
     }
 
+    /// Adds a verified group to the pending run (writing the run first if the group does not
+    /// extend it); group 0, which carries the manifest, is written on its own.
+    fn add_group(
+        &mut self,
+        run: &mut Option<Run>,
+        verified: &mut u64,
+        index: u32,
+        data: Vec<u8>,
+    ) -> Result<(), NodeError> {
+        if index == 0 {
+            if let Some(Seed::Vault { group0 }) = &mut self.seed {
+                *group0 = Some(data.clone());
+            }
+            *verified += data.len() as u64;
+            if let Some(Seed::File(file)) = &self.seed {
+                if file.write_at(0, &data).is_err() {
+                    self.seed = None;
+                }
+            }
+            self.target.write_group(0, data)?;
+            self.stored(1, *verified);
+            return Ok(());
+        }
+        let joins = run.as_ref().is_some_and(|r| {
+            r.first + r.groups.len() as u32 == index && r.bytes + data.len() <= RUN_BYTES
+        });
+        if !joins {
+            self.flush(run, verified)?;
+        }
+        let r = run.get_or_insert_with(|| Run {
+            first: index,
+            groups: Vec::with_capacity(RUN_BYTES / GROUP_SIZE),
+            bytes: 0,
+        });
+        r.bytes += data.len();
+        r.groups.push(data);
+        Ok(())
+    }
+
     /// Writes the pending run (ciphertext to the seeding copy, plaintext to the output).
     fn flush(&mut self, run: &mut Option<Run>, verified: &mut u64) -> Result<(), NodeError> {
-        let Some(Run { first, groups, mut bytes }) = run.take() else { return Ok(()) };
+        let Some(Run { first, mut groups, bytes }) = run.take() else { return Ok(()) };
         let blob_len = self.target.blob_len.ok_or(NodeError::Corrupt("group before outboard"))?;
         let start = group_range(blob_len, first).start;
         if let Some(Seed::File(file)) = &self.seed {
-            if file.write_at(start, &bytes).is_err() {
-                self.seed = None;
+            let mut at = start;
+            for g in &groups {
+                if file.write_at(at, g).is_err() {
+                    self.seed = None;
+                    break;
+                }
+                at += g.len() as u64;
             }
         }
-        self.target.key.apply_at(start, &mut bytes);
-        self.target.write_run(start - HEADER_LEN as u64, &bytes)?;
-        *verified += bytes.len() as u64;
-        self.stored(groups, *verified);
+        let mut at = start;
+        for g in &mut groups {
+            self.target.key.apply_at(at, g);
+            at += g.len() as u64;
+        }
+        self.target.write_run(start - HEADER_LEN as u64, &groups)?;
+        *verified += bytes as u64;
+        self.stored(groups.len() as u32, *verified);
         Ok(())
     }
 

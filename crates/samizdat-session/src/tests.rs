@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 use super::*;
-use samizdat_wire::TransferMsg;
+use samizdat_wire::{GROUP_SIZE, TransferMsg};
 
 const T0: u64 = 1_800_000_000;
 
@@ -661,4 +661,95 @@ fn debug_output_names_only_the_peer() {
     let (a, _b, _) = pair();
     let text = format!("{a:?}");
     assert!(text.starts_with("Session") && text.contains("established: true"), "{text}");
+}
+
+/// Everything `a` sends from the start (handshake, `Hello`, then `msgs`), and the events `b`
+/// sees when fed it by `feed` in pieces cut at `cuts`.
+fn replay_in_pieces(
+    cuts: &[usize],
+    msgs: &[Message],
+    feed: impl Fn(&mut Session, Instant, &[u8]) -> Result<(), SessionError>,
+) -> Vec<Option<Message>> {
+    let now = Instant::now();
+    let fixed = SessionConfig::new(Identity::from_secret_bytes(&[7; 32]).unwrap());
+    let mut a = Session::initiator(fixed, [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(config(), [2; 32], T0, now);
+    // Handshake messages one by one; the initiator's last one and everything after it are
+    // collected into one stream and cut up.
+    let m1 = a.poll_transmit().unwrap();
+    b.handle_input(now, &m1).unwrap();
+    a.handle_input(now, &b.poll_transmit().unwrap()).unwrap();
+    for m in msgs {
+        a.send(m).unwrap();
+    }
+    let stream = a.poll_transmit().unwrap();
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+    points.push(0);
+    points.push(stream.len());
+    points.sort_unstable();
+    for w in points.windows(2) {
+        feed(&mut b, now, &stream[w[0]..w[1]]).unwrap();
+    }
+    assert!(b.inbuf.is_empty(), "nothing left pending once the stream is in");
+    let peer = b.peer_id();
+    std::iter::from_fn(|| b.poll_event())
+        .map(|e| match e {
+            SessionEvent::Established(info) => {
+                assert_eq!(Some(info.node_id), peer);
+                None
+            }
+            SessionEvent::Message(m) => Some(m),
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #[test]
+    fn owned_input_decodes_exactly_what_borrowed_input_does(
+        cuts in proptest::collection::vec(0usize..300_000, 0..12),
+        sizes in proptest::collection::vec(0usize..=GROUP_SIZE, 1..8),
+    ) {
+        let msgs: Vec<Message> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| if n % 3 == 0 {
+                Message::Ping { nonce: n as u64 }
+            } else {
+                Message::Transfer(TransferMsg::Group { req: i as u32, index: 0, data: vec![i as u8; n] })
+            })
+            .collect();
+        let borrowed = replay_in_pieces(&cuts, &msgs, |s, now, d| s.handle_input(now, d));
+        let owned = replay_in_pieces(&cuts, &msgs, |s, now, d| s.handle_input_owned(now, d.to_vec()));
+        let expected: Vec<Option<Message>> =
+            std::iter::once(None).chain(msgs.into_iter().map(Some)).collect();
+        proptest::prop_assert_eq!(&borrowed, &expected);
+        proptest::prop_assert_eq!(&owned, &expected);
+    }
+}
+
+#[test]
+fn owned_input_refuses_tampering_and_then_everything() {
+    let (mut a, mut b, now) = pair();
+    a.send(&Message::Ping { nonce: 1 }).unwrap();
+    a.send(&Message::Ping { nonce: 2 }).unwrap();
+    let mut bytes = a.poll_transmit().unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    // The first frame arrives split, the second (tampered) one whole.
+    let (head, tail) = bytes.split_at(5);
+    b.handle_input_owned(now, head.to_vec()).unwrap();
+    assert!(matches!(b.handle_input_owned(now, tail.to_vec()), Err(SessionError::FrameAuth)));
+    assert!(matches!(b.handle_input_owned(now, vec![0; 10]), Err(SessionError::Failed)));
+}
+
+#[test]
+fn owned_input_refuses_an_overlong_frame_at_its_header() {
+    let (mut raw, mut b, now) = raw_pair();
+    let hello = raw.message(&Message::Hello(hello(T0)));
+    b.handle_input_owned(now, hello).unwrap();
+    // A header claiming more than the maximum, split so the length arrives in two reads.
+    let frame = raw.frame_claiming((MAX_FRAME_PLAINTEXT + 1) as u16, &[]);
+    b.handle_input_owned(now, frame[..3].to_vec()).unwrap();
+    let r = b.handle_input_owned(now, frame[3..HEADER_LEN].to_vec());
+    assert_eq!(bad_frame(r), "frame longer than the maximum");
 }
