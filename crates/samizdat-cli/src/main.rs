@@ -20,9 +20,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use progress::{Bar, human_bytes};
 use samizdat_node::control::{self, ControlClient, ControlError};
-use samizdat_node::{FetchTarget, Node, NodeBuilder, NodeError, PeerAddr, ShareLink};
+use samizdat_node::{FetchTarget, Invite, Node, NodeBuilder, NodeError, PeerAddr, ShareLink};
 use serde_json::json;
-use std::io::{BufRead, Read};
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +110,13 @@ enum Command {
         /// Peer to connect to at start (repeatable), e.g. tcp/192.0.2.1:7070.
         #[arg(long, value_name = "ADDR")]
         peer: Vec<String>,
+        /// Invite line (szi1…, from `samizdat invite` on another node) of a node to keep a
+        /// connection to (repeatable); the node there must prove the identity the line names.
+        #[arg(long, value_name = "LINE")]
+        invite: Vec<String>,
+        /// Read invite lines from FILE, one per line (repeatable).
+        #[arg(long, value_name = "FILE")]
+        invite_file: Vec<PathBuf>,
         /// Keep and serve the encrypted copy of everything this node downloads.
         #[arg(long)]
         seed: bool,
@@ -178,6 +185,15 @@ enum Command {
         /// Extra peer to try (repeatable).
         #[arg(long, value_name = "ADDR")]
         peer: Vec<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print the running node's invite line (and its QR code on a terminal): hand it to
+    /// someone so their node can find the network through yours (`node --invite LINE`).
+    Invite {
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -287,7 +303,7 @@ fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(log_filter(cli.verbose))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let json = cli.json;
@@ -317,13 +333,16 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             listen,
             announce,
             peer,
+            invite,
+            invite_file,
             seed,
         } => {
             let state = match vault {
                 Some(path) => State::Vault { path, password_file, protect_password_file, wait },
                 None => State::Dir,
             };
-            let net = NetOpts { listen, announce, peers: peer, seed };
+            let invites = read_invites(&invite, &invite_file)?;
+            let net = NetOpts { listen, announce, peers: peer, invites, seed };
             run_node(&data.dir(), state, net, json).await
         }
         Command::Share { file, again, data } => share(&file, again, &data.dir(), json).await,
@@ -336,6 +355,7 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             let link = read_link(link.as_deref(), link_file.as_deref())?;
             fetch(&link, output.as_deref(), peer, &data, json).await
         }
+        Command::Invite { no_qr, data } => invite(&data.dir(), no_qr, json).await,
         Command::Peers { data } => peers(&data.dir(), json).await,
         Command::Demo { nodes, size } => demo::run(usize::from(nodes), size, json).await,
         // The vault is synchronous, blocking file I/O.
@@ -417,11 +437,42 @@ struct NetOpts {
     listen: Vec<String>,
     announce: Vec<String>,
     peers: Vec<String>,
+    invites: Vec<Invite>,
     seed: bool,
 }
 
+/// Longest invite file read (a line is well under 1 KiB).
+const MAX_INVITE_FILE: u64 = 1 << 20;
+
+/// The invite lines given with `--invite` and in `--invite-file`s (blank lines and lines
+/// starting with `#` are skipped).
+fn read_invites(lines: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<Invite>> {
+    let parse = |line: &str, from: &str| {
+        line.parse::<Invite>().map_err(|e| failure("invite_invalid", format!("{from}: {e}")))
+    };
+    let mut out = Vec::new();
+    for line in lines {
+        out.push(parse(line, "--invite")?);
+    }
+    for path in files {
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_INVITE_FILE).read_to_string(&mut text))
+            .map_err(|e| {
+            failure("io", format!("cannot read the invite file {}: {e}", path.display()))
+        })?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                out.push(parse(line, &format!("{} line {}", path.display(), i + 1))?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow::Result<()> {
-    let NetOpts { listen, announce, peers, seed } = net;
+    let NetOpts { listen, announce, peers, invites, seed } = net;
     for a in listen.iter().chain(&announce).chain(&peers) {
         check_addr(a)?;
     }
@@ -448,6 +499,9 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
     }
     for p in peers {
         b = b.peer(p);
+    }
+    for i in invites {
+        b = b.invite(i);
     }
     let node = Arc::new(match &state {
         State::Dir => b.build().await?,
@@ -838,6 +892,28 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
         return Ok(p.to_owned());
     }
     Ok(std::env::current_dir().context("cannot read the current directory")?.join(p))
+}
+
+async fn invite(dir: &Path, no_qr: bool, json: bool) -> anyhow::Result<()> {
+    let client = ControlClient::connect(dir).await?;
+    let v = client.request(json!({ "op": "invite" }), |_| {}).await?;
+    if json {
+        println!("{v}");
+        return Ok(());
+    }
+    let line = v.get("invite").and_then(|l| l.as_str()).unwrap_or_default();
+    if !no_qr && std::io::stdout().is_terminal() {
+        if let Ok(code) = qrcode::QrCode::new(line.to_uppercase()) {
+            let art = code
+                .render::<qrcode::render::unicode::Dense1x2>()
+                .dark_color(qrcode::render::unicode::Dense1x2::Light)
+                .light_color(qrcode::render::unicode::Dense1x2::Dark)
+                .build();
+            println!("{art}");
+        }
+    }
+    println!("{line}");
+    Ok(())
 }
 
 async fn peers(dir: &Path, json: bool) -> anyhow::Result<()> {

@@ -28,11 +28,13 @@
 #![forbid(unsafe_code)]
 
 mod cipher;
+mod invite;
 mod link;
 mod manifest;
 mod outboard;
 
 pub use cipher::ContentKey;
+pub use invite::{INVITE_PREFIX, Invite, InviteError, MAX_INVITE_ADDRS};
 pub use link::{LINK_PREFIX, LinkError, MAX_HINTS, PeerHint, ShareLink};
 pub use manifest::{HEADER_LEN, Manifest};
 pub use outboard::{Outboard, group_count, group_range};

@@ -103,30 +103,71 @@ impl fmt::Display for ShareLink {
         w.u8(hints.len() as u8);
         for p in hints {
             w.bytes(&p.node.0);
-            w.u8(p.addr.as_str().len() as u8);
-            w.bytes(p.addr.as_str().as_bytes());
+            write_addr(&mut w, &p.addr);
         }
-        let sum = blake3::hash(&raw);
-        raw.extend_from_slice(&sum.as_bytes()[..CHECKSUM_LEN]);
-        write!(f, "{LINK_PREFIX}{}", ENCODING.encode(&raw).to_lowercase())
+        f.write_str(&armor(LINK_PREFIX, raw))
     }
+}
+
+/// Writes a peer address as a length byte and its text.
+pub(crate) fn write_addr(w: &mut Writer<'_>, addr: &PeerAddr) {
+    w.u8(addr.as_str().len() as u8);
+    w.bytes(addr.as_str().as_bytes());
+}
+
+/// Reads what [`write_addr`] wrote; `None` if it is not a valid address.
+pub(crate) fn read_addr(r: &mut Reader<'_>) -> Option<PeerAddr> {
+    let len = usize::from(r.u8("address length").ok()?);
+    if len > MAX_PEER_ADDR_LEN {
+        return None;
+    }
+    let text = std::str::from_utf8(r.bytes(len, "address").ok()?).ok()?;
+    PeerAddr::new(text).ok()
+}
+
+/// `prefix` then the lowercase base32 of `raw` and its 4-byte BLAKE3 checksum: the text form
+/// of links and invite lines.
+pub(crate) fn armor(prefix: &str, mut raw: Vec<u8>) -> String {
+    let sum = blake3::hash(&raw);
+    raw.extend_from_slice(&sum.as_bytes()[..CHECKSUM_LEN]);
+    format!("{prefix}{}", ENCODING.encode(&raw).to_lowercase())
+}
+
+/// Why [`dearmor`] refused a text.
+pub(crate) enum ArmorError {
+    Prefix,
+    Encoding,
+    Checksum,
+}
+
+/// The bytes inside a text made by [`armor`] with `prefix`.
+pub(crate) fn dearmor(prefix: &str, s: &str) -> Result<Vec<u8>, ArmorError> {
+    // Any case: a QR code carries the text in capitals (its compact alphanumeric mode).
+    let s = s.trim();
+    let body = match s.get(..prefix.len()) {
+        Some(p) if p.eq_ignore_ascii_case(prefix) => &s[prefix.len()..],
+        _ => return Err(ArmorError::Prefix),
+    };
+    let mut raw =
+        ENCODING.decode(body.to_uppercase().as_bytes()).map_err(|_| ArmorError::Encoding)?;
+    let at = raw.len().checked_sub(CHECKSUM_LEN).ok_or(ArmorError::Checksum)?;
+    if blake3::hash(&raw[..at]).as_bytes()[..CHECKSUM_LEN] != raw[at..] {
+        return Err(ArmorError::Checksum);
+    }
+    raw.truncate(at);
+    Ok(raw)
 }
 
 impl std::str::FromStr for ShareLink {
     type Err = LinkError;
 
     fn from_str(s: &str) -> Result<Self, LinkError> {
-        let s = s.trim();
-        let body = s.strip_prefix(LINK_PREFIX).ok_or(LinkError::Prefix)?;
-        let raw =
-            ENCODING.decode(body.to_uppercase().as_bytes()).map_err(|_| LinkError::Encoding)?;
-        let (payload, sum) = raw
-            .split_at_checked(raw.len().saturating_sub(CHECKSUM_LEN))
-            .ok_or(LinkError::Malformed)?;
-        if sum.len() != CHECKSUM_LEN || &blake3::hash(payload).as_bytes()[..CHECKSUM_LEN] != sum {
-            return Err(LinkError::Checksum);
-        }
-        let mut r = Reader::new(payload);
+        let payload = dearmor(LINK_PREFIX, s).map_err(|e| match e {
+            ArmorError::Prefix => LinkError::Prefix,
+            ArmorError::Encoding => LinkError::Encoding,
+            ArmorError::Checksum => LinkError::Checksum,
+        })?;
+        let mut r = Reader::new(&payload);
         let bad = |_| LinkError::Malformed;
         let version = r.u8("version").map_err(bad)?;
         if version < VERSION {
@@ -148,13 +189,8 @@ impl std::str::FromStr for ShareLink {
         let mut peers = Vec::with_capacity(n);
         for _ in 0..n {
             let node = NodeId(r.array("hint node id").map_err(bad)?);
-            let len = usize::from(r.u8("hint length").map_err(bad)?);
-            if len > MAX_PEER_ADDR_LEN {
-                return Err(LinkError::Malformed);
-            }
-            let text = std::str::from_utf8(r.bytes(len, "hint").map_err(bad)?)
-                .map_err(|_| LinkError::Malformed)?;
-            peers.push(PeerHint { node, addr: PeerAddr::new(text).map_err(bad)? });
+            let addr = read_addr(&mut r).ok_or(LinkError::Malformed)?;
+            peers.push(PeerHint { node, addr });
         }
         r.finish().map_err(bad)?;
         Ok(ShareLink { root, key, blob_len, peers })

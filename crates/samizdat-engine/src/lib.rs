@@ -441,6 +441,8 @@ struct Download {
 struct Persistent {
     backoff: Duration,
     next_try: Option<Instant>,
+    /// The identity the peer must prove (from an invite line), if it is pinned.
+    expect: Option<NodeId>,
 }
 
 struct PendingRead {
@@ -630,27 +632,39 @@ impl<S: ContentSource> Engine<S> {
     /// Keeps a connection to `addr` up: it is dialled now and redialled with capped
     /// exponential back-off whenever it is down, for as long as the engine runs.
     pub fn add_persistent(&mut self, now: Instant, addr: PeerAddr) {
+        self.keep_up(now, addr, None);
+    }
+
+    /// Like [`Engine::add_persistent`], for a peer that must authenticate as `node` (an invite
+    /// line's): a session with any other identity is closed with
+    /// [`Event::IdentityMismatch`] and the address is tried again later, never used.
+    pub fn add_persistent_pinned(&mut self, now: Instant, addr: PeerAddr, node: NodeId) {
+        self.keep_up(now, addr, Some(node));
+    }
+
+    fn keep_up(&mut self, now: Instant, addr: PeerAddr, expect: Option<NodeId>) {
         if self.persistent.len() >= MAX_PERSISTENT || self.persistent.contains_key(&addr) {
             return;
         }
-        self.persistent.insert(addr, Persistent { backoff: REDIAL_BASE, next_try: Some(now) });
+        let p = Persistent { backoff: REDIAL_BASE, next_try: Some(now), expect };
+        self.persistent.insert(addr, p);
         self.redial_persistent(now);
     }
 
     fn redial_persistent(&mut self, now: Instant) {
-        let due: Vec<PeerAddr> = self
+        let due: Vec<(PeerAddr, Option<NodeId>)> = self
             .persistent
             .iter()
             .filter(|(a, p)| p.next_try.is_some_and(|t| now >= t) && !self.is_connected_to(a))
-            .map(|(a, _)| a.clone())
+            .map(|(a, p)| (a.clone(), p.expect))
             .collect();
-        for addr in due {
+        for (addr, expect) in due {
             let cap = self.config.max_redial_backoff;
             if let Some(p) = self.persistent.get_mut(&addr) {
                 p.next_try = Some(now + p.backoff);
                 p.backoff = p.backoff.saturating_mul(2).min(cap);
             }
-            self.connect(now, addr);
+            self.dial(now, addr, expect);
         }
     }
 

@@ -761,3 +761,29 @@ fn inbound_connections_without_an_address_share_one_group_cap() {
     }
     assert_eq!(net.nodes[0].count(false), 5);
 }
+
+#[test]
+fn a_pinned_persistent_peer_is_used_only_if_it_proves_the_invited_identity() {
+    let sources = || -> Vec<Box<dyn ContentSource>> {
+        vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())]
+    };
+    // The right identity: the peer comes up.
+    let mut net = Net::new(sources());
+    let id = net.nodes[1].node_id();
+    let now = net.now;
+    net.nodes[0].add_persistent_pinned(now, addr(1), id);
+    net.run();
+    assert!(net.events[0].iter().any(|e| matches!(e, Event::PeerUp { peer, .. } if *peer == id)));
+    assert!(!net.events[0].iter().any(|e| matches!(e, Event::IdentityMismatch { .. })));
+    // Another identity at the invited address: refused, and never counted as a peer.
+    let mut net = Net::new(sources());
+    let now = net.now;
+    net.nodes[0].add_persistent_pinned(now, addr(1), NodeId([9; 32]));
+    net.run();
+    assert!(net.events[0].iter().any(|e| matches!(
+        e,
+        Event::IdentityMismatch { expected, .. } if *expected == NodeId([9; 32])
+    )));
+    assert!(!net.events[0].iter().any(|e| matches!(e, Event::PeerUp { .. })));
+    assert!(net.nodes[0].peers().is_empty());
+}

@@ -13,6 +13,7 @@
 //!   `{"ok":true,"bytes":N,"resumed_bytes":N,"path":"…","name":"…"}`. Closing the connection
 //!   cancels the download; what was verified stays on disk for a later resume.
 //! * `{"op":"peers"}` → `{"ok":true,"peers":[…]}`
+//! * `{"op":"invite"}` → `{"ok":true,"invite":"szi1…","node_id":"…","addrs":[…]}`
 //! * `{"op":"shares"}` → `{"ok":true,"shares":[{"id","name","size","shared_at","link"}…]}`
 //! * `{"op":"unshare","target":"ID-OR-LINK"}` → `{"ok":true,"id":"…","name":"…"}`
 //!
@@ -162,6 +163,16 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
                     "user_agent": p.user_agent,
                 })).collect::<Vec<_>>() }),
                 Err(e) => error_json(&e),
+            };
+            send(&mut wr, &reply).await
+        }
+        Some("invite") => {
+            let reply = match node.invite() {
+                Some(inv) => json!({ "ok": true, "invite": inv.to_string(),
+                    "node_id": inv.node.to_string(),
+                    "addrs": inv.addrs.iter().map(ToString::to_string).collect::<Vec<_>>() }),
+                None => json!({ "ok": false, "kind": "no_address",
+                    "error": "this node advertises no address to invite others to (start it with --listen or --announce)" }),
             };
             send(&mut wr, &reply).await
         }

@@ -11,7 +11,7 @@ use samizdat_engine::{
     Action, ConnId, ContentSource, Engine, EngineConfig, Event, FetchSpec, PeerSummary, ReadId,
     Resume, SourceSpec,
 };
-use samizdat_identity::Identity;
+use samizdat_identity::{Identity, NodeId};
 use samizdat_session::SessionConfig;
 use samizdat_transport::{BoxStream, Listener, Transports};
 use samizdat_wire::PeerAddr;
@@ -120,7 +120,8 @@ pub(crate) struct Setup {
     pub user_agent: Option<String>,
     pub listen_addrs: Vec<PeerAddr>,
     pub listeners: Vec<Box<dyn Listener>>,
-    pub peers: Vec<PeerAddr>,
+    /// Peers to keep connections to, each pinned to an identity when an invite named it.
+    pub peers: Vec<(PeerAddr, Option<NodeId>)>,
     pub transports: Transports,
     pub source: BlobSource,
     pub store: Store,
@@ -221,8 +222,11 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         deferred: Vec::new(),
         next_generation: 0,
     };
-    for addr in setup.peers {
-        d.engine.add_persistent(Instant::now(), addr);
+    for (addr, pinned) in setup.peers {
+        match pinned {
+            Some(node) => d.engine.add_persistent_pinned(Instant::now(), addr, node),
+            None => d.engine.add_persistent(Instant::now(), addr),
+        }
     }
     d.drain();
     // Downloads whose caller went away are noticed within a second even when no data arrives

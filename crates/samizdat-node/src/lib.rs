@@ -47,7 +47,9 @@ mod vault_store;
 mod writer;
 
 pub use download::FetchTarget;
-pub use samizdat_content::{ContentRoot, LinkError, Manifest, PeerHint, ShareLink};
+pub use samizdat_content::{
+    ContentRoot, Invite, InviteError, LinkError, Manifest, PeerHint, ShareLink,
+};
 pub use samizdat_engine::PeerSummary;
 pub use samizdat_identity::NodeId;
 pub use samizdat_transport::{MemoryTransport, TcpTransport, Transport, Transports};
@@ -277,6 +279,7 @@ pub struct NodeBuilder {
     listen: Vec<String>,
     announce: Vec<String>,
     peers: Vec<String>,
+    invites: Vec<Invite>,
     transports: Option<Transports>,
     user_agent: Option<String>,
     seed_downloads: bool,
@@ -356,6 +359,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Keeps connections to the node an invite line names, at each of its addresses, pinned to
+    /// its identity: a node there that cannot prove that identity is refused (bootstrap).
+    pub fn invite(mut self, invite: Invite) -> Self {
+        self.invites.push(invite);
+        self
+    }
+
     /// Replaces the transport set (default: TCP only).
     pub fn transports(mut self, transports: Transports) -> Self {
         self.transports = Some(transports);
@@ -405,7 +415,9 @@ impl NodeBuilder {
                 .map(|p| PeerAddr::new(p).map_err(|_| NodeError::BadAddr(p.clone())))
                 .collect::<Result<Vec<_>, _>>()
         };
-        let peers = parse(&self.peers)?;
+        let mut peers: Vec<(PeerAddr, Option<NodeId>)> =
+            parse(&self.peers)?.into_iter().map(|a| (a, None)).collect();
+        peers.extend(self.invites.iter().flat_map(Invite::hints).map(|h| (h.addr, Some(h.node))));
         let advertised = if self.announce.is_empty() {
             listen_addrs.iter().filter(|a| !is_unspecified(a)).cloned().collect()
         } else {
@@ -583,6 +595,13 @@ impl Node {
         let mut link: ShareLink = record.link.parse()?;
         link.peers = self.hints();
         Ok(link)
+    }
+
+    /// This node's invite line: its identity and advertised addresses, for people to hand
+    /// each other as a way in (`None` when it advertises no address).
+    pub fn invite(&self) -> Option<Invite> {
+        (!self.advertised.is_empty())
+            .then(|| Invite { node: self.node_id, addrs: self.advertised.clone() })
     }
 
     /// This node's advertised addresses as link hints, each pinned to this node's identity.
