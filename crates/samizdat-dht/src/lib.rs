@@ -1,0 +1,15 @@
+//! Samizdat's distributed hash table: a sans-IO S/Kademlia.
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod contact;
+mod error;
+pub mod key;
+pub mod lookup;
+pub mod record;
+pub mod store;
+pub mod table;
+
+pub use contact::Contact;
+pub use error::DhtError;
+pub use key::rotating_key;
