@@ -163,7 +163,7 @@ impl Lookup {
                 hops: 1,
             })
             .collect();
-        seeds.sort_by(|a, b| a.distance.cmp(&b.distance));
+        seeds.sort_by_key(|a| a.distance);
         seeds.dedup_by(|a, b| a.contact.id() == b.contact.id());
         let mut paths = vec![Path::default(); d];
         for (i, c) in seeds.into_iter().enumerate() {
@@ -426,7 +426,7 @@ impl Lookup {
             .flat_map(|p| p.candidates.iter())
             .filter(|c| c.state == State::Responded)
             .collect();
-        responded.sort_by(|a, b| a.distance.cmp(&b.distance));
+        responded.sort_by_key(|a| a.distance);
         responded.dedup_by(|a, b| a.contact.id() == b.contact.id());
         let hops = match &self.record {
             Some((_, h)) => *h,
