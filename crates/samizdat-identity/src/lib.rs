@@ -134,6 +134,71 @@ pub fn verify(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> Result<NodeId, I
     Ok(NodeId::from_public_key(public))
 }
 
+/// Proof of work binding a [`NodeId`] to its public key (S/Kademlia's static crypto puzzle).
+///
+/// A node's ID is already `BLAKE3(public key)`, so nobody can pick an ID without picking a key.
+/// The puzzle makes *each* key cost work: a key is admitted to a DHT only together with a nonce
+/// such that `BLAKE3-derive-key(POW_CONTEXT, public key || nonce)` starts with at least
+/// `difficulty` zero bits. Solving costs about `2^difficulty` hashes; checking costs one, so a
+/// Sybil operator pays per identity while honest nodes pay once.
+///
+/// ```
+/// use samizdat_identity::pow;
+/// let public = [7u8; 32];
+/// let nonce = pow::solve(&public, 8, 0);
+/// assert!(pow::verify(&public, nonce, 8));
+/// ```
+pub mod pow {
+    /// The BLAKE3 derive-key context of the puzzle (domain separation from every other hash).
+    pub const POW_CONTEXT: &str = "samizdat 2026 node id pow v1";
+
+    /// The puzzle hash of `public` with `nonce`.
+    pub fn hash(public: &[u8; 32], nonce: u64) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key(POW_CONTEXT);
+        h.update(public);
+        h.update(&nonce.to_le_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    /// The number of leading zero bits of `bytes` (0 to `8 * bytes.len()`).
+    pub fn leading_zero_bits(bytes: &[u8]) -> u32 {
+        let mut n = 0;
+        for b in bytes {
+            if *b == 0 {
+                n += 8;
+            } else {
+                return n + b.leading_zeros();
+            }
+        }
+        n
+    }
+
+    /// Whether `nonce` solves the puzzle for `public` at `difficulty` (one hash).
+    pub fn verify(public: &[u8; 32], nonce: u64, difficulty: u8) -> bool {
+        leading_zero_bits(&hash(public, nonce)) >= u32::from(difficulty)
+    }
+
+    /// Searches nonces from `start` upward until one solves the puzzle for `public`
+    /// (about `2^difficulty` hashes on average). Difficulties above 64 are clamped to 64.
+    pub fn solve(public: &[u8; 32], difficulty: u8, start: u64) -> u64 {
+        let base = {
+            let mut h = blake3::Hasher::new_derive_key(POW_CONTEXT);
+            h.update(public);
+            h
+        };
+        let want = u32::from(difficulty.min(64));
+        let mut nonce = start;
+        loop {
+            let mut h = base.clone();
+            h.update(&nonce.to_le_bytes());
+            if leading_zero_bits(h.finalize().as_bytes()) >= want {
+                return nonce;
+            }
+            nonce = nonce.wrapping_add(1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -159,5 +224,19 @@ mod tests {
         assert!(Identity::from_secret_bytes(&[1; 5]).is_err());
         assert!("zz".parse::<NodeId>().is_err());
         assert!(!format!("{id:?}").contains(&text));
+    }
+
+    #[test]
+    fn pow_solve_verify_and_cost() {
+        let public = Identity::generate(&mut rand_core::OsRng).public_key();
+        assert_eq!(pow::leading_zero_bits(&[0, 0x10]), 11);
+        assert_eq!(pow::leading_zero_bits(&[0; 4]), 32);
+        let nonce = pow::solve(&public, 10, 0);
+        assert!(pow::verify(&public, nonce, 10));
+        assert!(pow::verify(&public, nonce, 0));
+        // The solution is bound to the key: another key with the same nonce rarely passes.
+        let other = Identity::generate(&mut rand_core::OsRng).public_key();
+        let passes = (0..64u64).filter(|n| pow::verify(&other, nonce ^ n, 10)).count();
+        assert!(passes < 4, "{passes}");
     }
 }
