@@ -120,6 +120,10 @@ enum Command {
         /// Keep and serve the encrypted copy of everything this node downloads.
         #[arg(long)]
         seed: bool,
+        /// This node is on a local network: accept loopback and private addresses from peers
+        /// (refused otherwise; implied when every --listen address is a loopback one).
+        #[arg(long)]
+        local_network: bool,
     },
     /// Share a file through the running node; prints its share link.
     ///
@@ -131,6 +135,11 @@ enum Command {
         /// Share it again under a new link even if the same content is already shared.
         #[arg(long)]
         again: bool,
+        /// Print a link with no peer addresses: fetchers find this node through the DHT, under
+        /// a key only holders of the link can compute (the link then says nothing about where
+        /// the file is).
+        #[arg(long)]
+        no_hints: bool,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -336,16 +345,19 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             invite,
             invite_file,
             seed,
+            local_network,
         } => {
             let state = match vault {
                 Some(path) => State::Vault { path, password_file, protect_password_file, wait },
                 None => State::Dir,
             };
             let invites = read_invites(&invite, &invite_file)?;
-            let net = NetOpts { listen, announce, peers: peer, invites, seed };
+            let net = NetOpts { listen, announce, peers: peer, invites, seed, local_network };
             run_node(&data.dir(), state, net, json).await
         }
-        Command::Share { file, again, data } => share(&file, again, &data.dir(), json).await,
+        Command::Share { file, again, no_hints, data } => {
+            share(&file, ShareFlags { again, no_hints }, &data.dir(), json).await
+        }
         Command::Shares { data } => shares(&data.dir(), json).await,
         Command::Unshare { target, link_file, data } => {
             let target = read_link(target.as_deref(), link_file.as_deref())?;
@@ -439,6 +451,7 @@ struct NetOpts {
     peers: Vec<String>,
     invites: Vec<Invite>,
     seed: bool,
+    local_network: bool,
 }
 
 /// Longest invite file read (a line is well under 1 KiB).
@@ -472,7 +485,7 @@ fn read_invites(lines: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<Invit
 }
 
 async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow::Result<()> {
-    let NetOpts { listen, announce, peers, invites, seed } = net;
+    let NetOpts { listen, announce, peers, invites, seed, local_network } = net;
     for a in listen.iter().chain(&announce).chain(&peers) {
         check_addr(a)?;
     }
@@ -490,7 +503,8 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
             protect.iter().fold(b, |b, p| b.vault_protect(p.as_bytes()))
         }
     }
-    .seed_downloads(seed);
+    .seed_downloads(seed)
+    .local_network(local_network);
     for l in listen {
         b = b.listen(l);
     }
@@ -615,7 +629,13 @@ async fn log_status(node: Arc<Node>) {
     }
 }
 
-async fn share(file: &Path, again: bool, dir: &Path, json: bool) -> anyhow::Result<()> {
+/// `share`'s flags.
+struct ShareFlags {
+    again: bool,
+    no_hints: bool,
+}
+
+async fn share(file: &Path, flags: ShareFlags, dir: &Path, json: bool) -> anyhow::Result<()> {
     let path = std::fs::canonicalize(file)
         .map_err(|e| failure("io", format!("cannot read {}: {e}", file.display())))?;
     if !path.is_file() {
@@ -623,7 +643,8 @@ async fn share(file: &Path, again: bool, dir: &Path, json: bool) -> anyhow::Resu
     }
     let client = ControlClient::connect(dir).await?;
     let mut bar = Bar::new("sharing", "encrypting", json);
-    let req = json!({ "op": "share", "path": path, "again": again });
+    let req =
+        json!({ "op": "share", "path": path, "again": flags.again, "no_hints": flags.no_hints });
     let v = client.request(req, |p| bar.update(p.verified_bytes, p.total_bytes, 0)).await;
     bar.finish();
     let v = v?;

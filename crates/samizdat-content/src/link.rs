@@ -76,10 +76,26 @@ pub struct ShareLink {
     pub peers: Vec<PeerHint>,
 }
 
+/// How long one provider key is used ([`ShareLink::provider_key`]): one day.
+pub const PROVIDER_PERIOD_SECS: u64 = 86_400;
+
 impl ShareLink {
     /// The locator peers are asked for: derived from the key, so only link holders know it.
     pub fn locator(&self) -> Locator {
         self.key.locator(&self.root)
+    }
+
+    /// The DHT key under which the blob's providers are announced during `period` (Unix
+    /// seconds divided by [`PROVIDER_PERIOD_SECS`]). It derives from the link's secret key,
+    /// so DHT nodes storing or answering for it cannot tell which file it stands for, a censor
+    /// cannot compute it for a file it knows without the link, and keys of different periods
+    /// cannot be linked to each other.
+    pub fn provider_key(&self, period: u64) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("samizdat 2026 provider key v1");
+        h.update(self.key.as_bytes());
+        h.update(&self.root.0);
+        h.update(&period.to_be_bytes());
+        *h.finalize().as_bytes()
     }
 }
 

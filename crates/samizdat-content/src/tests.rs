@@ -202,3 +202,14 @@ fn the_content_cipher_keeps_its_format() {
     assert_eq!(data_encoding::HEXLOWER.encode(&ks), "1ccfad0189dc0b3e720da551cb3bdf26");
     assert_eq!(data_encoding::HEXLOWER.encode(&later), "3ddb798e0f3371545b9889c5f6722dc4");
 }
+
+#[test]
+fn provider_keys_need_the_link_and_rotate_per_period() {
+    let l = link();
+    let k = l.provider_key(20_000);
+    assert_eq!(k, l.provider_key(20_000), "stable within a period");
+    assert_ne!(k, l.provider_key(20_001), "a new key each period");
+    let other_key = ShareLink { key: ContentKey::from_bytes([6; 32]), ..l.clone() };
+    assert_ne!(k, other_key.provider_key(20_000), "the same file under another link");
+    assert_ne!(&k, &l.root.0, "not the public root");
+}

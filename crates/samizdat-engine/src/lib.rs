@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addrbook;
+mod dht;
 mod source;
 pub mod transfer;
 
@@ -192,6 +193,14 @@ pub enum Event {
         /// The peer, if it had authenticated.
         peer: Option<NodeId>,
     },
+    /// A provider lookup for a download finished (see [`Engine::find_providers`]):
+    /// `providers` new sources were added to it.
+    ProvidersFound {
+        /// The download.
+        root: ContentRoot,
+        /// New sources found.
+        providers: usize,
+    },
     /// A dialled peer authenticated as someone other than the identity it was dialled for;
     /// the connection was closed and the peer is not used.
     IdentityMismatch {
@@ -286,7 +295,14 @@ pub struct EngineConfig {
     pub relay: bool,
     /// Longest back-off between redials of a persistent peer.
     pub max_redial_backoff: Duration,
+    /// The DHT's settings (`None`: no DHT; provider lookups and records are then unavailable).
+    /// Every node of one network must use the same proof-of-work difficulty.
+    pub dht: Option<samizdat_dht::DhtConfig>,
 }
+
+/// The proof-of-work difficulty of DHT node ids (leading zero bits; each identity solves it
+/// once, about `2^DHT_POW_DIFFICULTY` BLAKE3 hashes, a few milliseconds).
+pub const DHT_POW_DIFFICULTY: u8 = 12;
 
 impl EngineConfig {
     /// Defaults around a session configuration. Unauthenticated connections are given 8 s to
@@ -311,6 +327,10 @@ impl EngineConfig {
             request_timeout: Duration::from_secs(30),
             relay: false,
             max_redial_backoff: Duration::from_secs(15),
+            dht: Some(samizdat_dht::DhtConfig {
+                pow_difficulty: DHT_POW_DIFFICULTY,
+                ..samizdat_dht::DhtConfig::default()
+            }),
         }
     }
 }
@@ -388,6 +408,8 @@ pub(crate) struct Conn {
     next_stream: u32,
     /// Whether the peer already had its one `Addr` answer on this link.
     answered_getaddr: bool,
+    /// The peer's DHT contact, once it offered one with a valid proof of work.
+    dht_contact: Option<samizdat_dht::contact::Contact>,
 }
 
 impl Conn {
@@ -435,6 +457,8 @@ struct Download {
     /// Relay links a relayed stream was opened on in this round (not reopened until the next
     /// redial round, so a relay that refuses is not asked in a loop).
     relay_tried: BTreeSet<ConnId>,
+    /// Provider lookups running for this download (it is not given up while any runs).
+    finding: u32,
 }
 
 /// A peer the node keeps connected to (bootstrap peers, `--peer` addresses).
@@ -470,6 +494,7 @@ pub struct Engine<S> {
     reads: BTreeMap<ReadId, PendingRead>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
+    dht: Option<dht::DhtGlue>,
 }
 
 impl<S> std::fmt::Debug for Engine<S> {
@@ -523,6 +548,12 @@ impl<S: ContentSource> Engine<S> {
         let mut book_key = [0u8; 32];
         rng.fill_bytes(&mut book_key);
         let addrs = addrbook::AddrBook::new(config.addrbook.clone(), book_key);
+        let mut dht_seed = [0u8; 32];
+        rng.fill_bytes(&mut dht_seed);
+        let dht = config.dht.clone().and_then(|c| {
+            let offer = config.session.listen.first();
+            dht::DhtGlue::new(c, &config.session.identity, offer, dht_seed, now, wall_secs)
+        });
         Engine {
             config,
             source,
@@ -540,6 +571,7 @@ impl<S: ContentSource> Engine<S> {
             reads: BTreeMap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
+            dht,
         }
     }
 
@@ -597,6 +629,7 @@ impl<S: ContentSource> Engine<S> {
             // Outbound links number their streams 1, 3, 5…; inbound ones 2, 4, 6….
             next_stream: if outbound { u32::MAX } else { 0 },
             answered_getaddr: false,
+            dht_contact: None,
         };
         self.conns.insert(conn, c);
         conn
@@ -789,6 +822,7 @@ impl<S: ContentSource> Engine<S> {
             }
         }
         self.events.push_back(Event::PeerDown { conn, peer });
+        self.dht_conn_gone(now, conn);
         self.check_sources(now);
         self.schedule(now);
     }
@@ -909,6 +943,7 @@ impl<S: ContentSource> Engine<S> {
             let _ = c.session.send(&Message::Peers(PeersMsg::GetAddr));
         }
         self.events.push_back(Event::PeerUp { conn, peer });
+        self.dht_peer_up(now, conn);
         true
     }
 
@@ -927,6 +962,7 @@ impl<S: ContentSource> Engine<S> {
             }
             Message::Transfer(m) => self.on_stream_message(now, StreamId::Direct(conn), m),
             Message::Relay(m) => self.on_relay(now, conn, m),
+            Message::Dht { pow, payload } => self.on_dht(now, conn, pow, &payload),
             // Pong needs nothing; a second Hello is rejected by the session; unknown future
             // variants are ignored.
             _ => true,
@@ -1246,6 +1282,7 @@ impl<S: ContentSource> Engine<S> {
             next_redial: None,
             mismatches: 0,
             relay_tried: BTreeSet::new(),
+            finding: 0,
         };
         self.downloads.insert(spec.root, d);
         if complete {
@@ -1350,7 +1387,7 @@ impl<S: ContentSource> Engine<S> {
                 let (_, addr) = s.dial();
                 self.conns.values().any(|c| c.addr.as_ref() == Some(addr) && c.peer.is_none())
             });
-            if d.transfer.has_usable_stream() || pending {
+            if d.transfer.has_usable_stream() || pending || d.finding > 0 {
                 let verified = d.transfer.progress().0;
                 if verified > d.verified_mark {
                     d.verified_mark = verified;
@@ -1534,6 +1571,7 @@ impl<S: ContentSource> Engine<S> {
             self.fail_download(root);
         }
         self.redial_persistent(now);
+        self.dht_handle_timeout(now);
         self.after_input(now);
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
@@ -1559,7 +1597,7 @@ impl<S: ContentSource> Engine<S> {
             .iter()
             .filter(|(a, _)| !self.is_connected_to(a))
             .map(|(_, p)| p.next_try);
-        conns.chain(downloads).chain(persistent).flatten().min()
+        conns.chain(downloads).chain(persistent).chain([self.dht_timeout()]).flatten().min()
     }
 
     /// The next action for the driver.

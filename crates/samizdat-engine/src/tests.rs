@@ -501,6 +501,10 @@ fn unreachable_peers_fail_after_redials() {
         while let Some(e) = net.nodes[0].poll_event() {
             net.events[0].push(e);
         }
+        // (The DHT's own timers keep the engine waking up after the download is gone.)
+        if net.events[0].iter().any(|e| matches!(e, Event::TransferFailed { .. })) {
+            break;
+        }
         match net.nodes[0].poll_timeout() {
             Some(t) => now = t,
             None => break,
@@ -786,4 +790,87 @@ fn a_pinned_persistent_peer_is_used_only_if_it_proves_the_invited_identity() {
     )));
     assert!(!net.events[0].iter().any(|e| matches!(e, Event::PeerUp { .. })));
     assert!(net.nodes[0].peers().is_empty());
+}
+
+/// Lets the test harness's `test/N` addresses through the address book (as a local network).
+fn local_test_net(c: &mut EngineConfig) {
+    c.addrbook.allow_local = true;
+    c.addrbook.transports.push("test".into());
+}
+
+#[test]
+fn a_download_without_hints_finds_its_provider_through_the_dht() {
+    let b = blob(300_000);
+    // 0 shares the blob, 1 is a hub both know, 2 fetches knowing only the hub.
+    let sources: Vec<Box<dyn ContentSource>> =
+        vec![Box::new(b.source()), Box::new(MemorySource::new()), Box::new(MemorySource::new())];
+    let mut net = Net::with(sources, local_test_net);
+    let now = net.now;
+    net.nodes[0].connect(now, addr(1));
+    net.nodes[2].connect(now, addr(1));
+    net.run();
+    // Each side offered itself: the hub knows both, each knows the hub.
+    assert_eq!(net.nodes[1].dht().unwrap().table().len(), 2);
+    assert!(!net.nodes[0].dht().unwrap().table().is_empty());
+    let key = NodeId([42; 32]);
+    assert!(net.nodes[0].provide(now, key, T0 + 3600));
+    net.run();
+    assert_eq!(net.nodes[1].dht().unwrap().store().len(), 1, "the hub stores it");
+    // The fetcher knows no source: the lookup finds node 0, pinned to its identity.
+    net.nodes[2].fetch(now, b.spec, Vec::new(), Resume::default());
+    assert!(net.nodes[2].find_providers(now, b.spec.root, key));
+    net.run();
+    assert!(net.events[2].iter().any(|e| matches!(e, Event::ProvidersFound { providers: 1, .. })));
+    assert!(net.completed(2, b.spec.root), "{:?}", net.failed(2));
+    assert_eq!(reassemble(net.verified_bytes(2, b.spec.root)), b.data);
+    // A lookup of a key nobody provides finds nothing, and the download without sources then
+    // fails as any download whose sources are gone.
+    let other = blob(1000);
+    net.nodes[2].fetch(now, other.spec, Vec::new(), Resume::default());
+    assert!(net.nodes[2].find_providers(now, other.spec.root, NodeId([43; 32])));
+    net.run();
+    assert!(net.events[2].iter().any(|e| matches!(e, Event::ProvidersFound { providers: 0, .. })));
+    for _ in 0..40 {
+        let t = net.nodes[2].poll_timeout().unwrap_or(net.now);
+        net.now = net.now.max(t);
+        let now = net.now;
+        net.nodes[2].handle_timeout(now);
+        net.run();
+    }
+    assert_eq!(net.failed(2), Some(TransferError::NoSources));
+}
+
+#[test]
+fn a_node_without_an_address_uses_the_dht_but_is_never_a_contact() {
+    let mut net = Net::with(
+        vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())],
+        local_test_net,
+    );
+    // Node 0 listens nowhere (a short-lived fetcher).
+    let mut cfg = SessionConfig::new(Identity::generate(&mut rand_core::OsRng));
+    cfg.listen = Vec::new();
+    let mut config = EngineConfig::new(cfg);
+    local_test_net(&mut config);
+    net.nodes[0] = Engine::new(config, Box::new(MemorySource::new()), [9; 32], net.now, T0);
+    let now = net.now;
+    net.nodes[0].connect(now, addr(1));
+    net.run();
+    assert_eq!(net.nodes[1].dht().unwrap().table().len(), 0, "it offered no contact");
+    assert_eq!(net.nodes[0].dht().unwrap().table().len(), 1);
+    assert!(!net.nodes[0].provide(now, NodeId([1; 32]), T0 + 60), "nothing to provide as");
+}
+
+#[test]
+fn a_provider_record_given_before_any_contact_is_stored_once_one_is_known() {
+    let mut net = Net::with(
+        vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())],
+        local_test_net,
+    );
+    let now = net.now;
+    assert!(net.nodes[0].provide(now, NodeId([3; 32]), T0 + 3600), "kept for later");
+    net.run();
+    assert_eq!(net.nodes[1].dht().unwrap().store().len(), 0);
+    net.nodes[0].connect(now, addr(1));
+    net.run();
+    assert_eq!(net.nodes[1].dht().unwrap().store().len(), 1, "stored at the first contact");
 }

@@ -3,7 +3,7 @@
 //! A Unix socket at `DATA/control.sock` (mode 0600, so only the node's user can use it) takes
 //! one JSON request per connection, one line long, and answers with JSON lines:
 //!
-//! * `{"op":"share","path":"/abs/file","again":false}` → `{"progress":{…}}` lines (bytes of
+//! * `{"op":"share","path":"/abs/file","again":false,"no_hints":false}` → `{"progress":{…}}` lines (bytes of
 //!   the file read), then `{"ok":true,"link":"sz1…","bytes":N,"id":"…","name":"…",
 //!   "existing":B}` (`existing`: the same content was already shared, and this is its link)
 //! * `{"op":"fetch","link":"sz1…","out":"/abs/out"}` (or `"dir":"/abs/dir"` to save inside a
@@ -106,8 +106,13 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
             let Some(path) = str_field("path") else {
                 return send(&mut wr, &bad_request("missing path")).await;
             };
-            let again = req.get("again").and_then(Value::as_bool).unwrap_or(false);
-            share(&node, Path::new(path), again, &mut wr).await
+            let flag = |k: &str| req.get(k).and_then(Value::as_bool).unwrap_or(false);
+            let opts = ShareOptions {
+                again: flag("again"),
+                no_hints: flag("no_hints"),
+                ..ShareOptions::default()
+            };
+            share(&node, Path::new(path), opts, &mut wr).await
         }
         Some("fetch") => {
             let path = |k| str_field(k).map(PathBuf::from);
@@ -206,12 +211,12 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
 async fn share(
     node: &Node,
     path: &Path,
-    again: bool,
+    mut opts: ShareOptions,
     wr: &mut (impl AsyncWriteExt + Unpin),
 ) -> std::io::Result<()> {
     let total = std::fs::metadata(path).map(|m| m.len()).ok();
     let read = Arc::new(AtomicU64::new(0));
-    let opts = ShareOptions { again, progress: Some(read.clone()) };
+    opts.progress = Some(read.clone());
     let job = node.share_with(path, opts);
     tokio::pin!(job);
     let mut tick = tokio::time::interval(SHARE_PROGRESS_EVERY);

@@ -53,8 +53,14 @@ pub(crate) enum Command {
         resume: Resume,
         spec: FetchSpec,
         sources: Vec<SourceSpec>,
+        /// DHT keys to look the content's providers up under (for a link without hints).
+        providers: Vec<NodeId>,
         progress: mpsc::Sender<Progress>,
         outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
+    },
+    /// Announces this node in the DHT as a provider of each key until its expiry (Unix s).
+    Provide {
+        keys: Vec<(NodeId, u64)>,
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerSummary>>,
@@ -120,6 +126,9 @@ pub(crate) struct Setup {
     pub user_agent: Option<String>,
     pub listen_addrs: Vec<PeerAddr>,
     pub listeners: Vec<Box<dyn Listener>>,
+    /// Whether this node runs on a local network (loopback or private addresses from peers are
+    /// accepted).
+    pub local_network: bool,
     /// Peers to keep connections to, each pinned to an identity when an invite named it.
     pub peers: Vec<(PeerAddr, Option<NodeId>)>,
     pub transports: Transports,
@@ -190,7 +199,10 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
     let source = Counted { inner: Arc::new(RwLock::new(setup.source)), served: setup.served };
-    let engine = Engine::new(EngineConfig::new(session), source, seed, now, wall);
+    let mut config = EngineConfig::new(session);
+    // On a local network, peers' loopback and private addresses are real ones.
+    config.addrbook.allow_local = setup.local_network;
+    let engine = Engine::new(config, source, seed, now, wall);
     let (io_tx, mut io_rx) = mpsc::channel(256);
     let mut accept_tasks = Vec::new();
     for mut listener in setup.listeners {
@@ -293,14 +305,22 @@ impl Driver {
                 let r = self.engine.source().write().register(&self.store, root, locator, outboard);
                 let _ = reply.send(r);
             }
-            Command::Fetch { target, resume, spec, sources, progress, outcome } => {
+            Command::Fetch { target, resume, spec, sources, providers, progress, outcome } => {
                 let root = target.root;
                 if self.writers.get(&root).is_some_and(|(w, _)| !w.is_finished())
                     && !self.downloads.contains_key(&root)
                 {
                     // The previous download of this root is still winding up (its writer owns
                     // the seeding copy's path): start once it is done.
-                    let cmd = Command::Fetch { target, resume, spec, sources, progress, outcome };
+                    let cmd = Command::Fetch {
+                        target,
+                        resume,
+                        spec,
+                        sources,
+                        providers,
+                        progress,
+                        outcome,
+                    };
                     self.deferred.push(cmd);
                     return;
                 }
@@ -347,6 +367,14 @@ impl Driver {
                 self.downloads
                     .insert(root, Download { generation, jobs, batch: Vec::new(), progress });
                 self.engine.fetch(now, spec, sources, resume);
+                for key in providers {
+                    self.engine.find_providers(now, root, key);
+                }
+            }
+            Command::Provide { keys } => {
+                for (key, expires) in keys {
+                    self.engine.provide(now, key, expires);
+                }
             }
             Command::Peers { reply } => {
                 let _ = reply.send(self.engine.peers());

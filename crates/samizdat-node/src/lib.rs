@@ -59,7 +59,7 @@ pub use shares::ShareRecord;
 pub use store::FileSource;
 
 use driver::Command;
-use samizdat_content::{ContentKey, encode};
+use samizdat_content::{ContentKey, PROVIDER_PERIOD_SECS, encode};
 use samizdat_engine::{FetchSpec, SourceSpec};
 use samizdat_identity::Identity;
 use shares::ShareBook;
@@ -195,6 +195,9 @@ pub struct ShareOptions {
     /// Store and serve the file again under a new link even if the same content is already
     /// shared (by default the existing share is returned).
     pub again: bool,
+    /// Give a link without peer hints: fetchers find this node through the DHT, where it
+    /// announces itself under a key only link holders can compute.
+    pub no_hints: bool,
     /// Counts the bytes of the file read so far (for a progress display).
     pub progress: Option<Arc<AtomicU64>>,
 }
@@ -280,6 +283,7 @@ pub struct NodeBuilder {
     announce: Vec<String>,
     peers: Vec<String>,
     invites: Vec<Invite>,
+    local_network: bool,
     transports: Option<Transports>,
     user_agent: Option<String>,
     seed_downloads: bool,
@@ -356,6 +360,14 @@ impl NodeBuilder {
     /// Connects to this peer at start (bootstrap).
     pub fn peer(mut self, addr: impl Into<String>) -> Self {
         self.peers.push(addr.into());
+        self
+    }
+
+    /// Runs on a local network: accepts loopback and private addresses from peers (the address
+    /// book and the DHT refuse them otherwise). Implied when every listen address is a
+    /// loopback address.
+    pub fn local_network(mut self, on: bool) -> Self {
+        self.local_network = on;
         self
     }
 
@@ -440,6 +452,8 @@ impl NodeBuilder {
             user_agent: self.user_agent,
             listen_addrs: advertised.clone(),
             listeners,
+            local_network: self.local_network
+                || (!listen_addrs.is_empty() && listen_addrs.iter().all(is_loopback)),
             peers,
             transports,
             source,
@@ -448,6 +462,9 @@ impl NodeBuilder {
             served: served.clone(),
         };
         let task = tokio::spawn(driver::run(setup, cmd_rx));
+        if let Some(book) = shares.clone() {
+            tokio::spawn(announce_shares(book, cmd_tx.clone()));
+        }
         Ok(Node {
             cmd: cmd_tx,
             node_id,
@@ -460,6 +477,51 @@ impl NodeBuilder {
             task: Some(task),
         })
     }
+}
+
+/// Whether an address is a loopback one (or in memory, as in tests): a node that listens
+/// only there is on a local network.
+fn is_loopback(addr: &PeerAddr) -> bool {
+    addr.transport() == "mem"
+        || addr.address().parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+}
+
+/// The DHT keys to announce a share under now: this period's and the next one's (so fetchers
+/// find it across the change of period), each with its record's expiry.
+fn provider_keys(link: &ShareLink) -> Vec<(NodeId, u64)> {
+    let period = unix_now() / PROVIDER_PERIOD_SECS;
+    [period, period + 1]
+        .into_iter()
+        .map(|p| (NodeId(link.provider_key(p)), (p + 2) * PROVIDER_PERIOD_SECS))
+        .collect()
+}
+
+/// How often every share is announced again (new periods bring new keys; the DHT itself
+/// republishes each record until it expires).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Announces every share at start and then every [`ANNOUNCE_EVERY`], until the node stops.
+async fn announce_shares(book: Arc<Mutex<ShareBook>>, cmd: mpsc::Sender<Command>) {
+    loop {
+        let links: Vec<ShareLink> =
+            lock_book(&book).records().iter().filter_map(|r| r.link.parse().ok()).collect();
+        for link in links {
+            if cmd.send(Command::Provide { keys: provider_keys(&link) }).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+            () = cmd.closed() => return,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Whether a TCP address names no host in particular (`0.0.0.0`, `[::]`): such an address is
@@ -587,7 +649,17 @@ impl Node {
                 (added?, false)
             }
         };
-        Ok(Shared { link: self.current_link(&record)?, record, existing })
+        let mut link = self.current_link(&record)?;
+        self.announce(&link).await;
+        if opts.no_hints {
+            link.peers.clear();
+        }
+        Ok(Shared { link, record, existing })
+    }
+
+    /// Announces this node in the DHT as a provider of `link`'s content.
+    async fn announce(&self, link: &ShareLink) {
+        let _ = self.cmd.send(Command::Provide { keys: provider_keys(link) }).await;
     }
 
     /// A record's link with this node's current advertised addresses as hints.
@@ -699,6 +771,17 @@ impl Node {
             target: Box::new(target),
             resume,
             spec: FetchSpec { root: link.root, locator: link.locator(), blob_len: link.blob_len },
+            // A link without hints: its providers are found in the DHT, under this period's
+            // key and the previous one's (announcements made just before the change).
+            providers: if link.peers.is_empty() {
+                let period = unix_now() / PROVIDER_PERIOD_SECS;
+                [period, period.saturating_sub(1)]
+                    .into_iter()
+                    .map(|p| NodeId(link.provider_key(p)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             sources: link
                 .peers
                 .iter()

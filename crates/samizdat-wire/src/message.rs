@@ -26,8 +26,11 @@ pub mod features {
     pub const SERVE_CONTENT: u32 = 1 << 0;
     /// Answers `GetAddr` with known peers.
     pub const PEER_EXCHANGE: u32 = 1 << 1;
+    /// Speaks the DHT protocol ([`super::Message::Dht`]); only peers that announce it are sent
+    /// DHT messages.
+    pub const DHT: u32 = 1 << 2;
     /// Every feature this version implements.
-    pub const ALL: u32 = SERVE_CONTENT | PEER_EXCHANGE;
+    pub const ALL: u32 = SERVE_CONTENT | PEER_EXCHANGE | DHT;
 }
 
 /// Privacy feature flags (bit positions in [`Hello::privacy`]).
@@ -176,7 +179,19 @@ pub enum Message {
     Transfer(TransferMsg),
     /// Streams relayed through the receiving node.
     Relay(RelayMsg),
+    /// The DHT protocol: `payload` is one message of the `samizdat-dht` codec (which this
+    /// crate does not interpret); `pow` is the sender's proof-of-work nonce when it offers
+    /// itself as a DHT contact (a node others can dial), so the receiver can admit it.
+    Dht {
+        /// The sender's proof-of-work nonce, if it offers itself as a contact.
+        pow: Option<u64>,
+        /// One encoded DHT message (at most [`MAX_DHT_PAYLOAD`] bytes).
+        payload: Vec<u8>,
+    },
 }
+
+/// Largest payload of one [`Message::Dht`].
+pub const MAX_DHT_PAYLOAD: usize = 16 * 1024;
 
 /// Peer exchange messages.
 #[derive(Clone, PartialEq, Eq)]
@@ -285,6 +300,7 @@ impl fmt::Debug for Message {
             Message::Peers(m) => m.fmt(f),
             Message::Transfer(m) => m.fmt(f),
             Message::Relay(m) => m.fmt(f),
+            Message::Dht { payload, .. } => write!(f, "Dht({} bytes)", payload.len()),
         }
     }
 }
@@ -346,6 +362,8 @@ mod tag {
     pub const RELAY_OPEN: u8 = 0x20;
     pub const RELAY_DATA: u8 = 0x21;
     pub const RELAY_CLOSE: u8 = 0x22;
+    pub const DHT: u8 = 0x30;
+    pub const DHT_CONTACT: u8 = 0x31;
 }
 
 fn write_addrs(w: &mut Writer<'_>, addrs: &[PeerAddr]) {
@@ -546,6 +564,16 @@ impl Message {
                 w.u8(tag::RELAY_CLOSE);
                 w.u32(*stream);
             }
+            Message::Dht { pow, payload } => {
+                match pow {
+                    Some(nonce) => {
+                        w.u8(tag::DHT_CONTACT);
+                        w.u64(*nonce);
+                    }
+                    None => w.u8(tag::DHT),
+                }
+                w.long_bytes(&payload[..payload.len().min(MAX_DHT_PAYLOAD)]);
+            }
         }
     }
 
@@ -583,6 +611,14 @@ impl Message {
                 payload: r.long_bytes(MAX_RELAY_PAYLOAD, "relay payload")?.to_vec(),
             }),
             tag::RELAY_CLOSE => Message::Relay(RelayMsg::Close { stream: r.u32("stream")? }),
+            tag::DHT => Message::Dht {
+                pow: None,
+                payload: r.long_bytes(MAX_DHT_PAYLOAD, "dht payload")?.to_vec(),
+            },
+            tag::DHT_CONTACT => Message::Dht {
+                pow: Some(r.u64("pow nonce")?),
+                payload: r.long_bytes(MAX_DHT_PAYLOAD, "dht payload")?.to_vec(),
+            },
             other => match TransferMsg::decode_tagged(other, &mut r)? {
                 Some(m) => Message::Transfer(m),
                 None => return Err(DecodeError::UnknownTag(other)),
@@ -641,6 +677,8 @@ mod tests {
                 payload: m.encode_to_vec()
             })),
             any::<u32>().prop_map(|stream| Message::Relay(RelayMsg::Close { stream })),
+            (proptest::option::of(any::<u64>()), proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_map(|(pow, payload)| Message::Dht { pow, payload }),
         ]
     }
 

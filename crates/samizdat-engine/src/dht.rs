@@ -1,0 +1,318 @@
+//! The engine's side of the DHT: it carries [`samizdat_dht::Dht`]'s requests over sessions
+//! and turns provider lookups into download sources.
+//!
+//! * **Who is a contact.** A peer that offers itself (a node others can dial) sends its
+//!   proof-of-work nonce with its DHT messages ([`Message::Dht`]'s `pow`). Its contact is built
+//!   from the key its session authenticated, that nonce and the first address of its `Hello`;
+//!   it enters the routing table only if the proof of work holds. A node without a listen
+//!   address (a short-lived fetcher) offers nothing and is answered as an anonymous requester.
+//! * **Routes.** A request to a contact goes over an established session with that identity,
+//!   or over a new connection dialled to the contact's address and pinned to its identity
+//!   (an impostor there is refused like any pinned peer). Addresses from the DHT pass the
+//!   address book's admission rules first (no host names; no special-use ranges unless the
+//!   node is on a local network). An answer counts only on the connection the request went
+//!   out on; anything else is ignored.
+//! * **Providers.** [`Engine::find_providers`] looks a key up and adds every provider found
+//!   (pinned to its identity) as a source of the download; [`Engine::provide`] publishes this
+//!   node as a provider (republished by the DHT until the record expires).
+
+use crate::{ContentRoot, ContentSource, Engine, Event, SourceSpec};
+use samizdat_dht::codec::{self, DhtMessage, RequestId};
+use samizdat_dht::contact::Contact;
+use samizdat_dht::record::ProviderRecord;
+use samizdat_dht::{Dht, DhtConfig, DhtEvent, LookupId, Transmit};
+use samizdat_identity::NodeId;
+use samizdat_wire::{Message, PeerAddr, features};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+/// Most DHT requests parked while their connection is being set up.
+const MAX_WAITING: usize = 256;
+
+/// The engine's DHT state.
+pub(crate) struct DhtGlue {
+    pub(crate) dht: Dht,
+    /// Our proof-of-work nonce, when we offer ourselves as a contact.
+    pub(crate) pow: Option<u64>,
+    /// Requests sent, by id: the connection they went out on.
+    sent: HashMap<RequestId, crate::ConnId>,
+    /// Requests waiting for a connection being dialled.
+    waiting: BTreeMap<crate::ConnId, Vec<Transmit>>,
+    /// Provider lookups for downloads.
+    finding: BTreeMap<LookupId, ContentRoot>,
+    /// Whether a bootstrap lookup has been started.
+    bootstrapped: bool,
+    /// Provider records given before any contact was known, stored once one is.
+    deferred: Vec<ProviderRecord>,
+}
+
+impl DhtGlue {
+    /// The DHT of a node with `identity`, offering itself at `offer` (its first advertised
+    /// address) if it has one.
+    pub(crate) fn new(
+        config: DhtConfig,
+        identity: &samizdat_identity::Identity,
+        offer: Option<&PeerAddr>,
+        seed: [u8; 32],
+        now: Instant,
+        wall_secs: u64,
+    ) -> Option<DhtGlue> {
+        let address = offer.map_or_else(|| "none/".to_owned(), |a| a.to_string());
+        let local = Contact::for_identity(identity, config.pow_difficulty, address).ok()?;
+        let pow = offer.map(|_| local.pow_nonce());
+        let dht = Dht::new(config, local, seed, now, wall_secs).ok()?;
+        Some(DhtGlue {
+            dht,
+            pow,
+            sent: HashMap::new(),
+            waiting: BTreeMap::new(),
+            finding: BTreeMap::new(),
+            bootstrapped: false,
+            deferred: Vec::new(),
+        })
+    }
+}
+
+impl<S: ContentSource> Engine<S> {
+    /// The DHT, if this engine runs one (for inspection: table size, stored records).
+    pub fn dht(&self) -> Option<&Dht> {
+        self.dht.as_ref().map(|g| &g.dht)
+    }
+
+    /// Publishes this node as a provider of `key` until `expires_at` (Unix seconds); the
+    /// record is stored at the nodes closest to `key` and republished until it expires.
+    /// Nothing happens without a DHT or when this node offers no address.
+    pub fn provide(&mut self, now: Instant, key: NodeId, expires_at: u64) -> bool {
+        let identity = self.config.session.identity.clone();
+        let Some(g) = self.dht.as_mut() else { return false };
+        if g.pow.is_none() {
+            return false;
+        }
+        let local = g.dht.local().clone();
+        let Ok(record) = ProviderRecord::sign(&identity, key, local, expires_at) else {
+            return false;
+        };
+        if g.dht.table().is_empty() {
+            // Nobody to store it at yet: once the first contact is known.
+            if g.deferred.len() >= g.dht.config().max_owned {
+                return false;
+            }
+            g.deferred.retain(|r| r.key != key);
+            g.deferred.push(record);
+            return true;
+        }
+        let ok = g.dht.provide(record, now).is_ok();
+        self.pump_dht(now);
+        ok
+    }
+
+    /// Looks up the providers of `key` for the download of `root`: each provider found
+    /// becomes a source (pinned to its identity) and is dialled. The download is kept alive
+    /// while the lookup runs.
+    pub fn find_providers(&mut self, now: Instant, root: ContentRoot, key: NodeId) -> bool {
+        let Some(g) = self.dht.as_mut() else { return false };
+        let Ok(id) = g.dht.get_providers(key, now) else { return false };
+        g.finding.insert(id, root);
+        if let Some(d) = self.downloads.get_mut(&root) {
+            d.finding += 1;
+        }
+        self.pump_dht(now);
+        true
+    }
+
+    /// Whether the DHT may send to a peer on this connection.
+    fn dht_peer(&self, conn: crate::ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.peer.as_ref())
+            .is_some_and(|p| p.features & features::DHT != 0)
+    }
+
+    /// A session came up: announce ourselves to a DHT peer, and bootstrap once.
+    pub(crate) fn dht_peer_up(&mut self, now: Instant, conn: crate::ConnId) {
+        if self.dht.is_none() || !self.dht_peer(conn) {
+            return;
+        }
+        let waiting = self.dht.as_mut().and_then(|g| g.waiting.remove(&conn)).unwrap_or_default();
+        let Some(g) = self.dht.as_mut() else { return };
+        if let (Some(pow), Some(c)) = (g.pow, self.conns.get_mut(&conn)) {
+            let _ = c.session.send(&Message::Dht { pow: Some(pow), payload: Vec::new() });
+        }
+        for t in waiting {
+            self.send_transmit(conn, t);
+        }
+        self.pump_dht(now);
+    }
+
+    /// A connection went away: its requests fail now.
+    pub(crate) fn dht_conn_gone(&mut self, now: Instant, conn: crate::ConnId) {
+        let Some(g) = self.dht.as_mut() else { return };
+        let mut failed: Vec<RequestId> =
+            g.waiting.remove(&conn).unwrap_or_default().iter().map(|t| t.request_id).collect();
+        failed.extend(g.sent.iter().filter(|(_, c)| **c == conn).map(|(id, _)| *id));
+        for id in failed {
+            g.sent.remove(&id);
+            g.dht.handle_failure(now, id);
+        }
+        self.pump_dht(now);
+    }
+
+    /// A DHT message from a peer; `false` if it broke the protocol.
+    pub(crate) fn on_dht(
+        &mut self,
+        now: Instant,
+        conn: crate::ConnId,
+        pow: Option<u64>,
+        payload: &[u8],
+    ) -> bool {
+        if self.dht.is_none() {
+            return true;
+        }
+        // The sender offers itself: admit it if its proof of work holds.
+        let Some(c) = self.conns.get_mut(&conn) else { return true };
+        let Some(info) = c.peer.as_ref() else { return false };
+        if let (Some(nonce), None) = (pow, &c.dht_contact) {
+            let addr = info.hello.listen.first().map(|a| self.addrs.check(a));
+            if let Some(Ok(addr)) = addr {
+                if let Ok(contact) = Contact::new(info.public_key, nonce, addr.to_string()) {
+                    if let Some(g) = self.dht.as_mut() {
+                        if g.dht.add_contact(contact.clone(), now).is_ok() {
+                            c.dht_contact = Some(contact);
+                        }
+                    }
+                }
+            }
+        }
+        if payload.is_empty() {
+            self.pump_dht(now);
+            return true;
+        }
+        let Ok(msg) = codec::decode(payload) else { return false };
+        let from = self.conns.get(&conn).and_then(|c| c.dht_contact.clone());
+        let Some(g) = self.dht.as_mut() else { return true };
+        match msg {
+            DhtMessage::Request { id, request } => {
+                let response = g.dht.handle_request(now, from.as_ref(), request);
+                let payload = codec::encode(&DhtMessage::Response { id, response });
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let _ = c.session.send(&Message::Dht { pow: None, payload });
+                }
+            }
+            DhtMessage::Response { id, response } => {
+                // Only the connection the request went out on may answer it.
+                if g.sent.get(&id) == Some(&conn) {
+                    g.sent.remove(&id);
+                    g.dht.handle_response(now, id, response);
+                }
+            }
+        }
+        self.pump_dht(now);
+        true
+    }
+
+    /// Sends what the DHT wants sent and handles what it reports.
+    pub(crate) fn pump_dht(&mut self, now: Instant) {
+        let Some(g) = self.dht.as_mut() else { return };
+        if !g.bootstrapped && !g.dht.table().is_empty() {
+            g.bootstrapped = true;
+            let _ = g.dht.bootstrap(now);
+            for record in std::mem::take(&mut g.deferred) {
+                let _ = g.dht.provide(record, now);
+            }
+        }
+        let mut transmits = Vec::new();
+        while let Some(t) = g.dht.poll_transmit(now) {
+            transmits.push(t);
+        }
+        let mut events = Vec::new();
+        while let Some(e) = g.dht.poll_event() {
+            events.push(e);
+        }
+        for t in transmits {
+            self.route_transmit(now, t);
+        }
+        for e in events {
+            self.on_dht_event(now, e);
+        }
+    }
+
+    fn route_transmit(&mut self, now: Instant, t: Transmit) {
+        let to = t.to.id();
+        let linked = self
+            .conns
+            .iter()
+            .find(|(_, c)| c.peer_id() == Some(to) && c.session.is_established())
+            .map(|(id, _)| *id);
+        if let Some(conn) = linked {
+            if self.dht_peer(conn) {
+                return self.send_transmit(conn, t);
+            }
+        }
+        let dialled = self
+            .conns
+            .iter()
+            .find(|(_, c)| c.expect == Some(to) && c.peer.is_none())
+            .map(|(id, _)| *id);
+        let conn = match dialled {
+            Some(conn) => Some(conn),
+            None => PeerAddr::new(t.to.address())
+                .ok()
+                .and_then(|a| self.addrs.check(&a).ok())
+                .and_then(|addr| self.dial(now, addr, Some(to))),
+        };
+        let Some(g) = self.dht.as_mut() else { return };
+        let parked: usize = g.waiting.values().map(Vec::len).sum();
+        match conn {
+            Some(conn) if parked < MAX_WAITING => g.waiting.entry(conn).or_default().push(t),
+            _ => g.dht.handle_failure(now, t.request_id),
+        }
+    }
+
+    fn send_transmit(&mut self, conn: crate::ConnId, t: Transmit) {
+        let Some(g) = self.dht.as_mut() else { return };
+        let payload = codec::encode(&DhtMessage::Request { id: t.request_id, request: t.request });
+        let pow = g.pow;
+        g.sent.insert(t.request_id, conn);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let _ = c.session.send(&Message::Dht { pow, payload });
+        }
+        self.flush(conn);
+    }
+
+    fn on_dht_event(&mut self, now: Instant, event: DhtEvent) {
+        let DhtEvent::LookupFinished { id, result } = event else { return };
+        let Some(root) = self.dht.as_mut().and_then(|g| g.finding.remove(&id)) else { return };
+        let mut found = 0;
+        if let Some(d) = self.downloads.get_mut(&root) {
+            d.finding = d.finding.saturating_sub(1);
+            let me = self.config.session.identity.node_id();
+            for p in &result.providers {
+                let node = p.provider.id();
+                let Ok(addr) = PeerAddr::new(p.provider.address()) else { continue };
+                let Ok(addr) = self.addrs.check(&addr) else { continue };
+                let spec = SourceSpec::Direct { node: Some(node), addr };
+                if node != me && !d.sources.contains(&spec) {
+                    d.sources.push(spec);
+                    found += 1;
+                }
+            }
+        }
+        self.events.push_back(Event::ProvidersFound { root, providers: found });
+        self.dial_sources(now, root);
+        self.check_sources(now);
+        self.schedule(now);
+    }
+
+    /// When the DHT next needs [`Engine::handle_timeout`].
+    pub(crate) fn dht_timeout(&self) -> Option<Instant> {
+        self.dht.as_ref().and_then(|g| g.dht.poll_timeout())
+    }
+
+    /// Runs the DHT's timers.
+    pub(crate) fn dht_handle_timeout(&mut self, now: Instant) {
+        if let Some(g) = self.dht.as_mut() {
+            g.dht.handle_timeout(now);
+        }
+        self.pump_dht(now);
+    }
+}
