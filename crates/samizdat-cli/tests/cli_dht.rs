@@ -29,8 +29,8 @@ fn a_link_without_hints_is_fetched_through_the_dht_from_a_node_known_only_by_a_t
     let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
     let (_dc, v) = start_daemon(&c, &[]);
     let hub = v["listen"][0].as_str().unwrap().to_owned();
-    let (_da, _) = start_daemon(&a, &["--peer", &hub]);
-    let (_db, _) = start_daemon(&b, &["--peer", &hub]);
+    let (da, _) = start_daemon(&a, &["--peer", &hub]);
+    let (_db, _) = start_daemon(&b, &["--peer", &hub, "--seed"]);
     wait_for_peers(&a, 1);
     wait_for_peers(&b, 1);
 
@@ -69,4 +69,26 @@ fn a_link_without_hints_is_fetched_through_the_dht_from_a_node_known_only_by_a_t
     assert!(dest.exists(), "never fetched: {last}");
     assert_eq!(std::fs::read(&dest).unwrap(), data, "byte-identical");
     eprintln!("found through the DHT and fetched 3 MiB in {took:?}");
+
+    // B kept a seeding copy, so it announced itself: with A gone, a fourth node that also
+    // knows only C fetches the file from B.
+    drop(da);
+    let d = tmp.path().join("d");
+    let (_dd, _) = start_daemon(&d, &["--peer", &hub]);
+    wait_for_peers(&d, 1);
+    let dest2 = tmp.path().join("out2.bin");
+    let t0 = Instant::now();
+    for _ in 0..20 {
+        let args =
+            ["--json", "fetch", "--link-file", s(&link_file), "-o", s(&dest2), "--data", s(&d)];
+        let out = cli(&args);
+        if out.status.success() {
+            break;
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(dest2.exists(), "the seeder was never found: {last}");
+    assert_eq!(std::fs::read(&dest2).unwrap(), data);
+    eprintln!("fetched from the node that seeded it in {:?}", t0.elapsed());
 }

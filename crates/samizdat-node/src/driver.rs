@@ -55,6 +55,8 @@ pub(crate) enum Command {
         sources: Vec<SourceSpec>,
         /// DHT keys to look the content's providers up under (for a link without hints).
         providers: Vec<NodeId>,
+        /// DHT keys to announce this node under if it keeps a seeding copy.
+        announce: Vec<(NodeId, u64)>,
         progress: mpsc::Sender<Progress>,
         outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
     },
@@ -119,6 +121,8 @@ pub(crate) enum Io {
     Stored(ContentRoot, u64, u32),
     /// A download's writer could not write (or panicked); the caller has its answer.
     WriteFailed(ContentRoot, u64),
+    /// A download's seeding copy was kept: announce this node under these DHT keys.
+    Provide(Vec<(NodeId, u64)>),
 }
 
 pub(crate) struct Setup {
@@ -305,7 +309,16 @@ impl Driver {
                 let r = self.engine.source().write().register(&self.store, root, locator, outboard);
                 let _ = reply.send(r);
             }
-            Command::Fetch { target, resume, spec, sources, providers, progress, outcome } => {
+            Command::Fetch {
+                target,
+                resume,
+                spec,
+                sources,
+                providers,
+                announce,
+                progress,
+                outcome,
+            } => {
                 let root = target.root;
                 if self.writers.get(&root).is_some_and(|(w, _)| !w.is_finished())
                     && !self.downloads.contains_key(&root)
@@ -318,6 +331,7 @@ impl Driver {
                         spec,
                         sources,
                         providers,
+                        announce,
                         progress,
                         outcome,
                     };
@@ -353,6 +367,7 @@ impl Driver {
                     outcome,
                     io: self.io_tx.clone(),
                     resumed: resume.outboard.clone().map(|o| (o, resume.have.clone())),
+                    announce,
                 };
                 // The writer's queue is bounded by the engine's store window.
                 let io = self.io_tx.clone();
@@ -371,11 +386,7 @@ impl Driver {
                     self.engine.find_providers(now, root, key);
                 }
             }
-            Command::Provide { keys } => {
-                for (key, expires) in keys {
-                    self.engine.provide(now, key, expires);
-                }
-            }
+            Command::Provide { keys } => self.provide(now, keys),
             Command::Peers { reply } => {
                 let _ = reply.send(self.engine.peers());
             }
@@ -387,6 +398,13 @@ impl Driver {
                 let _ = reply.send(self.engine.source().write().remove(&root));
             }
             Command::Shutdown => {}
+        }
+    }
+
+    /// Announces this node in the DHT under each key until its expiry.
+    fn provide(&mut self, now: Instant, keys: Vec<(NodeId, u64)>) {
+        for (key, expires) in keys {
+            self.engine.provide(now, key, expires);
         }
     }
 
@@ -434,6 +452,7 @@ impl Driver {
                     self.engine.stored(now, &root, groups);
                 }
             }
+            Io::Provide(keys) => self.provide(now, keys),
             Io::WriteFailed(root, generation) => {
                 if self.downloads.get(&root).is_some_and(|d| d.generation == generation) {
                     self.engine.cancel(&root);

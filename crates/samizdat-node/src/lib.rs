@@ -782,6 +782,7 @@ impl Node {
             } else {
                 Vec::new()
             },
+            announce: provider_keys(link),
             sources: link
                 .peers
                 .iter()

@@ -68,6 +68,8 @@ pub(crate) struct Writer {
     pub io: mpsc::Sender<Io>,
     /// Groups resumed from the output file, to copy into a fresh seeding copy first.
     pub resumed: Option<(Outboard, Vec<bool>)>,
+    /// DHT keys to announce this node under once the seeding copy is kept (with expiries).
+    pub announce: Vec<(samizdat_identity::NodeId, u64)>,
 }
 
 /// A run of contiguous groups waiting to be written.
@@ -236,7 +238,7 @@ impl Writer {
     /// Finishes the output and keeps the seeding copy, then answers the caller: a completed
     /// fetch means the node seeds it.
     fn finish(self) {
-        let Writer { target, seed, store, source, outcome, cancel, .. } = self;
+        let Writer { target, seed, store, source, outcome, cancel, io, announce, .. } = self;
         let root = target.root;
         let resumed_bytes = target.resumed_bytes;
         let outboard = seed.as_ref().and(target.outboard.clone());
@@ -248,6 +250,7 @@ impl Writer {
             path,
         });
         if let (Ok(done), Some(outboard)) = (&result, outboard) {
+            let seeding = seed.is_some();
             let kept = match seed {
                 // Synced before the source is locked: serving waits for no disk flush.
                 Some(Seed::File(file)) => match file.sync() {
@@ -266,8 +269,13 @@ impl Writer {
                 }
                 _ => Ok(()),
             };
-            if let Err(e) = kept {
-                tracing::debug!("cannot keep a seeding copy: {e}");
+            match kept {
+                // A node that keeps a copy serves it: it announces itself as a provider.
+                Ok(()) if seeding && !announce.is_empty() => {
+                    let _ = io.blocking_send(Io::Provide(announce));
+                }
+                Ok(()) => {}
+                Err(e) => tracing::debug!("cannot keep a seeding copy: {e}"),
             }
         }
         let _ = outcome.send(result);
