@@ -486,6 +486,7 @@ fn read_invites(lines: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<Invit
 
 async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow::Result<()> {
     let NetOpts { listen, announce, peers, invites, seed, local_network } = net;
+    let tried = Tried { peers: peers.len(), invites: invites.len() };
     for a in listen.iter().chain(&announce).chain(&peers) {
         check_addr(a)?;
     }
@@ -558,7 +559,7 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
         let dir = dir.to_owned();
         async move { control::serve(node, &dir).await }
     });
-    let status = tokio::spawn(log_status(node.clone()));
+    let status = tokio::spawn(log_status(node.clone(), tried));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = control => {
@@ -591,10 +592,42 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 const STATUS_SAMPLE: Duration = Duration::from_secs(1);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
+/// How long a node may go without any peer before it says what it tried.
+const ALONE_AFTER: Duration = Duration::from_secs(30);
+
+/// The ways in `samizdat node` was given, for the advice it prints when none worked.
+#[derive(Clone, Copy, Debug)]
+struct Tried {
+    peers: usize,
+    invites: usize,
+}
+
+impl Tried {
+    /// What was tried and what the user can do (counts only: never an address).
+    fn advice(self) -> String {
+        let tried = match (self.peers, self.invites) {
+            (0, 0) => "this node was given no way in (no --peer, no --invite)".to_owned(),
+            (p, i) => format!(
+                "none of the {p} --peer address{} and {i} invite line{} answered",
+                if p == 1 { "" } else { "es" },
+                if i == 1 { "" } else { "s" }
+            ),
+        };
+        format!(
+            "no peer reachable after {} s: {tried}, and nobody dialled in. Ask someone who runs \
+             samizdat for an invite line (they run `samizdat invite`) and start with --invite \
+             LINE or --invite-file FILE; on a local network, use --local-network and each \
+             other's LAN addresses with --peer",
+            ALONE_AFTER.as_secs()
+        )
+    }
+}
+
 /// Logs the node's counts (peers up, bytes served) when they change, at most once every
 /// [`STATUS_EVERY`]; never an address, a name or a link. With `-v`, each peer that comes or
 /// goes is logged too (target `samizdat::peers`).
-async fn log_status(node: Arc<Node>) {
+async fn log_status(node: Arc<Node>, tried: Tried) {
+    let mut warned = false;
     let mut logged: Option<(usize, u64)> = None;
     let start = tokio::time::Instant::now();
     let mut last_line = start.checked_sub(STATUS_EVERY).unwrap_or(start);
@@ -614,6 +647,10 @@ async fn log_status(node: Arc<Node>) {
         }
         let now = (up.len(), node.served_bytes());
         known = up;
+        if !warned && now.0 == 0 && start.elapsed() >= ALONE_AFTER {
+            warned = true;
+            tracing::warn!(target: "samizdat::status", "{}", tried.advice());
+        }
         if logged != Some(now) && last_line.elapsed() >= STATUS_EVERY {
             tracing::info!(
                 target: "samizdat::status",
@@ -965,6 +1002,16 @@ async fn peers(dir: &Path, json: bool) -> anyhow::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_advice_when_alone_names_counts_and_ways_in_but_no_address() {
+        let none = Tried { peers: 0, invites: 0 }.advice();
+        assert!(none.contains("no way in") && none.contains("--invite"), "{none}");
+        let some = Tried { peers: 2, invites: 1 }.advice();
+        assert!(some.contains("2 --peer addresses and 1 invite line answered"), "{some}");
+        assert!(some.contains("--local-network") && some.contains("samizdat invite"), "{some}");
+        assert!(!some.contains("tcp/"), "{some}");
+    }
 
     #[test]
     fn repeated_causes_are_dropped() {

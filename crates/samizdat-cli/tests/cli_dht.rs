@@ -44,6 +44,19 @@ fn a_link_without_hints_is_fetched_through_the_dht_from_a_node_known_only_by_a_t
     let link_file = tmp.path().join("link.txt");
     std::fs::write(&link_file, &text).unwrap();
 
+    // A short-lived fetcher that knows nobody finds no provider, and says so at once.
+    let t0 = Instant::now();
+    let lonely = std::process::Command::new(common::BIN)
+        .args(["--json", "fetch", "--link-file", s(&link_file), "-o"])
+        .arg(tmp.path().join("never.bin"))
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    assert!(!lonely.status.success());
+    let err: serde_json::Value = serde_json::from_slice(&lonely.stderr).unwrap();
+    assert_eq!(err["kind"], "no_providers", "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
+
     // B knows only C. The provider record may still be on its way to C: try a few times.
     let dest = tmp.path().join("out.bin");
     let t0 = Instant::now();

@@ -110,14 +110,22 @@ impl<S: ContentSource> Engine<S> {
     /// becomes a source (pinned to its identity) and is dialled. The download is kept alive
     /// while the lookup runs.
     pub fn find_providers(&mut self, now: Instant, root: ContentRoot, key: NodeId) -> bool {
-        let Some(g) = self.dht.as_mut() else { return false };
-        let Ok(id) = g.dht.get_providers(key, now) else { return false };
-        g.finding.insert(id, root);
-        if let Some(d) = self.downloads.get_mut(&root) {
+        let started = self.dht.as_mut().and_then(|g| {
+            let id = g.dht.get_providers(key, now).ok()?;
+            g.finding.insert(id, root);
+            Some(id)
+        });
+        let Some(d) = self.downloads.get_mut(&root) else { return started.is_some() };
+        d.looked_up = true;
+        if started.is_some() {
             d.finding += 1;
+        } else if d.finding == 0 && d.sources.is_empty() {
+            // No DHT, or it knows nobody to ask: nothing will turn up.
+            self.fail_download(root);
+            return false;
         }
         self.pump_dht(now);
-        true
+        started.is_some()
     }
 
     /// Whether the DHT may send to a peer on this connection.
@@ -298,6 +306,12 @@ impl<S: ContentSource> Engine<S> {
             }
         }
         self.events.push_back(Event::ProvidersFound { root, providers: found });
+        // Every lookup came back empty and nothing else is known: say so now rather than
+        // after the redial rounds.
+        if self.downloads.get(&root).is_some_and(|d| d.finding == 0 && d.sources.is_empty()) {
+            self.fail_download(root);
+            return;
+        }
         self.dial_sources(now, root);
         self.check_sources(now);
         self.schedule(now);

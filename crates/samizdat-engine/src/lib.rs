@@ -459,6 +459,8 @@ struct Download {
     relay_tried: BTreeSet<ConnId>,
     /// Provider lookups running for this download (it is not given up while any runs).
     finding: u32,
+    /// Whether its sources were looked up in the DHT.
+    looked_up: bool,
 }
 
 /// A peer the node keeps connected to (bootstrap peers, `--peer` addresses).
@@ -1283,6 +1285,7 @@ impl<S: ContentSource> Engine<S> {
             mismatches: 0,
             relay_tried: BTreeSet::new(),
             finding: 0,
+            looked_up: false,
         };
         self.downloads.insert(spec.root, d);
         if complete {
@@ -1418,9 +1421,15 @@ impl<S: ContentSource> Engine<S> {
     fn fail_download(&mut self, root: ContentRoot) {
         let Some(d) = self.downloads.remove(&root) else { return };
         let mismatch = d.mismatches > 0 && !d.transfer.has_usable_stream();
+        let unfound = d.looked_up && d.sources.is_empty();
         self.wind_up(d);
-        let error =
-            if mismatch { TransferError::IdentityMismatch } else { TransferError::NoSources };
+        let error = if mismatch {
+            TransferError::IdentityMismatch
+        } else if unfound {
+            TransferError::NoProviders
+        } else {
+            TransferError::NoSources
+        };
         self.events.push_back(Event::TransferFailed { root, error });
     }
 

@@ -823,21 +823,15 @@ fn a_download_without_hints_finds_its_provider_through_the_dht() {
     assert!(net.events[2].iter().any(|e| matches!(e, Event::ProvidersFound { providers: 1, .. })));
     assert!(net.completed(2, b.spec.root), "{:?}", net.failed(2));
     assert_eq!(reassemble(net.verified_bytes(2, b.spec.root)), b.data);
-    // A lookup of a key nobody provides finds nothing, and the download without sources then
-    // fails as any download whose sources are gone.
+    // A lookup of a key nobody provides finds nothing: the download without sources fails at
+    // once, saying why.
     let other = blob(1000);
     net.nodes[2].fetch(now, other.spec, Vec::new(), Resume::default());
     assert!(net.nodes[2].find_providers(now, other.spec.root, NodeId([43; 32])));
     net.run();
     assert!(net.events[2].iter().any(|e| matches!(e, Event::ProvidersFound { providers: 0, .. })));
-    for _ in 0..40 {
-        let t = net.nodes[2].poll_timeout().unwrap_or(net.now);
-        net.now = net.now.max(t);
-        let now = net.now;
-        net.nodes[2].handle_timeout(now);
-        net.run();
-    }
-    assert_eq!(net.failed(2), Some(TransferError::NoSources));
+    assert_eq!(net.failed(2), Some(TransferError::NoProviders));
+    assert!(TransferError::NoProviders.to_string().contains("DHT"));
 }
 
 #[test]
@@ -873,4 +867,16 @@ fn a_provider_record_given_before_any_contact_is_stored_once_one_is_known() {
     net.nodes[0].connect(now, addr(1));
     net.run();
     assert_eq!(net.nodes[1].dht().unwrap().store().len(), 1, "stored at the first contact");
+}
+
+#[test]
+fn a_lookup_that_cannot_start_fails_a_download_without_sources_at_once() {
+    let b = blob(1000);
+    let mut net = Net::with(vec![Box::new(MemorySource::new())], local_test_net);
+    let now = net.now;
+    net.nodes[0].fetch(now, b.spec, Vec::new(), Resume::default());
+    // The DHT knows nobody yet.
+    assert!(!net.nodes[0].find_providers(now, b.spec.root, NodeId([1; 32])));
+    net.run();
+    assert_eq!(net.failed(0), Some(TransferError::NoProviders));
 }

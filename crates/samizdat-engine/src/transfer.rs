@@ -34,6 +34,9 @@ pub enum TransferError {
     /// The link's blob length is above this node's limit.
     #[error("the file is larger than this node accepts ({0} bytes)")]
     TooLarge(u64),
+    /// The link names no peer and the DHT knows no provider of the content.
+    #[error("nobody sharing this file was found in the DHT")]
+    NoProviders,
 }
 
 /// What a download fetches: everything here comes from the link, never from a peer.

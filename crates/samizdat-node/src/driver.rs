@@ -608,6 +608,7 @@ impl Driver {
                 let error = match error {
                     samizdat_engine::TransferError::IdentityMismatch => NodeError::IdentityMismatch,
                     samizdat_engine::TransferError::TooLarge(n) => NodeError::TooLarge(n),
+                    samizdat_engine::TransferError::NoProviders => NodeError::NoProviders,
                     _ => NodeError::NoSources,
                 };
                 self.fail(root, error);

@@ -98,6 +98,11 @@ pub enum NodeError {
     /// No peer could be reached that has the content.
     #[error("no reachable peer has this content (is the sharing node running and reachable?)")]
     NoSources,
+    /// The link names no peer, and nobody in the DHT announced the content.
+    #[error(
+        "nobody sharing this file was found: the link names no peer and no node in the DHT announced it (the sharer may be offline, or this node may know too few peers: fetch through a running node with --data, or add a peer with --peer)"
+    )]
+    NoProviders,
     /// Stored or received data is inconsistent.
     #[error("corrupt {0}")]
     Corrupt(&'static str),
@@ -158,6 +163,7 @@ impl NodeError {
             NodeError::Content(_) => "content",
             NodeError::Link(_) => "link_invalid",
             NodeError::NoSources => "no_sources",
+            NodeError::NoProviders => "no_providers",
             NodeError::Corrupt(_) => "corrupt",
             NodeError::Listen { source, .. } if in_use(source) => "in_use",
             NodeError::Listen { .. } => "listen",
