@@ -561,22 +561,32 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
     });
     let status = tokio::spawn(log_status(node.clone(), tried));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut control = control;
+    let mut failed = None;
     tokio::select! {
-        r = control => {
+        r = &mut control => {
             if let Ok(Err(e)) = r {
-                return Err(e).context("control socket");
+                failed = Some(e);
             }
         }
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    control.abort();
+    let _ = control.await;
     status.abort();
     let _ = status.await;
     let _ = std::fs::remove_file(control::socket_path(dir));
-    if let Ok(node) = Arc::try_unwrap(node) {
-        node.shutdown().await;
+    // Stop the driver in every case (a control connection may still hold the node): its
+    // downloads wind up and the peers it knows are remembered.
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.shutdown().await,
+        Err(node) => node.stop().await,
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(e).context("control socket"),
+        None => Ok(()),
+    }
 }
 
 /// Creates `dir` (and its parents) if needed, readable only by this user.

@@ -105,3 +105,21 @@ fn a_link_without_hints_is_fetched_through_the_dht_from_a_node_known_only_by_a_t
     assert_eq!(std::fs::read(&dest2).unwrap(), data);
     eprintln!("fetched from the node that seeded it in {:?}", t0.elapsed());
 }
+
+#[test]
+fn a_restarted_node_finds_its_way_back_through_the_peers_it_remembers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, c) = (tmp.path().join("a"), tmp.path().join("c"));
+    let (_dc, v) = start_daemon(&c, &[]);
+    let hub = v["listen"][0].as_str().unwrap().to_owned();
+    let (da, _) = start_daemon(&a, &["--peer", &hub]);
+    wait_for_peers(&a, 1);
+    drop(da); // SIGTERM: the node saves the contacts it knows as it stops
+    let raw = std::fs::read(a.join("peers.rec")).unwrap();
+    assert!(!raw.windows(9).any(|w| w == b"127.0.0.1"), "no address in the clear");
+    // No --peer this time: the remembered DHT contact is dialled.
+    let t0 = Instant::now();
+    let (_da, _) = start_daemon(&a, &[]);
+    wait_for_peers(&a, 1);
+    eprintln!("back in the network {:?} after the restart, with no bootstrap peer", t0.elapsed());
+}

@@ -79,6 +79,26 @@ impl<S: ContentSource> Engine<S> {
         self.dht.as_ref().map(|g| &g.dht)
     }
 
+    /// The DHT contacts worth remembering across a restart: those that answered lately, at
+    /// most `n`, most recently seen first.
+    pub fn dht_contacts(&self, n: usize) -> Vec<Contact> {
+        let Some(g) = self.dht.as_ref() else { return Vec::new() };
+        let mut entries: Vec<_> = g.dht.table().entries().filter(|e| e.failures == 0).collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
+        entries.into_iter().take(n).map(|e| e.contact.clone()).collect()
+    }
+
+    /// Re-admits remembered contacts (their proof of work is checked again; the table's
+    /// limits apply) and bootstraps from them: the node finds its way back into the network
+    /// without any bootstrap peer.
+    pub fn restore_dht_contacts(&mut self, now: Instant, contacts: Vec<Contact>) -> usize {
+        let Some(g) = self.dht.as_mut() else { return 0 };
+        let admitted = contacts.into_iter().filter(|c| g.dht.add_contact(c.clone(), now).is_ok());
+        let n = admitted.count();
+        self.pump_dht(now);
+        n
+    }
+
     /// Publishes this node as a provider of `key` until `expires_at` (Unix seconds); the
     /// record is stored at the nodes closest to `key` and republished until it expires.
     /// Nothing happens without a DHT or when this node offers no address.

@@ -880,3 +880,29 @@ fn a_lookup_that_cannot_start_fails_a_download_without_sources_at_once() {
     net.run();
     assert_eq!(net.failed(0), Some(TransferError::NoProviders));
 }
+
+#[test]
+fn remembered_dht_contacts_bring_a_restarted_node_back_without_a_bootstrap_peer() {
+    let mut net = Net::with(
+        vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())],
+        local_test_net,
+    );
+    let now = net.now;
+    net.nodes[0].connect(now, addr(1));
+    net.run();
+    let remembered = net.nodes[0].dht_contacts(64);
+    assert_eq!(remembered.len(), 1);
+    // "Restart" node 0: a fresh engine with the same identity, no peers given.
+    let mut cfg = SessionConfig::new(net.nodes[0].config.session.identity.clone());
+    cfg.listen = vec![addr(0)];
+    let mut config = EngineConfig::new(cfg);
+    local_test_net(&mut config);
+    net.nodes[0] = Engine::new(config, Box::new(MemorySource::new()), [7; 32], now, T0);
+    net.events[0].clear();
+    assert_eq!(net.nodes[0].restore_dht_contacts(now, remembered), 1);
+    net.run();
+    assert!(net.events[0].iter().any(|e| matches!(e, Event::PeerUp { .. })), "redialled");
+    // A contact whose proof of work fails is not admitted.
+    let forged = samizdat_dht::contact::Contact::new([3; 32], 0, "test/1").unwrap();
+    assert_eq!(net.nodes[0].restore_dht_contacts(now, vec![forged]), 0);
+}

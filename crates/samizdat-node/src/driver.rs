@@ -133,6 +133,10 @@ pub(crate) struct Setup {
     /// Whether this node runs on a local network (loopback or private addresses from peers are
     /// accepted).
     pub local_network: bool,
+    /// Where the DHT contacts are remembered across restarts (none for an ephemeral node).
+    pub peer_book: Option<crate::peers::PeerBook>,
+    /// The contacts remembered from the last run.
+    pub remembered: Vec<samizdat_dht::contact::Contact>,
     /// Peers to keep connections to, each pinned to an identity when an invite named it.
     pub peers: Vec<(PeerAddr, Option<NodeId>)>,
     pub transports: Transports,
@@ -190,6 +194,29 @@ struct Driver {
     /// Fetches waiting for an earlier writer of the same root to finish.
     deferred: Vec<Command>,
     next_generation: u64,
+    /// Where the DHT contacts are remembered, and when they are next saved.
+    peer_book: Option<Arc<crate::peers::PeerBook>>,
+    next_remember: Instant,
+}
+
+/// How often the DHT contacts are saved (and once more when the node stops).
+const REMEMBER_EVERY: Duration = Duration::from_secs(300);
+
+impl Driver {
+    /// Saves the contacts worth remembering, off the driver task (or, at shutdown, waited for).
+    fn remember_peers(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let book = self.peer_book.clone()?;
+        self.next_remember = Instant::now() + REMEMBER_EVERY;
+        let contacts = self.engine.dht_contacts(crate::peers::MAX_REMEMBERED);
+        if contacts.is_empty() {
+            return None;
+        }
+        Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = book.save(&contacts) {
+                tracing::debug!("cannot remember peers: {e}");
+            }
+        }))
+    }
 }
 
 pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
@@ -237,7 +264,10 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         writers: BTreeMap::new(),
         deferred: Vec::new(),
         next_generation: 0,
+        peer_book: setup.peer_book.map(Arc::new),
+        next_remember: now + REMEMBER_EVERY,
     };
+    d.engine.restore_dht_contacts(now, setup.remembered);
     for (addr, pinned) in setup.peers {
         match pinned {
             Some(node) => d.engine.add_persistent_pinned(Instant::now(), addr, node),
@@ -275,12 +305,18 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
             () = sleep => d.engine.handle_timeout(Instant::now()),
             _ = reap.tick() => {
                 d.reap_cancelled();
+                if Instant::now() >= d.next_remember {
+                    d.remember_peers();
+                }
                 for cmd in std::mem::take(&mut d.deferred) {
                     d.on_command(cmd);
                 }
             }
         }
         d.drain();
+    }
+    if let Some(saving) = d.remember_peers() {
+        let _ = saving.await;
     }
     for t in accept_tasks {
         t.abort();

@@ -40,6 +40,8 @@
 pub mod control;
 mod download;
 mod driver;
+mod peers;
+mod sealed;
 mod shares;
 mod state;
 mod store;
@@ -451,6 +453,18 @@ impl NodeBuilder {
             (book?.map(|b| Arc::new(Mutex::new(b))), identity)
         };
         let (shares, identity) = shares;
+        // The peers remembered from the last run (a damaged record is dropped, not fatal:
+        // it only costs the way back in).
+        let (peer_book, remembered, identity) = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                let book = peers::PeerBook::new(&store, &identity);
+                let remembered = book.as_ref().and_then(|b| b.load().ok()).unwrap_or_default();
+                (book, remembered, identity)
+            })
+            .await
+            .map_err(|_| NodeError::Stopped)?
+        };
         let served = Arc::new(AtomicU64::new(0));
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let setup = driver::Setup {
@@ -458,6 +472,8 @@ impl NodeBuilder {
             user_agent: self.user_agent,
             listen_addrs: advertised.clone(),
             listeners,
+            peer_book,
+            remembered,
             local_network: self.local_network
                 || (!listen_addrs.is_empty() && listen_addrs.iter().all(is_loopback)),
             peers,
@@ -831,6 +847,13 @@ impl Node {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+
+    /// Like [`Node::shutdown`], for a node still shared with other tasks: stops the driver
+    /// (downloads wind up, remembered peers are saved) and returns once it has stopped.
+    pub async fn stop(&self) {
+        let _ = self.cmd.send(Command::Shutdown).await;
+        self.cmd.closed().await;
     }
 }
 

@@ -15,13 +15,12 @@
 //! holding a known file could test for.
 
 use crate::NodeError;
+use crate::sealed::{DocKind, SealedDoc};
 use crate::state::Store;
-use crate::vault_store::{self, SharedVault};
 use samizdat_identity::Identity;
-use samizdat_vault::VaultError;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use zeroize::Zeroizing;
 
 /// Vault file of the share records.
@@ -60,17 +59,20 @@ impl std::fmt::Debug for ShareRecord {
     }
 }
 
-/// Where the records live.
-enum Backend {
-    Dir(PathBuf),
-    Vault(SharedVault),
-}
+/// Where and how the records are kept (see [`crate::sealed`]).
+static KIND: DocKind = DocKind {
+    vault_file: VAULT_FILE,
+    dir_file: DIR_FILE,
+    key_context: RECORD_KEY_CONTEXT,
+    aad: AAD,
+    max_len: MAX_FILE,
+    what: "share records (not written by this node's identity, or damaged)",
+};
 
 /// The share records of a node with a data directory or a vault.
 pub(crate) struct ShareBook {
-    backend: Backend,
+    doc: SealedDoc,
     records: Vec<ShareRecord>,
-    record_key: Zeroizing<[u8; 32]>,
     content_key: Zeroizing<[u8; 32]>,
 }
 
@@ -81,78 +83,28 @@ impl std::fmt::Debug for ShareBook {
 }
 
 fn corrupt() -> NodeError {
-    NodeError::Corrupt("share records (not written by this node's identity, or damaged)")
-}
-
-fn verr(context: &'static str) -> impl FnOnce(VaultError) -> NodeError {
-    move |source| NodeError::Vault { context, source }
+    NodeError::Corrupt(KIND.what)
 }
 
 impl ShareBook {
     /// Opens the records of `store` (none yet is an empty book); `None` for an ephemeral node.
     /// Blocking.
     pub(crate) fn open(store: &Store, identity: &Identity) -> Result<Option<Self>, NodeError> {
-        let backend = match store {
-            Store::Ephemeral => return Ok(None),
-            Store::Dir { blobs, .. } => {
-                Backend::Dir(blobs.parent().unwrap_or(Path::new(".")).join(DIR_FILE))
-            }
-            Store::Vault(v) => Backend::Vault(v.clone()),
-        };
+        let Some(doc) = SealedDoc::new(store, identity, &KIND) else { return Ok(None) };
         let secret = identity.danger_secret_bytes();
-        let mut book = ShareBook {
-            backend,
-            records: Vec::new(),
-            record_key: Zeroizing::new(blake3::derive_key(RECORD_KEY_CONTEXT, &secret[..])),
-            content_key: Zeroizing::new(blake3::derive_key(CONTENT_KEY_CONTEXT, &secret[..])),
-        };
-        let plain = match &book.backend {
-            Backend::Dir(path) => match std::fs::File::open(path) {
-                Ok(f) => {
-                    let mut bytes = Vec::new();
-                    f.take(MAX_FILE + 1)
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| NodeError::io("reading the share records", e))?;
-                    if bytes.len() as u64 > MAX_FILE {
-                        return Err(corrupt());
-                    }
-                    Some(Zeroizing::new(book.open_sealed(bytes)?))
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(NodeError::io("reading the share records", e)),
-            },
-            Backend::Vault(v) => match vault_store::lock(v).get_bytes(VAULT_FILE) {
-                Ok(bytes) => Some(Zeroizing::new(bytes)),
-                Err(VaultError::NotFound { .. }) => None,
-                Err(e) => return Err(verr("reading the share records from the vault")(e)),
-            },
-        };
-        if let Some(plain) = plain {
+        let content_key = Zeroizing::new(blake3::derive_key(CONTENT_KEY_CONTEXT, &secret[..]));
+        let mut book = ShareBook { doc, records: Vec::new(), content_key };
+        if let Some(plain) = book.doc.load()? {
             book.records = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
             book.records.truncate(MAX_SHARES);
         }
         Ok(Some(book))
     }
 
-    fn open_sealed(&self, bytes: Vec<u8>) -> Result<Vec<u8>, NodeError> {
-        crate::store::open_sealed(&self.record_key, AAD, &bytes)
-            .map(|plain| plain.to_vec())
-            .ok_or_else(corrupt)
-    }
-
-    fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, NodeError> {
-        Ok(crate::store::seal(&self.record_key, AAD, plain))
-    }
-
     /// Writes the records back. Blocking.
     fn save(&self) -> Result<(), NodeError> {
         let plain = Zeroizing::new(serde_json::to_vec(&self.records).map_err(|_| corrupt())?);
-        match &self.backend {
-            Backend::Dir(path) => write_private_atomic(path, &self.seal(&plain)?),
-            Backend::Vault(v) => vault_store::lock(v)
-                .put_bytes(VAULT_FILE, &plain)
-                .map_err(verr("writing the share records to the vault")),
-        }
+        self.doc.save(&plain)
     }
 
     /// Every record, oldest first.
@@ -240,12 +192,6 @@ impl ShareBook {
         }
         Ok(record)
     }
-}
-
-/// Replaces `path` with `bytes` (0600, never through a symlink, atomically).
-fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    crate::store::write_private_atomic(path, bytes)
-        .map_err(|e| NodeError::io("writing the share records", e))
 }
 
 /// Overwrites a file with zeros, syncs it, and unlinks it. A missing file is not an error.
@@ -382,10 +328,10 @@ mod tests {
         let id = Identity::generate(&mut rand_core::OsRng);
         let mut book = ShareBook::open(&store, &id).unwrap().unwrap();
         let r = book.add("v".into(), 3, "link".into(), &hash(&book, b"abc"), 9).unwrap();
-        assert!(vault_store::lock(&shared).file_size(VAULT_FILE).unwrap().is_some());
+        assert!(crate::vault_store::lock(&shared).file_size(VAULT_FILE).unwrap().is_some());
         let book = ShareBook::open(&store, &id).unwrap().unwrap();
         assert_eq!(book.records(), &[r]);
-        vault_store::lock(&shared).put_bytes(VAULT_FILE, b"garbage").unwrap();
+        crate::vault_store::lock(&shared).put_bytes(VAULT_FILE, b"garbage").unwrap();
         assert!(matches!(ShareBook::open(&store, &id), Err(NodeError::Corrupt(_))));
     }
 
