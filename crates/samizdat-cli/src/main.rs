@@ -117,7 +117,9 @@ enum Command {
         /// Read invite lines from FILE, one per line (repeatable).
         #[arg(long, value_name = "FILE")]
         invite_file: Vec<PathBuf>,
-        /// Keep and serve the encrypted copy of everything this node downloads.
+        /// Keep and serve the encrypted copy of everything this node downloads. The node then
+        /// announces itself in the DHT as a provider: anyone holding a file's link can learn
+        /// this node's address.
         #[arg(long)]
         seed: bool,
         /// This node is on a local network: accept loopback and private addresses from peers

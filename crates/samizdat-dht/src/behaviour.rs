@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 /// How often expired records are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// When a republish could not start, how long until it is tried again.
+const RETRY_PUT_AFTER: Duration = Duration::from_secs(30);
 
 /// Parameters of a [`Dht`].
 #[derive(Clone, Debug)]
@@ -380,7 +382,11 @@ impl Dht {
         let unix = self.unix_time(now);
         let source = match from {
             Some(c) if c.verify_pow(self.config.pow_difficulty).is_ok() => {
-                self.table.insert(c.clone(), now);
+                // A newcomer is admitted; a known entry is not refreshed by its own requests
+                // (a peer that asks but never answers must still fail its probes and go).
+                if !self.table.contains(&c.id()) {
+                    self.table.insert(c.clone(), now);
+                }
                 Source::Peer(c.id())
             }
             _ => Source::Anonymous,
@@ -402,8 +408,11 @@ impl Dht {
             DhtRequest::Store { record } => {
                 DhtResponse::Stored { accepted: self.store.put_value(record, source, unix).is_ok() }
             }
+            // A node announces only itself: a provider record is taken only from the provider
+            // (so one peer cannot fill a key's slots with records of others, real or made up).
             DhtRequest::AddProvider { record } => DhtResponse::Stored {
-                accepted: self.store.add_provider(record, source, unix).is_ok(),
+                accepted: from.is_some_and(|c| c.public_key() == record.provider.public_key())
+                    && self.store.add_provider(record, source, unix).is_ok(),
             },
         }
     }
@@ -599,10 +608,12 @@ impl Dht {
         due.sort_unstable();
         for key in due {
             let Some((owned, _)) = self.owned.get(&key).cloned() else { continue };
-            if self.start(LookupKind::FindNode, key, Then::Put(owned), now).is_ok() {
-                if let Some(entry) = self.owned.get_mut(&key) {
-                    entry.1 = now + self.config.republish_interval;
-                }
+            // Started or not (no contact, too many lookups), the next try is later: a due time
+            // left in the past would make the owner's timer fire in a loop.
+            let started = self.start(LookupKind::FindNode, key, Then::Put(owned), now).is_ok();
+            let next = if started { self.config.republish_interval } else { RETRY_PUT_AFTER };
+            if let Some(entry) = self.owned.get_mut(&key) {
+                entry.1 = now + next;
             }
         }
         if self.config.refresh_buckets && self.refreshing.is_none() {
@@ -903,5 +914,57 @@ mod tests {
         let d = net.dht(1).unwrap();
         d.set_wall_clock(end, 5);
         assert_eq!(d.unix_time(end + Duration::from_secs(2)), 7);
+    }
+
+    #[test]
+    fn a_provider_record_is_taken_only_from_the_provider_itself() {
+        let now = base();
+        let mut d = dht(now);
+        let (alice_id, alice) = node(1);
+        let (_, mallory) = node(2);
+        let record = ProviderRecord::sign(&alice_id, NodeId([9; 32]), alice.clone(), 5000).unwrap();
+        let add = || DhtRequest::AddProvider { record: record.clone() };
+        for from in [Some(&mallory), None] {
+            let r = d.handle_request(now, from, add());
+            assert_eq!(r, DhtResponse::Stored { accepted: false }, "relayed by another");
+        }
+        assert_eq!(
+            d.handle_request(now, Some(&alice), add()),
+            DhtResponse::Stored { accepted: true }
+        );
+    }
+
+    #[test]
+    fn a_known_contact_keeps_its_address_and_its_own_requests_do_not_clear_failures() {
+        let now = base();
+        let mut d = dht(now);
+        let (_, bob) = node(3);
+        d.add_contact(bob.clone(), now).unwrap();
+        // Someone mentions bob at another address: the table keeps the one it admitted.
+        let moved = Contact::new(*bob.public_key(), bob.pow_nonce(), "tcp/6.6.6.6:1").unwrap();
+        d.add_contact(moved, now).unwrap();
+        assert_eq!(d.table().entry(&bob.id()).unwrap().contact.address(), bob.address());
+        // bob fails a request, then asks us something: the failure stays on its record.
+        d.table.failed(&bob.id(), now);
+        let _ = d.handle_request(now, Some(&bob), DhtRequest::Ping);
+        assert_eq!(d.table().entry(&bob.id()).unwrap().failures, 1);
+    }
+
+    #[test]
+    fn a_republish_that_cannot_start_waits_instead_of_spinning() {
+        let now = base();
+        let mut d = dht(now);
+        let (id0, me) = node(0);
+        let record = ProviderRecord::sign(&id0, NodeId([4; 32]), me, 100_000).unwrap();
+        let _ = d.provide(record, now);
+        // Nobody to store it at: whenever the timer fires, the next one is in the future.
+        let mut t = now;
+        for _ in 0..50 {
+            let Some(next) = d.poll_timeout() else { break };
+            assert!(next > t || next > now, "timer in the past: {next:?}");
+            t = next.max(t + Duration::from_millis(1));
+            d.handle_timeout(t);
+        }
+        assert!(d.poll_timeout().is_none_or(|n| n > t), "still spinning");
     }
 }

@@ -102,6 +102,9 @@ pub struct LookupResult {
     pub stats: LookupStats,
 }
 
+/// Most new providers taken from one response.
+pub const MAX_PROVIDERS_PER_RESPONSE: usize = 4;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
     Waiting,
@@ -309,12 +312,18 @@ impl Lookup {
                     }
                     self.found = true;
                 }
+                // One responder adds at most a few providers, so the first (or fastest) to
+                // answer cannot crowd out the ones other nodes know.
+                let mut taken = 0;
                 for pr in providers {
-                    if self.providers.len() >= self.config.max_providers {
+                    if self.providers.len() >= self.config.max_providers
+                        || taken >= MAX_PROVIDERS_PER_RESPONSE
+                    {
                         break;
                     }
                     if !self.providers.iter().any(|q| q.provider.id() == pr.provider.id()) {
                         self.providers.push(pr);
+                        taken += 1;
                     }
                 }
                 self.learn(p, closer, hops + 1);

@@ -207,8 +207,9 @@ impl RoutingTable {
     /// Records that `contact` is alive (it answered a request, or the caller vouches for it on
     /// an authenticated link). The caller has checked its proof of work.
     ///
-    /// A known contact moves to the most-recently-seen end (its address is updated if the
-    /// new one passes the limits); a probe of it succeeds, which drops the oldest pending
+    /// A known contact moves to the most-recently-seen end and keeps the address it was
+    /// admitted with (an address someone else mentions for it never replaces it: remove and
+    /// re-insert to move a node); a probe of it succeeds, which drops the oldest pending
     /// contact of its bucket.
     pub fn insert(&mut self, contact: Contact, now: Instant) -> InsertOutcome {
         let Some(b) = bucket_index(&self.local, &contact.id()) else {
@@ -216,10 +217,7 @@ impl RoutingTable {
         };
         let id = contact.id();
         if let Some(i) = self.buckets[b].entries.iter().position(|e| e.contact.id() == id) {
-            let mut e = self.remove_at(b, i);
-            if e.contact.address() != contact.address() && self.group_ok(b, &contact).is_ok() {
-                e.contact = contact;
-            }
+            let e = self.remove_at(b, i);
             let bucket = &mut self.buckets[b];
             if bucket.probing == Some(id) {
                 bucket.probing = None;

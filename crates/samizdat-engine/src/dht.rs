@@ -23,11 +23,20 @@ use samizdat_dht::record::ProviderRecord;
 use samizdat_dht::{Dht, DhtConfig, DhtEvent, LookupId, Transmit};
 use samizdat_identity::NodeId;
 use samizdat_wire::{Message, PeerAddr, features};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Most DHT requests parked while their connection is being set up.
 const MAX_WAITING: usize = 256;
+/// How long a download without sources waits for its provider lookups before it may stall.
+pub(crate) const LOOKUP_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+/// Most connections dialled for the DHT at once.
+pub(crate) const MAX_DHT_DIALS: usize = 8;
+/// A connection dialled for the DHT is closed after carrying nothing for this long.
+pub(crate) const DHT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most requests remembered as sent (the DHT times out requests on its own; the oldest ids
+/// are forgotten beyond this).
+const MAX_SENT: usize = 1024;
 
 /// The engine's DHT state.
 pub(crate) struct DhtGlue {
@@ -35,7 +44,7 @@ pub(crate) struct DhtGlue {
     /// Our proof-of-work nonce, when we offer ourselves as a contact.
     pub(crate) pow: Option<u64>,
     /// Requests sent, by id: the connection they went out on.
-    sent: HashMap<RequestId, crate::ConnId>,
+    sent: BTreeMap<RequestId, crate::ConnId>,
     /// Requests waiting for a connection being dialled.
     waiting: BTreeMap<crate::ConnId, Vec<Transmit>>,
     /// Provider lookups for downloads.
@@ -46,7 +55,15 @@ pub(crate) struct DhtGlue {
     deferred: Vec<ProviderRecord>,
 }
 
+/// Lookup slots kept free of announcements for the node's own lookups.
+const RESERVED_LOOKUPS: usize = 4;
+
 impl DhtGlue {
+    /// Whether an announcement may start a lookup now.
+    fn room_for_puts(&self) -> bool {
+        self.dht.lookups_running() + RESERVED_LOOKUPS < self.dht.config().max_lookups
+    }
+
     /// The DHT of a node with `identity`, offering itself at `offer` (its first advertised
     /// address) if it has one.
     pub(crate) fn new(
@@ -64,13 +81,26 @@ impl DhtGlue {
         Some(DhtGlue {
             dht,
             pow,
-            sent: HashMap::new(),
+            sent: BTreeMap::new(),
             waiting: BTreeMap::new(),
             finding: BTreeMap::new(),
             bootstrapped: false,
             deferred: Vec::new(),
         })
     }
+}
+
+/// Whether `addr` (announced by a peer that dialled us from `remote`) has that IP; without a
+/// known remote (in-memory transports) there is nothing to compare.
+pub(crate) fn from_where_it_came(addr: &PeerAddr, remote: Option<std::net::IpAddr>) -> bool {
+    let Some(remote) = remote else { return true };
+    addr.address().parse::<std::net::SocketAddr>().is_ok_and(|a| {
+        let canon = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        canon(a.ip()) == canon(remote)
+    })
 }
 
 impl<S: ContentSource> Engine<S> {
@@ -112,8 +142,8 @@ impl<S: ContentSource> Engine<S> {
         let Ok(record) = ProviderRecord::sign(&identity, key, local, expires_at) else {
             return false;
         };
-        if g.dht.table().is_empty() {
-            // Nobody to store it at yet: once the first contact is known.
+        if g.dht.table().is_empty() || !g.room_for_puts() {
+            // Nobody to store it at yet, or lookups are busy: later (see `pump_dht`).
             if g.deferred.len() >= g.dht.config().max_owned {
                 return false;
             }
@@ -139,6 +169,7 @@ impl<S: ContentSource> Engine<S> {
         d.looked_up = true;
         if started.is_some() {
             d.finding += 1;
+            d.finding_until = Some(now + LOOKUP_GRACE);
         } else if d.finding == 0 && d.sources.is_empty() {
             // No DHT, or it knows nobody to ask: nothing will turn up.
             self.fail_download(root);
@@ -158,16 +189,21 @@ impl<S: ContentSource> Engine<S> {
 
     /// A session came up: announce ourselves to a DHT peer, and bootstrap once.
     pub(crate) fn dht_peer_up(&mut self, now: Instant, conn: crate::ConnId) {
-        if self.dht.is_none() || !self.dht_peer(conn) {
-            return;
-        }
+        let speaks = self.dht_peer(conn);
         let waiting = self.dht.as_mut().and_then(|g| g.waiting.remove(&conn)).unwrap_or_default();
         let Some(g) = self.dht.as_mut() else { return };
+        if !speaks {
+            // It does not speak the DHT: what waited for it fails now.
+            for t in waiting {
+                g.dht.handle_failure(now, t.request_id);
+            }
+            return self.pump_dht(now);
+        }
         if let (Some(pow), Some(c)) = (g.pow, self.conns.get_mut(&conn)) {
             let _ = c.session.send(&Message::Dht { pow: Some(pow), payload: Vec::new() });
         }
         for t in waiting {
-            self.send_transmit(conn, t);
+            self.send_transmit(now, conn, t);
         }
         self.pump_dht(now);
     }
@@ -198,9 +234,18 @@ impl<S: ContentSource> Engine<S> {
         }
         // The sender offers itself: admit it if its proof of work holds.
         let Some(c) = self.conns.get_mut(&conn) else { return true };
+        c.dht_last = now;
         let Some(info) = c.peer.as_ref() else { return false };
         if let (Some(nonce), None) = (pow, &c.dht_contact) {
-            let addr = info.hello.listen.first().map(|a| self.addrs.check(a));
+            // Where others will dial it: the address we dialled (it answered there as itself),
+            // or, for a peer that dialled us, its announced address only if that is the
+            // address it came from (table limits group by it, so it must not be made up).
+            let claimed = if c.outbound {
+                c.addr.clone()
+            } else {
+                info.hello.listen.first().filter(|a| from_where_it_came(a, c.remote)).cloned()
+            };
+            let addr = claimed.map(|a| self.addrs.check(&a));
             if let Some(Ok(addr)) = addr {
                 if let Ok(contact) = Contact::new(info.public_key, nonce, addr.to_string()) {
                     if let Some(g) = self.dht.as_mut() {
@@ -244,8 +289,14 @@ impl<S: ContentSource> Engine<S> {
         if !g.bootstrapped && !g.dht.table().is_empty() {
             g.bootstrapped = true;
             let _ = g.dht.bootstrap(now);
-            for record in std::mem::take(&mut g.deferred) {
-                let _ = g.dht.provide(record, now);
+        }
+        // Deferred announcements go out as lookups finish, leaving room for the node's own
+        // lookups (a fetch is never refused because announcements fill the lookup slots).
+        while g.bootstrapped && g.room_for_puts() {
+            let Some(record) = g.deferred.pop() else { break };
+            if g.dht.provide(record.clone(), now).is_err() {
+                g.deferred.push(record);
+                break;
             }
         }
         let mut transmits = Vec::new();
@@ -264,29 +315,50 @@ impl<S: ContentSource> Engine<S> {
         }
     }
 
-    fn route_transmit(&mut self, now: Instant, t: Transmit) {
+    fn route_transmit(&mut self, now: Instant, mut t: Transmit) {
         let to = t.to.id();
-        let linked = self
+        if let Some(linked) = self
             .conns
             .iter()
             .find(|(_, c)| c.peer_id() == Some(to) && c.session.is_established())
-            .map(|(id, _)| *id);
-        if let Some(conn) = linked {
-            if self.dht_peer(conn) {
-                return self.send_transmit(conn, t);
+            .map(|(id, _)| *id)
+        {
+            if self.dht_peer(linked) {
+                return self.send_transmit(now, linked, t);
             }
+            // Linked, but it does not speak the DHT: no second connection to it.
+            if let Some(g) = self.dht.as_mut() {
+                g.dht.handle_failure(now, t.request_id);
+            }
+            return;
         }
-        let dialled = self
+        let Some(g) = self.dht.as_mut() else { return };
+        // A node the table knows is dialled where it was admitted, never at an address
+        // someone else mentioned for it.
+        if let Some(e) = g.dht.table().entry(&to) {
+            t.to = e.contact.clone();
+        }
+        let dialling = self
             .conns
             .iter()
             .find(|(_, c)| c.expect == Some(to) && c.peer.is_none())
             .map(|(id, _)| *id);
-        let conn = match dialled {
+        let dht_dials = self.conns.values().filter(|c| c.dht_dialled).count();
+        let conn = match dialling {
             Some(conn) => Some(conn),
-            None => PeerAddr::new(t.to.address())
+            // DHT dials have a budget of their own, so lookups never take the slots that
+            // downloads and bootstrap peers need.
+            None if dht_dials < MAX_DHT_DIALS => PeerAddr::new(t.to.address())
                 .ok()
                 .and_then(|a| self.addrs.check(&a).ok())
-                .and_then(|addr| self.dial(now, addr, Some(to))),
+                .and_then(|addr| self.dial(now, addr, Some(to)))
+                .inspect(|conn| {
+                    if let Some(c) = self.conns.get_mut(conn) {
+                        c.dht_dialled = true;
+                        c.dht_last = now;
+                    }
+                }),
+            None => None,
         };
         let Some(g) = self.dht.as_mut() else { return };
         let parked: usize = g.waiting.values().map(Vec::len).sum();
@@ -296,12 +368,34 @@ impl<S: ContentSource> Engine<S> {
         }
     }
 
-    fn send_transmit(&mut self, conn: crate::ConnId, t: Transmit) {
+    /// Closes connections that were dialled only for the DHT and have carried nothing for
+    /// [`DHT_IDLE`] (unless a download uses them or they are kept up on purpose).
+    pub(crate) fn close_idle_dht_links(&mut self, now: Instant) {
+        let idle: Vec<crate::ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.dht_dialled && now.saturating_duration_since(c.dht_last) >= DHT_IDLE)
+            .filter(|(_, c)| c.addr.as_ref().is_none_or(|a| !self.persistent.contains_key(a)))
+            .map(|(id, _)| *id)
+            .filter(|id| {
+                !self.downloads.values().any(|d| d.transfer.streams().any(|s| s.conn() == *id))
+            })
+            .collect();
+        for id in idle {
+            self.drop_conn(now, id, true);
+        }
+    }
+
+    fn send_transmit(&mut self, now: Instant, conn: crate::ConnId, t: Transmit) {
         let Some(g) = self.dht.as_mut() else { return };
         let payload = codec::encode(&DhtMessage::Request { id: t.request_id, request: t.request });
         let pow = g.pow;
         g.sent.insert(t.request_id, conn);
+        while g.sent.len() > MAX_SENT {
+            g.sent.pop_first();
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
+            c.dht_last = now;
             let _ = c.session.send(&Message::Dht { pow, payload });
         }
         self.flush(conn);

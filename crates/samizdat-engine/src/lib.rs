@@ -410,6 +410,10 @@ pub(crate) struct Conn {
     answered_getaddr: bool,
     /// The peer's DHT contact, once it offered one with a valid proof of work.
     dht_contact: Option<samizdat_dht::contact::Contact>,
+    /// Dialled to carry DHT requests (closed again once idle; has its own budget).
+    dht_dialled: bool,
+    /// When it last carried a DHT message.
+    dht_last: Instant,
 }
 
 impl Conn {
@@ -461,6 +465,8 @@ struct Download {
     finding: u32,
     /// Whether its sources were looked up in the DHT.
     looked_up: bool,
+    /// Until when a running provider lookup keeps it from stalling.
+    finding_until: Option<Instant>,
 }
 
 /// A peer the node keeps connected to (bootstrap peers, `--peer` addresses).
@@ -632,6 +638,8 @@ impl<S: ContentSource> Engine<S> {
             next_stream: if outbound { u32::MAX } else { 0 },
             answered_getaddr: false,
             dht_contact: None,
+            dht_dialled: false,
+            dht_last: now,
         };
         self.conns.insert(conn, c);
         conn
@@ -1286,6 +1294,7 @@ impl<S: ContentSource> Engine<S> {
             relay_tried: BTreeSet::new(),
             finding: 0,
             looked_up: false,
+            finding_until: None,
         };
         self.downloads.insert(spec.root, d);
         if complete {
@@ -1572,7 +1581,8 @@ impl<S: ContentSource> Engine<S> {
         let mut failed = Vec::new();
         for (root, d) in self.downloads.iter_mut() {
             d.transfer.expire(now, self.config.request_timeout);
-            if d.transfer.stalled(now, stall) {
+            let looking = d.finding > 0 && d.finding_until.is_some_and(|t| now < t);
+            if d.transfer.stalled(now, stall) && !looking {
                 failed.push(*root);
             }
         }
@@ -1580,6 +1590,7 @@ impl<S: ContentSource> Engine<S> {
             self.fail_download(root);
         }
         self.redial_persistent(now);
+        self.close_idle_dht_links(now);
         self.dht_handle_timeout(now);
         self.after_input(now);
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();

@@ -906,3 +906,40 @@ fn remembered_dht_contacts_bring_a_restarted_node_back_without_a_bootstrap_peer(
     let forged = samizdat_dht::contact::Contact::new([3; 32], 0, "test/1").unwrap();
     assert_eq!(net.nodes[0].restore_dht_contacts(now, vec![forged]), 0);
 }
+
+#[test]
+fn dht_dials_keep_to_their_budget_and_close_when_idle() {
+    let n = 16;
+    let sources: Vec<Box<dyn ContentSource>> =
+        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
+    let mut net = Net::with(sources, local_test_net);
+    let now = net.now;
+    for i in 2..n {
+        net.nodes[i].connect(now, addr(1));
+    }
+    net.run();
+    net.nodes[0].connect(now, addr(1));
+    net.run();
+    let dialled = |net: &Net| net.nodes[0].conns.values().filter(|c| c.dht_dialled).count();
+    assert!(dialled(&net) > 0, "the bootstrap lookup dialled contacts");
+    assert!(dialled(&net) <= dht::MAX_DHT_DIALS, "{} DHT dials", dialled(&net));
+    assert!(net.nodes[0].dht().unwrap().table().len() > 1, "and learned more than the hub");
+    // Idle, they are closed; the link to the hub (dialled on purpose) stays.
+    net.now += dht::DHT_IDLE + Duration::from_secs(1);
+    let later = net.now;
+    net.nodes[0].handle_timeout(later);
+    net.run();
+    assert_eq!(dialled(&net), 0);
+    assert!(net.nodes[0].is_connected_to(&addr(1)));
+}
+
+#[test]
+fn an_announced_address_counts_only_if_the_peer_came_from_it() {
+    let a = |s: &str| PeerAddr::new(s).unwrap();
+    let ip: IpAddr = "203.0.113.9".parse().unwrap();
+    assert!(dht::from_where_it_came(&a("tcp/203.0.113.9:7070"), Some(ip)));
+    assert!(dht::from_where_it_came(&a("tcp/[::ffff:203.0.113.9]:1"), Some(ip)));
+    assert!(!dht::from_where_it_came(&a("tcp/198.51.100.1:7070"), Some(ip)));
+    assert!(!dht::from_where_it_came(&a("tcp/example.org:7070"), Some(ip)));
+    assert!(dht::from_where_it_came(&a("mem/x"), None), "nothing to compare in memory");
+}

@@ -650,7 +650,7 @@ impl Driver {
                 self.fail(root, error);
             }
             Event::IdentityMismatch { .. } => {
-                tracing::info!("a peer at a link's address is not the node the link names");
+                tracing::debug!("a dialled peer did not prove the identity it was dialled for");
             }
             // Peer comings and goings need no action here (and are never logged).
             _ => {}
