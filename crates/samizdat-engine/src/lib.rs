@@ -295,6 +295,10 @@ pub struct EngineConfig {
     pub relay: bool,
     /// Longest back-off between redials of a persistent peer.
     pub max_redial_backoff: Duration,
+    /// Outbound connections the node keeps up by dialling addresses picked at random from its
+    /// address book (learned by peer exchange), besides its persistent peers: how a node that
+    /// got in through one peer finds the rest of the network. 0 turns it off.
+    pub target_outbound: usize,
     /// The DHT's settings (`None`: no DHT; provider lookups and records are then unavailable).
     /// Every node of one network must use the same proof-of-work difficulty.
     pub dht: Option<samizdat_dht::DhtConfig>,
@@ -327,6 +331,7 @@ impl EngineConfig {
             request_timeout: Duration::from_secs(30),
             relay: false,
             max_redial_backoff: Duration::from_secs(15),
+            target_outbound: 8,
             dht: Some(samizdat_dht::DhtConfig {
                 pow_difficulty: DHT_POW_DIFFICULTY,
                 ..samizdat_dht::DhtConfig::default()
@@ -711,6 +716,22 @@ impl<S: ContentSource> Engine<S> {
         }
     }
 
+    /// Dials random address-book entries until [`EngineConfig::target_outbound`] outbound
+    /// connections (up or being set up, DHT dials not counted) exist.
+    fn fill_outbound(&mut self, now: Instant) {
+        let have = self.conns.values().filter(|c| c.outbound && !c.dht_dialled).count();
+        let want = self.config.target_outbound.saturating_sub(have);
+        if want == 0 || self.addrs.is_empty() {
+            return;
+        }
+        let picks = self.addrs.select_distinct(now, &mut self.rng, want);
+        for addr in picks {
+            if !self.is_connected_to(&addr) {
+                self.connect(now, addr);
+            }
+        }
+    }
+
     /// Whether a connection to `addr` exists (dialled by us).
     pub fn is_connected_to(&self, addr: &PeerAddr) -> bool {
         self.conns.values().any(|c| c.addr.as_ref() == Some(addr))
@@ -997,6 +1018,8 @@ impl<S: ContentSource> Engine<S> {
                         let _ = self.addrs.add(&a, &origin, now);
                     }
                 }
+                // New addresses: a node short of peers dials some at once.
+                self.fill_outbound(now);
             }
             _ => {}
         }
@@ -1590,6 +1613,7 @@ impl<S: ContentSource> Engine<S> {
             self.fail_download(root);
         }
         self.redial_persistent(now);
+        self.fill_outbound(now);
         self.close_idle_dht_links(now);
         self.dht_handle_timeout(now);
         self.after_input(now);

@@ -943,3 +943,26 @@ fn an_announced_address_counts_only_if_the_peer_came_from_it() {
     assert!(!dht::from_where_it_came(&a("tcp/example.org:7070"), Some(ip)));
     assert!(dht::from_where_it_came(&a("mem/x"), None), "nothing to compare in memory");
 }
+
+#[test]
+fn a_node_that_gets_in_through_one_peer_fills_its_outbound_slots_from_peer_exchange() {
+    let n = 14;
+    let sources: Vec<Box<dyn ContentSource>> =
+        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
+    let mut net = Net::with(sources, |c| {
+        local_test_net(c);
+        c.target_outbound = 0; // only the newcomer looks for more peers here
+    });
+    let now = net.now;
+    for i in 2..n {
+        net.nodes[i].connect(now, addr(1));
+    }
+    net.run();
+    // The newcomer knows only the hub.
+    net.nodes[0].config.target_outbound = 8;
+    net.nodes[0].connect(now, addr(1));
+    net.run();
+    let up = net.nodes[0].peers().iter().filter(|p| p.established && p.outbound).count();
+    assert!(up >= 8, "{up} outbound peers");
+    assert!(up <= 8 + 1 + dht::MAX_DHT_DIALS, "{up}");
+}

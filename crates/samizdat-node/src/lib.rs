@@ -484,9 +484,8 @@ impl NodeBuilder {
             served: served.clone(),
         };
         let task = tokio::spawn(driver::run(setup, cmd_rx));
-        if let Some(book) = shares.clone() {
-            tokio::spawn(announce_shares(book, cmd_tx.clone()));
-        }
+        let announcer =
+            shares.clone().map(|book| tokio::spawn(announce_shares(book, cmd_tx.downgrade())));
         Ok(Node {
             cmd: cmd_tx,
             node_id,
@@ -497,6 +496,7 @@ impl NodeBuilder {
             share_lock: tokio::sync::Mutex::new(()),
             served,
             task: Some(task),
+            announcer: Mutex::new(announcer),
         })
     }
 }
@@ -522,19 +522,21 @@ fn provider_keys(link: &ShareLink) -> Vec<(NodeId, u64)> {
 /// republishes each record until it expires).
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Announces every share at start and then every [`ANNOUNCE_EVERY`], until the node stops.
-async fn announce_shares(book: Arc<Mutex<ShareBook>>, cmd: mpsc::Sender<Command>) {
+/// Announces every share at start and then every [`ANNOUNCE_EVERY`], until the node stops (it
+/// holds only a weak sender, so a dropped node still stops its driver).
+async fn announce_shares(book: Arc<Mutex<ShareBook>>, cmd: mpsc::WeakSender<Command>) {
     loop {
         let links: Vec<ShareLink> =
             lock_book(&book).records().iter().filter_map(|r| r.link.parse().ok()).collect();
         for link in links {
-            if cmd.send(Command::Provide { keys: provider_keys(&link) }).await.is_err() {
+            let Some(tx) = cmd.upgrade() else { return };
+            if tx.send(Command::Provide { keys: provider_keys(&link) }).await.is_err() {
                 return;
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(ANNOUNCE_EVERY) => {}
-            () = cmd.closed() => return,
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
+        if cmd.upgrade().is_none() {
+            return;
         }
     }
 }
@@ -594,6 +596,9 @@ pub struct Node {
     /// Bytes served to peers.
     served: Arc<AtomicU64>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Announces the shares in the DHT (it holds the share records, and through them the
+    /// vault: stopped and awaited at shutdown so the vault is free once the node is gone).
+    announcer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Node {
@@ -843,17 +848,36 @@ impl Node {
 
     /// Stops the node and waits for its task to end.
     pub async fn shutdown(mut self) {
+        self.stop_announcer().await;
         let _ = self.cmd.send(Command::Shutdown).await;
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
     }
 
+    async fn stop_announcer(&self) {
+        let announcer = self.announcer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(a) = announcer {
+            a.abort();
+            let _ = a.await;
+        }
+    }
+
     /// Like [`Node::shutdown`], for a node still shared with other tasks: stops the driver
     /// (downloads wind up, remembered peers are saved) and returns once it has stopped.
     pub async fn stop(&self) {
+        self.stop_announcer().await;
         let _ = self.cmd.send(Command::Shutdown).await;
         self.cmd.closed().await;
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A node dropped without `shutdown` lets go of its share records (and vault) too.
+        if let Some(a) = self.announcer.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            a.abort();
+        }
     }
 }
 
