@@ -1,0 +1,371 @@
+//! Rendezvous in the BitTorrent Mainline DHT (BEP 44 mutable items).
+//!
+//! Millions of BitTorrent clients run the Mainline DHT; a censor cannot block it without
+//! blocking BitTorrent. Nodes of one Samizdat network share a [`NetworkSecret`] (it travels
+//! with invites, out of band). For each time period `p` (an hour by default) the secret
+//! yields an Ed25519 *rendezvous key*:
+//!
+//! ```text
+//! seed(p) = BLAKE3-derive_key("samizdat 2026 mainline rendezvous v1", secret || p as u64 BE)
+//! ```
+//!
+//! and under that key there are [`MainlineConfig::slots`] BEP 44 mutable items, one per salt
+//! (the slot index as 2 big-endian bytes). Each item's value is one encoded [`PeerRecord`] and
+//! its sequence number is the record's timestamp. Outsiders see random keys that change every
+//! hour, carrying opaque ~200-byte values.
+//!
+//! - **Announce** puts the node's record into its *own* slot (chosen by its [`NodeId`]) and
+//!   into one random *second* slot, taken only if that slot is empty or holds nothing valid,
+//!   so announcers do not push each other out more than needed.
+//! - **Discover** reads every slot of the current and the previous period concurrently, decodes
+//!   every value any DHT node returned, verifies each record (signature, age), and
+//!   deduplicates by node.
+//!
+//! # What the shared key does and does not protect
+//!
+//! Everybody who knows the network secret can sign for every slot, so any of them (or anyone
+//! the secret leaks to) can overwrite a slot, or pin it with a huge sequence number until the
+//! period rotates. Values are self-certifying, so such an attacker can only *hide* peers or
+//! replay old records of real peers (bounded by [`MainlineConfig::max_age`]); it cannot make a
+//! node dial an identity that did not sign the record. Rotating the key every period bounds
+//! how long a pinned slot lasts. This method finds *some* peers (up to two per slot per
+//! period, a few dozen), enough to enter the overlay, where the Samizdat DHT takes over.
+//! Nodes should announce again every quarter period, since BEP 44 storage expires (about
+//! two hours on most nodes) and periods rotate.
+//!
+//! Every operation is bounded by [`MainlineConfig::timeout`]: an unreachable or blocked DHT
+//! gives a typed error within it, never a hang.
+
+use crate::report::merge;
+use crate::{BoxFuture, Discovery, DiscoveryError, PeerRecord, unix_now};
+use mainline::async_dht::AsyncDht;
+use mainline::{Dht, MutableItem, SigningKey};
+use rand_core::{OsRng, RngCore};
+use samizdat_identity::NodeId;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+/// The BLAKE3 key-derivation context of rendezvous keys.
+pub const RENDEZVOUS_CONTEXT: &str = "samizdat 2026 mainline rendezvous v1";
+/// The public Mainline bootstrap routers, for [`MainlineConfig::new`] in a real deployment.
+pub const PUBLIC_BOOTSTRAP: [&str; 4] = mainline::DEFAULT_BOOTSTRAP_NODES;
+/// The most values kept from one slot lookup (DHT nodes may return different versions).
+pub const MAX_VALUES_PER_SLOT: usize = 8;
+/// The method's name in reports.
+pub const NAME: &str = "mainline";
+
+/// The secret shared by the nodes of one network; never printed.
+#[derive(Clone)]
+pub struct NetworkSecret(Zeroizing<[u8; 32]>);
+
+impl NetworkSecret {
+    /// Wraps 32 secret bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        NetworkSecret(Zeroizing::new(bytes))
+    }
+
+    /// A fresh random secret (for founding a new network).
+    pub fn generate() -> Self {
+        let mut b = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut b[..]);
+        NetworkSecret(b)
+    }
+
+    /// The Ed25519 seed of the rendezvous key for `period`. Whoever holds it can write every
+    /// slot of that period.
+    pub fn danger_rendezvous_seed(&self, period: u64) -> Zeroizing<[u8; 32]> {
+        let mut input = Zeroizing::new([0u8; 40]);
+        input[..32].copy_from_slice(&self.0[..]);
+        input[32..].copy_from_slice(&period.to_be_bytes());
+        Zeroizing::new(blake3::derive_key(RENDEZVOUS_CONTEXT, &input[..]))
+    }
+
+    /// The public rendezvous key for `period` (what DHT nodes see).
+    pub fn rendezvous_public_key(&self, period: u64) -> [u8; 32] {
+        SigningKey::from_bytes(&self.danger_rendezvous_seed(period)).verifying_key().to_bytes()
+    }
+}
+
+impl std::fmt::Debug for NetworkSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetworkSecret(…)")
+    }
+}
+
+/// The BEP 44 salt of a slot.
+pub fn slot_salt(slot: u16) -> [u8; 2] {
+    slot.to_be_bytes()
+}
+
+/// The slot a node always announces into.
+pub fn home_slot(node: &NodeId, slots: u16) -> u16 {
+    u16::from_be_bytes([node.0[0], node.0[1]]) % slots.max(1)
+}
+
+/// Settings of a [`MainlineRendezvous`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MainlineConfig {
+    /// DHT nodes to start from (`host:port`). There is no implicit default: pass
+    /// [`PUBLIC_BOOTSTRAP`] for the real Mainline DHT, a testnet's addresses in tests.
+    pub bootstrap: Vec<String>,
+    /// The local address of the DHT's UDP socket (default: all interfaces).
+    pub bind_address: Ipv4Addr,
+    /// The local UDP port (default: any).
+    pub port: Option<u16>,
+    /// Slots per period (default 16).
+    pub slots: u16,
+    /// Length of a rendezvous period (default one hour).
+    pub period: Duration,
+    /// Budget of one announce or discover, end to end (default 20 s).
+    pub timeout: Duration,
+    /// Budget of one UDP request inside the DHT (default 2 s).
+    pub request_timeout: Duration,
+    /// Oldest record accepted (default two hours: two periods).
+    pub max_age: Duration,
+    /// Slot lookups run at once (default 4). The `mainline` client handles one packet per
+    /// tick, so dozens of concurrent lookups lose answers to its request timeout.
+    pub parallel_lookups: usize,
+}
+
+impl MainlineConfig {
+    /// Defaults, with the given bootstrap nodes.
+    pub fn new(bootstrap: Vec<String>) -> Self {
+        MainlineConfig {
+            bootstrap,
+            bind_address: Ipv4Addr::UNSPECIFIED,
+            port: None,
+            slots: 16,
+            period: Duration::from_secs(3600),
+            timeout: Duration::from_secs(20),
+            request_timeout: mainline::DEFAULT_REQUEST_TIMEOUT,
+            max_age: Duration::from_secs(2 * 3600),
+            parallel_lookups: 4,
+        }
+    }
+
+    /// The period that `now` (Unix seconds) falls in.
+    pub fn period_of(&self, now: u64) -> u64 {
+        now / self.period.as_secs().max(1)
+    }
+}
+
+/// What a [`MainlineRendezvous::discover_at`] found.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Discovered {
+    /// Verified records, one per node.
+    pub records: Vec<PeerRecord>,
+    /// Values that did not decode or verify (poisoned or stale slots).
+    pub rejected: usize,
+    /// DHT nodes that answered, summed over all slot lookups.
+    pub responded: u64,
+    /// Slot lookups that did not finish within the timeout.
+    pub timed_out: usize,
+}
+
+/// The Mainline DHT rendezvous method (see the [module docs](self)).
+#[derive(Debug)]
+pub struct MainlineRendezvous {
+    dht: AsyncDht,
+    secret: NetworkSecret,
+    config: MainlineConfig,
+}
+
+impl MainlineRendezvous {
+    /// Starts a Mainline DHT client (a UDP socket and the `mainline` crate's actor thread).
+    /// Resolving host names in `config.bootstrap` may block briefly.
+    pub fn new(secret: NetworkSecret, config: MainlineConfig) -> Result<Self, DiscoveryError> {
+        let mut builder = Dht::builder();
+        builder
+            .bootstrap(&config.bootstrap)
+            .bind_address(config.bind_address)
+            .request_timeout(config.request_timeout);
+        if let Some(port) = config.port {
+            builder.port(port);
+        }
+        let dht = builder.build()?.as_async();
+        Ok(MainlineRendezvous { dht, secret, config })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &MainlineConfig {
+        &self.config
+    }
+
+    /// The local UDP address of the DHT client.
+    pub async fn local_addr(&self) -> std::net::SocketAddrV4 {
+        self.dht.info().await.local_addr()
+    }
+
+    /// Announces `record` (this node's own) as of `now`: into its home slot and one free
+    /// second slot of the current period. Returns how many slots stored it.
+    pub async fn announce_at(
+        &self,
+        record: &PeerRecord,
+        now: u64,
+    ) -> Result<usize, DiscoveryError> {
+        record.verify(now, self.config.max_age)?;
+        let budget = self.config.timeout;
+        tokio::time::timeout(budget, self.announce_inner(record, now))
+            .await
+            .map_err(|_| DiscoveryError::Timeout { method: NAME, after: budget })?
+    }
+
+    /// Waits until the DHT client has found its neighbourhood; fails if nobody answered.
+    async fn bootstrapped(&self) -> Result<(), DiscoveryError> {
+        if self.dht.bootstrapped().await {
+            return Ok(());
+        }
+        Err(DiscoveryError::Unreachable {
+            method: NAME,
+            detail: format!(
+                "no Mainline DHT node answered (bootstrap: {})",
+                self.config.bootstrap.join(", ")
+            ),
+        })
+    }
+
+    async fn announce_inner(&self, record: &PeerRecord, now: u64) -> Result<usize, DiscoveryError> {
+        self.bootstrapped().await?;
+        let period = self.config.period_of(now);
+        let seed = self.secret.danger_rendezvous_seed(period);
+        let public = self.secret.rendezvous_public_key(period);
+        let value = record.encode();
+        let seq = i64::try_from(record.timestamp()).unwrap_or(i64::MAX);
+        let slots = self.config.slots.max(1);
+        let home = home_slot(&record.node_id(), slots);
+
+        let mut stored = 0;
+        let mut failures = Vec::new();
+        match self.put(&seed, home, &value, seq).await {
+            Ok(()) => stored += 1,
+            Err(e) => failures.push(format!("slot {home}: {e}")),
+        }
+        // A second slot, only if nobody valid holds it (up to two tries).
+        for _ in 0..2 {
+            if slots < 2 {
+                break;
+            }
+            let slot = (home + 1 + (OsRng.next_u32() % u32::from(slots - 1)) as u16) % slots;
+            let current = self.dht.get_mutable_most_recent(&public, Some(&slot_salt(slot))).await;
+            let taken = current.is_some_and(|item| {
+                PeerRecord::decode(item.value()).is_ok_and(|r| {
+                    r.node_id() != record.node_id() && r.verify(now, self.config.max_age).is_ok()
+                })
+            });
+            if taken {
+                continue;
+            }
+            match self.put(&seed, slot, &value, seq).await {
+                Ok(()) => stored += 1,
+                Err(e) => failures.push(format!("slot {slot}: {e}")),
+            }
+            break;
+        }
+        if stored == 0 {
+            return Err(DiscoveryError::Announce { method: NAME, detail: failures.join("; ") });
+        }
+        Ok(stored)
+    }
+
+    async fn put(&self, seed: &[u8; 32], slot: u16, value: &[u8], seq: i64) -> Result<(), String> {
+        let item =
+            MutableItem::new(SigningKey::from_bytes(seed), value, seq, Some(&slot_salt(slot)));
+        self.dht.put_mutable(item, None).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Reads every slot of the period of `now` and the one before, and returns the verified
+    /// records (one per node). Fails with [`DiscoveryError::Unreachable`] if no DHT node
+    /// answered, [`DiscoveryError::Timeout`] if no lookup finished in time.
+    pub async fn discover_at(&self, now: u64) -> Result<Discovered, DiscoveryError> {
+        let budget = self.config.timeout;
+        let start = tokio::time::Instant::now();
+        tokio::time::timeout(budget, self.bootstrapped())
+            .await
+            .map_err(|_| DiscoveryError::Timeout { method: NAME, after: budget })??;
+        let deadline = start + budget;
+        let period = self.config.period_of(now);
+        let permits = Arc::new(Semaphore::new(self.config.parallel_lookups.max(1)));
+        let mut lookups = tokio::task::JoinSet::new();
+        for p in [period, period.saturating_sub(1)] {
+            let public = self.secret.rendezvous_public_key(p);
+            for slot in 0..self.config.slots.max(1) {
+                let dht = self.dht.clone();
+                let permits = permits.clone();
+                lookups.spawn(tokio::time::timeout_at(deadline, async move {
+                    use futures_lite::StreamExt;
+                    let _permit = permits.acquire_owned().await;
+                    let salt = slot_salt(slot);
+                    let mut found = dht.get_mutable_detailed(&public, Some(&salt), None);
+                    let mut values = Vec::new();
+                    while let Some(item) = found.items.next().await {
+                        if values.len() < MAX_VALUES_PER_SLOT && !values.contains(&item) {
+                            values.push(item);
+                        }
+                    }
+                    let outcome = found.outcome.recv().await;
+                    (values, outcome.responded())
+                }));
+            }
+        }
+        let mut out = Discovered::default();
+        let mut index = HashMap::new();
+        let mut finished = 0usize;
+        while let Some(joined) = lookups.join_next().await {
+            let Ok(result) = joined else { continue }; // a lookup task panicked inside mainline
+            let Ok((values, responded)) = result else {
+                out.timed_out += 1;
+                continue;
+            };
+            finished += 1;
+            out.responded += u64::from(responded);
+            let mut good = Vec::new();
+            for item in values {
+                match PeerRecord::decode(item.value())
+                    .and_then(|r| r.verify(now, self.config.max_age).map(|_| r))
+                {
+                    Ok(r) => good.push(r),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "mainline rendezvous: rejected a slot value");
+                        out.rejected += 1;
+                    }
+                }
+            }
+            merge(&mut out.records, &mut index, good);
+        }
+        if out.records.is_empty() {
+            if finished == 0 {
+                return Err(DiscoveryError::Timeout { method: NAME, after: budget });
+            }
+            if out.responded == 0 {
+                return Err(DiscoveryError::Unreachable {
+                    method: NAME,
+                    detail: format!(
+                        "no Mainline DHT node answered (bootstrap: {})",
+                        self.config.bootstrap.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Discovery for MainlineRendezvous {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn announce<'a>(&'a self, record: &'a PeerRecord) -> BoxFuture<'a, Result<(), DiscoveryError>> {
+        Box::pin(async move { self.announce_at(record, unix_now()).await.map(|_| ()) })
+    }
+
+    fn discover(&self) -> BoxFuture<'_, Result<Vec<PeerRecord>, DiscoveryError>> {
+        Box::pin(async move { self.discover_at(unix_now()).await.map(|d| d.records) })
+    }
+}
