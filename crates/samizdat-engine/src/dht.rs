@@ -47,8 +47,8 @@ pub(crate) struct DhtGlue {
     sent: BTreeMap<RequestId, crate::ConnId>,
     /// Requests waiting for a connection being dialled.
     waiting: BTreeMap<crate::ConnId, Vec<Transmit>>,
-    /// Provider lookups for downloads.
-    finding: BTreeMap<LookupId, ContentRoot>,
+    /// Provider lookups for downloads: the root and the download's generation.
+    finding: BTreeMap<LookupId, (ContentRoot, u64)>,
     /// Whether a bootstrap lookup has been started.
     bootstrapped: bool,
     /// Provider records given before any contact was known, stored once one is.
@@ -160,9 +160,12 @@ impl<S: ContentSource> Engine<S> {
     /// becomes a source (pinned to its identity) and is dialled. The download is kept alive
     /// while the lookup runs.
     pub fn find_providers(&mut self, now: Instant, root: ContentRoot, key: NodeId) -> bool {
+        let Some(generation) = self.downloads.get(&root).map(|d| d.generation) else {
+            return false;
+        };
         let started = self.dht.as_mut().and_then(|g| {
             let id = g.dht.get_providers(key, now).ok()?;
-            g.finding.insert(id, root);
+            g.finding.insert(id, (root, generation));
             Some(id)
         });
         let Some(d) = self.downloads.get_mut(&root) else { return started.is_some() };
@@ -403,20 +406,24 @@ impl<S: ContentSource> Engine<S> {
 
     fn on_dht_event(&mut self, now: Instant, event: DhtEvent) {
         let DhtEvent::LookupFinished { id, result } = event else { return };
-        let Some(root) = self.dht.as_mut().and_then(|g| g.finding.remove(&id)) else { return };
+        let Some((root, generation)) = self.dht.as_mut().and_then(|g| g.finding.remove(&id)) else {
+            return;
+        };
         let mut found = 0;
-        if let Some(d) = self.downloads.get_mut(&root) {
-            d.finding = d.finding.saturating_sub(1);
-            let me = self.config.session.identity.node_id();
-            for p in &result.providers {
-                let node = p.provider.id();
-                let Ok(addr) = PeerAddr::new(p.provider.address()) else { continue };
-                let Ok(addr) = self.addrs.check(&addr) else { continue };
-                let spec = SourceSpec::Direct { node: Some(node), addr };
-                if node != me && !d.sources.contains(&spec) {
-                    d.sources.push(spec);
-                    found += 1;
-                }
+        // A lookup for an earlier (cancelled) download of this root counts for nothing.
+        let Some(d) = self.downloads.get_mut(&root).filter(|d| d.generation == generation) else {
+            return;
+        };
+        d.finding = d.finding.saturating_sub(1);
+        let me = self.config.session.identity.node_id();
+        for p in &result.providers {
+            let node = p.provider.id();
+            let Ok(addr) = PeerAddr::new(p.provider.address()) else { continue };
+            let Ok(addr) = self.addrs.check(&addr) else { continue };
+            let spec = SourceSpec::Direct { node: Some(node), addr };
+            if node != me && !d.sources.contains(&spec) {
+                d.sources.push(spec);
+                found += 1;
             }
         }
         self.events.push_back(Event::ProvidersFound { root, providers: found });

@@ -466,6 +466,8 @@ struct Download {
     /// Relay links a relayed stream was opened on in this round (not reopened until the next
     /// redial round, so a relay that refuses is not asked in a loop).
     relay_tried: BTreeSet<ConnId>,
+    /// Which download of its root this is (see `Engine::next_download`).
+    generation: u64,
     /// Provider lookups running for this download (it is not given up while any runs).
     finding: u32,
     /// Whether its sources were looked up in the DHT.
@@ -498,6 +500,9 @@ pub struct Engine<S> {
     next_conn: u64,
     next_req: RequestId,
     next_read: u64,
+    /// Numbers each download started, so a lookup begun for a cancelled download of the same
+    /// root is not counted for the next one.
+    next_download: u64,
     conns: BTreeMap<ConnId, Conn>,
     downloads: BTreeMap<ContentRoot, Download>,
     addrs: addrbook::AddrBook,
@@ -575,6 +580,7 @@ impl<S: ContentSource> Engine<S> {
             next_conn: 0,
             next_req: 0,
             next_read: 0,
+            next_download: 0,
             conns: BTreeMap::new(),
             downloads: BTreeMap::new(),
             addrs,
@@ -1307,7 +1313,9 @@ impl<S: ContentSource> Engine<S> {
         }
         let transfer = Transfer::new(now, spec, resume);
         let complete = transfer.is_complete();
+        self.next_download += 1;
         let d = Download {
+            generation: self.next_download,
             transfer,
             sources,
             redials: 0,

@@ -835,6 +835,34 @@ fn a_download_without_hints_finds_its_provider_through_the_dht() {
 }
 
 #[test]
+fn a_lookup_for_a_cancelled_download_does_not_count_for_the_next_one() {
+    let b = blob(300_000);
+    let sources: Vec<Box<dyn ContentSource>> =
+        vec![Box::new(b.source()), Box::new(MemorySource::new()), Box::new(MemorySource::new())];
+    let mut net = Net::with(sources, local_test_net);
+    let now = net.now;
+    net.nodes[0].connect(now, addr(1));
+    net.nodes[2].connect(now, addr(1));
+    net.run();
+    let key = NodeId([42; 32]);
+    assert!(net.nodes[0].provide(now, key, T0 + 3600));
+    net.run();
+    // A first download looks up a key nobody provides and is cancelled before the answer;
+    // the second download of the same root looks up the right key. The first lookup ends
+    // first and finds nothing: that must not fail the second download.
+    net.nodes[2].fetch(now, b.spec, Vec::new(), Resume::default());
+    assert!(net.nodes[2].find_providers(now, b.spec.root, NodeId([43; 32])));
+    net.nodes[2].cancel(&b.spec.root);
+    net.nodes[2].fetch(now, b.spec, Vec::new(), Resume::default());
+    assert!(net.nodes[2].find_providers(now, b.spec.root, key));
+    net.run();
+    assert!(net.completed(2, b.spec.root), "{:?}", net.failed(2));
+    assert_eq!(reassemble(net.verified_bytes(2, b.spec.root)), b.data);
+    // A lookup for a root nobody downloads starts nothing.
+    assert!(!net.nodes[2].find_providers(now, blob(10).spec.root, key));
+}
+
+#[test]
 fn a_node_without_an_address_uses_the_dht_but_is_never_a_contact() {
     let mut net = Net::with(
         vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())],
