@@ -10,9 +10,12 @@
 //! ```
 //!
 //! and under that key there are [`MainlineConfig::slots`] BEP 44 mutable items, one per salt
-//! (the slot index as 2 big-endian bytes). Each item's value is one encoded [`PeerRecord`] and
-//! its sequence number is the record's timestamp. Outsiders see random keys that change every
-//! hour, carrying opaque ~200-byte values.
+//! (the slot index as 2 big-endian bytes). Each item's value is one encoded [`PeerRecord`],
+//! sealed ([`NetworkSecret::seal_value`]: ChaCha20-Poly1305 under a key derived from the
+//! secret and the period, the slot as associated data, padded to a random length), and its
+//! sequence number is the record's timestamp. The Mainline nodes that store an item, and
+//! anyone who reads it, see random keys that change every hour carrying random bytes of
+//! varying length: no address, no identity, nothing that says Samizdat.
 //!
 //! - **Announce** puts the node's record into its *own* slot (chosen by its [`NodeId`]) and
 //!   into one random *second* slot, taken only if that slot is empty or holds nothing valid,
@@ -41,6 +44,7 @@ use crate::{BoxFuture, Discovery, DiscoveryError, PeerRecord, unix_now};
 use mainline::async_dht::AsyncDht;
 use mainline::{Dht, MutableItem, SigningKey};
 use rand_core::{OsRng, RngCore};
+use ring::aead;
 use samizdat_identity::NodeId;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -58,6 +62,24 @@ pub const MAX_VALUES_PER_SLOT: usize = 8;
 /// The method's name in reports.
 pub const NAME: &str = "mainline";
 
+/// The BLAKE3 key-derivation context of the key that seals slot values.
+pub const VALUE_CONTEXT: &str = "samizdat 2026 mainline slot value v1";
+/// The longest sealed slot value (BEP 44 allows 1000 bytes).
+pub const MAX_SEALED_LEN: usize = 1000;
+/// Nonce and tag.
+const SEAL_OVERHEAD: usize = 12 + 16;
+
+fn seal_aad(period: u64, slot: u16) -> [u8; 10] {
+    let mut aad = [0u8; 10];
+    aad[..8].copy_from_slice(&period.to_be_bytes());
+    aad[8..].copy_from_slice(&slot.to_be_bytes());
+    aad
+}
+
+/// How a [`NetworkSecret`]'s text form starts.
+pub const NETWORK_SECRET_PREFIX: &str = "szn1";
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// The secret shared by the nodes of one network; never printed.
 #[derive(Clone)]
 pub struct NetworkSecret(Zeroizing<[u8; 32]>);
@@ -73,6 +95,100 @@ impl NetworkSecret {
         let mut b = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(&mut b[..]);
         NetworkSecret(b)
+    }
+
+    /// The secret as one line of text: `szn1` and 64 hex digits (for a file handed to the
+    /// network's members; never for argv or logs).
+    pub fn danger_to_text(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::with_capacity(NETWORK_SECRET_PREFIX.len() + 64));
+        out.push_str(NETWORK_SECRET_PREFIX);
+        for b in self.0.iter() {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        out
+    }
+
+    /// Parses [`NetworkSecret::danger_to_text`]'s line (surrounding whitespace and the case of
+    /// the digits do not matter). `None` if it is anything else.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let hex = text
+            .get(..NETWORK_SECRET_PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(NETWORK_SECRET_PREFIX))
+            .and_then(|_| text.get(NETWORK_SECRET_PREFIX.len()..))?
+            .as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let digit = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+        let mut b = Zeroizing::new([0u8; 32]);
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            b[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(NetworkSecret(b))
+    }
+
+    /// Seals an encoded peer record for `slot` of `period`: `nonce (12) || ChaCha20-Poly1305(
+    /// len (2 BE) || record || zero padding)`, the padding making the sealed value a random
+    /// length up to [`MAX_SEALED_LEN`], with `period || slot` as associated data (a value
+    /// copied to another slot or period does not open). The key is derived from the secret
+    /// and the period, so only the network's members can read a slot.
+    pub fn seal_value(&self, period: u64, slot: u16, record: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(record.len()).unwrap_or(u16::MAX);
+        let min = SEAL_OVERHEAD + 2 + usize::from(len);
+        let total = if min >= MAX_SEALED_LEN {
+            min
+        } else {
+            min + OsRng.next_u32() as usize % (MAX_SEALED_LEN - min + 1)
+        };
+        let mut plain = Vec::with_capacity(total);
+        plain.extend_from_slice(&len.to_be_bytes());
+        plain.extend_from_slice(&record[..usize::from(len)]);
+        plain.resize(total - SEAL_OVERHEAD, 0);
+        let mut nonce = [0u8; 12];
+        OsRng.fill_bytes(&mut nonce);
+        let key = self.value_key(period);
+        let tag = key
+            .seal_in_place_separate_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(seal_aad(period, slot)),
+                &mut plain,
+            )
+            .expect("ChaCha20-Poly1305 seals any input under 256 GiB");
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&plain);
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Opens what [`NetworkSecret::seal_value`] sealed for `slot` of `period`: the encoded
+    /// record, or `None` if the value was not sealed with this secret for this slot and
+    /// period, or was changed.
+    pub fn open_value(&self, period: u64, slot: u16, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < SEAL_OVERHEAD + 2 || sealed.len() > MAX_SEALED_LEN {
+            return None;
+        }
+        let (nonce, rest) = sealed.split_at(12);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = rest.to_vec();
+        let key = self.value_key(period);
+        let plain =
+            key.open_in_place(nonce, aead::Aad::from(seal_aad(period, slot)), &mut buf).ok()?;
+        let len = usize::from(u16::from_be_bytes([plain[0], plain[1]]));
+        let record = plain.get(2..2 + len)?;
+        plain[2 + len..].iter().all(|&b| b == 0).then(|| record.to_vec())
+    }
+
+    fn value_key(&self, period: u64) -> aead::LessSafeKey {
+        let mut input = Zeroizing::new([0u8; 40]);
+        input[..32].copy_from_slice(&self.0[..]);
+        input[32..].copy_from_slice(&period.to_be_bytes());
+        let key = Zeroizing::new(blake3::derive_key(VALUE_CONTEXT, &input[..]));
+        let unbound = aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &key[..])
+            .expect("a 32-byte key is a valid ChaCha20-Poly1305 key");
+        aead::LessSafeKey::new(unbound)
     }
 
     /// The Ed25519 seed of the rendezvous key for `period`. Whoever holds it can write every
@@ -235,14 +351,15 @@ impl MainlineRendezvous {
         let period = self.config.period_of(now);
         let seed = self.secret.danger_rendezvous_seed(period);
         let public = self.secret.rendezvous_public_key(period);
-        let value = record.encode();
+        let encoded = record.encode();
         let seq = i64::try_from(record.timestamp()).unwrap_or(i64::MAX);
         let slots = self.config.slots.max(1);
         let home = home_slot(&record.node_id(), slots);
 
         let mut stored = 0;
         let mut failures = Vec::new();
-        match self.put(&seed, home, &value, seq).await {
+        let sealed = |slot| self.secret.seal_value(period, slot, &encoded);
+        match self.put(&seed, home, &sealed(home), seq).await {
             Ok(()) => stored += 1,
             Err(e) => failures.push(format!("slot {home}: {e}")),
         }
@@ -254,14 +371,15 @@ impl MainlineRendezvous {
             let slot = (home + 1 + (OsRng.next_u32() % u32::from(slots - 1)) as u16) % slots;
             let current = self.dht.get_mutable_most_recent(&public, Some(&slot_salt(slot))).await;
             let taken = current.is_some_and(|item| {
-                PeerRecord::decode(item.value()).is_ok_and(|r| {
+                let opened = self.secret.open_value(period, slot, item.value());
+                opened.and_then(|v| PeerRecord::decode(&v).ok()).is_some_and(|r| {
                     r.node_id() != record.node_id() && r.verify(now, self.config.max_age).is_ok()
                 })
             });
             if taken {
                 continue;
             }
-            match self.put(&seed, slot, &value, seq).await {
+            match self.put(&seed, slot, &sealed(slot), seq).await {
                 Ok(()) => stored += 1,
                 Err(e) => failures.push(format!("slot {slot}: {e}")),
             }
@@ -297,6 +415,7 @@ impl MainlineRendezvous {
             for slot in 0..self.config.slots.max(1) {
                 let dht = self.dht.clone();
                 let permits = permits.clone();
+                let secret = self.secret.clone();
                 lookups.spawn(tokio::time::timeout_at(deadline, async move {
                     use futures_lite::StreamExt;
                     let _permit = permits.acquire_owned().await;
@@ -304,8 +423,10 @@ impl MainlineRendezvous {
                     let mut found = dht.get_mutable_detailed(&public, Some(&salt), None);
                     let mut values = Vec::new();
                     while let Some(item) = found.items.next().await {
-                        if values.len() < MAX_VALUES_PER_SLOT && !values.contains(&item) {
-                            values.push(item);
+                        // A value that does not open is kept as `None`, to be counted.
+                        let opened = secret.open_value(p, slot, item.value());
+                        if values.len() < MAX_VALUES_PER_SLOT && !values.contains(&opened) {
+                            values.push(opened);
                         }
                     }
                     let outcome = found.outcome.recv().await;
@@ -326,7 +447,12 @@ impl MainlineRendezvous {
             out.responded += u64::from(responded);
             let mut good = Vec::new();
             for item in values {
-                match PeerRecord::decode(item.value())
+                let Some(value) = item else {
+                    tracing::debug!("mainline rendezvous: a slot value did not open");
+                    out.rejected += 1;
+                    continue;
+                };
+                match PeerRecord::decode(&value)
                     .and_then(|r| r.verify(now, self.config.max_age).map(|_| r))
                 {
                     Ok(r) => good.push(r),
@@ -367,5 +493,67 @@ impl Discovery for MainlineRendezvous {
 
     fn discover(&self) -> BoxFuture<'_, Result<Vec<PeerRecord>, DiscoveryError>> {
         Box::pin(async move { self.discover_at(unix_now()).await.map(|d| d.records) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_text_round_trips_and_refuses_anything_else() {
+        let secret = NetworkSecret::generate();
+        let text = secret.danger_to_text();
+        assert!(text.starts_with("szn1") && text.len() == 68);
+        let back = NetworkSecret::from_text(&format!("  {}\n", text.to_uppercase())).unwrap();
+        assert_eq!(back.rendezvous_public_key(5), secret.rendezvous_public_key(5));
+        assert_eq!(
+            NetworkSecret::from_bytes([0xab; 32]).danger_to_text().as_str(),
+            format!("szn1{}", "ab".repeat(32))
+        );
+        for bad in [
+            String::new(),
+            "szn1".to_owned(),
+            format!("szn2{}", "0".repeat(64)),
+            format!("szn1{}", "0".repeat(63)),
+            format!("szn1{}", "0".repeat(65)),
+            format!("szn1{}g", "0".repeat(63)),
+            format!("szn1{}é", "0".repeat(62)),
+            "é".repeat(40),
+        ] {
+            assert!(NetworkSecret::from_text(&bad).is_none(), "{bad:?}");
+        }
+        assert!(!format!("{secret:?}").contains(&text[4..12]), "never printed");
+    }
+
+    #[test]
+    fn sealed_values_open_only_for_their_secret_slot_and_period() {
+        let secret = NetworkSecret::from_bytes([1; 32]);
+        let record = b"an encoded peer record".to_vec();
+        let sealed = secret.seal_value(9, 3, &record);
+        assert_eq!(secret.open_value(9, 3, &sealed), Some(record.clone()));
+        assert!(!sealed.windows(record.len()).any(|w| w == record), "sealed, not in clear");
+        assert_eq!(secret.open_value(9, 4, &sealed), None, "another slot");
+        assert_eq!(secret.open_value(10, 3, &sealed), None, "another period");
+        assert_eq!(NetworkSecret::from_bytes([2; 32]).open_value(9, 3, &sealed), None);
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x20;
+            assert_eq!(secret.open_value(9, 3, &bad), None, "byte {i}");
+        }
+        assert_eq!(secret.open_value(9, 3, &sealed[..sealed.len() - 1]), None);
+        assert_eq!(secret.open_value(9, 3, &[0; 29]), None);
+        assert_eq!(secret.open_value(9, 3, &vec![0; MAX_SEALED_LEN + 1]), None);
+        // Lengths vary (no fixed-size fingerprint) and never exceed BEP 44's limit, even for
+        // the largest record.
+        let lens: std::collections::BTreeSet<usize> =
+            (0..32).map(|_| secret.seal_value(9, 3, &record).len()).collect();
+        assert!(lens.len() > 8, "{lens:?}");
+        let largest = vec![7u8; crate::record::MAX_RECORD_LEN];
+        for _ in 0..32 {
+            let sealed = secret.seal_value(1, 0, &largest);
+            assert!(sealed.len() <= MAX_SEALED_LEN);
+            assert_eq!(secret.open_value(1, 0, &sealed), Some(largest.clone()));
+        }
     }
 }

@@ -116,6 +116,9 @@ async fn forged_and_garbage_slot_values_are_ignored() {
     forged[at] = b'8'; // the address changed after signing
     let home = home_slot(&honest.node_id(), 16);
     let free: Vec<u16> = (0..16).filter(|&s| s != home).take(2).collect();
+    // The forged record is sealed properly (the attacker holds the secret): only its
+    // signature gives it away. The garbage is not even sealed.
+    let forged = secret.seal_value(period, free[0], &forged);
     for (slot, value) in [(free[0], forged), (free[1], b"not a record".to_vec())] {
         let item = mainline::MutableItem::new(
             mainline::SigningKey::from_bytes(&seed),

@@ -665,6 +665,20 @@ impl<S: ContentSource> Engine<S> {
         self.dial(now, addr, None)
     }
 
+    /// Dials a peer found by a discovery method once, pinned to `node` (the identity that
+    /// signed the address): a session with any other identity is closed with
+    /// [`Event::IdentityMismatch`]. Nothing is dialled when the address breaks the address
+    /// book's rules (a private address off a local network), or when `node` is already
+    /// connected or being dialled.
+    pub fn connect_pinned(&mut self, now: Instant, addr: PeerAddr, node: NodeId) -> Option<ConnId> {
+        let addr = self.addrs.check(&addr).ok()?;
+        let known = |c: &Conn| c.expect == Some(node) || c.session.peer_id() == Some(node);
+        if node == self.node_id() || self.is_connected_to(&addr) || self.conns.values().any(known) {
+            return None;
+        }
+        self.dial(now, addr, Some(node))
+    }
+
     fn dial(&mut self, now: Instant, addr: PeerAddr, expect: Option<NodeId>) -> Option<ConnId> {
         if self.self_addrs.contains(&addr) || self.config.session.listen.contains(&addr) {
             return None;

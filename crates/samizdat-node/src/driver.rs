@@ -71,6 +71,11 @@ pub(crate) enum Command {
         addr: PeerAddr,
         reply: oneshot::Sender<()>,
     },
+    /// Dials a peer a discovery method found, once, pinned to the identity that signed it.
+    Dial {
+        addr: PeerAddr,
+        node: NodeId,
+    },
     /// Stops serving a blob; answers whether it was served.
     Unregister {
         root: ContentRoot,
@@ -429,6 +434,9 @@ impl Driver {
             Command::Connect { addr, reply } => {
                 self.engine.add_persistent(now, addr);
                 let _ = reply.send(());
+            }
+            Command::Dial { addr, node } => {
+                self.engine.connect_pinned(now, addr, node);
             }
             Command::Unregister { root, reply } => {
                 let _ = reply.send(self.engine.source().write().remove(&root));

@@ -38,6 +38,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod control;
+mod discover;
 mod download;
 mod driver;
 mod peers;
@@ -52,6 +53,7 @@ pub use download::FetchTarget;
 pub use samizdat_content::{
     ContentRoot, Invite, InviteError, LinkError, Manifest, PeerHint, ShareLink,
 };
+pub use samizdat_discovery::{Discovery, Report as DiscoveryReport};
 pub use samizdat_engine::PeerSummary;
 pub use samizdat_identity::NodeId;
 pub use samizdat_transport::{MemoryTransport, TcpTransport, Transport, Transports};
@@ -62,6 +64,7 @@ pub use store::FileSource;
 
 use driver::Command;
 use samizdat_content::{ContentKey, PROVIDER_PERIOD_SECS, encode};
+use samizdat_discovery::Report;
 use samizdat_engine::{FetchSpec, SourceSpec};
 use samizdat_identity::Identity;
 use shares::ShareBook;
@@ -295,6 +298,17 @@ pub struct NodeBuilder {
     transports: Option<Transports>,
     user_agent: Option<String>,
     seed_downloads: bool,
+    discovery: Methods,
+}
+
+/// The discovery methods a node runs (printed by name only).
+#[derive(Default)]
+struct Methods(Vec<Box<dyn Discovery>>);
+
+impl std::fmt::Debug for Methods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|m| m.name())).finish()
+    }
 }
 
 impl NodeBuilder {
@@ -386,6 +400,16 @@ impl NodeBuilder {
         self
     }
 
+    /// Adds a way of finding peers (and of being found) beside bootstrap peers and invite
+    /// lines: e.g. [`samizdat_discovery::MainlineRendezvous`]. The node announces its signed
+    /// peer record (its advertised addresses) through every method, and while it has fewer
+    /// than eight peers it runs them all and dials each peer found, pinned to the identity
+    /// that signed the record. See [`Node::discovery_report`].
+    pub fn discovery(mut self, method: Box<dyn Discovery>) -> Self {
+        self.discovery.0.push(method);
+        self
+    }
+
     /// Replaces the transport set (default: TCP only).
     pub fn transports(mut self, transports: Transports) -> Self {
         self.transports = Some(transports);
@@ -467,6 +491,17 @@ impl NodeBuilder {
         };
         let served = Arc::new(AtomicU64::new(0));
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let discovery_report = discover::LastReport::default();
+        let mut tasks = Vec::new();
+        if !self.discovery.0.is_empty() {
+            tasks.push(tokio::spawn(discover::run(
+                self.discovery.0,
+                identity.clone(),
+                advertised.clone(),
+                cmd_tx.downgrade(),
+                discovery_report.clone(),
+            )));
+        }
         let setup = driver::Setup {
             identity,
             user_agent: self.user_agent,
@@ -484,8 +519,9 @@ impl NodeBuilder {
             served: served.clone(),
         };
         let task = tokio::spawn(driver::run(setup, cmd_rx));
-        let announcer =
-            shares.clone().map(|book| tokio::spawn(announce_shares(book, cmd_tx.downgrade())));
+        if let Some(book) = shares.clone() {
+            tasks.push(tokio::spawn(announce_shares(book, cmd_tx.downgrade())));
+        }
         Ok(Node {
             cmd: cmd_tx,
             node_id,
@@ -496,7 +532,8 @@ impl NodeBuilder {
             share_lock: tokio::sync::Mutex::new(()),
             served,
             task: Some(task),
-            announcer: Mutex::new(announcer),
+            helpers: Mutex::new(tasks),
+            discovery_report,
         })
     }
 }
@@ -596,9 +633,12 @@ pub struct Node {
     /// Bytes served to peers.
     served: Arc<AtomicU64>,
     task: Option<tokio::task::JoinHandle<()>>,
-    /// Announces the shares in the DHT (it holds the share records, and through them the
-    /// vault: stopped and awaited at shutdown so the vault is free once the node is gone).
-    announcer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The tasks beside the driver: the share announcer (it holds the share records, and
+    /// through them the vault: stopped and awaited at shutdown so the vault is free once the
+    /// node is gone) and the discovery methods.
+    helpers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// What the discovery methods did in their last round.
+    discovery_report: discover::LastReport,
 }
 
 impl Node {
@@ -846,27 +886,35 @@ impl Node {
         }
     }
 
+    /// What the discovery methods given with [`NodeBuilder::discovery`] did in their last
+    /// round (each method's peers, time and error), or `None` before the first round ends
+    /// (and when no method was given). Rounds run while the node has fewer than eight peers.
+    pub fn discovery_report(&self) -> Option<Report> {
+        self.discovery_report.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Stops the node and waits for its task to end.
     pub async fn shutdown(mut self) {
-        self.stop_announcer().await;
+        self.stop_helpers().await;
         let _ = self.cmd.send(Command::Shutdown).await;
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
     }
 
-    async fn stop_announcer(&self) {
-        let announcer = self.announcer.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(a) = announcer {
-            a.abort();
-            let _ = a.await;
+    async fn stop_helpers(&self) {
+        let tasks =
+            std::mem::take(&mut *self.helpers.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
         }
     }
 
     /// Like [`Node::shutdown`], for a node still shared with other tasks: stops the driver
     /// (downloads wind up, remembered peers are saved) and returns once it has stopped.
     pub async fn stop(&self) {
-        self.stop_announcer().await;
+        self.stop_helpers().await;
         let _ = self.cmd.send(Command::Shutdown).await;
         self.cmd.closed().await;
     }
@@ -875,8 +923,8 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         // A node dropped without `shutdown` lets go of its share records (and vault) too.
-        if let Some(a) = self.announcer.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
-            a.abort();
+        for t in self.helpers.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            t.abort();
         }
     }
 }
