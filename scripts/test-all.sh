@@ -17,8 +17,9 @@ set -euo pipefail
 # Debian packages the tests and tools need; add to this list as needed.
 #   ent       randomness checks in the vault tests
 #   iproute2  `ip netns` for the network-namespace tests
+#   nftables  the censor (blackholed addresses) in the network-namespace tests
 #   g++       libfuzzer-sys compiles libFuzzer (C++)
-APT_PACKAGES="ent iproute2 g++"
+APT_PACKAGES="ent iproute2 nftables g++"
 # cargo-fuzz version installed when it is missing.
 CARGO_FUZZ_VERSION="0.13.2"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"

@@ -19,10 +19,14 @@ mod vault_cmd;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use progress::{Bar, human_bytes};
+use samizdat_discovery::mainline_dht::PUBLIC_BOOTSTRAP;
+use samizdat_discovery::{MainlineConfig, MainlineRendezvous, NetworkSecret};
 use samizdat_node::control::{self, ControlClient, ControlError};
-use samizdat_node::{FetchTarget, Invite, Node, NodeBuilder, NodeError, PeerAddr, ShareLink};
+use samizdat_node::{
+    DiscoveryReport, FetchTarget, Invite, Node, NodeBuilder, NodeError, PeerAddr, ShareLink,
+};
 use serde_json::json;
-use std::io::{BufRead, IsTerminal, Read};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +130,16 @@ enum Command {
         /// (refused otherwise; implied when every --listen address is a loopback one).
         #[arg(long)]
         local_network: bool,
+        /// Find peers, and be found, through the BitTorrent Mainline DHT, under rendezvous
+        /// keys derived from the network secret in FILE (`samizdat network-secret` makes one;
+        /// the nodes of one network share it, out of band). The node's advertised addresses
+        /// are stored there sealed, readable only with the secret.
+        #[arg(long, value_name = "FILE")]
+        mainline_secret_file: Option<PathBuf>,
+        /// With --mainline-secret-file: a Mainline DHT node to start from, HOST:PORT
+        /// (repeatable; default: the public BitTorrent bootstrap routers).
+        #[arg(long, value_name = "HOST:PORT", requires = "mainline_secret_file")]
+        mainline_bootstrap: Vec<String>,
     },
     /// Share a file through the running node; prints its share link.
     ///
@@ -207,6 +221,13 @@ enum Command {
         no_qr: bool,
         #[command(flatten)]
         data: DataArgs,
+    },
+    /// Make a new network secret for --mainline-secret-file: the nodes that share it find
+    /// each other through the BitTorrent Mainline DHT. Hand it only to the network's members.
+    NetworkSecret {
+        /// Write it to FILE (created, readable only by you) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// List the running node's connections.
     Peers {
@@ -348,13 +369,20 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             invite_file,
             seed,
             local_network,
+            mainline_secret_file,
+            mainline_bootstrap,
         } => {
             let state = match vault {
                 Some(path) => State::Vault { path, password_file, protect_password_file, wait },
                 None => State::Dir,
             };
             let invites = read_invites(&invite, &invite_file)?;
-            let net = NetOpts { listen, announce, peers: peer, invites, seed, local_network };
+            let mainline = match mainline_secret_file {
+                Some(file) => Some((read_network_secret(&file)?, mainline_bootstrap)),
+                None => None,
+            };
+            let net =
+                NetOpts { listen, announce, peers: peer, invites, seed, local_network, mainline };
             run_node(&data.dir(), state, net, json).await
         }
         Command::Share { file, again, no_hints, data } => {
@@ -370,6 +398,7 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             fetch(&link, output.as_deref(), peer, &data, json).await
         }
         Command::Invite { no_qr, data } => invite(&data.dir(), no_qr, json).await,
+        Command::NetworkSecret { out } => network_secret(out.as_deref(), json),
         Command::Peers { data } => peers(&data.dir(), json).await,
         Command::Demo { nodes, size } => demo::run(usize::from(nodes), size, json).await,
         // The vault is synchronous, blocking file I/O.
@@ -454,6 +483,63 @@ struct NetOpts {
     invites: Vec<Invite>,
     seed: bool,
     local_network: bool,
+    /// The network secret and the Mainline bootstrap nodes, with --mainline-secret-file.
+    mainline: Option<(NetworkSecret, Vec<String>)>,
+}
+
+/// Longest network secret file read.
+const MAX_SECRET_FILE: u64 = 4096;
+
+/// The network secret in `path` (its first non-empty line).
+fn read_network_secret(path: &Path) -> anyhow::Result<NetworkSecret> {
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE).read_to_string(&mut text))
+        .map_err(|e| {
+            failure("io", format!("cannot read the network secret file {}: {e}", path.display()))
+        })?;
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    NetworkSecret::from_text(line).ok_or_else(|| {
+        failure(
+            "secret_invalid",
+            format!(
+                "{} holds no network secret (a line szn1… from `samizdat network-secret`)",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// `samizdat network-secret`: a new secret, on standard output or in a new private file.
+fn network_secret(out: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let secret = NetworkSecret::generate();
+    let text = secret.danger_to_text();
+    let Some(path) = out else {
+        if json {
+            println!("{}", json!({ "ok": true, "secret": text.as_str() }));
+        } else {
+            println!("{}", text.as_str());
+        }
+        return Ok(());
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()
+        })
+        .map_err(|e| failure("io", format!("cannot write {}: {e}", path.display())))?;
+    if json {
+        println!("{}", json!({ "ok": true, "file": path }));
+    } else {
+        println!("network secret written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// Longest invite file read (a line is well under 1 KiB).
@@ -487,8 +573,8 @@ fn read_invites(lines: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<Invit
 }
 
 async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow::Result<()> {
-    let NetOpts { listen, announce, peers, invites, seed, local_network } = net;
-    let tried = Tried { peers: peers.len(), invites: invites.len() };
+    let NetOpts { listen, announce, peers, invites, seed, local_network, mainline } = net;
+    let tried = Tried { peers: peers.len(), invites: invites.len(), mainline: mainline.is_some() };
     for a in listen.iter().chain(&announce).chain(&peers) {
         check_addr(a)?;
     }
@@ -519,6 +605,19 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
     }
     for i in invites {
         b = b.invite(i);
+    }
+    if let Some((secret, bootstrap)) = mainline {
+        let bootstrap = if bootstrap.is_empty() {
+            PUBLIC_BOOTSTRAP.iter().map(|s| (*s).to_owned()).collect()
+        } else {
+            bootstrap
+        };
+        // Resolving the bootstrap host names blocks.
+        let method = tokio::task::block_in_place(|| {
+            MainlineRendezvous::new(secret, MainlineConfig::new(bootstrap))
+        })
+        .map_err(|e| failure("io", format!("cannot start the Mainline DHT client: {e}")))?;
+        b = b.discovery(Box::new(method));
     }
     let node = Arc::new(match &state {
         State::Dir => b.build().await?,
@@ -612,11 +711,13 @@ const ALONE_AFTER: Duration = Duration::from_secs(30);
 struct Tried {
     peers: usize,
     invites: usize,
+    mainline: bool,
 }
 
 impl Tried {
-    /// What was tried and what the user can do (counts only: never an address).
-    fn advice(self) -> String {
+    /// What was tried and what the user can do (counts only: never a peer's address), with
+    /// what each discovery method did in its last round.
+    fn advice(self, discovery: Option<&DiscoveryReport>) -> String {
         let tried = match (self.peers, self.invites) {
             (0, 0) => "this node was given no way in (no --peer, no --invite)".to_owned(),
             (p, i) => format!(
@@ -625,11 +726,28 @@ impl Tried {
                 if i == 1 { "" } else { "s" }
             ),
         };
+        let methods = match discovery {
+            Some(r) => r
+                .methods
+                .iter()
+                .map(|m| match &m.error {
+                    Some(e) => format!("; {}: {e}", m.name),
+                    None => format!("; {}: {} peers, none reachable", m.name, m.peers),
+                })
+                .collect(),
+            None if self.mainline => "; the Mainline DHT has not answered yet".to_owned(),
+            None => String::new(),
+        };
+        let mainline = if self.mainline {
+            ""
+        } else {
+            "; with the network secret of your network, add --mainline-secret-file FILE"
+        };
         format!(
-            "no peer reachable after {} s: {tried}, and nobody dialled in. Ask someone who runs \
-             samizdat for an invite line (they run `samizdat invite`) and start with --invite \
-             LINE or --invite-file FILE; on a local network, use --local-network and each \
-             other's LAN addresses with --peer",
+            "no peer reachable after {} s: {tried}{methods}, and nobody dialled in. Ask someone \
+             who runs samizdat for an invite line (they run `samizdat invite`) and start with \
+             --invite LINE or --invite-file FILE{mainline}; on a local network, use \
+             --local-network and each other's LAN addresses with --peer",
             ALONE_AFTER.as_secs()
         )
     }
@@ -661,7 +779,8 @@ async fn log_status(node: Arc<Node>, tried: Tried) {
         known = up;
         if !warned && now.0 == 0 && start.elapsed() >= ALONE_AFTER {
             warned = true;
-            tracing::warn!(target: "samizdat::status", "{}", tried.advice());
+            let report = node.discovery_report();
+            tracing::warn!(target: "samizdat::status", "{}", tried.advice(report.as_ref()));
         }
         if logged != Some(now) && last_line.elapsed() >= STATUS_EVERY {
             tracing::info!(
@@ -1014,15 +1133,35 @@ async fn peers(dir: &Path, json: bool) -> anyhow::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use samizdat_discovery::MethodReport;
 
     #[test]
     fn the_advice_when_alone_names_counts_and_ways_in_but_no_address() {
-        let none = Tried { peers: 0, invites: 0 }.advice();
+        let none = Tried { peers: 0, invites: 0, mainline: false }.advice(None);
         assert!(none.contains("no way in") && none.contains("--invite"), "{none}");
-        let some = Tried { peers: 2, invites: 1 }.advice();
+        assert!(none.contains("--mainline-secret-file"), "{none}");
+        let some = Tried { peers: 2, invites: 1, mainline: false }.advice(None);
         assert!(some.contains("2 --peer addresses and 1 invite line answered"), "{some}");
         assert!(some.contains("--local-network") && some.contains("samizdat invite"), "{some}");
         assert!(!some.contains("tcp/"), "{some}");
+        let waiting = Tried { peers: 0, invites: 0, mainline: true }.advice(None);
+        assert!(waiting.contains("Mainline DHT has not answered"), "{waiting}");
+        assert!(!waiting.contains("add --mainline-secret-file"), "{waiting}");
+        let report = DiscoveryReport {
+            methods: vec![
+                MethodReport {
+                    name: "mainline",
+                    peers: 0,
+                    elapsed: Duration::from_secs(20),
+                    error: Some("mainline: no answer within 20s".into()),
+                },
+                MethodReport { name: "mdns", peers: 2, elapsed: Duration::ZERO, error: None },
+            ],
+            peers: Vec::new(),
+        };
+        let tried = Tried { peers: 0, invites: 1, mainline: true }.advice(Some(&report));
+        assert!(tried.contains("; mainline: mainline: no answer within 20s"), "{tried}");
+        assert!(tried.contains("; mdns: 2 peers, none reachable"), "{tried}");
     }
 
     #[test]

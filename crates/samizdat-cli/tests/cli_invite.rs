@@ -4,24 +4,10 @@
 
 mod common;
 
-use common::{cli, s, start_daemon};
+use common::{cli, established, s, start_daemon};
 use samizdat_content::Invite;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// The node ids of the established peers of the node at `data`.
-fn established(data: &Path) -> Vec<String> {
-    let out = cli(&["--json", "peers", "--data", s(data)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["established"] == true)
-        .filter_map(|p| p["node_id"].as_str().map(str::to_owned))
-        .collect()
-}
 
 fn wait_for_peer(data: &Path, id: &str) -> Duration {
     let t0 = Instant::now();

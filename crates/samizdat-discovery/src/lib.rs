@@ -54,7 +54,7 @@ mod report;
 
 pub use mainline_dht::{MainlineConfig, MainlineRendezvous, NetworkSecret};
 pub use record::{PeerRecord, RecordError};
-pub use report::{MethodReport, Report, run_all};
+pub use report::{MethodReport, Report, run_all, run_all_each};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -76,7 +76,25 @@ pub trait Discovery: Send + Sync {
     /// Looks for peers. Every returned record has been verified (signature and age) and there
     /// is at most one record per node.
     fn discover(&self) -> BoxFuture<'_, Result<Vec<PeerRecord>, DiscoveryError>>;
+
+    /// Like [`Discovery::discover`], also handing each verified record to `found` as soon as
+    /// the method has it, so that a caller can dial the first peers while slow lookups still
+    /// run (a record may be handed over more than once). The default hands them over when
+    /// `discover` returns.
+    fn discover_each<'a>(
+        &'a self,
+        found: &'a Found,
+    ) -> BoxFuture<'a, Result<Vec<PeerRecord>, DiscoveryError>> {
+        Box::pin(async move {
+            let records = self.discover().await?;
+            records.iter().for_each(found);
+            Ok(records)
+        })
+    }
 }
+
+/// What [`Discovery::discover_each`] hands each record to.
+pub type Found = dyn Fn(&PeerRecord) + Send + Sync;
 
 /// Why a discovery method failed.
 #[derive(Debug, thiserror::Error)]

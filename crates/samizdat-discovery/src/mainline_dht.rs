@@ -40,7 +40,7 @@
 //! gives a typed error within it, never a hang.
 
 use crate::report::merge;
-use crate::{BoxFuture, Discovery, DiscoveryError, PeerRecord, unix_now};
+use crate::{BoxFuture, Discovery, DiscoveryError, Found, PeerRecord, unix_now};
 use mainline::async_dht::AsyncDht;
 use mainline::{Dht, MutableItem, SigningKey};
 use rand_core::{OsRng, RngCore};
@@ -401,6 +401,16 @@ impl MainlineRendezvous {
     /// records (one per node). Fails with [`DiscoveryError::Unreachable`] if no DHT node
     /// answered, [`DiscoveryError::Timeout`] if no lookup finished in time.
     pub async fn discover_at(&self, now: u64) -> Result<Discovered, DiscoveryError> {
+        self.discover_at_each(now, &|_| {}).await
+    }
+
+    /// Like [`MainlineRendezvous::discover_at`], handing each verified record to `found` as
+    /// soon as its slot lookup ends.
+    pub async fn discover_at_each(
+        &self,
+        now: u64,
+        found: &Found,
+    ) -> Result<Discovered, DiscoveryError> {
         let budget = self.config.timeout;
         let start = tokio::time::Instant::now();
         tokio::time::timeout(budget, self.bootstrapped())
@@ -462,6 +472,7 @@ impl MainlineRendezvous {
                     }
                 }
             }
+            good.iter().for_each(found);
             merge(&mut out.records, &mut index, good);
         }
         if out.records.is_empty() {
@@ -494,10 +505,18 @@ impl Discovery for MainlineRendezvous {
     fn discover(&self) -> BoxFuture<'_, Result<Vec<PeerRecord>, DiscoveryError>> {
         Box::pin(async move { self.discover_at(unix_now()).await.map(|d| d.records) })
     }
+
+    fn discover_each<'a>(
+        &'a self,
+        found: &'a Found,
+    ) -> BoxFuture<'a, Result<Vec<PeerRecord>, DiscoveryError>> {
+        Box::pin(async move { self.discover_at_each(unix_now(), found).await.map(|d| d.records) })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -1,6 +1,6 @@
 //! Running every method at once, and saying what happened.
 
-use crate::{Discovery, PeerRecord};
+use crate::{Discovery, Found, PeerRecord};
 use samizdat_identity::NodeId;
 use std::collections::HashMap;
 use std::fmt;
@@ -60,13 +60,24 @@ type Pending<'a> = Pin<Box<dyn Future<Output = (MethodReport, Vec<PeerRecord>)> 
 ///
 /// Never takes much longer than `timeout`; a method that hangs is reported as timed out.
 pub async fn run_all(methods: &[Box<dyn Discovery>], timeout: Duration) -> Report {
+    run_all_each(methods, timeout, &|_| {}).await
+}
+
+/// Like [`run_all`], also handing every record to `found` as soon as a method has it (see
+/// [`Discovery::discover_each`]): records a method found before its timeout are handed over
+/// even though its report counts them as lost.
+pub async fn run_all_each(
+    methods: &[Box<dyn Discovery>],
+    timeout: Duration,
+    found: &Found,
+) -> Report {
     let mut running: Vec<Option<Pending<'_>>> = methods
         .iter()
         .map(|m| {
             let fut: Pending<'_> = Box::pin(async move {
                 let name = m.name();
                 let start = tokio::time::Instant::now();
-                let result = tokio::time::timeout(timeout, m.discover()).await;
+                let result = tokio::time::timeout(timeout, m.discover_each(found)).await;
                 let elapsed = start.elapsed();
                 let (records, error) = match result {
                     Ok(Ok(records)) => (records, None),

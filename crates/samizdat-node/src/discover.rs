@@ -8,8 +8,9 @@
 //! comes with what each method did.
 
 use crate::driver::Command;
-use samizdat_discovery::{Discovery, PeerRecord, Report, run_all, unix_now};
+use samizdat_discovery::{Discovery, PeerRecord, Report, run_all_each, unix_now};
 use samizdat_identity::Identity;
+use samizdat_identity::NodeId;
 use samizdat_wire::PeerAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,7 +21,7 @@ pub(crate) const WANT_PEERS: usize = 8;
 /// Budget of one round of every method.
 const ROUND: Duration = Duration::from_secs(25);
 /// First wait between rounds that left the node short of peers; doubled up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(15);
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// How often the record is signed afresh and announced again (well inside the methods'
 /// accepted age, and at least once per rendezvous period).
@@ -45,39 +46,79 @@ pub(crate) async fn run(
     let mut announced: Option<tokio::time::Instant> = None;
     loop {
         let due = announced.is_none_or(|t| t.elapsed() >= ANNOUNCE_EVERY);
-        if due && !addrs.is_empty() {
-            // A node without a reachable address only looks: it cannot be dialled.
-            announce(&methods, &identity, &addrs).await;
+        // A node without a reachable address only looks: it cannot be dialled.
+        let announcing = due && !addrs.is_empty();
+        if announcing {
             announced = Some(tokio::time::Instant::now());
         }
         let Some(up) = established(&cmd).await else { return };
-        let wait = if up < WANT_PEERS {
-            let report = run_all(&methods, ROUND).await;
-            let mut dialled = 0;
-            for record in report.peers.iter().filter(|r| r.node_id() != me) {
-                for addr in record.addrs().iter().filter_map(|a| PeerAddr::new(a).ok()) {
-                    if dialled >= MAX_DIALS {
-                        break;
-                    }
-                    let Some(tx) = cmd.upgrade() else { return };
-                    let node = record.node_id();
-                    if tx.send(Command::Dial { addr, node }).await.is_err() {
-                        return;
-                    }
-                    dialled += 1;
-                }
+        let looking = up < WANT_PEERS;
+        let (found_tx, found_rx) = mpsc::unbounded_channel();
+        let round = async {
+            if !looking {
+                drop(found_tx); // lets `dial_found` end
+                return None;
             }
-            tracing::debug!(target: "samizdat::discovery", "{report}");
-            *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(report);
-            let wait = backoff;
-            backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
-            wait
-        } else {
-            backoff = FIRST_BACKOFF;
-            ANNOUNCE_EVERY
+            let found = move |r: &PeerRecord| {
+                let _ = found_tx.send(r.clone());
+            };
+            Some(run_all_each(&methods, ROUND, &found).await)
+        };
+        let ((), report, stopped) = tokio::join!(
+            async {
+                if announcing {
+                    announce(&methods, &identity, &addrs).await;
+                }
+            },
+            round,
+            dial_found(found_rx, me, &cmd),
+        );
+        if stopped {
+            return;
+        }
+        let wait = match report {
+            Some(report) => {
+                tracing::debug!(target: "samizdat::discovery", "{report}");
+                *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(report);
+                let wait = backoff;
+                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+                wait
+            }
+            None => {
+                backoff = FIRST_BACKOFF;
+                ANNOUNCE_EVERY
+            }
         };
         tokio::time::sleep(wait.min(ANNOUNCE_EVERY)).await;
     }
+}
+
+/// Dials every peer handed over (once per node, at most [`MAX_DIALS`] addresses a round) as
+/// soon as a method finds it. Returns whether the node has stopped.
+async fn dial_found(
+    mut found: mpsc::UnboundedReceiver<PeerRecord>,
+    me: NodeId,
+    cmd: &mpsc::WeakSender<Command>,
+) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut dialled = 0;
+    while let Some(record) = found.recv().await {
+        let node = record.node_id();
+        if node == me || !seen.insert(node) {
+            continue;
+        }
+        for addr in record.addrs().iter().filter_map(|a| PeerAddr::new(a).ok()) {
+            if dialled >= MAX_DIALS {
+                break;
+            }
+            let Some(tx) = cmd.upgrade() else { return true };
+            if tx.send(Command::Dial { addr, node }).await.is_err() {
+                return true;
+            }
+            dialled += 1;
+        }
+    }
+    false
 }
 
 /// Signs this node's record as of now and announces it through every method at once.

@@ -34,18 +34,20 @@ impl Drop for Daemon {
 /// Starts `samizdat --json node --listen tcp/127.0.0.1:0 --data DATA EXTRA…`, waits for its
 /// control socket, and returns it with the JSON line it printed.
 pub fn start_daemon(data: &Path, extra: &[&str]) -> (Daemon, serde_json::Value) {
-    let mut child = Command::new(BIN)
-        .args(["--json", "node", "--listen", "tcp/127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--json", "node", "--listen", "tcp/127.0.0.1:0", "--data"]).arg(data).args(extra);
+    spawn_daemon(cmd, data)
+}
+
+/// Runs `cmd` (a `samizdat --json node … --data DATA`, perhaps behind `ip netns exec`), waits
+/// for its control socket, and returns it with the JSON line it printed.
+pub fn spawn_daemon(mut cmd: Command, data: &Path) -> (Daemon, serde_json::Value) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let daemon = Daemon(child);
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     assert_eq!(v["ok"], true, "{line}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !data.join("control.sock").exists() {
@@ -53,6 +55,20 @@ pub fn start_daemon(data: &Path, extra: &[&str]) -> (Daemon, serde_json::Value) 
         std::thread::sleep(Duration::from_millis(10));
     }
     (daemon, v)
+}
+
+/// The node IDs of the established peers of the node at `data`.
+pub fn established(data: &Path) -> Vec<String> {
+    let out = cli(&["--json", "peers", "--data", s(data)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["established"] == true)
+        .filter_map(|p| p["node_id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Runs the CLI to completion.

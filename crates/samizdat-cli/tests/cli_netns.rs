@@ -1,0 +1,213 @@
+//! Real processes in network namespaces: a censor (nftables in the new node's namespace)
+//! blackholes the node's only bootstrap peer, and the node still finds the network through
+//! the Mainline DHT rendezvous (a `mainline` testnet in a namespace of its own; never the
+//! internet).
+//!
+//! ```text
+//!           bridge (namespace hub)
+//!     ┌─────────┬─────────┬─────────┐
+//!   A .2      B .3      C .4      M .5
+//!  (new)   (member)  (bootstrap)  (Mainline testnet)
+//!   A → C dropped by nftables in A
+//! ```
+//!
+//! Needs root (for `ip netns` and `nft`); CI runs as root, and the test fails there if the
+//! namespaces cannot be made. Run alone it prints the wall time of the discovery.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod common;
+
+use common::{BIN, Daemon, cli, established, s, spawn_daemon};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Set in the environment of the helper process that runs the Mainline testnet.
+const TESTNET_BIND: &str = "SAMIZDAT_TEST_TESTNET_BIND";
+
+/// Not a test: the Mainline testnet, run by [`the_mainline_dht_finds_peers_when_bootstrap_is_blackholed`]
+/// inside its own namespace by re-running this binary. It prints the bootstrap addresses and
+/// lives until its standard input closes.
+#[test]
+#[ignore = "helper process of the namespace test"]
+fn mainline_testnet_server() {
+    let Ok(bind) = std::env::var(TESTNET_BIND) else { return };
+    let net = mainline::Testnet::builder(8).bind_address(bind.parse().unwrap()).build().unwrap();
+    println!("BOOTSTRAP {}", net.bootstrap.join(","));
+    let mut line = String::new();
+    while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+    drop(net);
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn ip(args: &[&str]) {
+    run(Command::new("ip").args(args));
+}
+
+/// Namespaces joined by a bridge, deleted when dropped.
+struct Lab {
+    hub: String,
+    hosts: Vec<String>,
+}
+
+impl Lab {
+    /// `hosts` namespaces, host i at 10.77.0.(i+2)/24.
+    fn new(hosts: usize) -> Lab {
+        let tag = std::process::id();
+        let hub = format!("sz{tag}hub");
+        ip(&["netns", "add", &hub]);
+        let mut lab = Lab { hub: hub.clone(), hosts: Vec::new() };
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &hub, "link", "set", "br0", "up"]);
+        for i in 0..hosts {
+            let ns = format!("sz{tag}h{i}");
+            ip(&["netns", "add", &ns]);
+            lab.hosts.push(ns.clone());
+            let port = format!("p{i}");
+            ip(&[
+                "-n", &hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &ns,
+            ]);
+            ip(&["-n", &hub, "link", "set", &port, "master", "br0"]);
+            ip(&["-n", &hub, "link", "set", &port, "up"]);
+            ip(&["-n", &ns, "addr", "add", &format!("{}/24", Lab::addr(i)), "dev", "eth0"]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        lab
+    }
+
+    fn addr(i: usize) -> String {
+        format!("10.77.0.{}", i + 2)
+    }
+
+    /// A command run inside host `i`'s namespace.
+    fn exec(&self, i: usize, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.hosts[i], program]);
+        c
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in self.hosts.iter().chain([&self.hub]) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Starts `samizdat --json node` in host `i`, listening on its address; returns the daemon
+/// and its node ID.
+fn node(lab: &Lab, i: usize, data: &Path, extra: &[&str]) -> (Daemon, String) {
+    let listen = format!("tcp/{}:7070", Lab::addr(i));
+    let mut cmd = lab.exec(i, BIN);
+    cmd.args(["--json", "node", "--local-network", "--listen", &listen, "--data"])
+        .arg(data)
+        .args(extra);
+    let (daemon, v) = spawn_daemon(cmd, data);
+    (daemon, v["node_id"].as_str().unwrap().to_owned())
+}
+
+/// Kills the testnet helper (closing its standard input) when dropped.
+struct Testnet(Child);
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_mainline_dht_finds_peers_when_bootstrap_is_blackholed() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for network namespaces and nftables");
+        return;
+    }
+    let lab = Lab::new(4);
+    let (a, b, c, m) = (0, 1, 2, 3);
+
+    // The Mainline testnet in M.
+    let mut helper = lab
+        .exec(m, &std::env::current_exe().unwrap().to_string_lossy())
+        .args(["--ignored", "--exact", "mainline_testnet_server", "--nocapture"])
+        .env(TESTNET_BIND, Lab::addr(m))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    let testnet = Testnet(helper);
+    let bootstrap = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("BOOTSTRAP ").map(str::to_owned))
+        .expect("the testnet helper printed its bootstrap nodes");
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("network.secret");
+    let out = cli(&["network-secret", "--out", s(&secret)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut mainline = vec!["--mainline-secret-file", s(&secret)];
+    for node in bootstrap.split(',') {
+        mainline.extend(["--mainline-bootstrap", node]);
+    }
+
+    // C is the well-known way in; B is a member that uses it.
+    let peer_c = format!("tcp/{}:7070", Lab::addr(c));
+    let (dc, db, da) = (tmp.path().join("c"), tmp.path().join("b"), tmp.path().join("a"));
+    let (_c, id_c) = node(&lab, c, &dc, &mainline);
+    let mut args = mainline.clone();
+    args.extend(["--peer", &peer_c]);
+    let (_b, id_b) = node(&lab, b, &db, &args);
+
+    // The censor drops everything A sends to C.
+    let rules = format!(
+        "table inet censor {{\n chain out {{\n type filter hook output priority 0; policy \
+         accept;\n ip daddr {} counter drop\n }}\n}}\n",
+        Lab::addr(c)
+    );
+    let mut nft = lab.exec(a, "nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut nft.stdin.take().unwrap(), rules.as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success(), "nft refused the rules");
+
+    // B is up (it reached C) before A starts.
+    let up = Instant::now();
+    while !established(&db).contains(&id_c) {
+        assert!(up.elapsed() < Duration::from_secs(20), "B never reached C");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t0 = Instant::now();
+    let (_a, _) = node(&lab, a, &da, &args);
+    let found = loop {
+        let peers = established(&da);
+        assert!(!peers.contains(&id_c), "A reached the blackholed bootstrap peer");
+        if peers.contains(&id_b) {
+            break t0.elapsed();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "A never found B: {peers:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("netns: A found B through the Mainline DHT in {:.1} s (wall)", found.as_secs_f64());
+    // The censor did drop A's attempts at C.
+    let listed = lab.exec(a, "nft").args(["list", "ruleset"]).output().unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let dropped: u64 = text
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(dropped > 0, "A never tried C: {text}");
+    drop(testnet);
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
