@@ -53,6 +53,8 @@ pub(crate) struct DhtGlue {
     bootstrapped: bool,
     /// Provider records given before any contact was known, stored once one is.
     deferred: Vec<ProviderRecord>,
+    /// The overlay rendezvous points' state.
+    pub(crate) rendezvous: crate::rendezvous::Rendezvous,
 }
 
 /// Lookup slots kept free of announcements for the node's own lookups.
@@ -86,6 +88,7 @@ impl DhtGlue {
             finding: BTreeMap::new(),
             bootstrapped: false,
             deferred: Vec::new(),
+            rendezvous: crate::rendezvous::Rendezvous::default(),
         })
     }
 }
@@ -406,6 +409,9 @@ impl<S: ContentSource> Engine<S> {
 
     fn on_dht_event(&mut self, now: Instant, event: DhtEvent) {
         let DhtEvent::LookupFinished { id, result } = event else { return };
+        if self.rendezvous_finished(now, id, &result) {
+            return;
+        }
         let Some((root, generation)) = self.dht.as_mut().and_then(|g| g.finding.remove(&id)) else {
             return;
         };
@@ -440,7 +446,8 @@ impl<S: ContentSource> Engine<S> {
 
     /// When the DHT next needs [`Engine::handle_timeout`].
     pub(crate) fn dht_timeout(&self) -> Option<Instant> {
-        self.dht.as_ref().and_then(|g| g.dht.poll_timeout())
+        let dht = self.dht.as_ref().and_then(|g| g.dht.poll_timeout());
+        dht.into_iter().chain(self.rendezvous_timeout()).min()
     }
 
     /// Runs the DHT's timers.
@@ -449,5 +456,6 @@ impl<S: ContentSource> Engine<S> {
             g.dht.handle_timeout(now);
         }
         self.pump_dht(now);
+        self.rendezvous_tick(now);
     }
 }

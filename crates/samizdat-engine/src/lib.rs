@@ -31,6 +31,7 @@
 
 pub mod addrbook;
 mod dht;
+pub mod rendezvous;
 mod source;
 pub mod transfer;
 
@@ -302,6 +303,9 @@ pub struct EngineConfig {
     /// The DHT's settings (`None`: no DHT; provider lookups and records are then unavailable).
     /// Every node of one network must use the same proof-of-work difficulty.
     pub dht: Option<samizdat_dht::DhtConfig>,
+    /// Slots per period of the overlay's rendezvous points (see [`rendezvous`]); 0 turns
+    /// them off. Every node of one network must use the same number.
+    pub rendezvous_slots: u16,
 }
 
 /// The proof-of-work difficulty of DHT node ids (leading zero bits; each identity solves it
@@ -336,6 +340,7 @@ impl EngineConfig {
                 pow_difficulty: DHT_POW_DIFFICULTY,
                 ..samizdat_dht::DhtConfig::default()
             }),
+            rendezvous_slots: 64,
         }
     }
 }
@@ -669,11 +674,19 @@ impl<S: ContentSource> Engine<S> {
     /// signed the address): a session with any other identity is closed with
     /// [`Event::IdentityMismatch`]. Nothing is dialled when the address breaks the address
     /// book's rules (a private address off a local network), or when `node` is already
-    /// connected or being dialled.
+    /// connected or being dialled. A connection the DHT dialled to `node` (closed when idle)
+    /// is kept as a peer instead, and its id returned.
     pub fn connect_pinned(&mut self, now: Instant, addr: PeerAddr, node: NodeId) -> Option<ConnId> {
         let addr = self.addrs.check(&addr).ok()?;
         let known = |c: &Conn| c.expect == Some(node) || c.session.peer_id() == Some(node);
-        if node == self.node_id() || self.is_connected_to(&addr) || self.conns.values().any(known) {
+        if let Some((&id, c)) = self.conns.iter_mut().find(|(_, c)| known(c)) {
+            if c.outbound && c.dht_dialled {
+                c.dht_dialled = false;
+                return Some(id);
+            }
+            return None;
+        }
+        if node == self.node_id() || self.is_connected_to(&addr) {
             return None;
         }
         self.dial(now, addr, Some(node))

@@ -940,7 +940,10 @@ fn dht_dials_keep_to_their_budget_and_close_when_idle() {
     let n = 16;
     let sources: Vec<Box<dyn ContentSource>> =
         (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
-    let mut net = Net::with(sources, local_test_net);
+    let mut net = Net::with(sources, |c| {
+        local_test_net(c);
+        c.rendezvous_slots = 0; // no new DHT work when the idle links are due
+    });
     let now = net.now;
     for i in 2..n {
         net.nodes[i].connect(now, addr(1));
@@ -993,4 +996,60 @@ fn a_node_that_gets_in_through_one_peer_fills_its_outbound_slots_from_peer_excha
     let up = net.nodes[0].peers().iter().filter(|p| p.established && p.outbound).count();
     assert!(up >= 8, "{up} outbound peers");
     assert!(up <= 8 + 1 + dht::MAX_DHT_DIALS, "{up}");
+}
+
+#[test]
+fn a_node_that_gets_in_through_one_peer_finds_others_at_the_overlay_rendezvous_points() {
+    let n = 14;
+    let sources: Vec<Box<dyn ContentSource>> =
+        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
+    let mut net = Net::with(sources, |c| {
+        local_test_net(c);
+        c.rendezvous_slots = 2;
+        // Nothing else finds peers here: no peer exchange, no outbound filling.
+        c.addrbook.max_per_source_group = 0;
+    });
+    let now = net.now;
+    for i in 2..n {
+        net.nodes[i].connect(now, addr(1));
+    }
+    net.run();
+    // Everyone announces itself at the next timer.
+    for i in 1..n {
+        net.nodes[i].handle_timeout(now);
+    }
+    net.run();
+    let period = T0 / rendezvous::RENDEZVOUS_PERIOD_SECS;
+    let stored: usize = (0..2)
+        .map(|slot| {
+            let key = rendezvous::rendezvous_key(period, slot);
+            (1..n)
+                .map(|i| net.nodes[i].dht().unwrap().store().providers(&key, T0, 64).len())
+                .max()
+                .unwrap()
+        })
+        .sum();
+    assert!(stored >= 10, "announced: {stored}");
+    // The newcomer knows only the hub, and no peer exchange: its walks find the others.
+    net.nodes[0].connect(now, addr(1));
+    net.run();
+    // Ten simulated minutes in steps of 5 s (pings keep the links up).
+    let mut t = now;
+    for _ in 0..120 {
+        t += Duration::from_secs(5);
+        net.now = t;
+        for node in &mut net.nodes {
+            node.handle_timeout(t);
+        }
+        net.run();
+    }
+    let pinned = net.nodes[0]
+        .conns
+        .values()
+        .filter(|c| {
+            c.outbound && !c.dht_dialled && c.expect.is_some() && c.session.is_established()
+        })
+        .count();
+    assert!(pinned >= 4, "{pinned} peers from the rendezvous points");
+    assert!(net.nodes[0].conns.values().filter(|c| c.outbound && !c.dht_dialled).count() <= 8);
 }

@@ -255,16 +255,26 @@ async fn a_cancelled_seed_fetch_leaves_no_blob_and_a_completed_one_is_kept() {
 }
 
 /// Starts a fetch of `link` into `target` and stops it after some verified bytes.
-async fn interrupted(link: &ShareLink, target: FetchTarget) {
-    let node = NodeBuilder::new().build().await.unwrap();
-    let mut f = node.fetch_into(link, target).await.unwrap();
-    while let Some(p) = f.progress().await {
-        if p.verified_bytes > 2_000_000 {
-            break;
+/// Starts a fetch and drops it after 2 MB. On a busy machine the fetch may finish before
+/// the progress that stops it is seen: `finished` (where a whole fetch lands) then exists, and
+/// is removed and the fetch tried again.
+async fn interrupted(link: &ShareLink, target: FetchTarget, finished: &std::path::Path) {
+    for _ in 0..5 {
+        let node = NodeBuilder::new().build().await.unwrap();
+        let mut f = node.fetch_into(link, target.clone()).await.unwrap();
+        while let Some(p) = f.progress().await {
+            if p.verified_bytes > 2_000_000 {
+                break;
+            }
         }
+        drop(f);
+        node.shutdown().await;
+        if !finished.exists() {
+            return;
+        }
+        std::fs::remove_file(finished).unwrap();
     }
-    drop(f);
-    node.shutdown().await;
+    panic!("every fetch finished before it could be interrupted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,7 +287,7 @@ async fn a_tampered_or_truncated_resume_state_is_discarded_and_rebuilt() {
     let fetcher = NodeBuilder::new().build().await.unwrap();
 
     // Untouched: the resume uses what was verified.
-    interrupted(&link, FetchTarget::File(out.clone())).await;
+    interrupted(&link, FetchTarget::File(out.clone()), &out).await;
     assert_eq!(mode(&state), 0o600);
     assert_eq!(mode(&dir.path().join("out.part")), 0o600);
     let done = fetcher.fetch(&link, &out).await.unwrap().outcome().await.unwrap();
@@ -292,7 +302,7 @@ async fn a_tampered_or_truncated_resume_state_is_discarded_and_rebuilt() {
     ];
     for (what, damage) in damages {
         std::fs::remove_file(&out).unwrap();
-        interrupted(&link, FetchTarget::File(out.clone())).await;
+        interrupted(&link, FetchTarget::File(out.clone()), &out).await;
         let mut bytes = std::fs::read(&state).unwrap();
         damage(&mut bytes);
         std::fs::write(&state, &bytes).unwrap();
@@ -315,7 +325,7 @@ async fn fetch_into_a_directory_uses_the_senders_name_and_never_overwrites() {
     std::fs::write(into.join("report.pdf"), b"mine").unwrap();
 
     // Interrupted: the part file is hidden and names nothing; the same call resumes.
-    interrupted(&link, FetchTarget::Dir(into.clone())).await;
+    interrupted(&link, FetchTarget::Dir(into.clone()), &into.join("report (1).pdf")).await;
     let parts: Vec<_> = walk(&into).into_iter().filter(|p| !p.ends_with("report.pdf")).collect();
     assert_eq!(parts.len(), 2, "{parts:?}");
     for p in &parts {
