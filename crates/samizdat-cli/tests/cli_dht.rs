@@ -43,6 +43,20 @@ fn a_link_without_hints_is_fetched_through_the_dht_from_a_node_known_only_by_a_t
     assert!(link.peers.is_empty(), "the link names no peer");
     let link_file = tmp.path().join("link.txt");
     std::fs::write(&link_file, &text).unwrap();
+    // `shares` lists it as it was made: without hints; sharing it again with hints changes
+    // that, and --no-hints again brings it back.
+    let listed = |data: &Path| -> ShareLink {
+        let out = cli(&["--json", "shares", "--data", s(data)]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["link"].as_str().unwrap().parse().unwrap()
+    };
+    assert!(listed(&a).peers.is_empty(), "shares lists a hinted link");
+    let out = cli(&["share", s(&file), "--data", s(&a)]);
+    let hinted: ShareLink = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+    assert!(!hinted.peers.is_empty() && !listed(&a).peers.is_empty());
+    assert_eq!(hinted.root, link.root, "the same share");
+    assert!(cli(&["share", s(&file), "--no-hints", "--data", s(&a)]).status.success());
+    assert!(listed(&a).peers.is_empty());
 
     // A short-lived fetcher that knows nobody finds no provider, and says so at once.
     let t0 = Instant::now();

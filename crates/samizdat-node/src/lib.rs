@@ -716,11 +716,18 @@ impl Node {
                 (added?, false)
             }
         };
-        let mut link = self.current_link(&record)?;
+        let record = if record.no_hints == opts.no_hints {
+            record
+        } else {
+            // The latest share decides how `shares` lists the link.
+            let book = self.shares.clone().ok_or(NodeError::Stopped)?;
+            let (id, on) = (record.id.clone(), opts.no_hints);
+            tokio::task::spawn_blocking(move || lock_book(&book).set_no_hints(&id, on))
+                .await
+                .map_err(|_| NodeError::Stopped)??
+        };
+        let link = self.current_link(&record)?;
         self.announce(&link).await;
-        if opts.no_hints {
-            link.peers.clear();
-        }
         Ok(Shared { link, record, existing })
     }
 
@@ -729,10 +736,11 @@ impl Node {
         let _ = self.cmd.send(Command::Provide { keys: provider_keys(link) }).await;
     }
 
-    /// A record's link with this node's current advertised addresses as hints.
+    /// A record's link with this node's current advertised addresses as hints (none for a
+    /// share made with [`ShareOptions::no_hints`]).
     fn current_link(&self, record: &ShareRecord) -> Result<ShareLink, NodeError> {
         let mut link: ShareLink = record.link.parse()?;
-        link.peers = self.hints();
+        link.peers = if record.no_hints { Vec::new() } else { self.hints() };
         Ok(link)
     }
 

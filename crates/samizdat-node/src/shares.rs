@@ -50,6 +50,9 @@ pub struct ShareRecord {
     pub link: String,
     /// Keyed hash of the file's content (hex), to recognise the same file shared again.
     content: String,
+    /// Shared (last) with `--no-hints`: its listed link names no address.
+    #[serde(default)]
+    pub no_hints: bool,
 }
 
 impl std::fmt::Debug for ShareRecord {
@@ -155,6 +158,7 @@ impl ShareBook {
                     shared_at,
                     link,
                     content: hash.to_hex().to_string(),
+                    no_hints: false,
                 };
             }
         };
@@ -178,6 +182,17 @@ impl ShareBook {
                     r.link.parse::<samizdat_content::ShareLink>().is_ok_and(|l| l.root == *root)
                 })
         })
+    }
+
+    /// Sets whether record `id`'s link is listed without hints, and saves. Blocking.
+    pub(crate) fn set_no_hints(&mut self, id: &str, on: bool) -> Result<ShareRecord, NodeError> {
+        let i = self.records.iter().position(|r| r.id == id).ok_or(NodeError::UnknownShare)?;
+        let was = std::mem::replace(&mut self.records[i].no_hints, on);
+        if let Err(e) = self.save() {
+            self.records[i].no_hints = was;
+            return Err(e);
+        }
+        Ok(self.records[i].clone())
     }
 
     /// Removes record `index` and saves. Blocking.
