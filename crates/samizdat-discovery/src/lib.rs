@@ -22,9 +22,9 @@
 //! | method | status |
 //! |---|---|
 //! | [`MainlineRendezvous`]: BEP 44 mutable items in the BitTorrent Mainline DHT under keys derived from a network secret and the hour | here |
+//! | [`LanDiscovery`] (`"mdns"`): DNS-SD over multicast DNS on the local network, for internet shutdowns; signed records in TXT strings | here (IPv4, one interface per instance) |
 //! | bootstrap peers and invite lines | in `samizdat-node` (to move behind this trait) |
 //! | peer exchange and the overlay DHT | in `samizdat-engine` / `samizdat-dht` |
-//! | mDNS on the LAN (for shutdowns) | later |
 //! | rendezvous points inside the overlay (rotating keys, like Tor's HSDirs) | later |
 //! | DNS-over-HTTPS seeds, domain-fronted HTTPS rendezvous | later, with the HTTPS client of the traffic-obfuscation work |
 //!
@@ -48,10 +48,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod lan;
 pub mod mainline_dht;
 pub mod record;
 mod report;
 
+pub use lan::{LanConfig, LanDiscovery};
 pub use mainline_dht::{MainlineConfig, MainlineRendezvous, NetworkSecret};
 pub use record::{PeerRecord, RecordError};
 pub use report::{MethodReport, Report, run_all, run_all_each};
