@@ -20,7 +20,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use progress::{Bar, human_bytes};
 use samizdat_discovery::mainline_dht::PUBLIC_BOOTSTRAP;
-use samizdat_discovery::{MainlineConfig, MainlineRendezvous, NetworkSecret};
+use samizdat_discovery::{
+    LanConfig, LanDiscovery, MainlineConfig, MainlineRendezvous, NetworkSecret,
+};
 use samizdat_node::control::{self, ControlClient, ControlError};
 use samizdat_node::{
     DiscoveryReport, FetchTarget, Invite, Node, NodeBuilder, NodeError, PeerAddr, ShareLink,
@@ -140,6 +142,15 @@ enum Command {
         /// (repeatable; default: the public BitTorrent bootstrap routers).
         #[arg(long, value_name = "HOST:PORT", requires = "mainline_secret_file")]
         mainline_bootstrap: Vec<String>,
+        /// Find peers on the local network, and be found there, over mDNS (for when the
+        /// internet is cut off): anyone on the LAN can see this node's identity and advertised
+        /// addresses. Implies --local-network; use --announce with the LAN address.
+        #[arg(long)]
+        lan: bool,
+        /// With --lan: the IPv4 address of the interface to use (default: the system's
+        /// choice).
+        #[arg(long, value_name = "ADDR", requires = "lan")]
+        lan_interface: Option<std::net::Ipv4Addr>,
     },
     /// Share a file through the running node; prints its share link.
     ///
@@ -371,6 +382,8 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             local_network,
             mainline_secret_file,
             mainline_bootstrap,
+            lan,
+            lan_interface,
         } => {
             let state = match vault {
                 Some(path) => State::Vault { path, password_file, protect_password_file, wait },
@@ -381,8 +394,21 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
                 Some(file) => Some((read_network_secret(&file)?, mainline_bootstrap)),
                 None => None,
             };
-            let net =
-                NetOpts { listen, announce, peers: peer, invites, seed, local_network, mainline };
+            let lan = lan.then(|| {
+                let mut c = LanConfig::default();
+                c.interface = lan_interface.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+                c
+            });
+            let net = NetOpts {
+                listen,
+                announce,
+                peers: peer,
+                invites,
+                seed,
+                local_network: local_network || lan.is_some(),
+                mainline,
+                lan,
+            };
             run_node(&data.dir(), state, net, json).await
         }
         Command::Share { file, again, no_hints, data } => {
@@ -485,6 +511,8 @@ struct NetOpts {
     local_network: bool,
     /// The network secret and the Mainline bootstrap nodes, with --mainline-secret-file.
     mainline: Option<(NetworkSecret, Vec<String>)>,
+    /// LAN discovery's settings, with --lan.
+    lan: Option<LanConfig>,
 }
 
 /// Longest network secret file read.
@@ -573,8 +601,13 @@ fn read_invites(lines: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<Invit
 }
 
 async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow::Result<()> {
-    let NetOpts { listen, announce, peers, invites, seed, local_network, mainline } = net;
-    let tried = Tried { peers: peers.len(), invites: invites.len(), mainline: mainline.is_some() };
+    let NetOpts { listen, announce, peers, invites, seed, local_network, mainline, lan } = net;
+    let tried = Tried {
+        peers: peers.len(),
+        invites: invites.len(),
+        mainline: mainline.is_some(),
+        lan: lan.is_some(),
+    };
     for a in listen.iter().chain(&announce).chain(&peers) {
         check_addr(a)?;
     }
@@ -618,6 +651,9 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
         })
         .map_err(|e| failure("io", format!("cannot start the Mainline DHT client: {e}")))?;
         b = b.discovery(Box::new(method));
+    }
+    if let Some(config) = lan {
+        b = b.discovery(Box::new(LanDiscovery::new(config)));
     }
     let node = Arc::new(match &state {
         State::Dir => b.build().await?,
@@ -712,6 +748,7 @@ struct Tried {
     peers: usize,
     invites: usize,
     mainline: bool,
+    lan: bool,
 }
 
 impl Tried {
@@ -743,11 +780,17 @@ impl Tried {
         } else {
             "; with the network secret of your network, add --mainline-secret-file FILE"
         };
+        let lan = if self.lan {
+            "; on a local network, check that the others run with --lan too, or give their \
+             LAN addresses with --peer"
+        } else {
+            "; on a local network (when the internet is cut off), add --lan, or give each \
+             other's LAN addresses with --peer and --local-network"
+        };
         format!(
             "no peer reachable after {} s: {tried}{methods}, and nobody dialled in. Ask someone \
              who runs samizdat for an invite line (they run `samizdat invite`) and start with \
-             --invite LINE or --invite-file FILE{mainline}; on a local network, use \
-             --local-network and each other's LAN addresses with --peer",
+             --invite LINE or --invite-file FILE{mainline}{lan}",
             ALONE_AFTER.as_secs()
         )
     }
@@ -1137,14 +1180,14 @@ mod tests {
 
     #[test]
     fn the_advice_when_alone_names_counts_and_ways_in_but_no_address() {
-        let none = Tried { peers: 0, invites: 0, mainline: false }.advice(None);
+        let none = Tried { peers: 0, invites: 0, mainline: false, lan: false }.advice(None);
         assert!(none.contains("no way in") && none.contains("--invite"), "{none}");
         assert!(none.contains("--mainline-secret-file"), "{none}");
-        let some = Tried { peers: 2, invites: 1, mainline: false }.advice(None);
+        let some = Tried { peers: 2, invites: 1, mainline: false, lan: false }.advice(None);
         assert!(some.contains("2 --peer addresses and 1 invite line answered"), "{some}");
         assert!(some.contains("--local-network") && some.contains("samizdat invite"), "{some}");
         assert!(!some.contains("tcp/"), "{some}");
-        let waiting = Tried { peers: 0, invites: 0, mainline: true }.advice(None);
+        let waiting = Tried { peers: 0, invites: 0, mainline: true, lan: false }.advice(None);
         assert!(waiting.contains("Mainline DHT has not answered"), "{waiting}");
         assert!(!waiting.contains("add --mainline-secret-file"), "{waiting}");
         let report = DiscoveryReport {
@@ -1159,9 +1202,11 @@ mod tests {
             ],
             peers: Vec::new(),
         };
-        let tried = Tried { peers: 0, invites: 1, mainline: true }.advice(Some(&report));
+        let tried = Tried { peers: 0, invites: 1, mainline: true, lan: true }.advice(Some(&report));
         assert!(tried.contains("; mainline: mainline: no answer within 20s"), "{tried}");
         assert!(tried.contains("; mdns: 2 peers, none reachable"), "{tried}");
+        assert!(tried.contains("run with --lan too"), "{tried}");
+        assert!(some.contains("add --lan"), "{some}");
     }
 
     #[test]

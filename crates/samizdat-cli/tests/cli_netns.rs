@@ -58,7 +58,9 @@ struct Lab {
 impl Lab {
     /// `hosts` namespaces, host i at 10.77.0.(i+2)/24.
     fn new(hosts: usize) -> Lab {
-        let tag = std::process::id();
+        static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}x{n}", std::process::id());
         let hub = format!("sz{tag}hub");
         ip(&["netns", "add", &hub]);
         let mut lab = Lab { hub: hub.clone(), hosts: Vec::new() };
@@ -217,4 +219,27 @@ fn the_mainline_dht_finds_peers_when_bootstrap_is_blackholed() {
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+#[test]
+fn nodes_on_a_lan_without_any_way_in_find_each_other_over_mdns() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for network namespaces");
+        return;
+    }
+    let lab = Lab::new(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let lan = |i: usize| ["--lan".to_owned(), "--lan-interface".to_owned(), Lab::addr(i)];
+    let args_b = lan(1);
+    let (_b, id_b) = node(&lab, 1, &db, &args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    let t0 = Instant::now();
+    let args_a = lan(0);
+    let (_a, id_a) = node(&lab, 0, &da, &args_a.iter().map(String::as_str).collect::<Vec<_>>());
+    while !established(&da).contains(&id_b) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "A never found B on the LAN");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("netns: A found B over mDNS in {:.1} s (wall)", t0.elapsed().as_secs_f64());
+    assert!(established(&db).contains(&id_a));
 }
