@@ -768,6 +768,7 @@ impl Tried {
                 .methods
                 .iter()
                 .map(|m| match &m.error {
+                    Some(e) if e.starts_with(m.name) => format!("; {e}"),
                     Some(e) => format!("; {}: {e}", m.name),
                     None => format!("; {}: {} peers, none reachable", m.name, m.peers),
                 })
@@ -1203,7 +1204,7 @@ mod tests {
             peers: Vec::new(),
         };
         let tried = Tried { peers: 0, invites: 1, mainline: true, lan: true }.advice(Some(&report));
-        assert!(tried.contains("; mainline: mainline: no answer within 20s"), "{tried}");
+        assert!(tried.contains("; mainline: no answer within 20s;"), "{tried}");
         assert!(tried.contains("; mdns: 2 peers, none reachable"), "{tried}");
         assert!(tried.contains("run with --lan too"), "{tried}");
         assert!(some.contains("add --lan"), "{some}");

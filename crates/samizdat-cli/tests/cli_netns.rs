@@ -107,8 +107,14 @@ impl Drop for Lab {
 /// Starts `samizdat --json node` in host `i`, listening on its address; returns the daemon
 /// and its node ID.
 fn node(lab: &Lab, i: usize, data: &Path, extra: &[&str]) -> (Daemon, String) {
+    node_with(lab, i, data, extra, Stdio::inherit())
+}
+
+/// [`node`], with the daemon's standard error going to `stderr`.
+fn node_with(lab: &Lab, i: usize, data: &Path, extra: &[&str], stderr: Stdio) -> (Daemon, String) {
     let listen = format!("tcp/{}:7070", Lab::addr(i));
     let mut cmd = lab.exec(i, BIN);
+    cmd.stderr(stderr);
     cmd.args(["--json", "node", "--local-network", "--listen", &listen, "--data"])
         .arg(data)
         .args(extra);
@@ -242,4 +248,49 @@ fn nodes_on_a_lan_without_any_way_in_find_each_other_over_mdns() {
     }
     println!("netns: A found B over mDNS in {:.1} s (wall)", t0.elapsed().as_secs_f64());
     assert!(established(&db).contains(&id_a));
+}
+
+#[test]
+fn a_node_cut_off_from_everything_says_what_it_tried_within_30_s() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for network namespaces and nftables");
+        return;
+    }
+    let lab = Lab::new(1);
+    // The censor drops everything but the LAN's multicast; nobody is on the LAN anyway.
+    let rules = "table inet censor {\n chain out {\n type filter hook output priority 0; \
+                 policy accept;\n ip daddr 10.0.0.0/8 drop\n }\n}\n";
+    let mut nft = lab.exec(0, "nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut nft.stdin.take().unwrap(), rules.as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success(), "nft refused the rules");
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("network.secret");
+    assert!(cli(&["network-secret", "--out", s(&secret)]).status.success());
+    let interface = Lab::addr(0);
+    let args = [
+        "--peer",
+        "tcp/10.77.0.9:7070",
+        "--mainline-secret-file",
+        s(&secret),
+        "--mainline-bootstrap",
+        "10.77.0.9:6881",
+        "--lan",
+        "--lan-interface",
+        &interface,
+    ];
+    let t0 = Instant::now();
+    let (mut daemon, _) = node_with(&lab, 0, &tmp.path().join("a"), &args, Stdio::piped());
+    let stderr = daemon.0.stderr.take().unwrap();
+    let advice = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("no peer reachable"))
+        .expect("the node said what it tried");
+    let took = t0.elapsed();
+    println!("netns: cut off, the node said what it tried after {:.1} s", took.as_secs_f64());
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    for what in ["1 --peer address", "mainline:", "mdns:", "--invite", "--lan too"] {
+        assert!(advice.contains(what), "{what}: {advice}");
+    }
+    assert!(!advice.contains("10.77.0.9"), "no address in the log: {advice}");
 }

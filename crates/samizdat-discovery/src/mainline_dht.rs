@@ -308,6 +308,15 @@ impl MainlineRendezvous {
         Ok(MainlineRendezvous { dht, secret, config })
     }
 
+    /// Why nobody answered, without naming the bootstrap nodes (errors end up in logs).
+    fn nobody_answered(&self) -> String {
+        let n = self.config.bootstrap.len();
+        format!(
+            "no Mainline DHT node answered ({n} bootstrap node{} tried)",
+            if n == 1 { "" } else { "s" }
+        )
+    }
+
     /// The settings in use.
     pub fn config(&self) -> &MainlineConfig {
         &self.config
@@ -337,13 +346,7 @@ impl MainlineRendezvous {
         if self.dht.bootstrapped().await {
             return Ok(());
         }
-        Err(DiscoveryError::Unreachable {
-            method: NAME,
-            detail: format!(
-                "no Mainline DHT node answered (bootstrap: {})",
-                self.config.bootstrap.join(", ")
-            ),
-        })
+        Err(DiscoveryError::Unreachable { method: NAME, detail: self.nobody_answered() })
     }
 
     async fn announce_inner(&self, record: &PeerRecord, now: u64) -> Result<usize, DiscoveryError> {
@@ -482,10 +485,7 @@ impl MainlineRendezvous {
             if out.responded == 0 {
                 return Err(DiscoveryError::Unreachable {
                     method: NAME,
-                    detail: format!(
-                        "no Mainline DHT node answered (bootstrap: {})",
-                        self.config.bootstrap.join(", ")
-                    ),
+                    detail: self.nobody_answered(),
                 });
             }
         }

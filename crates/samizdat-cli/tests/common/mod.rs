@@ -42,7 +42,8 @@ pub fn start_daemon(data: &Path, extra: &[&str]) -> (Daemon, serde_json::Value) 
 /// Runs `cmd` (a `samizdat --json node … --data DATA`, perhaps behind `ip netns exec`), waits
 /// for its control socket, and returns it with the JSON line it printed.
 pub fn spawn_daemon(mut cmd: Command, data: &Path) -> (Daemon, serde_json::Value) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    // Standard error is the caller's choice (inherited unless it says otherwise).
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let daemon = Daemon(child);
