@@ -122,6 +122,13 @@ fn node_with(lab: &Lab, i: usize, data: &Path, extra: &[&str], stderr: Stdio) ->
     (daemon, v["node_id"].as_str().unwrap().to_owned())
 }
 
+/// Loads nftables `rules` in host `i`'s namespace (the censor).
+fn nft(lab: &Lab, i: usize, rules: &str) {
+    let mut nft = lab.exec(i, "nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut nft.stdin.take().unwrap(), rules.as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success(), "nft refused the rules");
+}
+
 /// Kills the testnet helper (closing its standard input) when dropped.
 struct Testnet(Child);
 
@@ -181,9 +188,7 @@ fn the_mainline_dht_finds_peers_when_bootstrap_is_blackholed() {
          accept;\n ip daddr {} counter drop\n }}\n}}\n",
         Lab::addr(c)
     );
-    let mut nft = lab.exec(a, "nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
-    std::io::Write::write_all(&mut nft.stdin.take().unwrap(), rules.as_bytes()).unwrap();
-    assert!(nft.wait().unwrap().success(), "nft refused the rules");
+    nft(&lab, a, &rules);
 
     // B is up (it reached C) before A starts; its time through an open bootstrap peer is the
     // baseline.
@@ -260,9 +265,7 @@ fn a_node_cut_off_from_everything_says_what_it_tried_within_30_s() {
     // The censor drops everything but the LAN's multicast; nobody is on the LAN anyway.
     let rules = "table inet censor {\n chain out {\n type filter hook output priority 0; \
                  policy accept;\n ip daddr 10.0.0.0/8 drop\n }\n}\n";
-    let mut nft = lab.exec(0, "nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
-    std::io::Write::write_all(&mut nft.stdin.take().unwrap(), rules.as_bytes()).unwrap();
-    assert!(nft.wait().unwrap().success(), "nft refused the rules");
+    nft(&lab, 0, rules);
     let tmp = tempfile::tempdir().unwrap();
     let secret = tmp.path().join("network.secret");
     assert!(cli(&["network-secret", "--out", s(&secret)]).status.success());
