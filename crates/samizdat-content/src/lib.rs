@@ -35,7 +35,9 @@ mod outboard;
 
 pub use cipher::ContentKey;
 pub use invite::{INVITE_PREFIX, Invite, InviteError, MAX_INVITE_ADDRS};
-pub use link::{LINK_PREFIX, LinkError, MAX_HINTS, PROVIDER_PERIOD_SECS, PeerHint, ShareLink};
+pub use link::{
+    LINK_PREFIX, LinkError, MAX_HINTS, PROVIDER_PERIOD_SECS, PeerHint, ShareLink, provider_key,
+};
 pub use manifest::{HEADER_LEN, Manifest};
 pub use outboard::{Outboard, group_count, group_range};
 pub use samizdat_wire::{ContentRoot, GROUP_SIZE, Locator};

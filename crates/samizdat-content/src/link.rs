@@ -91,12 +91,26 @@ impl ShareLink {
     /// cannot compute it for a file it knows without the link, and keys of different periods
     /// cannot be linked to each other.
     pub fn provider_key(&self, period: u64) -> [u8; 32] {
-        let mut h = blake3::Hasher::new_derive_key("samizdat 2026 provider key v1");
+        provider_key(&self.provider_base(), period)
+    }
+
+    /// What a node that keeps a copy needs to announce itself in every later period
+    /// ([`provider_key`]) without keeping the link: it neither decrypts the file nor
+    /// locates it on the wire.
+    pub fn provider_base(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("samizdat 2026 provider base v1");
         h.update(self.key.as_bytes());
         h.update(&self.root.0);
-        h.update(&period.to_be_bytes());
         *h.finalize().as_bytes()
     }
+}
+
+/// The provider key of `period` for a [`ShareLink::provider_base`].
+pub fn provider_key(base: &[u8; 32], period: u64) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("samizdat 2026 provider key v2");
+    h.update(base);
+    h.update(&period.to_be_bytes());
+    *h.finalize().as_bytes()
 }
 
 impl fmt::Debug for ShareLink {

@@ -211,5 +211,9 @@ fn provider_keys_need_the_link_and_rotate_per_period() {
     assert_ne!(k, l.provider_key(20_001), "a new key each period");
     let other_key = ShareLink { key: ContentKey::from_bytes([6; 32]), ..l.clone() };
     assert_ne!(k, other_key.provider_key(20_000), "the same file under another link");
+    let base = l.provider_base();
+    assert_eq!(crate::provider_key(&base, 20_001), l.provider_key(20_001), "from the base");
+    assert_ne!(base, k, "the base is not a period's key");
+    assert_ne!(base, *l.key.as_bytes(), "nor the content key");
     assert_ne!(&k, &l.root.0, "not the public root");
 }

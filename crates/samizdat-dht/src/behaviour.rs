@@ -23,7 +23,7 @@ use crate::table::{InsertOutcome, RoutingTable, TableConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use samizdat_identity::NodeId;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How often expired records are swept.
@@ -187,6 +187,8 @@ pub struct Dht {
     queued: VecDeque<Transmit>,
     events: VecDeque<DhtEvent>,
     owned: HashMap<NodeId, (Owned, Instant)>,
+    /// Owned keys whose last put reached nobody, or has not finished yet.
+    unstored: BTreeSet<NodeId>,
     refreshing: Option<LookupId>,
     rng: ChaCha20Rng,
     next_request: u64,
@@ -230,6 +232,7 @@ impl Dht {
             queued: VecDeque::new(),
             events: VecDeque::new(),
             owned: HashMap::new(),
+            unstored: BTreeSet::new(),
             refreshing: None,
             rng: ChaCha20Rng::from_seed(seed),
             next_request: 1,
@@ -338,7 +341,19 @@ impl Dht {
         }
         let id = self.start(LookupKind::FindNode, key, Then::Put(owned.clone()), now)?;
         self.owned.insert(key, (owned, now + self.config.republish_interval));
+        self.unstored.insert(key);
         Ok(id)
+    }
+
+    /// Makes every owned record whose last put reached nobody due now (call it when a live
+    /// contact arrives: after a restart the remembered contacts may all be gone, and a put
+    /// that found only them would otherwise wait for its retry).
+    pub fn retry_unstored(&mut self, now: Instant) {
+        for key in std::mem::take(&mut self.unstored) {
+            if let Some(entry) = self.owned.get_mut(&key) {
+                entry.1 = entry.1.min(now);
+            }
+        }
     }
 
     /// Publishes a mutable record this node owns: checks it, keeps it in the local store,
@@ -436,11 +451,11 @@ impl Dht {
             Purpose::Probe => matches!(response, DhtResponse::Pong),
             Purpose::Store(l) => match response {
                 DhtResponse::Stored { accepted } => {
-                    self.put_answer(l, accepted);
+                    self.put_answer(l, accepted, now);
                     true
                 }
                 _ => {
-                    self.put_answer(l, false);
+                    self.put_answer(l, false, now);
                     false
                 }
             },
@@ -465,11 +480,11 @@ impl Dht {
                 self.progress(l, now);
             }
             Purpose::Probe => {}
-            Purpose::Store(l) => self.put_answer(l, false),
+            Purpose::Store(l) => self.put_answer(l, false, now),
         }
     }
 
-    fn put_answer(&mut self, l: LookupId, accepted: bool) {
+    fn put_answer(&mut self, l: LookupId, accepted: bool, now: Instant) {
         let Some(p) = self.puts.get_mut(&l) else { return };
         p.pending = p.pending.saturating_sub(1);
         if accepted {
@@ -481,8 +496,30 @@ impl Dht {
             let key = p.key;
             let (accepted, failed) = (p.accepted, p.failed);
             self.puts.remove(&l);
-            self.events.push_back(DhtEvent::PutFinished { id: l, key, accepted, failed });
+            self.put_finished(l, key, accepted, failed, now);
         }
+    }
+
+    /// Reports a finished put. One that reached nobody (every contact known was dead, as after
+    /// a restart with remembered contacts) is tried again in [`RETRY_PUT_AFTER`], not after a
+    /// whole republish interval.
+    fn put_finished(
+        &mut self,
+        l: LookupId,
+        key: NodeId,
+        accepted: usize,
+        failed: usize,
+        now: Instant,
+    ) {
+        if accepted == 0 {
+            if let Some(entry) = self.owned.get_mut(&key) {
+                entry.1 = entry.1.min(now + RETRY_PUT_AFTER);
+                self.unstored.insert(key);
+            }
+        } else {
+            self.unstored.remove(&key);
+        }
+        self.events.push_back(DhtEvent::PutFinished { id: l, key, accepted, failed });
     }
 
     /// Finishes lookup `l` if it is done.
@@ -513,12 +550,7 @@ impl Dht {
                     pending += 1;
                 }
                 if pending == 0 {
-                    self.events.push_back(DhtEvent::PutFinished {
-                        id: l,
-                        key,
-                        accepted: 0,
-                        failed: 0,
-                    });
+                    self.put_finished(l, key, 0, 0, now);
                 } else {
                     self.puts.insert(l, PutState { key, pending, accepted: 0, failed: 0 });
                 }
@@ -603,6 +635,8 @@ impl Dht {
             self.next_sweep = now + SWEEP_INTERVAL;
         }
         self.owned.retain(|_, (o, _)| o.expires_at() > unix);
+        let owned = &self.owned;
+        self.unstored.retain(|k| owned.contains_key(k));
         let mut due: Vec<NodeId> =
             self.owned.iter().filter(|(_, (_, at))| *at <= now).map(|(k, _)| *k).collect();
         due.sort_unstable();
@@ -966,5 +1000,39 @@ mod tests {
             d.handle_timeout(t);
         }
         assert!(d.poll_timeout().is_none_or(|n| n > t), "still spinning");
+    }
+
+    #[test]
+    fn a_put_that_reached_only_dead_contacts_is_retried_when_a_live_one_arrives() {
+        let now = base();
+        let mut d = dht(now);
+        let (id0, me) = node(0);
+        // A remembered contact that is gone: every request to it fails.
+        d.add_contact(node(1).1, now).unwrap();
+        let record = ProviderRecord::sign(&id0, NodeId([4; 32]), me, 100_000).unwrap();
+        d.provide(record, now).unwrap();
+        let mut t = now;
+        for _ in 0..20 {
+            while let Some(tx) = d.poll_transmit(t) {
+                d.handle_failure(t, tx.request_id);
+            }
+            while d.poll_event().is_some() {}
+            t += Duration::from_millis(10);
+            d.handle_timeout(t);
+        }
+        let retry = d.poll_timeout().unwrap();
+        assert!(retry <= t + RETRY_PUT_AFTER, "retried within 30 s, not after an hour");
+        // A live contact arrives: the put is due at once.
+        d.add_contact(node(2).1, t).unwrap();
+        d.retry_unstored(t);
+        assert!(d.poll_timeout().unwrap() <= t);
+        d.handle_timeout(t);
+        let mut asked = Vec::new();
+        while let Some(tx) = d.poll_transmit(t) {
+            asked.push(tx.to.id());
+        }
+        assert!(asked.contains(&node(2).1.id()), "the new contact is asked: {asked:?}");
+        // Nothing more to retry once it was retried.
+        d.retry_unstored(t);
     }
 }

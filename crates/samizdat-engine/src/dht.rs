@@ -257,6 +257,8 @@ impl<S: ContentSource> Engine<S> {
                     if let Some(g) = self.dht.as_mut() {
                         if g.dht.add_contact(contact.clone(), now).is_ok() {
                             c.dht_contact = Some(contact);
+                            // A live contact: what could be stored nowhere is tried again.
+                            g.dht.retry_unstored(now);
                         }
                     }
                 }

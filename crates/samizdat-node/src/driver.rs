@@ -18,7 +18,7 @@ use samizdat_wire::PeerAddr;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -55,8 +55,9 @@ pub(crate) enum Command {
         sources: Vec<SourceSpec>,
         /// DHT keys to look the content's providers up under (for a link without hints).
         providers: Vec<NodeId>,
-        /// DHT keys to announce this node under if it keeps a seeding copy.
-        announce: Vec<(NodeId, u64)>,
+        /// The link's provider base: this node announces itself under its keys if it keeps a
+        /// seeding copy.
+        provider_base: [u8; 32],
         progress: mpsc::Sender<Progress>,
         outcome: oneshot::Sender<Result<FetchOutcome, NodeError>>,
     },
@@ -126,8 +127,9 @@ pub(crate) enum Io {
     Stored(ContentRoot, u64, u32),
     /// A download's writer could not write (or panicked); the caller has its answer.
     WriteFailed(ContentRoot, u64),
-    /// A download's seeding copy was kept: announce this node under these DHT keys.
-    Provide(Vec<(NodeId, u64)>),
+    /// A download's seeding copy was kept: announce this node under the keys of this
+    /// provider base, and remember it.
+    Seeded(ContentRoot, [u8; 32]),
 }
 
 pub(crate) struct Setup {
@@ -148,6 +150,8 @@ pub(crate) struct Setup {
     pub source: BlobSource,
     pub store: Store,
     pub seed_downloads: bool,
+    /// Where kept seeding copies are remembered (none for an ephemeral node).
+    pub seed_book: Option<Arc<Mutex<crate::seeds::SeedBook>>>,
     /// Counts the bytes served to peers.
     pub served: Arc<AtomicU64>,
 }
@@ -191,6 +195,7 @@ struct Driver {
     downloads: BTreeMap<ContentRoot, Download>,
     store: Store,
     seed_downloads: bool,
+    seed_book: Option<Arc<Mutex<crate::seeds::SeedBook>>>,
     /// Chunk-group reads asked for while draining, started together afterwards.
     reads: Vec<(ReadId, ContentRoot, u32)>,
     /// The latest writer of each root (awaited at shutdown, so an output is released by
@@ -265,6 +270,7 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         downloads: BTreeMap::new(),
         store: setup.store,
         seed_downloads: setup.seed_downloads,
+        seed_book: setup.seed_book,
         reads: Vec::new(),
         writers: BTreeMap::new(),
         deferred: Vec::new(),
@@ -356,7 +362,7 @@ impl Driver {
                 spec,
                 sources,
                 providers,
-                announce,
+                provider_base,
                 progress,
                 outcome,
             } => {
@@ -372,7 +378,7 @@ impl Driver {
                         spec,
                         sources,
                         providers,
-                        announce,
+                        provider_base,
                         progress,
                         outcome,
                     };
@@ -408,7 +414,7 @@ impl Driver {
                     outcome,
                     io: self.io_tx.clone(),
                     resumed: resume.outboard.clone().map(|o| (o, resume.have.clone())),
-                    announce,
+                    provider_base,
                 };
                 // The writer's queue is bounded by the engine's store window.
                 let io = self.io_tx.clone();
@@ -496,7 +502,18 @@ impl Driver {
                     self.engine.stored(now, &root, groups);
                 }
             }
-            Io::Provide(keys) => self.provide(now, keys),
+            Io::Seeded(root, base) => {
+                self.provide(now, crate::provider_keys_for(&base));
+                if let Some(book) = self.seed_book.clone() {
+                    // Blocking; losing it only costs the announcement after a restart.
+                    tokio::task::spawn_blocking(move || {
+                        let mut book = book.lock().unwrap_or_else(PoisonError::into_inner);
+                        if let Err(e) = book.add(root, base) {
+                            tracing::debug!("cannot remember a seed: {e}");
+                        }
+                    });
+                }
+            }
             Io::WriteFailed(root, generation) => {
                 if self.downloads.get(&root).is_some_and(|d| d.generation == generation) {
                     self.engine.cancel(&root);

@@ -43,6 +43,7 @@ mod download;
 mod driver;
 mod peers;
 mod sealed;
+mod seeds;
 mod shares;
 mod state;
 mod store;
@@ -489,6 +490,21 @@ impl NodeBuilder {
             .await
             .map_err(|_| NodeError::Stopped)?
         };
+        // The seeds kept last time, whose blobs are still here (announced again below).
+        let (seed_book, identity, source) = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                let book = seeds::SeedBook::open(&store, &identity).and_then(|b| {
+                    let Some(mut b) = b else { return Ok(None) };
+                    b.retain(|root| source.contains(root))?;
+                    Ok(Some(b))
+                });
+                (book, identity, source)
+            })
+            .await
+            .map_err(|_| NodeError::Stopped)?
+        };
+        let seed_book = seed_book?.map(|b| Arc::new(Mutex::new(b)));
         let served = Arc::new(AtomicU64::new(0));
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let discovery_report = discover::LastReport::default();
@@ -516,11 +532,13 @@ impl NodeBuilder {
             source,
             store: store.clone(),
             seed_downloads: self.seed_downloads && store.is_persistent(),
+            seed_book: seed_book.clone(),
             served: served.clone(),
         };
         let task = tokio::spawn(driver::run(setup, cmd_rx));
-        if let Some(book) = shares.clone() {
-            tasks.push(tokio::spawn(announce_shares(book, cmd_tx.downgrade())));
+        if shares.is_some() || seed_book.is_some() {
+            let (book, seeds, cmd) = (shares.clone(), seed_book, cmd_tx.downgrade());
+            tasks.push(tokio::spawn(announce_shares(book, seeds, cmd)));
         }
         Ok(Node {
             cmd: cmd_tx,
@@ -548,10 +566,15 @@ fn is_loopback(addr: &PeerAddr) -> bool {
 /// The DHT keys to announce a share under now: this period's and the next one's (so fetchers
 /// find it across the change of period), each with its record's expiry.
 fn provider_keys(link: &ShareLink) -> Vec<(NodeId, u64)> {
+    provider_keys_for(&link.provider_base())
+}
+
+/// [`provider_keys`] from a link's provider base (what a seed keeps instead of the link).
+pub(crate) fn provider_keys_for(base: &[u8; 32]) -> Vec<(NodeId, u64)> {
     let period = unix_now() / PROVIDER_PERIOD_SECS;
     [period, period + 1]
         .into_iter()
-        .map(|p| (NodeId(link.provider_key(p)), (p + 2) * PROVIDER_PERIOD_SECS))
+        .map(|p| (NodeId(samizdat_content::provider_key(base, p)), (p + 2) * PROVIDER_PERIOD_SECS))
         .collect()
 }
 
@@ -561,13 +584,23 @@ const ANNOUNCE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Announces every share at start and then every [`ANNOUNCE_EVERY`], until the node stops (it
 /// holds only a weak sender, so a dropped node still stops its driver).
-async fn announce_shares(book: Arc<Mutex<ShareBook>>, cmd: mpsc::WeakSender<Command>) {
+async fn announce_shares(
+    book: Option<Arc<Mutex<ShareBook>>>,
+    seeds: Option<Arc<Mutex<seeds::SeedBook>>>,
+    cmd: mpsc::WeakSender<Command>,
+) {
     loop {
-        let links: Vec<ShareLink> =
-            lock_book(&book).records().iter().filter_map(|r| r.link.parse().ok()).collect();
-        for link in links {
+        let mut bases: Vec<[u8; 32]> = book.as_ref().map_or_else(Vec::new, |b| {
+            let links: Vec<ShareLink> =
+                lock_book(b).records().iter().filter_map(|r| r.link.parse().ok()).collect();
+            links.iter().map(ShareLink::provider_base).collect()
+        });
+        if let Some(seeds) = &seeds {
+            bases.extend(seeds.lock().unwrap_or_else(PoisonError::into_inner).bases());
+        }
+        for base in bases {
             let Some(tx) = cmd.upgrade() else { return };
-            if tx.send(Command::Provide { keys: provider_keys(&link) }).await.is_err() {
+            if tx.send(Command::Provide { keys: provider_keys_for(&base) }).await.is_err() {
                 return;
             }
         }
@@ -857,7 +890,7 @@ impl Node {
             } else {
                 Vec::new()
             },
-            announce: provider_keys(link),
+            provider_base: link.provider_base(),
             sources: link
                 .peers
                 .iter()

@@ -9,7 +9,6 @@ use crate::state::Store;
 use samizdat_dht::contact::Contact;
 use samizdat_identity::Identity;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 /// Most contacts remembered.
 pub(crate) const MAX_REMEMBERED: usize = 256;
@@ -48,9 +47,7 @@ impl PeerBook {
     /// The contacts saved last time (none if never saved; damaged entries are skipped, a
     /// document that fails authentication is an error). Blocking.
     pub(crate) fn load(&self) -> Result<Vec<Contact>, NodeError> {
-        let Some(plain) = self.doc.load()? else { return Ok(Vec::new()) };
-        let list: Vec<Remembered> =
-            serde_json::from_slice(&plain).map_err(|_| NodeError::Corrupt(KIND.what))?;
+        let Some(list) = self.doc.load_json::<Vec<Remembered>>()? else { return Ok(Vec::new()) };
         Ok(list
             .into_iter()
             .take(MAX_REMEMBERED)
@@ -73,9 +70,7 @@ impl PeerBook {
                 addr: c.address().to_owned(),
             })
             .collect();
-        let plain =
-            Zeroizing::new(serde_json::to_vec(&list).map_err(|_| NodeError::Corrupt(KIND.what))?);
-        self.doc.save(&plain)
+        self.doc.save_json(&list)
     }
 }
 

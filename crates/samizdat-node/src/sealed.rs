@@ -92,6 +92,19 @@ impl SealedDoc {
         }
     }
 
+    /// The document as JSON (`None` if it was never written; JSON that does not parse as `T`
+    /// is corrupt). Blocking.
+    pub(crate) fn load_json<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, NodeError> {
+        let Some(plain) = self.load()? else { return Ok(None) };
+        serde_json::from_slice(&plain).map(Some).map_err(|_| self.corrupt())
+    }
+
+    /// Replaces the document with `value` as JSON. Blocking.
+    pub(crate) fn save_json<T: serde::Serialize>(&self, value: &T) -> Result<(), NodeError> {
+        let plain = Zeroizing::new(serde_json::to_vec(value).map_err(|_| self.corrupt())?);
+        self.save(&plain)
+    }
+
     /// Replaces the document. Blocking.
     pub(crate) fn save(&self, plain: &[u8]) -> Result<(), NodeError> {
         match &self.backend {

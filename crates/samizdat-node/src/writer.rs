@@ -68,8 +68,9 @@ pub(crate) struct Writer {
     pub io: mpsc::Sender<Io>,
     /// Groups resumed from the output file, to copy into a fresh seeding copy first.
     pub resumed: Option<(Outboard, Vec<bool>)>,
-    /// DHT keys to announce this node under once the seeding copy is kept (with expiries).
-    pub announce: Vec<(samizdat_identity::NodeId, u64)>,
+    /// The link's provider base: this node announces itself under its keys once the
+    /// seeding copy is kept.
+    pub provider_base: [u8; 32],
 }
 
 /// A run of contiguous groups waiting to be written.
@@ -238,7 +239,7 @@ impl Writer {
     /// Finishes the output and keeps the seeding copy, then answers the caller: a completed
     /// fetch means the node seeds it.
     fn finish(self) {
-        let Writer { target, seed, store, source, outcome, cancel, io, announce, .. } = self;
+        let Writer { target, seed, store, source, outcome, cancel, io, provider_base, .. } = self;
         let root = target.root;
         let resumed_bytes = target.resumed_bytes;
         let outboard = seed.as_ref().and(target.outboard.clone());
@@ -271,8 +272,8 @@ impl Writer {
             };
             match kept {
                 // A node that keeps a copy serves it: it announces itself as a provider.
-                Ok(()) if seeding && !announce.is_empty() => {
-                    let _ = io.blocking_send(Io::Provide(announce));
+                Ok(()) if seeding => {
+                    let _ = io.blocking_send(Io::Seeded(root, provider_base));
                 }
                 Ok(()) => {}
                 Err(e) => tracing::debug!("cannot keep a seeding copy: {e}"),

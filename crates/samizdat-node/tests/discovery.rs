@@ -90,3 +90,91 @@ async fn nodes_find_each_other_through_a_discovery_method_and_forged_records_are
         n.shutdown().await;
     }
 }
+
+/// Fetches `link` through a fresh ephemeral node that knows only `hub`, retrying while the
+/// provider record may still be on its way; returns the bytes or the last error.
+async fn fetch_via(
+    hub: &str,
+    link: &samizdat_node::ShareLink,
+    out: &std::path::Path,
+) -> Result<Vec<u8>, samizdat_node::NodeError> {
+    let mut last = None;
+    let t0 = Instant::now();
+    for _ in 0..80 {
+        // No listener: on loopback it must be told it is on a local network.
+        let f = NodeBuilder::new().peer(hub).local_network(true).build().await.unwrap();
+        f.wait_for_peers(1, Duration::from_secs(10)).await.unwrap();
+        let r = match f.fetch(link, out).await {
+            Ok(fetch) => fetch.outcome().await.map(|_| std::fs::read(out).unwrap()),
+            Err(e) => Err(e),
+        };
+        f.shutdown().await;
+        match r {
+            Ok(bytes) => {
+                println!("fetched through the DHT after {:.1} s", t0.elapsed().as_secs_f64());
+                return Ok(bytes);
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(last.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_seeder_announces_its_copies_again_to_a_network_that_forgot_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = NodeBuilder::new().listen("tcp/127.0.0.1:0").build().await.unwrap();
+    let hub_addr = hub.advertised_addrs()[0].to_string();
+    let sharer = NodeBuilder::new()
+        .data_dir(tmp.path().join("sharer"))
+        .listen("tcp/127.0.0.1:0")
+        .peer(&hub_addr)
+        .build()
+        .await
+        .unwrap();
+    let file = tmp.path().join("f.bin");
+    let content: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+    sharer.wait_for_peers(1, Duration::from_secs(10)).await.unwrap();
+    let opts = samizdat_node::ShareOptions { no_hints: true, ..Default::default() };
+    let link = sharer.share_with(&file, opts).await.unwrap().link;
+    assert!(link.peers.is_empty());
+
+    // The seeder fetches it through the DHT and keeps a copy.
+    let seeder_dir = tmp.path().join("seeder");
+    let seeder = |hub: String| {
+        NodeBuilder::new()
+            .data_dir(seeder_dir.clone())
+            .listen("tcp/127.0.0.1:0")
+            .peer(hub)
+            .seed_downloads(true)
+            .build()
+    };
+    let s = seeder(hub_addr.clone()).await.unwrap();
+    s.wait_for_peers(1, Duration::from_secs(10)).await.unwrap();
+    let mut got = None;
+    for _ in 0..20 {
+        match s.fetch(&link, &tmp.path().join("s.bin")).await.unwrap().outcome().await {
+            Ok(_) => {
+                got = Some(std::fs::read(tmp.path().join("s.bin")).unwrap());
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&content[..]), "the seeder fetched it");
+    tokio::time::sleep(Duration::from_millis(300)).await; // the seed is remembered
+    // Everyone goes; a new hub knows nothing of the file.
+    for n in [s, sharer, hub] {
+        n.shutdown().await;
+    }
+    assert!(seeder_dir.join("seeds.rec").exists(), "the seed was remembered");
+    let hub2 = NodeBuilder::new().listen("tcp/127.0.0.1:0").build().await.unwrap();
+    let hub2_addr = hub2.advertised_addrs()[0].to_string();
+    let s = seeder(hub2_addr.clone()).await.unwrap();
+    let bytes = fetch_via(&hub2_addr, &link, &tmp.path().join("f2.bin")).await.unwrap();
+    assert_eq!(bytes, content, "found through the seeder's new announcement");
+    s.shutdown().await;
+    hub2.shutdown().await;
+}
