@@ -8,8 +8,12 @@
 //! samizdat-lab dht-sybil --nodes 10000 --sybil 0.2 --seed 1 --json
 //! samizdat-lab dht-sybil --nodes 10000 --sybil 0.2 --seed 1 --disjoint 1 --json
 //! samizdat-lab dht-churn --nodes 10000 --churn-per-hour 0.3 --seed 1 --json
+//! samizdat-lab discovery --block bootstrap --seed 1 --json
+//! samizdat-lab discovery --block all --seed 1 --json
 //! ```
 #![forbid(unsafe_code)]
+
+mod discovery;
 
 use clap::{Parser, Subcommand};
 use samizdat_dht::scenario::{ChurnParams, SybilParams, run_churn, run_sybil};
@@ -74,6 +78,32 @@ enum Scenario {
         /// Disjoint lookup paths.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
         disjoint: u8,
+        /// The seed everything derives from.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A new node joins while a censor blocks some ways in; it runs every discovery method at
+    /// once (bootstrap peers, peer exchange, overlay rendezvous points, the Mainline DHT, the
+    /// LAN) and the report says what each found, and when.
+    Discovery {
+        /// Nodes in the network.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// What the censor blocks: none, bootstrap, mainline, lan, all (or a comma list).
+        #[arg(long, default_value = "bootstrap", value_parser = discovery::Block::parse)]
+        block: discovery::Block,
+        /// Online nodes on the newcomer's LAN.
+        #[arg(long, default_value_t = 0)]
+        lan_peers: usize,
+        /// Fraction of peer-exchange records that are forged (0..1).
+        #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+        poison: f64,
+        /// Simulated seconds the run lasts at most.
+        #[arg(long, default_value_t = 30)]
+        until: u64,
         /// The seed everything derives from.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -162,6 +192,34 @@ fn main() {
                     r.lookups,
                     r.records_found * 100.0
                 );
+            }
+        }
+        Scenario::Discovery { nodes, block, lan_peers, poison, until, seed, json } => {
+            let params = discovery::Params {
+                nodes,
+                block,
+                lan_peers,
+                poison,
+                until: std::time::Duration::from_secs(until),
+                seed,
+            };
+            let r = discovery::run(params);
+            if json {
+                println!("{}", with_wall(&r.to_json(), started));
+            } else {
+                println!(
+                    "discovery: {} nodes, blocked: {}; {} peers found ({} within 5 s), 8th at \
+                     {:.1} s; refused {} records",
+                    r.nodes, r.block, r.peers_found, r.peers_at_5s, r.seconds, r.records_refused
+                );
+                for m in &r.methods {
+                    let first = m.first_peer_seconds.map_or("-".into(), |s| format!("{s:.2} s"));
+                    let error = m.error.as_deref().unwrap_or("");
+                    println!(
+                        "  {}: {} peers, first {first}, ran {:.1} s {error}",
+                        m.name, m.peers, m.elapsed_seconds
+                    );
+                }
             }
         }
     }
