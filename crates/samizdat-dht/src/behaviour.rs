@@ -28,6 +28,25 @@ use std::time::{Duration, Instant};
 
 /// How often expired records are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Whether two contact addresses name the same host: the same IP for `transport/ip:port`
+/// addresses, else the same string. A provider record is taken only with the address its
+/// sender was reached at (or came from), so the per-network-group limits count real hosts.
+fn same_host(a: &str, b: &str) -> bool {
+    let ip = |s: &str| {
+        let rest = s.split_once('/').map_or(s, |(_, r)| r);
+        rest.parse::<std::net::SocketAddr>().ok().map(|a| match a.ip() {
+            std::net::IpAddr::V6(v6) => {
+                v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4)
+            }
+            v4 => v4,
+        })
+    };
+    match (ip(a), ip(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// When a republish could not start, how long until it is tried again.
 const RETRY_PUT_AFTER: Duration = Duration::from_secs(30);
 
@@ -426,8 +445,10 @@ impl Dht {
             // A node announces only itself: a provider record is taken only from the provider
             // (so one peer cannot fill a key's slots with records of others, real or made up).
             DhtRequest::AddProvider { record } => DhtResponse::Stored {
-                accepted: from.is_some_and(|c| c.public_key() == record.provider.public_key())
-                    && self.store.add_provider(record, source, unix).is_ok(),
+                accepted: from.is_some_and(|c| {
+                    c.public_key() == record.provider.public_key()
+                        && same_host(c.address(), record.provider.address())
+                }) && self.store.add_provider(record, source, unix).is_ok(),
             },
         }
     }
@@ -1034,5 +1055,24 @@ mod tests {
         assert!(asked.contains(&node(2).1.id()), "the new contact is asked: {asked:?}");
         // Nothing more to retry once it was retried.
         d.retry_unstored(t);
+    }
+
+    #[test]
+    fn a_provider_record_is_taken_only_with_the_address_its_sender_was_reached_at() {
+        assert!(same_host("tcp/192.0.2.1:7070", "tcp/192.0.2.1:9"));
+        assert!(same_host("tcp/[::ffff:192.0.2.1]:1", "tcp/192.0.2.1:2"));
+        assert!(!same_host("tcp/192.0.2.1:7070", "tcp/192.0.2.2:7070"));
+        assert!(same_host("test/3", "test/3") && !same_host("test/3", "test/4"));
+        let now = base();
+        let mut d = dht(now);
+        let (id, real) = node(5);
+        // The record claims another host than the one the session came from.
+        let elsewhere = Contact::for_identity(&id, 2, "tcp/203.0.113.7:1").unwrap();
+        let record = ProviderRecord::sign(&id, NodeId([4; 32]), elsewhere, 100_000).unwrap();
+        let r = d.handle_request(now, Some(&real), DhtRequest::AddProvider { record });
+        assert_eq!(r, DhtResponse::Stored { accepted: false });
+        let record = ProviderRecord::sign(&id, NodeId([4; 32]), real.clone(), 100_000).unwrap();
+        let r = d.handle_request(now, Some(&real), DhtRequest::AddProvider { record });
+        assert_eq!(r, DhtResponse::Stored { accepted: true });
     }
 }

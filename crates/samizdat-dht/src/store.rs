@@ -26,6 +26,9 @@ pub struct StoreConfig {
     pub max_per_source: usize,
     /// The most provider records kept per key.
     pub max_providers_per_key: usize,
+    /// The most provider records kept per key from one /24 (IPv4) or /48 (IPv6) of provider
+    /// addresses, so one operator's many identities cannot take all of a key's places.
+    pub max_providers_per_key_group: usize,
     /// The longest lifetime accepted: records expiring later than `now + max_ttl_secs` are
     /// refused, so a flood cannot pin the store forever.
     pub max_ttl_secs: u64,
@@ -37,6 +40,7 @@ impl Default for StoreConfig {
             max_records: 4096,
             max_per_source: 64,
             max_providers_per_key: 20,
+            max_providers_per_key_group: 2,
             max_ttl_secs: 48 * 3600,
         }
     }
@@ -222,9 +226,15 @@ impl RecordStore {
         }
         self.admit(source, now, record.expires_at, None)?;
         let max = self.config.max_providers_per_key;
+        let per_group = self.config.max_providers_per_key_group;
+        let group = record.provider.net_groups().narrow;
         let list = self.providers.entry(key).or_default();
         if list.len() >= max && source != Source::Local {
             return Err(DhtError::StoreFull(max));
+        }
+        let same_group = list.iter().filter(|s| s.record.provider.net_groups().narrow == group);
+        if same_group.count() >= per_group && source != Source::Local {
+            return Err(DhtError::StoreFull(per_group));
         }
         list.push(Stored { record, source });
         self.count(source, true);
@@ -288,6 +298,7 @@ mod tests {
             max_records: 5,
             max_per_source: 3,
             max_providers_per_key: 2,
+            max_providers_per_key_group: 2,
             max_ttl_secs: 100,
         }
     }
@@ -386,5 +397,32 @@ mod tests {
         assert_eq!(s.sweep(60), 1);
         assert!(s.providers(&key, 0, 10).is_empty());
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn one_network_group_takes_at_most_two_of_a_keys_provider_places() {
+        let mut s = RecordStore::new(StoreConfig::default(), 2);
+        let key = NodeId([7; 32]);
+        let prov = |n: u8, addr: &str| {
+            let id = ident(n);
+            let c = Contact::for_identity(&id, 2, addr).unwrap();
+            ProviderRecord::sign(&id, key, c, 50).unwrap()
+        };
+        let src = Source::Anonymous;
+        // Many identities from one /24: two places, then no more.
+        for n in 1..=2u8 {
+            let r = prov(n, &format!("tcp/198.51.100.{n}:1"));
+            assert_eq!(s.add_provider(r, src, 10), Ok(PutOutcome::Inserted));
+        }
+        for n in 3..=30u8 {
+            let r = prov(n, &format!("tcp/198.51.100.{n}:1"));
+            assert_eq!(s.add_provider(r, src, 10), Err(DhtError::StoreFull(2)), "{n}");
+        }
+        // Other networks still get in; the local node's own record always does.
+        let r = prov(40, "tcp/203.0.113.1:1");
+        assert_eq!(s.add_provider(r, src, 10), Ok(PutOutcome::Inserted));
+        let own = prov(41, "tcp/198.51.100.99:1");
+        assert_eq!(s.add_provider(own, Source::Local, 10), Ok(PutOutcome::Inserted));
+        assert_eq!(s.providers(&key, 10, 20).len(), 4);
     }
 }

@@ -573,7 +573,12 @@ impl<S: ContentSource> Engine<S> {
         let addrs = addrbook::AddrBook::new(config.addrbook.clone(), book_key);
         let mut dht_seed = [0u8; 32];
         rng.fill_bytes(&mut dht_seed);
-        let dht = config.dht.clone().and_then(|c| {
+        let dht = config.dht.clone().and_then(|mut c| {
+            // On a local network every node shares a few address groups: the per-group limit
+            // on a key's providers would keep all but two of them out.
+            if config.addrbook.allow_local {
+                c.store.max_providers_per_key_group = c.store.max_providers_per_key;
+            }
             let offer = config.session.listen.first();
             dht::DhtGlue::new(c, &config.session.identity, offer, dht_seed, now, wall_secs)
         });
