@@ -24,8 +24,7 @@
 //! | [`MainlineRendezvous`]: BEP 44 mutable items in the BitTorrent Mainline DHT under keys derived from a network secret and the hour | here |
 //! | [`LanDiscovery`] (`"mdns"`): DNS-SD over multicast DNS on the local network, for internet shutdowns; signed records in TXT strings | here (IPv4, one interface per instance) |
 //! | bootstrap peers and invite lines | in `samizdat-node` (to move behind this trait) |
-//! | peer exchange and the overlay DHT | in `samizdat-engine` / `samizdat-dht` |
-//! | rendezvous points inside the overlay (rotating keys, like Tor's HSDirs) | later |
+//! | peer exchange (signed [`PeerRecord`]s, `engine/pex.rs`) and the overlay DHT with its rendezvous points | in `samizdat-engine` / `samizdat-dht` |
 //! | DNS-over-HTTPS seeds, domain-fronted HTTPS rendezvous | later, with the HTTPS client of the traffic-obfuscation work |
 //!
 //! ```
@@ -50,8 +49,11 @@
 
 pub mod lan;
 pub mod mainline_dht;
-pub mod record;
 mod report;
+
+/// Self-certifying peer records (defined in `samizdat-identity`, so the sans-IO engine can
+/// check them without this runtime crate).
+pub use samizdat_identity::record;
 
 pub use lan::{LanConfig, LanDiscovery};
 pub use mainline_dht::{MainlineConfig, MainlineRendezvous, NetworkSecret};

@@ -31,6 +31,11 @@
 //!   buckets is chosen about as often as its share of buckets, not of addresses.
 //!   [`AddrBook::sample`] (for `GetAddr` replies) is a uniform random sample. Lexicographic
 //!   order plays no part anywhere.
+//! - **Pinned entries.** Addresses learnt from a signed peer record ([`AddrBook::add_pinned`])
+//!   carry the identity that signed them and the peer that passed the record on
+//!   ([`AddrBook::pin`]): the caller dials them pinned (a session with another key is refused)
+//!   and can hold the teller to account. A later record never changes an entry's pin, so a
+//!   key that signs someone else's address cannot take over that address's entry.
 //! - **Admission rules.** Peer-supplied addresses must be literal `IP:PORT` (host names are
 //!   never accepted from peers: resolving `tcp/<tracking-id>.example:1` would make our resolver
 //!   report the fetch), port 0 and special-use ranges (loopback, private, link-local, CGNAT,
@@ -40,6 +45,7 @@
 //! The book is sans-IO: time comes in as `now` arguments and randomness from the caller's RNG.
 
 use rand_core::RngCore;
+use samizdat_identity::NodeId;
 use samizdat_wire::PeerAddr;
 use std::collections::HashMap;
 use std::fmt;
@@ -213,6 +219,18 @@ struct Entry {
     attempts: u32,
     /// Failures since the last success.
     failures: u32,
+    /// The identity a dial must authenticate as, and who told us (see [`AddrBook::pin`]).
+    pin: Option<Pin>,
+}
+
+/// Who an address belongs to, as a signed peer record said, and who passed the record on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// The identity that signed the address (the session must authenticate as it).
+    pub node: NodeId,
+    /// The peer that sent the record (`None` when the node itself said so, e.g. in its
+    /// `Hello`).
+    pub teller: Option<NodeId>,
 }
 
 impl Entry {
@@ -379,6 +397,39 @@ impl AddrBook {
         source: &PeerAddr,
         now: Instant,
     ) -> Result<Added, Rejected> {
+        self.add_with(addr, source, None, now)
+    }
+
+    /// Like [`AddrBook::add`], for an address from a verified signed peer record: the entry is
+    /// pinned to `pin` (unless the book already knew the address: its pin, or lack of one,
+    /// stays).
+    pub fn add_pinned(
+        &mut self,
+        addr: &PeerAddr,
+        source: &PeerAddr,
+        pin: Pin,
+        now: Instant,
+    ) -> Result<Added, Rejected> {
+        self.add_with(addr, source, Some(pin), now)
+    }
+
+    /// The pin of a known address, if it came from a signed record.
+    pub fn pin(&self, addr: &PeerAddr) -> Option<Pin> {
+        let &(which, pos) = self.index.get(&lenient_canonical(addr))?;
+        let table = match which {
+            Which::New => &self.new,
+            Which::Tried => &self.tried,
+        };
+        table.slots.get(pos)?.as_ref()?.pin
+    }
+
+    fn add_with(
+        &mut self,
+        addr: &PeerAddr,
+        source: &PeerAddr,
+        pin: Option<Pin>,
+        now: Instant,
+    ) -> Result<Added, Rejected> {
         let (addr, group) = self.admit(addr)?;
         if let Some(added) = self.refresh(&addr, now) {
             return Ok(added);
@@ -394,7 +445,9 @@ impl AddrBook {
             }
             self.evict(Which::New, pos);
         }
-        self.place_new(pos, Entry::fresh(addr, group, source, false, now));
+        let mut entry = Entry::fresh(addr, group, source, false, now);
+        entry.pin = pin;
+        self.place_new(pos, entry);
         Ok(Added::Inserted)
     }
 
@@ -730,6 +783,7 @@ impl Entry {
             last_success: None,
             attempts: 0,
             failures: 0,
+            pin: None,
         }
     }
 }
@@ -820,7 +874,7 @@ fn is_special_v6(ip: Ipv6Addr) -> bool {
 
 /// The canonical spelling of an IP-shaped address, without admission checks (for lookups and
 /// user-given addresses); other addresses unchanged.
-fn lenient_canonical(addr: &PeerAddr) -> PeerAddr {
+pub(crate) fn lenient_canonical(addr: &PeerAddr) -> PeerAddr {
     let ip_port = split_host_port(addr.address())
         .and_then(|(h, p)| Some((parse_ip(h).ok()?, p.parse::<u16>().ok()?)));
     match ip_port {

@@ -31,6 +31,7 @@
 
 pub mod addrbook;
 mod dht;
+pub mod pex;
 pub mod rendezvous;
 mod source;
 pub mod transfer;
@@ -44,8 +45,8 @@ use samizdat_content::{ContentRoot, Locator, Outboard};
 use samizdat_identity::NodeId;
 use samizdat_session::{PeerInfo, Session, SessionConfig, SessionError, SessionEvent};
 use samizdat_wire::{
-    MAX_ADDRS, MAX_LEAVES_PER_MESSAGE, MAX_RELAY_STREAMS, Message, PeerAddr, PeersMsg, RelayMsg,
-    RequestId, TransferMsg, features,
+    MAX_LEAVES_PER_MESSAGE, MAX_RELAY_STREAMS, Message, PeerAddr, PeersMsg, RelayMsg, RequestId,
+    TransferMsg, features,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -174,6 +175,17 @@ pub enum Offence {
     CorruptOutboard,
     /// It broke the protocol (malformed or unexpected messages, too many requests).
     ProtocolViolation,
+    /// It passed on a peer record that does not verify (forged, altered or expired).
+    BadPeerRecord,
+    /// An address it passed on was answered by another identity than the record's.
+    WrongPeer,
+}
+
+impl Offence {
+    /// Whether the offence is about content it served (and so bars it from downloads).
+    fn is_about_content(self) -> bool {
+        matches!(self, Offence::CorruptGroup | Offence::CorruptOutboard)
+    }
 }
 
 /// Something the engine wants its owner to know.
@@ -416,8 +428,11 @@ pub(crate) struct Conn {
     /// Relayed streams on this link and where they go.
     relayed: BTreeMap<u32, RelayEnd>,
     next_stream: u32,
-    /// Whether the peer already had its one `Addr` answer on this link.
+    /// Whether the peer already had its one `Records` answer on this link.
     answered_getaddr: bool,
+    /// For a dial to an address from a signed record another peer passed on: that peer, who
+    /// answers for what the dial finds.
+    teller: Option<NodeId>,
     /// The peer's DHT contact, once it offered one with a valid proof of work.
     dht_contact: Option<samizdat_dht::contact::Contact>,
     /// Dialled to carry DHT requests (closed again once idle; has its own budget).
@@ -518,6 +533,7 @@ pub struct Engine<S> {
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     dht: Option<dht::DhtGlue>,
+    pex: pex::PeerExchange,
 }
 
 impl<S> std::fmt::Debug for Engine<S> {
@@ -601,6 +617,7 @@ impl<S: ContentSource> Engine<S> {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             dht,
+            pex: pex::PeerExchange::default(),
         }
     }
 
@@ -658,6 +675,7 @@ impl<S: ContentSource> Engine<S> {
             // Outbound links number their streams 1, 3, 5…; inbound ones 2, 4, 6….
             next_stream: if outbound { u32::MAX } else { 0 },
             answered_getaddr: false,
+            teller: None,
             dht_contact: None,
             dht_dialled: false,
             dht_last: now,
@@ -764,8 +782,19 @@ impl<S: ContentSource> Engine<S> {
         }
         let picks = self.addrs.select_distinct(now, &mut self.rng, want);
         for addr in picks {
-            if !self.is_connected_to(&addr) {
-                self.connect(now, addr);
+            if self.is_connected_to(&addr) {
+                continue;
+            }
+            let pin = self.addrs.pin(&addr);
+            if let Some(pin) = pin {
+                let known = |c: &Conn| c.expect == Some(pin.node) || c.peer_id() == Some(pin.node);
+                if pin.node == self.node_id() || self.conns.values().any(known) {
+                    continue;
+                }
+            }
+            let conn = self.dial(now, addr, pin.map(|p| p.node));
+            if let Some(c) = conn.and_then(|id| self.conns.get_mut(&id)) {
+                c.teller = pin.and_then(|p| p.teller);
             }
         }
     }
@@ -872,6 +901,9 @@ impl<S: ContentSource> Engine<S> {
             self.actions.push_back(Action::Close { conn });
         }
         let peer = c.peer_id();
+        if let Some(teller) = c.teller.filter(|_| peer.is_none()) {
+            self.judge_teller(teller, None);
+        }
         // Relayed streams through this link end on their other side too.
         for (_, end) in c.relayed {
             if let RelayEnd::Forward(other, n) = end {
@@ -979,7 +1011,16 @@ impl<S: ContentSource> Engine<S> {
         let Some(c) = self.conns.get(&conn) else { return true };
         if let Some(expected) = c.expect.filter(|e| *e != peer) {
             self.events.push_back(Event::IdentityMismatch { conn, expected, got: peer });
+            if let Some(teller) = c.teller {
+                self.judge_teller(teller, Some(false));
+            }
+            let Some(c) = self.conns.get_mut(&conn) else { return false };
+            c.teller = None;
             if let Some(addr) = &c.addr {
+                // A gossiped address that belongs to someone else is not dialled again.
+                if self.addrs.pin(addr).is_some_and(|p| p.node == expected) {
+                    self.addrs.remove(addr);
+                }
                 for d in self.downloads.values_mut() {
                     if d.sources.iter().any(|s| s.dial() == (Some(expected), addr)) {
                         d.mismatches += 1;
@@ -995,10 +1036,16 @@ impl<S: ContentSource> Engine<S> {
         let addr = c.addr.clone();
         let listen: Vec<PeerAddr> = info.hello.listen.iter().take(4).cloned().collect();
         let origin = source_addr(c, peer);
+        let teller = c.teller;
+        // What an authenticated peer says about itself is pinned to it.
+        let pin = addrbook::Pin { node: peer, teller: None };
         for a in listen {
             if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
-                let _ = self.addrs.add(&a, &origin, now);
+                let _ = self.addrs.add_pinned(&a, &origin, pin, now);
             }
+        }
+        if let Some(teller) = teller {
+            self.judge_teller(teller, Some(true));
         }
         if let Some(addr) = &addr {
             self.addrs.mark_good(addr, now);
@@ -1008,6 +1055,7 @@ impl<S: ContentSource> Engine<S> {
         }
         let Some(c) = self.conns.get_mut(&conn) else { return true };
         c.peer = Some(info);
+        c.teller = None;
         if exchange {
             let _ = c.session.send(&Message::Peers(PeersMsg::GetAddr));
         }
@@ -1044,21 +1092,9 @@ impl<S: ContentSource> Engine<S> {
             // One answer per link: asking again and again does not list the whole book.
             PeersMsg::GetAddr if !c.answered_getaddr => {
                 c.answered_getaddr = true;
-                let addrs = self.addrs.sample(&mut self.rng, MAX_ADDRS);
-                let _ = c.session.send(&Message::Peers(PeersMsg::Addr(addrs)));
+                self.answer_getaddr(now, conn);
             }
-            PeersMsg::Addr(addrs) => {
-                // Per-source quotas in the address book bound what one peer can place.
-                let Some(peer) = c.peer_id() else { return };
-                let origin = source_addr(c, peer);
-                for a in addrs {
-                    if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
-                        let _ = self.addrs.add(&a, &origin, now);
-                    }
-                }
-                // New addresses: a node short of peers dials some at once.
-                self.fill_outbound(now);
-            }
+            PeersMsg::Records(records) => self.on_records(now, conn, records),
             _ => {}
         }
     }
@@ -1278,7 +1314,7 @@ impl<S: ContentSource> Engine<S> {
     }
 
     fn penalize(&mut self, source: SourceId, offence: Offence, points: i64) {
-        if offence != Offence::ProtocolViolation {
+        if offence.is_about_content() {
             for d in self.downloads.values_mut() {
                 d.transfer.ban(source);
             }

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 use super::*;
 use samizdat_content::{ContentKey, Manifest, encode};
-use samizdat_identity::Identity;
+use samizdat_identity::{Identity, PeerRecord};
 use samizdat_session::SessionConfig;
 
 const T0: u64 = 1_800_000_000;
@@ -664,6 +664,116 @@ fn get_addr_is_answered_once_per_link() {
     net.run();
     let remote = net.links[&(1, c)].1;
     assert!(net.nodes[0].conns[&remote].answered_getaddr);
+    // One answer came back, and only signed records in it.
+    let answers = net.nodes[1].pex.kept().1;
+    assert_eq!(answers, 1, "node 0's own record, kept by node 1");
+}
+
+/// Sends `records` to the far end of `conn` of node `from`, raw.
+fn send_records(net: &mut Net, from: usize, conn: ConnId, records: Vec<Vec<u8>>) {
+    let s = &mut net.nodes[from].conns.get_mut(&conn).unwrap().session;
+    s.send(&Message::Peers(PeersMsg::Records(records))).unwrap();
+    net.nodes[from].flush(conn);
+    net.run();
+}
+
+/// `n` nodes on a local network where only peer exchange finds peers (no DHT), and nobody
+/// fills outbound slots until a test asks.
+fn pex_net(n: usize) -> Net {
+    let sources: Vec<Box<dyn ContentSource>> =
+        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
+    Net::with(sources, |c| {
+        local_test_net(c);
+        c.target_outbound = 0;
+        c.dht = None;
+    })
+}
+
+#[test]
+fn peer_exchange_passes_on_signed_records_pinned_to_their_keys_and_the_teller() {
+    let mut net = pex_net(3);
+    let now = net.now;
+    net.nodes[2].connect(now, addr(1));
+    net.run();
+    net.nodes[0].connect(now, addr(1));
+    net.run();
+    let (two, one) = (net.nodes[2].node_id(), net.nodes[1].node_id());
+    // Node 2's record reached node 0 through the hub: pinned to 2, told by 1.
+    assert_eq!(
+        net.nodes[0].addrs.pin(&addr(2)),
+        Some(addrbook::Pin { node: two, teller: Some(one) })
+    );
+    // The hub's own record: node 0 dialled the hub at an address it names, so it is confirmed.
+    assert_eq!(net.nodes[0].kept_peer_records(), (1, 1));
+    // The hub keeps both peers' own records (neither confirmed: they dialled the hub).
+    assert_eq!(net.nodes[1].kept_peer_records(), (0, 2));
+    // Dialling the gossiped address reaches node 2 and wins the hub nothing (it is at 0).
+    net.nodes[0].config.target_outbound = 2;
+    net.nodes[0].handle_timeout(now);
+    net.run();
+    assert!(net.nodes[0].peers().iter().any(|p| p.node_id == Some(two) && p.established));
+    assert_eq!(net.nodes[0].reputation(&SourceId::Node(one)), 0);
+}
+
+#[test]
+fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
+    let mut net = pex_net(3);
+    let now = net.now;
+    // Node 1 is hostile; node 2 is an honest node neither has met.
+    let c = net.nodes[1].connect(now, addr(0)).unwrap();
+    net.run();
+    let liar = SourceId::Node(net.nodes[1].node_id());
+    // A record of node 2 with one byte changed: refused, and the teller pays.
+    let honest = PeerRecord::sign(&net.nodes[2].config.session.identity, &["test/7"], T0).unwrap();
+    let mut forged = honest.encode();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    send_records(&mut net, 1, c, vec![forged, vec![1, 2, 3]]);
+    assert!(!net.nodes[0].addrs.contains(&addr(7)));
+    assert_eq!(net.nodes[0].reputation(&liar), -pex::PENALTY_BAD_RECORD);
+    assert!(net.events[0].iter().any(|e| matches!(e,
+        Event::PeerPenalized { source, offence: Offence::BadPeerRecord } if *source == liar)));
+    // An expired record is as bad as a forged one.
+    let old = PeerRecord::sign(&net.nodes[2].config.session.identity, &["test/7"], T0 - 2 * 86_400)
+        .unwrap();
+    send_records(&mut net, 1, c, vec![old.encode()]);
+    assert_eq!(net.nodes[0].reputation(&liar), -2 * pex::PENALTY_BAD_RECORD);
+    assert!(!net.nodes[0].addrs.contains(&addr(7)));
+    // A key of the liar's own, signing node 2's address: pinned to that key, so the dial
+    // meets node 2, is refused as a mismatch, the address is dropped, and the liar pays.
+    let sybil = Identity::generate(&mut rand_core::OsRng);
+    let claim = PeerRecord::sign(&sybil, &["test/2"], T0).unwrap();
+    // (node 0 is not ignoring the liar yet: -20 is below the threshold, so lift it first.)
+    net.nodes[0].reputation.insert(liar, 0);
+    send_records(&mut net, 1, c, vec![claim.encode()]);
+    assert_eq!(
+        net.nodes[0].addrs.pin(&addr(2)),
+        Some(addrbook::Pin { node: sybil.node_id(), teller: Some(net.nodes[1].node_id()) })
+    );
+    net.nodes[0].config.target_outbound = 2;
+    net.nodes[0].handle_timeout(now);
+    net.run();
+    let two = net.nodes[2].node_id();
+    assert!(net.events[0].iter().any(|e| matches!(e,
+        Event::IdentityMismatch { expected, got, .. } if *expected == sybil.node_id() && *got == two)));
+    assert!(!net.nodes[0].peers().iter().any(|p| p.node_id == Some(two) && p.established));
+    assert!(!net.nodes[0].addrs.contains(&addr(2)), "a misattributed address is dropped");
+    assert_eq!(net.nodes[0].reputation(&liar), -pex::PENALTY_WRONG_PEER);
+    // An address that never answers costs a point.
+    let ghost =
+        PeerRecord::sign(&Identity::generate(&mut rand_core::OsRng), &["test/99"], T0).unwrap();
+    send_records(&mut net, 1, c, vec![ghost.encode()]);
+    net.nodes[0].handle_timeout(now);
+    net.run();
+    assert_eq!(net.nodes[0].reputation(&liar), -pex::PENALTY_WRONG_PEER - 1);
+    // Ranked down: at the threshold, even valid records are no longer taken.
+    net.nodes[0].reputation.insert(liar, pex::IGNORE_THRESHOLD);
+    let valid =
+        PeerRecord::sign(&Identity::generate(&mut rand_core::OsRng), &["test/8"], T0).unwrap();
+    send_records(&mut net, 1, c, vec![valid.encode()]);
+    assert!(!net.nodes[0].addrs.contains(&PeerAddr::new("test/8").unwrap()));
+    // None of it was a content offence: the liar may still serve verified content.
+    assert!(net.nodes[0].peers().iter().any(|p| p.node_id == Some(net.nodes[1].node_id())));
 }
 
 #[test]

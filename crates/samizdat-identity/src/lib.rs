@@ -13,6 +13,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod record;
+
+pub use record::{PeerRecord, RecordError};
+
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand_core::{CryptoRng, RngCore};
 use std::fmt;

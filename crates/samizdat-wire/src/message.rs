@@ -4,15 +4,20 @@ use crate::codec::{DecodeError, Reader, Writer};
 use std::fmt;
 
 /// The protocol version this code speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Bytes in one chunk group: the unit of verification, transfer and resumption.
 pub const GROUP_SIZE: usize = 32 * 1024;
 /// Largest encoded message (plaintext) a peer may send.
 pub const MAX_MESSAGE_LEN: usize = GROUP_SIZE + 1024;
-/// Most peer addresses in one `Addr` message or `Hello`.
+/// Most peer addresses in one `Hello`.
 pub const MAX_ADDRS: usize = 64;
 /// Longest peer address, in bytes.
 pub const MAX_PEER_ADDR_LEN: usize = 128;
+/// Most signed peer records in one [`PeersMsg::Records`].
+pub const MAX_PEER_RECORDS: usize = 16;
+/// Longest encoded peer record carried in [`PeersMsg::Records`] (a `samizdat-identity`
+/// `PeerRecord` is at most 622 bytes).
+pub const MAX_PEER_RECORD_LEN: usize = 640;
 /// Longest user agent string, in bytes.
 pub const MAX_USER_AGENT_LEN: usize = 64;
 /// Most leaf hashes in one `Outboard` message.
@@ -24,7 +29,7 @@ pub const MAX_GROUPS_PER_REQUEST: u32 = 256;
 pub mod features {
     /// Serves content (answers `GetOutboard`/`GetGroups`).
     pub const SERVE_CONTENT: u32 = 1 << 0;
-    /// Answers `GetAddr` with known peers.
+    /// Answers `GetAddr` with signed peer records ([`super::PeersMsg::Records`]).
     pub const PEER_EXCHANGE: u32 = 1 << 1;
     /// Speaks the DHT protocol ([`super::Message::Dht`]); only peers that announce it are sent
     /// DHT messages.
@@ -197,10 +202,12 @@ pub const MAX_DHT_PAYLOAD: usize = 16 * 1024;
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PeersMsg {
-    /// Asks for known peer addresses.
+    /// Asks for known peers.
     GetAddr,
-    /// Known peer addresses (at most [`MAX_ADDRS`]).
-    Addr(Vec<PeerAddr>),
+    /// Known peers: encoded self-certifying peer records (each signed by the key of the peer
+    /// it names; this crate does not interpret them). At most [`MAX_PEER_RECORDS`], each at
+    /// most [`MAX_PEER_RECORD_LEN`] bytes.
+    Records(Vec<Vec<u8>>),
 }
 
 /// The transfer protocol: requests name a [`Locator`] and carry a [`RequestId`]; answers carry
@@ -309,7 +316,7 @@ impl fmt::Debug for PeersMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeersMsg::GetAddr => f.write_str("GetAddr"),
-            PeersMsg::Addr(a) => write!(f, "Addr({} addrs)", a.len()),
+            PeersMsg::Records(r) => write!(f, "Records({} records)", r.len()),
         }
     }
 }
@@ -352,7 +359,8 @@ mod tag {
     pub const PING: u8 = 0x02;
     pub const PONG: u8 = 0x03;
     pub const GET_ADDR: u8 = 0x04;
-    pub const ADDR: u8 = 0x05;
+    // 0x05 was the unsigned `Addr` of protocol version 2.
+    pub const RECORDS: u8 = 0x06;
     pub const GET_OUTBOARD: u8 = 0x10;
     pub const OUTBOARD: u8 = 0x11;
     pub const GET_GROUPS: u8 = 0x12;
@@ -385,6 +393,14 @@ fn read_addrs(r: &mut Reader<'_>) -> Result<Vec<PeerAddr>, DecodeError> {
         out.push(PeerAddr::new(&text)?);
     }
     Ok(out)
+}
+
+fn read_records(r: &mut Reader<'_>) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let n = usize::from(r.u8("record count")?);
+    if n > MAX_PEER_RECORDS {
+        return Err(DecodeError::TooLong { field: "record count", len: n, max: MAX_PEER_RECORDS });
+    }
+    (0..n).map(|_| Ok(r.short_bytes(MAX_PEER_RECORD_LEN, "peer record")?.to_vec())).collect()
 }
 
 fn read_count(r: &mut Reader<'_>, max: u32, field: &'static str) -> Result<u32, DecodeError> {
@@ -545,9 +561,13 @@ impl Message {
                 w.u64(*nonce);
             }
             Message::Peers(PeersMsg::GetAddr) => w.u8(tag::GET_ADDR),
-            Message::Peers(PeersMsg::Addr(addrs)) => {
-                w.u8(tag::ADDR);
-                write_addrs(&mut w, addrs);
+            Message::Peers(PeersMsg::Records(records)) => {
+                let records = &records[..records.len().min(MAX_PEER_RECORDS)];
+                w.u8(tag::RECORDS);
+                w.u8(records.len() as u8);
+                for r in records {
+                    w.short_bytes(&r[..r.len().min(MAX_PEER_RECORD_LEN)]);
+                }
             }
             Message::Transfer(m) => m.encode_into(&mut w),
             Message::Relay(RelayMsg::Open { stream, target }) => {
@@ -601,7 +621,7 @@ impl Message {
             tag::PING => Message::Ping { nonce: r.u64("nonce")? },
             tag::PONG => Message::Pong { nonce: r.u64("nonce")? },
             tag::GET_ADDR => Message::Peers(PeersMsg::GetAddr),
-            tag::ADDR => Message::Peers(PeersMsg::Addr(read_addrs(&mut r)?)),
+            tag::RECORDS => Message::Peers(PeersMsg::Records(read_records(&mut r)?)),
             tag::RELAY_OPEN => Message::Relay(RelayMsg::Open {
                 stream: r.u32("stream")?,
                 target: r.array("target")?,
@@ -667,8 +687,11 @@ mod tests {
             any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
             any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
             Just(Message::Peers(PeersMsg::GetAddr)),
-            proptest::collection::vec(addr(), 0..MAX_ADDRS)
-                .prop_map(|a| Message::Peers(PeersMsg::Addr(a))),
+            proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 0..=MAX_PEER_RECORD_LEN),
+                0..=MAX_PEER_RECORDS
+            )
+            .prop_map(|r| Message::Peers(PeersMsg::Records(r))),
             transfer().prop_map(Message::Transfer),
             (any::<u32>(), any::<[u8; 32]>())
                 .prop_map(|(stream, target)| Message::Relay(RelayMsg::Open { stream, target })),
@@ -765,13 +788,27 @@ mod tests {
         let mut zero = vec![0x12];
         zero.extend([0; 44]);
         assert_eq!(Message::decode(&zero), Err(DecodeError::Invalid { field: "group count" }));
-        // An address list claiming more entries than allowed.
-        assert!(matches!(Message::decode(&[0x05, 0xff, 0xff]), Err(DecodeError::TooLong { .. })));
-        // A control character inside an address.
+        // The unsigned address list of version 2 is gone.
+        assert_eq!(Message::decode(&[0x05, 0, 0]), Err(DecodeError::UnknownTag(0x05)));
+        // A record list claiming more entries than allowed, a record longer than allowed.
         assert!(matches!(
-            Message::decode(&[0x05, 0, 1, 0, 3, b'a', b'/', 0x07]),
-            Err(DecodeError::BadText { .. })
+            Message::decode(&[0x06, MAX_PEER_RECORDS as u8 + 1]),
+            Err(DecodeError::TooLong { field: "record count", .. })
         ));
+        let mut long = vec![0x06, 1];
+        long.extend((MAX_PEER_RECORD_LEN as u16 + 1).to_be_bytes());
+        long.resize(long.len() + MAX_PEER_RECORD_LEN + 1, 0);
+        assert!(matches!(
+            Message::decode(&long),
+            Err(DecodeError::TooLong { field: "peer record", .. })
+        ));
+        assert!(matches!(
+            Message::decode(&[0x06, 2, 0, 1, 7]),
+            Err(DecodeError::Truncated { field: "peer record" })
+        ));
+        let records = Message::Peers(PeersMsg::Records(vec![vec![1, 2], vec![]]));
+        assert_eq!(Message::decode(&records.encode_to_vec()).unwrap(), records);
+        assert_eq!(format!("{records:?}"), "Records(2 records)");
     }
 
     #[test]

@@ -807,3 +807,33 @@ fn ip_shaped_mem_addresses_are_found_under_any_spelling() {
     assert!(book.remove(&odd));
     assert!(book.is_empty());
 }
+
+#[test]
+fn pinned_entries_keep_their_first_pin_through_moves() {
+    let mut b = book(AddrBookConfig::default());
+    let now = t0();
+    let node = NodeId([1; 32]);
+    let teller = NodeId([2; 32]);
+    let x = a("tcp/8.8.4.4:4000");
+    let pin = Pin { node, teller: Some(teller) };
+    assert_eq!(b.add_pinned(&x, &a(SRC), pin, now), Ok(Added::Inserted));
+    assert_eq!(b.pin(&x), Some(pin));
+    // The same address in another spelling is the same entry.
+    assert_eq!(b.pin(&a("tcp/[::ffff:8.8.4.4]:4000")), Some(pin));
+    // A record signed by another key for the same address does not take the entry over.
+    let other = Pin { node: NodeId([3; 32]), teller: None };
+    assert_eq!(b.add_pinned(&x, &a("tcp/9.9.9.9:1"), other, now), Ok(Added::Known));
+    assert_eq!(b.pin(&x), Some(pin));
+    // The pin moves with the entry into the tried table.
+    assert!(b.mark_good(&x, now));
+    assert_eq!(b.len_tried(), 1);
+    assert_eq!(b.pin(&x), Some(pin));
+    // Unpinned and unknown addresses have none; a refused address is refused pinned too.
+    let y = a("tcp/1.1.1.1:4000");
+    b.add(&y, &a(SRC), now).unwrap();
+    assert_eq!(b.pin(&y), None);
+    assert_eq!(b.pin(&a("tcp/1.0.0.1:1")), None);
+    assert_eq!(b.add_pinned(&a("tcp/127.0.0.1:1"), &a(SRC), pin, now), Err(Rejected::SpecialUse));
+    assert!(b.remove(&x));
+    assert_eq!(b.pin(&x), None);
+}

@@ -20,7 +20,7 @@
 //! has exactly one encoding and the signature covers all of it.
 //!
 //! ```
-//! use samizdat_discovery::PeerRecord;
+//! use samizdat_identity::PeerRecord;
 //! use std::time::Duration;
 //!
 //! let id = samizdat_identity::Identity::generate(&mut rand_core::OsRng);
@@ -30,7 +30,7 @@
 //! assert_eq!(back.verify(1_700_000_060, Duration::from_secs(3600)).unwrap(), id.node_id());
 //! ```
 
-use samizdat_identity::{Identity, NodeId};
+use crate::{Identity, NodeId};
 use std::time::Duration;
 
 /// The domain-separation context prefixed to the signed bytes of a [`PeerRecord`].
@@ -97,7 +97,8 @@ pub enum RecordError {
 /// A node's signed statement "my key is K, reach me at these addresses, as of time T".
 ///
 /// A decoded record is *not yet trusted*: call [`PeerRecord::verify`] before using it.
-/// Records from [`crate::Discovery`] methods have been verified by the method.
+/// Records handed over by discovery methods (`samizdat-discovery`) and by peer exchange have been
+/// verified there.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PeerRecord {
     public_key: [u8; 32],
@@ -196,9 +197,8 @@ impl PeerRecord {
     /// Checks the signature and that `timestamp` lies within `[now - max_age, now + skew]`
     /// ([`MAX_CLOCK_SKEW`]); returns the signer's node ID.
     pub fn verify(&self, now: u64, max_age: Duration) -> Result<NodeId, RecordError> {
-        let node =
-            samizdat_identity::verify(&self.public_key, &self.signed_bytes(), &self.signature)
-                .map_err(|_| RecordError::BadSignature)?;
+        let node = crate::verify(&self.public_key, &self.signed_bytes(), &self.signature)
+            .map_err(|_| RecordError::BadSignature)?;
         if self.timestamp > now.saturating_add(MAX_CLOCK_SKEW.as_secs()) {
             return Err(RecordError::FromFuture { timestamp: self.timestamp, now });
         }
