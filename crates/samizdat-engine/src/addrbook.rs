@@ -231,6 +231,9 @@ pub struct Pin {
     /// The peer that sent the record (`None` when the node itself said so, e.g. in its
     /// `Hello`).
     pub teller: Option<NodeId>,
+    /// Whether the teller vouched for the record (it reached the node at one of the record's
+    /// addresses itself): only then does it answer for what a dial finds.
+    pub vouched: bool,
 }
 
 impl Entry {

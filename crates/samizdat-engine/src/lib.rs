@@ -430,8 +430,8 @@ pub(crate) struct Conn {
     next_stream: u32,
     /// Whether the peer already had its one `Records` answer on this link.
     answered_getaddr: bool,
-    /// For a dial to an address from a signed record another peer passed on: that peer, who
-    /// answers for what the dial finds.
+    /// For a dial to an address from a signed record another peer passed on and vouched
+    /// for: that peer, who answers for what the dial finds.
     teller: Option<NodeId>,
     /// The peer's DHT contact, once it offered one with a valid proof of work.
     dht_contact: Option<samizdat_dht::contact::Contact>,
@@ -794,7 +794,7 @@ impl<S: ContentSource> Engine<S> {
             }
             let conn = self.dial(now, addr, pin.map(|p| p.node));
             if let Some(c) = conn.and_then(|id| self.conns.get_mut(&id)) {
-                c.teller = pin.and_then(|p| p.teller);
+                c.teller = pin.filter(|p| p.vouched).and_then(|p| p.teller);
             }
         }
     }
@@ -1038,7 +1038,7 @@ impl<S: ContentSource> Engine<S> {
         let origin = source_addr(c, peer);
         let teller = c.teller;
         // What an authenticated peer says about itself is pinned to it.
-        let pin = addrbook::Pin { node: peer, teller: None };
+        let pin = addrbook::Pin { node: peer, teller: None, vouched: false };
         for a in listen {
             if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
                 let _ = self.addrs.add_pinned(&a, &origin, pin, now);
@@ -1094,7 +1094,9 @@ impl<S: ContentSource> Engine<S> {
                 c.answered_getaddr = true;
                 self.answer_getaddr(now, conn);
             }
-            PeersMsg::Records(records) => self.on_records(now, conn, records),
+            PeersMsg::Records { records, vouched } => {
+                self.on_records(now, conn, records, vouched);
+            }
             _ => {}
         }
     }

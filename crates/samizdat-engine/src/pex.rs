@@ -11,13 +11,20 @@
 //!   book *pinned* to the record's key ([`crate::addrbook::Pin`]), so a dial reaches that
 //!   identity or nobody: a session with any other key is refused. A poisoned source can hide
 //!   peers or name keys of its own, never put words in another node's mouth.
-//! * **Holding the teller to account.** The pin remembers which peer passed the record on.
-//!   A record that does not verify costs that peer [`PENALTY_BAD_RECORD`] points (honest
-//!   nodes verify before they forward), an address that turns out to be someone else's
-//!   [`PENALTY_WRONG_PEER`], an address that never answers one point, and a record that led
-//!   to an authenticated peer wins one point back (never above neutral). A peer at or below
-//!   [`IGNORE_THRESHOLD`] is no longer listened to; at the engine's ban threshold it is
-//!   refused altogether.
+//! * **Holding the teller to account, for what it could check.** The pin remembers which
+//!   peer passed the record on and whether it *vouched* for it (the `vouched` bits of
+//!   [`PeersMsg::Records`]: it dialled that node at an address the record names and the node
+//!   authenticated; a node vouches for exactly its confirmed records). A record that does not
+//!   verify costs the teller [`PENALTY_BAD_RECORD`] points (everyone verifies before passing
+//!   on). For a vouched record, an address answered by another identity costs
+//!   [`PENALTY_WRONG_PEER`], one that never completes a handshake one point (never below
+//!   [`IGNORE_THRESHOLD`]: a node may simply have gone offline since), and one that reaches the
+//!   node the record names wins a point back (never above neutral). An unvouched record costs
+//!   its teller nothing whatever a dial finds, so an attacker who hands an honest node records
+//!   of its own keys signed for other people's addresses cannot get that node ranked down;
+//!   a misattributed address is dropped from the book either way. A peer at or below
+//!   [`IGNORE_THRESHOLD`] is no longer listened to; at the engine's ban threshold (-30, only
+//!   reachable through bad records and wrong peers) it is refused altogether.
 //! * **Bounds.** At most [`MAX_KEPT_RECORDS`] records are kept for passing on; an
 //!   unconfirmed newcomer can replace only an unconfirmed record (chosen at random), so a
 //!   flood of inbound Sybils cannot wash out the peers this node has checked itself. The
@@ -97,7 +104,7 @@ impl PeerExchange {
         except: NodeId,
         n: usize,
         rng: &mut impl RngCore,
-    ) -> Vec<&PeerRecord> {
+    ) -> Vec<(&PeerRecord, bool)> {
         let oldest = wall.saturating_sub(RECORD_MAX_AGE.as_secs());
         self.kept.retain(|_, k| k.record.timestamp() >= oldest);
         let mut pool: Vec<(bool, u64, &Kept)> = self
@@ -107,7 +114,7 @@ impl PeerExchange {
             .map(|(_, k)| (!k.confirmed, rng.next_u64(), k))
             .collect();
         pool.sort_unstable_by_key(|(unconfirmed, r, _)| (*unconfirmed, *r));
-        pool.into_iter().take(n).map(|(_, _, k)| &k.record).collect()
+        pool.into_iter().take(n).map(|(_, _, k)| (&k.record, k.confirmed)).collect()
     }
 
     /// Records kept for passing on: (confirmed, all).
@@ -142,16 +149,27 @@ impl<S: ContentSource> Engine<S> {
         let mut records: Vec<Vec<u8>> =
             self.own_record(wall).iter().map(PeerRecord::encode).collect();
         let room = MAX_PEER_RECORDS - records.len();
-        let sample = self.pex.sample(wall, asker, room, &mut self.rng);
-        records.extend(sample.into_iter().map(PeerRecord::encode));
+        let mut vouched = 0u16;
+        for (record, confirmed) in self.pex.sample(wall, asker, room, &mut self.rng) {
+            if confirmed {
+                vouched |= 1 << records.len();
+            }
+            records.push(record.encode());
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
-            let _ = c.session.send(&Message::Peers(PeersMsg::Records(records)));
+            let _ = c.session.send(&Message::Peers(PeersMsg::Records { records, vouched }));
         }
     }
 
     /// Takes the records a peer sent: verified ones go into the address book pinned to their
     /// keys; a peer's own record is kept for passing on.
-    pub(crate) fn on_records(&mut self, now: Instant, conn: ConnId, records: Vec<Vec<u8>>) {
+    pub(crate) fn on_records(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        records: Vec<Vec<u8>>,
+        vouched: u16,
+    ) {
         let Some(c) = self.conns.get(&conn) else { return };
         let Some(peer) = c.peer_id() else { return };
         if self.reputation(&SourceId::Node(peer)) <= IGNORE_THRESHOLD {
@@ -162,7 +180,7 @@ impl<S: ContentSource> Engine<S> {
         let wall = self.wall_secs(now);
         let me = self.node_id();
         let mut bad = false;
-        for bytes in records {
+        for (i, bytes) in records.into_iter().enumerate() {
             let record = match PeerRecord::decode(&bytes) {
                 Ok(r) => r,
                 Err(_) => {
@@ -181,7 +199,7 @@ impl<S: ContentSource> Engine<S> {
                 continue;
             }
             let teller = (node != peer).then_some(peer);
-            let pin = Pin { node, teller };
+            let pin = Pin { node, teller, vouched: teller.is_some() && vouched & (1 << i) != 0 };
             for a in record.addrs().iter().filter_map(|a| PeerAddr::new(a).ok()) {
                 if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
                     let _ = self.addrs.add_pinned(&a, &origin, pin, now);
@@ -215,11 +233,16 @@ impl<S: ContentSource> Engine<S> {
                 }
             }
             Some(false) => self.penalize(source, Offence::WrongPeer, PENALTY_WRONG_PEER),
+            // The node may have gone offline since the teller reached it: this ranks a teller
+            // down, never below the point where it is ignored (churn gets nobody banned).
             None => {
                 if self.reputation.len() < crate::MAX_REPUTATION_ENTRIES
                     || self.reputation.contains_key(&source)
                 {
-                    *self.reputation.entry(source).or_insert(0) -= PENALTY_UNREACHABLE;
+                    let score = self.reputation.entry(source).or_insert(0);
+                    if *score > IGNORE_THRESHOLD {
+                        *score -= PENALTY_UNREACHABLE;
+                    }
                 }
             }
         }
@@ -268,8 +291,9 @@ mod tests {
         let except = confirmed[0].node_id();
         let sample = pex.sample(T0, except, 150, &mut rng);
         assert_eq!(sample.len(), 150);
-        assert!(sample[..99].iter().all(|r| confirmed[1..].contains(r)));
-        assert!(!sample.iter().any(|r| r.node_id() == except));
+        assert!(sample[..99].iter().all(|(r, c)| *c && confirmed[1..].contains(r)));
+        assert!(sample[99..].iter().all(|(_, c)| !c));
+        assert!(!sample.iter().any(|(r, _)| r.node_id() == except));
         // A confirmed newcomer may replace anything; a full table of confirmed ones refuses
         // unconfirmed newcomers.
         let mut full = PeerExchange::default();
@@ -293,7 +317,7 @@ mod tests {
         pex.keep(old, true, &mut rng);
         assert_eq!(pex.kept(), (1, 1));
         let nobody = NodeId([0; 32]);
-        assert_eq!(pex.sample(T0 + 10, nobody, 16, &mut rng), vec![&new]);
+        assert_eq!(pex.sample(T0 + 10, nobody, 16, &mut rng), vec![(&new, true)]);
         let late = T0 + 10 + RECORD_MAX_AGE.as_secs() + 1;
         assert!(pex.sample(late, nobody, 16, &mut rng).is_empty());
         assert_eq!(pex.kept(), (0, 0));

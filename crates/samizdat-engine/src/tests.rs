@@ -669,10 +669,11 @@ fn get_addr_is_answered_once_per_link() {
     assert_eq!(answers, 1, "node 0's own record, kept by node 1");
 }
 
-/// Sends `records` to the far end of `conn` of node `from`, raw.
-fn send_records(net: &mut Net, from: usize, conn: ConnId, records: Vec<Vec<u8>>) {
+/// Sends `records` to the far end of `conn` of node `from`, raw, vouching for those whose bits
+/// are set in `vouched`.
+fn send_records(net: &mut Net, from: usize, conn: ConnId, records: Vec<Vec<u8>>, vouched: u16) {
     let s = &mut net.nodes[from].conns.get_mut(&conn).unwrap().session;
-    s.send(&Message::Peers(PeersMsg::Records(records))).unwrap();
+    s.send(&Message::Peers(PeersMsg::Records { records, vouched })).unwrap();
     net.nodes[from].flush(conn);
     net.run();
 }
@@ -698,11 +699,10 @@ fn peer_exchange_passes_on_signed_records_pinned_to_their_keys_and_the_teller() 
     net.nodes[0].connect(now, addr(1));
     net.run();
     let (two, one) = (net.nodes[2].node_id(), net.nodes[1].node_id());
-    // Node 2's record reached node 0 through the hub: pinned to 2, told by 1.
-    assert_eq!(
-        net.nodes[0].addrs.pin(&addr(2)),
-        Some(addrbook::Pin { node: two, teller: Some(one) })
-    );
+    // Node 2's record reached node 0 through the hub: pinned to 2, told by 1, who does not
+    // vouch for it (node 2 dialled the hub, not the other way round).
+    let pin = addrbook::Pin { node: two, teller: Some(one), vouched: false };
+    assert_eq!(net.nodes[0].addrs.pin(&addr(2)), Some(pin));
     // The hub's own record: node 0 dialled the hub at an address it names, so it is confirmed.
     assert_eq!(net.nodes[0].kept_peer_records(), (1, 1));
     // The hub keeps both peers' own records (neither confirmed: they dialled the hub).
@@ -728,7 +728,7 @@ fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
     let mut forged = honest.encode();
     let last = forged.len() - 1;
     forged[last] ^= 1;
-    send_records(&mut net, 1, c, vec![forged, vec![1, 2, 3]]);
+    send_records(&mut net, 1, c, vec![forged, vec![1, 2, 3]], 0);
     assert!(!net.nodes[0].addrs.contains(&addr(7)));
     assert_eq!(net.nodes[0].reputation(&liar), -pex::PENALTY_BAD_RECORD);
     assert!(net.events[0].iter().any(|e| matches!(e,
@@ -736,23 +736,26 @@ fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
     // An expired record is as bad as a forged one.
     let old = PeerRecord::sign(&net.nodes[2].config.session.identity, &["test/7"], T0 - 2 * 86_400)
         .unwrap();
-    send_records(&mut net, 1, c, vec![old.encode()]);
+    send_records(&mut net, 1, c, vec![old.encode()], 0);
     assert_eq!(net.nodes[0].reputation(&liar), -2 * pex::PENALTY_BAD_RECORD);
     assert!(!net.nodes[0].addrs.contains(&addr(7)));
-    // A key of the liar's own, signing node 2's address: pinned to that key, so the dial
+    // A key of the liar's own, signing node 2's address: pinned to that key, so a dial
     // meets node 2, is refused as a mismatch, the address is dropped, and the liar pays.
     let sybil = Identity::generate(&mut rand_core::OsRng);
     let claim = PeerRecord::sign(&sybil, &["test/2"], T0).unwrap();
     // (node 0 is not ignoring the liar yet: -20 is below the threshold, so lift it first.)
     net.nodes[0].reputation.insert(liar, 0);
-    send_records(&mut net, 1, c, vec![claim.encode()]);
-    assert_eq!(
-        net.nodes[0].addrs.pin(&addr(2)),
-        Some(addrbook::Pin { node: sybil.node_id(), teller: Some(net.nodes[1].node_id()) })
-    );
+    // Passed on unchecked, the claim costs the liar nothing, but the address is dropped.
+    let unvouched = Identity::generate(&mut rand_core::OsRng);
+    let claim0 = PeerRecord::sign(&unvouched, &["test/2"], T0).unwrap();
+    send_records(&mut net, 1, c, vec![claim0.encode()], 0);
     net.nodes[0].config.target_outbound = 2;
     net.nodes[0].handle_timeout(now);
     net.run();
+    assert!(!net.nodes[0].addrs.contains(&addr(2)));
+    assert_eq!(net.nodes[0].reputation(&liar), 0);
+    // Vouched for, it costs the liar (node 0, short of peers, dials it at once).
+    send_records(&mut net, 1, c, vec![claim.encode()], 1);
     let two = net.nodes[2].node_id();
     assert!(net.events[0].iter().any(|e| matches!(e,
         Event::IdentityMismatch { expected, got, .. } if *expected == sybil.node_id() && *got == two)));
@@ -762,18 +765,28 @@ fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
     // An address that never answers costs a point.
     let ghost =
         PeerRecord::sign(&Identity::generate(&mut rand_core::OsRng), &["test/99"], T0).unwrap();
-    send_records(&mut net, 1, c, vec![ghost.encode()]);
+    send_records(&mut net, 1, c, vec![ghost.encode()], 1);
     net.nodes[0].handle_timeout(now);
     net.run();
     assert_eq!(net.nodes[0].reputation(&liar), -pex::PENALTY_WRONG_PEER - 1);
+    // Dead addresses rank a teller down to where it is ignored, never to a ban (churn).
+    let liar_id = net.nodes[1].node_id();
+    for _ in 0..40 {
+        net.nodes[0].judge_teller(liar_id, None);
+    }
+    assert_eq!(net.nodes[0].reputation(&liar), pex::IGNORE_THRESHOLD);
     // Ranked down: at the threshold, even valid records are no longer taken.
-    net.nodes[0].reputation.insert(liar, pex::IGNORE_THRESHOLD);
     let valid =
         PeerRecord::sign(&Identity::generate(&mut rand_core::OsRng), &["test/8"], T0).unwrap();
-    send_records(&mut net, 1, c, vec![valid.encode()]);
+    send_records(&mut net, 1, c, vec![valid.encode()], 1);
     assert!(!net.nodes[0].addrs.contains(&PeerAddr::new("test/8").unwrap()));
     // None of it was a content offence: the liar may still serve verified content.
-    assert!(net.nodes[0].peers().iter().any(|p| p.node_id == Some(net.nodes[1].node_id())));
+    assert!(net.nodes[0].peers().iter().any(|p| p.node_id == Some(liar_id)));
+    // Records that lead to the peer they name win points back, up to neutral and no further.
+    for _ in 0..20 {
+        net.nodes[0].judge_teller(liar_id, Some(true));
+    }
+    assert_eq!(net.nodes[0].reputation(&liar), 0);
 }
 
 #[test]

@@ -207,7 +207,14 @@ pub enum PeersMsg {
     /// Known peers: encoded self-certifying peer records (each signed by the key of the peer
     /// it names; this crate does not interpret them). At most [`MAX_PEER_RECORDS`], each at
     /// most [`MAX_PEER_RECORD_LEN`] bytes.
-    Records(Vec<Vec<u8>>),
+    Records {
+        /// The encoded records.
+        records: Vec<Vec<u8>>,
+        /// Bit `i` set: the sender vouches that it dialled the node of record `i` at an
+        /// address the record names and that node authenticated (the receiver may hold it to
+        /// that); clear: passed on unchecked.
+        vouched: u16,
+    },
 }
 
 /// The transfer protocol: requests name a [`Locator`] and carry a [`RequestId`]; answers carry
@@ -316,7 +323,7 @@ impl fmt::Debug for PeersMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeersMsg::GetAddr => f.write_str("GetAddr"),
-            PeersMsg::Records(r) => write!(f, "Records({} records)", r.len()),
+            PeersMsg::Records { records, .. } => write!(f, "Records({} records)", records.len()),
         }
     }
 }
@@ -561,9 +568,10 @@ impl Message {
                 w.u64(*nonce);
             }
             Message::Peers(PeersMsg::GetAddr) => w.u8(tag::GET_ADDR),
-            Message::Peers(PeersMsg::Records(records)) => {
+            Message::Peers(PeersMsg::Records { records, vouched }) => {
                 let records = &records[..records.len().min(MAX_PEER_RECORDS)];
                 w.u8(tag::RECORDS);
+                w.u16(*vouched);
                 w.u8(records.len() as u8);
                 for r in records {
                     w.short_bytes(&r[..r.len().min(MAX_PEER_RECORD_LEN)]);
@@ -621,7 +629,10 @@ impl Message {
             tag::PING => Message::Ping { nonce: r.u64("nonce")? },
             tag::PONG => Message::Pong { nonce: r.u64("nonce")? },
             tag::GET_ADDR => Message::Peers(PeersMsg::GetAddr),
-            tag::RECORDS => Message::Peers(PeersMsg::Records(read_records(&mut r)?)),
+            tag::RECORDS => {
+                let vouched = r.u16("vouched")?;
+                Message::Peers(PeersMsg::Records { vouched, records: read_records(&mut r)? })
+            }
             tag::RELAY_OPEN => Message::Relay(RelayMsg::Open {
                 stream: r.u32("stream")?,
                 target: r.array("target")?,
@@ -691,7 +702,8 @@ mod tests {
                 proptest::collection::vec(any::<u8>(), 0..=MAX_PEER_RECORD_LEN),
                 0..=MAX_PEER_RECORDS
             )
-            .prop_map(|r| Message::Peers(PeersMsg::Records(r))),
+            .prop_flat_map(|records| (Just(records), any::<u16>()))
+            .prop_map(|(records, vouched)| Message::Peers(PeersMsg::Records { records, vouched })),
             transfer().prop_map(Message::Transfer),
             (any::<u32>(), any::<[u8; 32]>())
                 .prop_map(|(stream, target)| Message::Relay(RelayMsg::Open { stream, target })),
@@ -792,10 +804,10 @@ mod tests {
         assert_eq!(Message::decode(&[0x05, 0, 0]), Err(DecodeError::UnknownTag(0x05)));
         // A record list claiming more entries than allowed, a record longer than allowed.
         assert!(matches!(
-            Message::decode(&[0x06, MAX_PEER_RECORDS as u8 + 1]),
+            Message::decode(&[0x06, 0, 0, MAX_PEER_RECORDS as u8 + 1]),
             Err(DecodeError::TooLong { field: "record count", .. })
         ));
-        let mut long = vec![0x06, 1];
+        let mut long = vec![0x06, 0, 0, 1];
         long.extend((MAX_PEER_RECORD_LEN as u16 + 1).to_be_bytes());
         long.resize(long.len() + MAX_PEER_RECORD_LEN + 1, 0);
         assert!(matches!(
@@ -803,10 +815,11 @@ mod tests {
             Err(DecodeError::TooLong { field: "peer record", .. })
         ));
         assert!(matches!(
-            Message::decode(&[0x06, 2, 0, 1, 7]),
+            Message::decode(&[0x06, 0, 1, 2, 0, 1, 7]),
             Err(DecodeError::Truncated { field: "peer record" })
         ));
-        let records = Message::Peers(PeersMsg::Records(vec![vec![1, 2], vec![]]));
+        let records =
+            Message::Peers(PeersMsg::Records { records: vec![vec![1, 2], vec![]], vouched: 1 });
         assert_eq!(Message::decode(&records.encode_to_vec()).unwrap(), records);
         assert_eq!(format!("{records:?}"), "Records(2 records)");
     }

@@ -815,13 +815,13 @@ fn pinned_entries_keep_their_first_pin_through_moves() {
     let node = NodeId([1; 32]);
     let teller = NodeId([2; 32]);
     let x = a("tcp/8.8.4.4:4000");
-    let pin = Pin { node, teller: Some(teller) };
+    let pin = Pin { node, teller: Some(teller), vouched: true };
     assert_eq!(b.add_pinned(&x, &a(SRC), pin, now), Ok(Added::Inserted));
     assert_eq!(b.pin(&x), Some(pin));
     // The same address in another spelling is the same entry.
     assert_eq!(b.pin(&a("tcp/[::ffff:8.8.4.4]:4000")), Some(pin));
     // A record signed by another key for the same address does not take the entry over.
-    let other = Pin { node: NodeId([3; 32]), teller: None };
+    let other = Pin { node: NodeId([3; 32]), teller: None, vouched: false };
     assert_eq!(b.add_pinned(&x, &a("tcp/9.9.9.9:1"), other, now), Ok(Added::Known));
     assert_eq!(b.pin(&x), Some(pin));
     // The pin moves with the entry into the tried table.
