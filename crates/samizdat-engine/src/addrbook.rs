@@ -426,6 +426,22 @@ impl AddrBook {
         table.slots.get(pos)?.as_ref()?.pin
     }
 
+    /// Replaces the pin of a known address (after a session there authenticated as someone
+    /// else: the address is theirs). Returns false when the book does not know it.
+    pub fn repin(&mut self, addr: &PeerAddr, pin: Pin) -> bool {
+        self.update(addr, |e| e.pin = Some(pin))
+    }
+
+    /// Withdraws the teller's voucher from a known address's pin (it is judged once, on the
+    /// first dial). Returns false when the book does not know it.
+    pub fn unvouch(&mut self, addr: &PeerAddr) -> bool {
+        self.update(addr, |e| {
+            if let Some(p) = &mut e.pin {
+                p.vouched = false;
+            }
+        })
+    }
+
     fn add_with(
         &mut self,
         addr: &PeerAddr,

@@ -430,6 +430,8 @@ pub(crate) struct Conn {
     next_stream: u32,
     /// Whether the peer already had its one `Records` answer on this link.
     answered_getaddr: bool,
+    /// Whether we asked the peer for records and it has not answered yet.
+    asked_getaddr: bool,
     /// For a dial to an address from a signed record another peer passed on and vouched
     /// for: that peer, who answers for what the dial finds.
     teller: Option<NodeId>,
@@ -675,6 +677,7 @@ impl<S: ContentSource> Engine<S> {
             // Outbound links number their streams 1, 3, 5…; inbound ones 2, 4, 6….
             next_stream: if outbound { u32::MAX } else { 0 },
             answered_getaddr: false,
+            asked_getaddr: false,
             teller: None,
             dht_contact: None,
             dht_dialled: false,
@@ -792,9 +795,13 @@ impl<S: ContentSource> Engine<S> {
                     continue;
                 }
             }
-            let conn = self.dial(now, addr, pin.map(|p| p.node));
+            let conn = self.dial(now, addr.clone(), pin.map(|p| p.node));
             if let Some(c) = conn.and_then(|id| self.conns.get_mut(&id)) {
                 c.teller = pin.filter(|p| p.vouched).and_then(|p| p.teller);
+                if c.teller.is_some() {
+                    // The teller answers for its voucher once, not on every redial.
+                    self.addrs.unvouch(&addr);
+                }
             }
         }
     }
@@ -1017,9 +1024,10 @@ impl<S: ContentSource> Engine<S> {
             let Some(c) = self.conns.get_mut(&conn) else { return false };
             c.teller = None;
             if let Some(addr) = &c.addr {
-                // A gossiped address that belongs to someone else is not dialled again.
+                // A gossiped address that turned out to be someone else's is theirs from now on.
                 if self.addrs.pin(addr).is_some_and(|p| p.node == expected) {
-                    self.addrs.remove(addr);
+                    self.addrs
+                        .repin(addr, addrbook::Pin { node: peer, teller: None, vouched: false });
                 }
                 for d in self.downloads.values_mut() {
                     if d.sources.iter().any(|s| s.dial() == (Some(expected), addr)) {
@@ -1030,8 +1038,12 @@ impl<S: ContentSource> Engine<S> {
             return false;
         }
         if self.reputation.get(&SourceId::Node(peer)).is_some_and(|r| *r <= BAN_THRESHOLD) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.teller = None; // it did authenticate as the record said
+            }
             return false;
         }
+        let Some(c) = self.conns.get(&conn) else { return true };
         let exchange = info.features & features::PEER_EXCHANGE != 0;
         let addr = c.addr.clone();
         let listen: Vec<PeerAddr> = info.hello.listen.iter().take(4).cloned().collect();
@@ -1057,6 +1069,7 @@ impl<S: ContentSource> Engine<S> {
         c.peer = Some(info);
         c.teller = None;
         if exchange {
+            c.asked_getaddr = true;
             let _ = c.session.send(&Message::Peers(PeersMsg::GetAddr));
         }
         self.events.push_back(Event::PeerUp { conn, peer });

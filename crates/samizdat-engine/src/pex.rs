@@ -3,40 +3,47 @@
 //!
 //! * **What is sent.** A node answers with its own [`PeerRecord`] (signed afresh every
 //!   [`OWN_RECORD_REFRESH_SECS`]) and up to 15 records that other peers signed for
-//!   themselves and handed over on a link with this node. Records whose node this node
-//!   dialled and authenticated at an address the record names ("confirmed") go first. Nothing
-//!   unsigned is ever passed on, and a record is passed on exactly as its node signed it.
-//! * **What is taken.** Every record is decoded and verified (signature, at most
-//!   [`RECORD_MAX_AGE`] old, at most five minutes ahead); its addresses go into the address
-//!   book *pinned* to the record's key ([`crate::addrbook::Pin`]), so a dial reaches that
-//!   identity or nobody: a session with any other key is refused. A poisoned source can hide
-//!   peers or name keys of its own, never put words in another node's mouth.
-//! * **Holding the teller to account, for what it could check.** The pin remembers which
-//!   peer passed the record on and whether it *vouched* for it (the `vouched` bits of
-//!   [`PeersMsg::Records`]: it dialled that node at an address the record names and the node
-//!   authenticated; a node vouches for exactly its confirmed records). A record that does not
-//!   verify costs the teller [`PENALTY_BAD_RECORD`] points (everyone verifies before passing
-//!   on). For a vouched record, an address answered by another identity costs
-//!   [`PENALTY_WRONG_PEER`], one that never completes a handshake one point (never below
-//!   [`IGNORE_THRESHOLD`]: a node may simply have gone offline since), and one that reaches the
-//!   node the record names wins a point back (never above neutral). An unvouched record costs
-//!   its teller nothing whatever a dial finds, so an attacker who hands an honest node records
-//!   of its own keys signed for other people's addresses cannot get that node ranked down;
-//!   a misattributed address is dropped from the book either way. A peer at or below
-//!   [`IGNORE_THRESHOLD`] is no longer listened to; at the engine's ban threshold (-30, only
-//!   reachable through bad records and wrong peers) it is refused altogether.
-//! * **Bounds.** At most [`MAX_KEPT_RECORDS`] records are kept for passing on; an
+//!   themselves and handed over on a link with this node, passed on exactly as signed and only
+//!   while every honest clock accepts them (not ahead of ours, at least five minutes short of
+//!   [`RECORD_MAX_AGE`]). Records this node *confirmed* (it dialled the node at the record's
+//!   first address and the node authenticated, for this very record) go first and carry their
+//!   bit in `vouched`. Nothing unsigned is ever passed on.
+//! * **What is taken.** One `Records` per `GetAddr` this node sent; unasked-for records are a
+//!   protocol violation (verifying them costs a signature check each). Every record is decoded
+//!   and verified; its addresses go into the address book *pinned* to the record's key
+//!   ([`crate::addrbook::Pin`]), so a dial reaches that identity or nobody. A poisoned source
+//!   can hide peers or name keys of its own, never put words in another node's mouth. An
+//!   address that turns out to be someone else's is re-pinned to the identity that answered.
+//! * **Holding the teller to account, for what it could check.** A record whose signature
+//!   fails costs the teller [`PENALTY_BAD_RECORD`] (everyone verifies before passing on; an
+//!   expired or early record costs nothing, the clocks may differ). Only for the first address
+//!   of a record it vouched for, and only on the first dial, does the teller answer for what
+//!   the dial finds: another identity costs [`PENALTY_WRONG_PEER`], no handshake one point,
+//!   the right peer wins a point back (never above neutral). These never take a teller below
+//!   [`IGNORE_THRESHOLD`], where it is no longer listened to: gossip alone gets nobody banned,
+//!   so an attacker who hands an honest node records it cannot check cannot get that node
+//!   refused by others. Only bad signatures (and the engine's other offences) lead to the ban
+//!   threshold.
+//! * **Bounds.** At most [`MAX_KEPT_RECORDS`] records are kept for passing on, and at most
+//!   [`MAX_KEPT_PER_GROUP`] unconfirmed ones from inbound links of one /24 or /48; an
 //!   unconfirmed newcomer can replace only an unconfirmed record (chosen at random), so a
 //!   flood of inbound Sybils cannot wash out the peers this node has checked itself. The
 //!   address book's per-source quotas bound what one peer can place there.
+//! * **What it reveals.** A node's records say which peers it knows, and the vouched bits
+//!   which of them it dialled in the last day (its outbound peers). Onion routing will need
+//!   guards kept out of these answers.
 
 use crate::addrbook::Pin;
 use crate::{ConnId, ContentSource, Engine, Offence, SourceId};
 use rand_core::RngCore;
-use samizdat_identity::{NodeId, PeerRecord};
+use samizdat_identity::record::MAX_CLOCK_SKEW;
+use samizdat_identity::{NodeId, PeerRecord, RecordError};
 use samizdat_wire::{MAX_PEER_RECORDS, Message, PeerAddr, PeersMsg, features};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+// The `vouched` bits of one message are a u16.
+const _: () = assert!(MAX_PEER_RECORDS <= 16);
 
 /// The oldest record accepted or passed on.
 pub const RECORD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -53,16 +60,21 @@ const PENALTY_UNREACHABLE: i64 = 1;
 /// A peer whose reputation is at or below this is not listened to for peer records.
 pub const IGNORE_THRESHOLD: i64 = -15;
 
-/// One record kept for passing on.
-#[derive(Debug)]
+/// Most unconfirmed records kept from inbound links of one address group (/24 or /48).
+pub const MAX_KEPT_PER_GROUP: usize = 8;
+
+/// One record kept for passing on. (No `Debug`: it holds addresses.)
 struct Kept {
     record: PeerRecord,
-    /// This node dialled the record's node at one of its addresses and it authenticated.
+    /// This node dialled the record's node at the record's first address and it
+    /// authenticated (for this very record: a newer record starts unconfirmed).
     confirmed: bool,
+    /// The address group of the link it came in on (inbound links only).
+    group: Option<u64>,
 }
 
 /// The engine's peer-exchange state.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct PeerExchange {
     kept: HashMap<NodeId, Kept>,
     /// This node's own record (its timestamp says when it was signed).
@@ -71,20 +83,39 @@ pub(crate) struct PeerExchange {
 
 impl PeerExchange {
     /// Keeps `record` for passing on (see the module documentation for what it may replace).
-    fn keep(&mut self, record: PeerRecord, confirmed: bool, rng: &mut impl RngCore) {
+    fn keep(
+        &mut self,
+        record: PeerRecord,
+        confirmed: bool,
+        group: Option<u64>,
+        rng: &mut impl RngCore,
+    ) {
         let node = record.node_id();
         if let Some(k) = self.kept.get_mut(&node) {
-            if record.timestamp() >= k.record.timestamp() {
-                k.record = record;
+            if k.record == record {
+                k.confirmed |= confirmed;
+            } else if record.timestamp() > k.record.timestamp() {
+                *k = Kept { record, confirmed, group };
             }
-            k.confirmed |= confirmed;
             return;
         }
-        if self.kept.len() >= MAX_KEPT_RECORDS {
+        let crowded = !confirmed
+            && group.is_some()
+            && self.kept.values().filter(|k| !k.confirmed && k.group == group).count()
+                >= MAX_KEPT_PER_GROUP;
+        if crowded || self.kept.len() >= MAX_KEPT_RECORDS {
+            // A crowded group replaces one of its own; otherwise an unconfirmed newcomer
+            // replaces an unconfirmed record, a confirmed one any.
             let victims: Vec<NodeId> = self
                 .kept
                 .iter()
-                .filter(|(_, k)| confirmed || !k.confirmed)
+                .filter(|(_, k)| {
+                    if crowded {
+                        !k.confirmed && k.group == group
+                    } else {
+                        confirmed || !k.confirmed
+                    }
+                })
                 .map(|(id, _)| *id)
                 .collect();
             if victims.is_empty() {
@@ -93,7 +124,7 @@ impl PeerExchange {
             let victim = victims[(rng.next_u64() % victims.len() as u64) as usize];
             self.kept.remove(&victim);
         }
-        self.kept.insert(node, Kept { record, confirmed });
+        self.kept.insert(node, Kept { record, confirmed, group });
     }
 
     /// Up to `n` kept records, not older than [`RECORD_MAX_AGE`], none of `except`'s:
@@ -107,10 +138,15 @@ impl PeerExchange {
     ) -> Vec<(&PeerRecord, bool)> {
         let oldest = wall.saturating_sub(RECORD_MAX_AGE.as_secs());
         self.kept.retain(|_, k| k.record.timestamp() >= oldest);
+        // Passed on only while any honest clock (within the skew) accepts it.
+        let margin = MAX_CLOCK_SKEW.as_secs();
+        let fine = |r: &PeerRecord| {
+            r.timestamp() <= wall && r.timestamp() >= oldest.saturating_add(margin)
+        };
         let mut pool: Vec<(bool, u64, &Kept)> = self
             .kept
             .iter()
-            .filter(|(id, _)| **id != except)
+            .filter(|(id, k)| **id != except && fine(&k.record))
             .map(|(_, k)| (!k.confirmed, rng.next_u64(), k))
             .collect();
         pool.sort_unstable_by_key(|(unconfirmed, r, _)| (*unconfirmed, *r));
@@ -170,13 +206,21 @@ impl<S: ContentSource> Engine<S> {
         records: Vec<Vec<u8>>,
         vouched: u16,
     ) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(peer) = c.peer_id() else { return };
+        // One answer per question: unasked-for records (a peer making us verify signatures
+        // in a loop) break the protocol.
+        if !std::mem::replace(&mut c.asked_getaddr, false) {
+            self.penalize_conn(conn, Offence::ProtocolViolation, 5);
+            return;
+        }
         if self.reputation(&SourceId::Node(peer)) <= IGNORE_THRESHOLD {
             return;
         }
+        let Some(c) = self.conns.get(&conn) else { return };
         let origin = crate::source_addr(c, peer);
         let dialled = c.outbound.then(|| c.addr.clone()).flatten();
+        let group = (!c.outbound).then_some(c.group).flatten();
         let wall = self.wall_secs(now);
         let me = self.node_id();
         let mut bad = false;
@@ -190,26 +234,35 @@ impl<S: ContentSource> Engine<S> {
             };
             let node = match record.verify(wall, RECORD_MAX_AGE) {
                 Ok(node) => node,
-                Err(_) => {
+                // Only a bad signature is surely the teller's fault: an age or clock
+                // difference may be ours.
+                Err(RecordError::BadSignature) => {
                     bad = true;
                     continue;
                 }
+                Err(_) => continue,
             };
             if node == me {
                 continue;
             }
             let teller = (node != peer).then_some(peer);
-            let pin = Pin { node, teller, vouched: teller.is_some() && vouched & (1 << i) != 0 };
-            for a in record.addrs().iter().filter_map(|a| PeerAddr::new(a).ok()) {
+            // A voucher reached the record's first address: it answers for that one only.
+            let vouched = teller.is_some() && vouched & (1 << i) != 0;
+            for (j, a) in record.addrs().iter().filter_map(|a| PeerAddr::new(a).ok()).enumerate() {
                 if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
+                    let pin = Pin { node, teller, vouched: vouched && j == 0 };
                     let _ = self.addrs.add_pinned(&a, &origin, pin, now);
                 }
             }
             if node == peer {
                 let confirmed = dialled.as_ref().is_some_and(|d| {
-                    record.addrs().iter().any(|a| PeerAddr::new(a).is_ok_and(|a| same_addr(&a, d)))
+                    record
+                        .addrs()
+                        .first()
+                        .and_then(|a| PeerAddr::new(a).ok())
+                        .is_some_and(|a| same_addr(&a, d))
                 });
-                self.pex.keep(record, confirmed, &mut self.rng);
+                self.pex.keep(record, confirmed, group, &mut self.rng);
             }
         }
         if bad {
@@ -232,7 +285,13 @@ impl<S: ContentSource> Engine<S> {
                     }
                 }
             }
-            Some(false) => self.penalize(source, Offence::WrongPeer, PENALTY_WRONG_PEER),
+            // Capped like dead addresses: gossip alone never gets a peer banned (a node whose
+            // address changed hands since the teller reached it is not the teller's lie).
+            Some(false) => {
+                if self.reputation(&source) > IGNORE_THRESHOLD {
+                    self.penalize(source, Offence::WrongPeer, PENALTY_WRONG_PEER);
+                }
+            }
             // The node may have gone offline since the teller reached it: this ranks a teller
             // down, never below the point where it is ignored (churn gets nobody banned).
             None => {
@@ -280,11 +339,11 @@ mod tests {
         let mut pex = PeerExchange::default();
         let confirmed: Vec<PeerRecord> = (0..100).map(|_| record(&mut rng, T0)).collect();
         for r in &confirmed {
-            pex.keep(r.clone(), true, &mut rng);
+            pex.keep(r.clone(), true, None, &mut rng);
         }
         for _ in 0..MAX_KEPT_RECORDS + 500 {
             let r = record(&mut rng, T0);
-            pex.keep(r, false, &mut rng);
+            pex.keep(r, false, None, &mut rng);
         }
         assert_eq!(pex.kept(), (100, MAX_KEPT_RECORDS));
         // The sample puts the confirmed records first and leaves out the asker's.
@@ -298,12 +357,24 @@ mod tests {
         // unconfirmed newcomers.
         let mut full = PeerExchange::default();
         for _ in 0..MAX_KEPT_RECORDS {
-            full.keep(record(&mut rng, T0), true, &mut rng);
+            full.keep(record(&mut rng, T0), true, None, &mut rng);
         }
-        full.keep(record(&mut rng, T0), false, &mut rng);
+        full.keep(record(&mut rng, T0), false, None, &mut rng);
         assert_eq!(full.kept(), (MAX_KEPT_RECORDS, MAX_KEPT_RECORDS));
-        full.keep(record(&mut rng, T0), true, &mut rng);
+        full.keep(record(&mut rng, T0), true, None, &mut rng);
         assert_eq!(full.kept(), (MAX_KEPT_RECORDS, MAX_KEPT_RECORDS));
+    }
+
+    #[test]
+    fn one_address_group_keeps_at_most_a_few_unconfirmed_records() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut pex = PeerExchange::default();
+        for _ in 0..50 {
+            pex.keep(record(&mut rng, T0), false, Some(7), &mut rng);
+        }
+        pex.keep(record(&mut rng, T0), false, Some(8), &mut rng);
+        pex.keep(record(&mut rng, T0), true, Some(7), &mut rng);
+        assert_eq!(pex.kept(), (1, MAX_KEPT_PER_GROUP + 2));
     }
 
     #[test]
@@ -313,12 +384,22 @@ mod tests {
         let mut pex = PeerExchange::default();
         let old = PeerRecord::sign(&id, &["tcp/8.8.8.8:1"], T0).unwrap();
         let new = PeerRecord::sign(&id, &["tcp/8.8.4.4:1"], T0 + 10).unwrap();
-        pex.keep(new.clone(), false, &mut rng);
-        pex.keep(old, true, &mut rng);
+        pex.keep(new.clone(), false, None, &mut rng);
+        // An older record changes nothing, and does not confirm the newer one.
+        pex.keep(old.clone(), true, None, &mut rng);
+        assert_eq!(pex.kept(), (0, 1));
+        pex.keep(new.clone(), true, None, &mut rng);
         assert_eq!(pex.kept(), (1, 1));
         let nobody = NodeId([0; 32]);
         assert_eq!(pex.sample(T0 + 10, nobody, 16, &mut rng), vec![(&new, true)]);
-        let late = T0 + 10 + RECORD_MAX_AGE.as_secs() + 1;
+        // A newer record starts unconfirmed: the confirmation was for other addresses.
+        let newer = PeerRecord::sign(&id, &["tcp/1.1.1.1:1"], T0 + 20).unwrap();
+        pex.keep(newer.clone(), false, None, &mut rng);
+        assert_eq!(pex.kept(), (0, 1));
+        // Records from the future (by our clock) are not passed on.
+        assert!(pex.sample(T0 + 10, nobody, 16, &mut rng).is_empty());
+        assert_eq!(pex.sample(T0 + 20, nobody, 16, &mut rng), vec![(&newer, false)]);
+        let late = T0 + 20 + RECORD_MAX_AGE.as_secs() + 1;
         assert!(pex.sample(late, nobody, 16, &mut rng).is_empty());
         assert_eq!(pex.kept(), (0, 0));
     }
