@@ -56,6 +56,9 @@ impl ContentSource for MemorySource {
 
     fn read_group(&self, root: &ContentRoot, index: u32) -> Option<Vec<u8>> {
         let (outboard, blob) = self.blobs.get(root)?;
+        if index >= outboard.groups() {
+            return None;
+        }
         let r = group_range(outboard.blob_len, index);
         blob.get(r.start as usize..r.end as usize).map(<[u8]>::to_vec)
     }

@@ -1202,3 +1202,21 @@ fn a_node_that_gets_in_through_one_peer_finds_others_at_the_overlay_rendezvous_p
     assert!(pinned >= 4, "{pinned} peers from the rendezvous points");
     assert!(net.nodes[0].conns.values().filter(|c| c.outbound && !c.dht_dialled).count() <= 8);
 }
+
+#[test]
+fn a_memory_source_serves_what_it_holds_and_forgets_what_it_removes() {
+    let b = blob(100_000);
+    let mut s = b.source();
+    let (root, outboard) = s.lookup(&b.spec.locator).unwrap();
+    assert_eq!(root, b.spec.root);
+    let groups = outboard.groups();
+    let whole: Vec<u8> = (0..groups).flat_map(|i| s.read_group(&root, i).unwrap()).collect();
+    assert_eq!(whole, b.data);
+    assert_eq!(s.read_group(&root, groups), None, "past the end");
+    let boxed: Box<dyn ContentSource> = Box::new(s.clone());
+    assert_eq!(boxed.read_group(&root, 0), s.read_group(&root, 0));
+    s.remove(&root);
+    assert!(s.lookup(&b.spec.locator).is_none());
+    assert_eq!(s.read_group(&root, 0), None);
+    assert!(boxed.lookup(&b.spec.locator).is_some(), "a clone keeps its own copy");
+}
