@@ -1,7 +1,8 @@
 //! Arbitrary peer address strings fed to a small `AddrBook`: `PeerAddr::new`, then
 //! `AddrBook::check` and `AddrBook::add` from a fixed source, `add_trusted`, and the calls a
 //! node makes afterwards (`mark_good`, `mark_attempt`, `mark_failed`, `remove`, `select`,
-//! `sample`). Nothing may panic, and the book never holds more than its capacity.
+//! `select_distinct`, `add_pinned`, `pin`, `repin`, `unvouch`). Nothing may panic, and the
+//! book never holds more than its capacity.
 //!
 //! Input layout: `flags || line ('\n' line)*`, each line `op || address text`. Flag bit 0 sets
 //! `allow_local`, bit 1 `allow_mem`, bit 2 accepts a second transport (`onion`, opaque
@@ -12,7 +13,8 @@
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use samizdat_engine::addrbook::{Added, AddrBook, AddrBookConfig, Rejected};
+use samizdat_engine::addrbook::{Added, AddrBook, AddrBookConfig, Pin, Rejected};
+use samizdat_identity::NodeId;
 use samizdat_wire::PeerAddr;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -83,7 +85,22 @@ fuzz_target!(|data: &[u8]| {
         let Ok(text) = std::str::from_utf8(text) else { continue };
         let Ok(addr) = PeerAddr::new(text) else { continue };
         match op % 8 {
-            0..=2 => add_from_peer(&mut book, &addr, &SOURCES[usize::from(op % 8)], now),
+            0..=1 => add_from_peer(&mut book, &addr, &SOURCES[usize::from(op % 8)], now),
+            2 => {
+                // From a signed record: a new entry takes the pin, a known one keeps its own.
+                let pin = Pin { node: NodeId([op; 32]), teller: None, vouched: op & 8 != 0 };
+                let before = book.pin(&addr);
+                match book.add_pinned(&addr, &SOURCES[2], pin, now) {
+                    Ok(Added::Inserted) => assert_eq!(book.pin(&addr), Some(pin)),
+                    Ok(Added::Known) => assert_eq!(book.pin(&addr), before),
+                    Err(_) => {}
+                }
+                if book.unvouch(&addr) {
+                    assert!(book.pin(&addr).is_none_or(|p| !p.vouched));
+                    assert!(book.repin(&addr, pin));
+                    assert_eq!(book.pin(&addr), Some(pin));
+                }
+            }
             3 => {
                 if book.add_trusted(&addr, now).is_ok() {
                     assert!(book.contains(&addr), "a user-given address is in the book");
@@ -108,8 +125,6 @@ fuzz_target!(|data: &[u8]| {
                     assert!(book.contains(&a), "select returns a known address");
                 }
                 let n = usize::from(op >> 3);
-                let sample = book.sample(&mut rng, n);
-                assert!(sample.len() <= n && sample.iter().all(|a| book.contains(a)));
                 let distinct = book.select_distinct(now, &mut rng, n);
                 assert!(distinct.len() <= n && distinct.iter().all(|a| book.contains(a)));
             }

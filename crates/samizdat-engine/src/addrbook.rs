@@ -29,8 +29,8 @@
 //! - **Random choice.** [`AddrBook::select`] picks the table (tried or new) at random, then a
 //!   random non-empty *bucket*, then a random entry in it, so an attacker confined to a few
 //!   buckets is chosen about as often as its share of buckets, not of addresses.
-//!   [`AddrBook::sample`] (for `GetAddr` replies) is a uniform random sample. Lexicographic
-//!   order plays no part anywhere.
+//!   Lexicographic order plays no part anywhere. (Nothing in the book is ever sent to peers:
+//!   peer exchange passes on signed records, see `pex.rs`.)
 //! - **Pinned entries.** Addresses learnt from a signed peer record ([`AddrBook::add_pinned`])
 //!   carry the identity that signed them and the peer that passed the record on
 //!   ([`AddrBook::pin`]): the caller dials them pinned (a session with another key is refused)
@@ -231,8 +231,9 @@ pub struct Pin {
     /// The peer that sent the record (`None` when the node itself said so, e.g. in its
     /// `Hello`).
     pub teller: Option<NodeId>,
-    /// Whether the teller vouched for the record (it reached the node at one of the record's
-    /// addresses itself): only then does it answer for what a dial finds.
+    /// Whether the teller vouched for this address (it reached the record's node at the
+    /// record's first address itself): only then, and only for the first dial, does it
+    /// answer for what a dial finds.
     pub vouched: bool,
 }
 
@@ -481,8 +482,8 @@ impl AddrBook {
     }
 
     /// Adds an address the user gave (`--peer`, a link's hint): no special-use check, host
-    /// names and any transport allowed, never evicted by peer input, never handed to peers by
-    /// [`AddrBook::sample`]. At most [`AddrBookConfig::max_trusted`] are kept.
+    /// names and any transport allowed, never evicted by peer input. At most
+    /// [`AddrBookConfig::max_trusted`] are kept.
     pub fn add_trusted(&mut self, addr: &PeerAddr, now: Instant) -> Result<Added, Rejected> {
         let addr = lenient_canonical(addr);
         let full = self.trusted >= self.config.max_trusted;
@@ -605,25 +606,6 @@ impl AddrBook {
             }
         }
         out
-    }
-
-    /// Up to `n` addresses chosen uniformly at random, for a `GetAddr` reply. Leaves out
-    /// user-given addresses (they are the user's, not gossip) and hopeless ones.
-    pub fn sample(&self, rng: &mut impl RngCore, n: usize) -> Vec<PeerAddr> {
-        let mut pool: Vec<&Entry> = self
-            .new
-            .slots
-            .iter()
-            .chain(&self.tried.slots)
-            .flatten()
-            .filter(|e| !e.trusted && !e.is_hopeless(&self.config))
-            .collect();
-        let n = n.min(pool.len());
-        for i in 0..n {
-            let j = i + below(rng, pool.len() - i);
-            pool.swap(i, j);
-        }
-        pool[..n].iter().map(|e| e.addr.clone()).collect()
     }
 
     // --- internals ---

@@ -175,7 +175,7 @@ pub enum Offence {
     CorruptOutboard,
     /// It broke the protocol (malformed or unexpected messages, too many requests).
     ProtocolViolation,
-    /// It passed on a peer record that does not verify (forged, altered or expired).
+    /// It passed on a peer record whose signature does not verify (forged or altered).
     BadPeerRecord,
     /// An address it passed on was answered by another identity than the record's.
     WrongPeer,
@@ -1052,7 +1052,7 @@ impl<S: ContentSource> Engine<S> {
         // What an authenticated peer says about itself is pinned to it.
         let pin = addrbook::Pin { node: peer, teller: None, vouched: false };
         for a in listen {
-            if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
+            if !self.is_own_addr(&a) {
                 let _ = self.addrs.add_pinned(&a, &origin, pin, now);
             }
         }
@@ -1086,10 +1086,7 @@ impl<S: ContentSource> Engine<S> {
                 }
                 true
             }
-            Message::Peers(m) => {
-                self.on_peers(now, conn, m);
-                true
-            }
+            Message::Peers(m) => self.on_peers(now, conn, m),
             Message::Transfer(m) => self.on_stream_message(now, StreamId::Direct(conn), m),
             Message::Relay(m) => self.on_relay(now, conn, m),
             Message::Dht { pow, payload } => self.on_dht(now, conn, pow, &payload),
@@ -1099,19 +1096,24 @@ impl<S: ContentSource> Engine<S> {
         }
     }
 
-    fn on_peers(&mut self, now: Instant, conn: ConnId, msg: PeersMsg) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+    /// Handles a peer-exchange message; `false` means the peer broke the protocol.
+    fn on_peers(&mut self, now: Instant, conn: ConnId, msg: PeersMsg) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return true };
         match msg {
             // One answer per link: asking again and again does not list the whole book.
             PeersMsg::GetAddr if !c.answered_getaddr => {
                 c.answered_getaddr = true;
                 self.answer_getaddr(now, conn);
+                true
             }
-            PeersMsg::Records { records, vouched } => {
-                self.on_records(now, conn, records, vouched);
-            }
-            _ => {}
+            PeersMsg::Records { records, vouched } => self.on_records(now, conn, records, vouched),
+            _ => true,
         }
+    }
+
+    /// Whether `addr` is one of this node's own (configured or learnt) addresses.
+    fn is_own_addr(&self, addr: &PeerAddr) -> bool {
+        self.config.session.listen.contains(addr) || self.self_addrs.contains(addr)
     }
 
     /// A transfer-protocol message on a stream: requests are served, answers go to the

@@ -198,26 +198,26 @@ impl<S: ContentSource> Engine<S> {
     }
 
     /// Takes the records a peer sent: verified ones go into the address book pinned to their
-    /// keys; a peer's own record is kept for passing on.
+    /// keys; a peer's own record is kept for passing on. `false`: the peer broke the protocol
+    /// (records it was not asked for).
     pub(crate) fn on_records(
         &mut self,
         now: Instant,
         conn: ConnId,
         records: Vec<Vec<u8>>,
         vouched: u16,
-    ) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        let Some(peer) = c.peer_id() else { return };
+    ) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return true };
+        let Some(peer) = c.peer_id() else { return true };
         // One answer per question: unasked-for records (a peer making us verify signatures
-        // in a loop) break the protocol.
+        // in a loop) break the protocol, and the link is closed.
         if !std::mem::replace(&mut c.asked_getaddr, false) {
-            self.penalize_conn(conn, Offence::ProtocolViolation, 5);
-            return;
+            return false;
         }
         if self.reputation(&SourceId::Node(peer)) <= IGNORE_THRESHOLD {
-            return;
+            return true;
         }
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else { return true };
         let origin = crate::source_addr(c, peer);
         let dialled = c.outbound.then(|| c.addr.clone()).flatten();
         let group = (!c.outbound).then_some(c.group).flatten();
@@ -249,7 +249,7 @@ impl<S: ContentSource> Engine<S> {
             // A voucher reached the record's first address: it answers for that one only.
             let vouched = teller.is_some() && vouched & (1 << i) != 0;
             for (j, a) in record.addrs().iter().filter_map(|a| PeerAddr::new(a).ok()).enumerate() {
-                if !self.config.session.listen.contains(&a) && !self.self_addrs.contains(&a) {
+                if !self.is_own_addr(&a) {
                     let pin = Pin { node, teller, vouched: vouched && j == 0 };
                     let _ = self.addrs.add_pinned(&a, &origin, pin, now);
                 }
@@ -270,6 +270,7 @@ impl<S: ContentSource> Engine<S> {
         }
         // New addresses: a node short of peers dials some at once.
         self.fill_outbound(now);
+        true
     }
 
     /// What came of dialling an address a peer passed on: `Some(true)` it authenticated as the

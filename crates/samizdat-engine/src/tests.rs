@@ -813,6 +813,7 @@ fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
     net.run();
     assert!(net.nodes[0].reputation(&liar) < 0);
     assert!(!net.nodes[0].addrs.contains(&PeerAddr::new("test/8").unwrap()));
+    assert!(!net.nodes[0].peers().iter().any(|p| p.node_id == Some(liar_id)), "link closed");
 }
 
 #[test]
