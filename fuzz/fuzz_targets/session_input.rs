@@ -1,12 +1,13 @@
 //! Arbitrary transport bytes fed to a `Session` in every state a peer can reach without our
-//! keys: a fresh responder, an initiator waiting for message 2, and (when the input asks) an
-//! established session. Errors are expected; a panic is a bug.
+//! keys: a fresh responder, an initiator waiting for message 2, an exchange waiting for its
+//! answer, an answered exchange, and (when the input asks) an established session. Errors are expected; a panic is a bug.
 //!
 //! Input layout: `flags || u16 split || u16 split || payload`. The two split points (modulo the
 //! payload length) cut the payload into three chunks, so the fuzzer explores messages that
 //! arrive across several reads. Flag bit 0 also drives an established session; bit 1 delivers
 //! the last chunk after the handshake deadline; bit 2 feeds owned buffers
-//! (`handle_input_owned`, which decrypts whole frames in place) instead of borrowed ones.
+//! (`handle_input_owned`, which decrypts whole frames in place) instead of borrowed ones; bit 3
+//! makes the exchange an identified one.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -83,6 +84,20 @@ fuzz_target!(|data: &[u8]| {
     let mut initiator = Session::initiator(c8.clone(), [1; 32], T, now).expect("initiator");
     let _ = initiator.poll_transmit(); // message 1 goes nowhere: the fuzzer plays the responder
     drive(&mut initiator, &chunks, now, late, owned);
+
+    // An exchange waiting for its answer (the fuzzer plays the responder), and one that was
+    // asked honestly and answered (anything more must fail it).
+    let responder = c7.identity.public_key();
+    let identify = flags & 8 != 0;
+    let mut asking =
+        Session::exchange(c8.clone(), [4; 32], now, &responder, identify, b"q").expect("exchange");
+    let request = asking.poll_transmit().expect("a request");
+    drive(&mut asking, &chunks, now, late, owned);
+    let mut answered = Session::responder(c7.clone(), [5; 32], T, now);
+    answered.handle_input(now, &request).expect("an honest request");
+    answered.answer(b"a").expect("an answer");
+    let _ = answered.poll_transmit();
+    drive(&mut answered, &chunks, now, late, owned);
 
     if flags & 1 != 0 {
         let mut a = Session::initiator(c7.clone(), [2; 32], T, now).expect("initiator");

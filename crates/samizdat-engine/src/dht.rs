@@ -7,33 +7,37 @@
 //!   it enters the routing table only if the proof of work holds. A node without a listen
 //!   address (a short-lived fetcher) offers nothing and is answered as an anonymous requester.
 //! * **Routes.** A request to a contact goes over an established session with that identity,
-//!   or over a new connection dialled to the contact's address and pinned to its identity
-//!   (an impostor there is refused like any pinned peer). Addresses from the DHT pass the
-//!   address book's admission rules first (no host names; no special-use ranges unless the
-//!   node is on a local network). An answer counts only on the connection the request went
-//!   out on; anything else is ignored.
+//!   or else as a one-round-trip exchange (`samizdat_session::exchange`: Noise NK against the
+//!   contact's identity key) on a connection of its own: no session handshake, no `Hello`,
+//!   one round trip after the transport's, and only the holder of the contact's key can read
+//!   the request or answer it. A node that offers itself as a contact identifies itself in
+//!   the exchange (so it can be admitted and store records); one that does not asks
+//!   anonymously. Addresses from the DHT pass the address book's admission rules first (no
+//!   host names; no special-use ranges unless the node is on a local network). An answer
+//!   counts only on the connection the request went out on; anything else is ignored.
 //! * **Providers.** [`Engine::find_providers`] looks a key up and adds every provider found
 //!   (pinned to its identity) as a source of the download; [`Engine::provide`] publishes this
 //!   node as a provider (republished by the DHT until the record expires).
 
 use crate::{ContentRoot, ContentSource, Engine, Event, SourceSpec};
+use rand_core::RngCore;
 use samizdat_dht::codec::{self, DhtMessage, RequestId};
 use samizdat_dht::contact::Contact;
 use samizdat_dht::record::ProviderRecord;
-use samizdat_dht::{Dht, DhtConfig, DhtEvent, LookupId, Transmit};
+use samizdat_dht::{Dht, DhtConfig, DhtError, DhtEvent, LookupId, Transmit};
 use samizdat_identity::NodeId;
-use samizdat_wire::{Message, PeerAddr, features};
+use samizdat_session::{Query, Session};
+use samizdat_wire::{DhtQuery, Message, PeerAddr, features};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// Most DHT requests parked while their connection is being set up.
+/// Most DHT requests parked while their connection is being set up, or queued for an
+/// exchange slot.
 const MAX_WAITING: usize = 256;
 /// How long a download without sources waits for its provider lookups before it may stall.
 pub(crate) const LOOKUP_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
-/// Most connections dialled for the DHT at once.
-pub(crate) const MAX_DHT_DIALS: usize = 8;
-/// A connection dialled for the DHT is closed after carrying nothing for this long.
-pub(crate) const DHT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most exchanges (each a connection of its own) in flight at once.
+pub(crate) const MAX_DHT_EXCHANGES: usize = 16;
 /// Most requests remembered as sent (the DHT times out requests on its own; the oldest ids
 /// are forgotten beyond this).
 const MAX_SENT: usize = 1024;
@@ -47,6 +51,8 @@ pub(crate) struct DhtGlue {
     sent: BTreeMap<RequestId, crate::ConnId>,
     /// Requests waiting for a connection being dialled.
     waiting: BTreeMap<crate::ConnId, Vec<Transmit>>,
+    /// Requests waiting for an exchange slot.
+    queued: std::collections::VecDeque<Transmit>,
     /// Provider lookups for downloads: the root and the download's generation.
     finding: BTreeMap<LookupId, (ContentRoot, u64)>,
     /// Whether a bootstrap lookup has been started.
@@ -55,6 +61,15 @@ pub(crate) struct DhtGlue {
     deferred: Vec<ProviderRecord>,
     /// The overlay rendezvous points' state.
     pub(crate) rendezvous: crate::rendezvous::Rendezvous,
+}
+
+/// Seconds a provider record's lifetime stays short of the stores' limit, for clocks that are
+/// behind ours (the session's clock-skew bound).
+const CLOCK_MARGIN_SECS: u64 = 600;
+
+/// Whether a put failed only for now (nobody to store at, lookups busy) and may be retried.
+fn is_transient(e: &DhtError) -> bool {
+    matches!(e, DhtError::NoContacts | DhtError::TooManyLookups(_))
 }
 
 /// Lookup slots kept free of announcements for the node's own lookups.
@@ -85,6 +100,7 @@ impl DhtGlue {
             pow,
             sent: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            queued: std::collections::VecDeque::new(),
             finding: BTreeMap::new(),
             bootstrapped: false,
             deferred: Vec::new(),
@@ -123,13 +139,22 @@ impl<S: ContentSource> Engine<S> {
 
     /// Re-admits remembered contacts (their proof of work is checked again; the table's
     /// limits apply) and bootstraps from them: the node finds its way back into the network
-    /// without any bootstrap peer.
+    /// without any bootstrap peer. Their addresses also go into the address book, pinned to
+    /// their identities, so the node links up with some of them as peers (DHT requests alone
+    /// travel as exchanges and make no links).
     pub fn restore_dht_contacts(&mut self, now: Instant, contacts: Vec<Contact>) -> usize {
         let Some(g) = self.dht.as_mut() else { return 0 };
-        let admitted = contacts.into_iter().filter(|c| g.dht.add_contact(c.clone(), now).is_ok());
-        let n = admitted.count();
+        let admitted: Vec<Contact> =
+            contacts.into_iter().filter(|c| g.dht.add_contact(c.clone(), now).is_ok()).collect();
+        for c in &admitted {
+            if let Ok(addr) = PeerAddr::new(c.address()) {
+                let pin = crate::addrbook::Pin { node: c.id(), teller: None, vouched: false };
+                let _ = self.addrs.add_pinned(&addr, &addr, pin, now);
+            }
+        }
         self.pump_dht(now);
-        n
+        self.fill_outbound(now);
+        admitted.len()
     }
 
     /// Publishes this node as a provider of `key` until `expires_at` (Unix seconds); the
@@ -137,10 +162,15 @@ impl<S: ContentSource> Engine<S> {
     /// Nothing happens without a DHT or when this node offers no address.
     pub fn provide(&mut self, now: Instant, key: NodeId, expires_at: u64) -> bool {
         let identity = self.config.session.identity.clone();
+        let wall = self.wall_secs(now);
         let Some(g) = self.dht.as_mut() else { return false };
         if g.pow.is_none() {
             return false;
         }
+        // No store takes a record that lives longer than its limit (judged by clocks that may
+        // be behind ours): ask for what will be taken; the owner announces again later.
+        let ttl = g.dht.config().store.max_ttl_secs.saturating_sub(CLOCK_MARGIN_SECS);
+        let expires_at = expires_at.min(wall.saturating_add(ttl));
         let local = g.dht.local().clone();
         let Ok(record) = ProviderRecord::sign(&identity, key, local, expires_at) else {
             return false;
@@ -154,7 +184,14 @@ impl<S: ContentSource> Engine<S> {
             g.deferred.push(record);
             return true;
         }
-        let ok = g.dht.provide(record, now).is_ok();
+        let ok = match g.dht.provide(record.clone(), now) {
+            Ok(_) => true,
+            Err(e) if is_transient(&e) => {
+                g.deferred.push(record);
+                true
+            }
+            Err(_) => false,
+        };
         self.pump_dht(now);
         ok
     }
@@ -209,7 +246,7 @@ impl<S: ContentSource> Engine<S> {
             let _ = c.session.send(&Message::Dht { pow: Some(pow), payload: Vec::new() });
         }
         for t in waiting {
-            self.send_transmit(now, conn, t);
+            self.send_transmit(conn, t);
         }
         self.pump_dht(now);
     }
@@ -239,8 +276,7 @@ impl<S: ContentSource> Engine<S> {
             return true;
         }
         // The sender offers itself: admit it if its proof of work holds.
-        let Some(c) = self.conns.get_mut(&conn) else { return true };
-        c.dht_last = now;
+        let Some(c) = self.conns.get(&conn) else { return true };
         let Some(info) = c.peer.as_ref() else { return false };
         if let (Some(nonce), None) = (pow, &c.dht_contact) {
             // Where others will dial it: the address we dialled (it answered there as itself),
@@ -251,17 +287,10 @@ impl<S: ContentSource> Engine<S> {
             } else {
                 info.hello.listen.first().filter(|a| from_where_it_came(a, c.remote)).cloned()
             };
-            let addr = claimed.map(|a| self.addrs.check(&a));
-            if let Some(Ok(addr)) = addr {
-                if let Ok(contact) = Contact::new(info.public_key, nonce, addr.to_string()) {
-                    if let Some(g) = self.dht.as_mut() {
-                        if g.dht.add_contact(contact.clone(), now).is_ok() {
-                            c.dht_contact = Some(contact);
-                            // A live contact: what could be stored nowhere is tried again.
-                            g.dht.retry_unstored(now);
-                        }
-                    }
-                }
+            let public_key = info.public_key;
+            let contact = claimed.and_then(|a| self.admit(now, public_key, nonce, &a));
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.dht_contact = contact;
             }
         }
         if payload.is_empty() {
@@ -291,6 +320,134 @@ impl<S: ContentSource> Engine<S> {
         true
     }
 
+    /// Admits the contact of an authenticated peer with identity key `public_key` that offers
+    /// itself at `addr` with proof-of-work `nonce` (the caller checked the address is the
+    /// peer's), if the address book's rules and the table's admission rules let it in.
+    fn admit(
+        &mut self,
+        now: Instant,
+        public_key: [u8; 32],
+        nonce: u64,
+        addr: &PeerAddr,
+    ) -> Option<Contact> {
+        let addr = self.addrs.check(addr).ok()?;
+        let contact = Contact::new(public_key, nonce, addr.to_string()).ok()?;
+        let g = self.dht.as_mut()?;
+        g.dht.add_contact(contact.clone(), now).ok()?;
+        // A live contact: what could be stored nowhere is tried again.
+        g.dht.retry_unstored(now);
+        Some(contact)
+    }
+
+    /// A DHT request arrived in an exchange on `conn`: answer it and close the connection.
+    /// An identified sender that offers itself at the address it came from is admitted like a
+    /// session's peer; anyone else is answered as an anonymous requester.
+    pub(crate) fn on_query(&mut self, now: Instant, conn: crate::ConnId, query: Query) {
+        let remote = self.conns.get(&conn).and_then(|c| c.remote);
+        let answer = DhtQuery::decode(&query.body).ok().and_then(|q| {
+            let from = match (query.from, &q.offer) {
+                (Some((public_key, _)), Some((nonce, addr)))
+                    if from_where_it_came(addr, remote) =>
+                {
+                    self.admit(now, public_key, *nonce, addr)
+                }
+                _ => None,
+            };
+            let DhtMessage::Request { id, request } = codec::decode(&q.payload).ok()? else {
+                return None;
+            };
+            let response = self.dht.as_mut()?.dht.handle_request(now, from.as_ref(), request);
+            Some(codec::encode(&DhtMessage::Response { id, response }))
+        });
+        if let (Some(body), Some(c)) = (answer, self.conns.get_mut(&conn)) {
+            if c.session.answer(&body).is_ok() {
+                self.flush(conn);
+            }
+        }
+        self.drop_conn(now, conn, true);
+        self.pump_dht(now);
+    }
+
+    /// The answer to the exchange on `conn` arrived: hand it to the DHT and close the
+    /// connection (a missing or mismatched answer fails the request when it closes).
+    pub(crate) fn on_answer(&mut self, now: Instant, conn: crate::ConnId, body: &[u8]) {
+        let asked = self.conns.get(&conn).and_then(|c| c.exchange);
+        if let (Some(asked), Ok(DhtMessage::Response { id, response })) =
+            (asked, codec::decode(body))
+        {
+            if let Some(g) =
+                self.dht.as_mut().filter(|g| id == asked && g.sent.get(&id) == Some(&conn))
+            {
+                g.sent.remove(&id);
+                g.dht.handle_response(now, id, response);
+            }
+        }
+        self.drop_conn(now, conn, true);
+    }
+
+    /// Sends `t` as an exchange on a connection of its own (or queues it while every exchange
+    /// slot is taken).
+    fn start_exchange(&mut self, now: Instant, t: Transmit) {
+        let in_flight = self.conns.values().filter(|c| c.exchange.is_some()).count();
+        let Some(g) = self.dht.as_mut() else { return };
+        if in_flight >= MAX_DHT_EXCHANGES {
+            let parked: usize = g.waiting.values().map(Vec::len).sum();
+            if parked + g.queued.len() < MAX_WAITING {
+                g.queued.push_back(t);
+            } else {
+                g.dht.handle_failure(now, t.request_id);
+            }
+            return;
+        }
+        let request_timeout = g.dht.config().request_timeout;
+        let offer = g.pow.zip(PeerAddr::new(g.dht.local().address()).ok());
+        let payload = codec::encode(&DhtMessage::Request { id: t.request_id, request: t.request });
+        let body = DhtQuery { offer, payload }.encode_to_vec();
+        let identify = g.pow.is_some();
+        let Some(addr) = PeerAddr::new(t.to.address()).ok().and_then(|a| self.addrs.check(&a).ok())
+        else {
+            return self.fail_request(now, t.request_id);
+        };
+        let mut config = self.config.session.clone();
+        // An exchange lives as long as the DHT waits for its answer.
+        config.handshake_timeout = request_timeout;
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let responder = *t.to.public_key();
+        let Ok(session) = Session::exchange(config, seed, now, &responder, identify, &body) else {
+            return self.fail_request(now, t.request_id);
+        };
+        let conn = self.insert_conn(now, session, true);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.exchange = Some(t.request_id);
+        }
+        if let Some(g) = self.dht.as_mut() {
+            g.sent.insert(t.request_id, conn);
+            while g.sent.len() > MAX_SENT {
+                g.sent.pop_first();
+            }
+        }
+        self.actions.push_back(crate::Action::Connect { conn, addr });
+    }
+
+    fn fail_request(&mut self, now: Instant, id: RequestId) {
+        if let Some(g) = self.dht.as_mut() {
+            g.dht.handle_failure(now, id);
+        }
+    }
+
+    /// Starts queued exchanges while slots are free.
+    fn start_queued(&mut self, now: Instant) {
+        loop {
+            let in_flight = self.conns.values().filter(|c| c.exchange.is_some()).count();
+            if in_flight >= MAX_DHT_EXCHANGES {
+                return;
+            }
+            let Some(t) = self.dht.as_mut().and_then(|g| g.queued.pop_front()) else { return };
+            self.start_exchange(now, t);
+        }
+    }
+
     /// Sends what the DHT wants sent and handles what it reports.
     pub(crate) fn pump_dht(&mut self, now: Instant) {
         let Some(g) = self.dht.as_mut() else { return };
@@ -302,9 +459,14 @@ impl<S: ContentSource> Engine<S> {
         // lookups (a fetch is never refused because announcements fill the lookup slots).
         while g.bootstrapped && g.room_for_puts() {
             let Some(record) = g.deferred.pop() else { break };
-            if g.dht.provide(record.clone(), now).is_err() {
-                g.deferred.push(record);
-                break;
+            match g.dht.provide(record.clone(), now) {
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => {
+                    g.deferred.push(record);
+                    break;
+                }
+                // One that can never be stored (expired meanwhile) must not hold up the rest.
+                Err(_) => {}
             }
         }
         let mut transmits = Vec::new();
@@ -315,6 +477,7 @@ impl<S: ContentSource> Engine<S> {
         while let Some(e) = g.dht.poll_event() {
             events.push(e);
         }
+        self.start_queued(now);
         for t in transmits {
             self.route_transmit(now, t);
         }
@@ -332,7 +495,7 @@ impl<S: ContentSource> Engine<S> {
             .map(|(id, _)| *id)
         {
             if self.dht_peer(linked) {
-                return self.send_transmit(now, linked, t);
+                return self.send_transmit(linked, t);
             }
             // Linked, but it does not speak the DHT: no second connection to it.
             if let Some(g) = self.dht.as_mut() {
@@ -346,55 +509,24 @@ impl<S: ContentSource> Engine<S> {
         if let Some(e) = g.dht.table().entry(&to) {
             t.to = e.contact.clone();
         }
+        // A session to it being set up carries the request once it is up; otherwise it goes
+        // as an exchange.
         let dialling = self
             .conns
             .iter()
             .find(|(_, c)| c.expect == Some(to) && c.peer.is_none())
             .map(|(id, _)| *id);
-        let dht_dials = self.conns.values().filter(|c| c.dht_dialled).count();
-        let conn = match dialling {
-            Some(conn) => Some(conn),
-            // DHT dials have a budget of their own, so lookups never take the slots that
-            // downloads and bootstrap peers need.
-            None if dht_dials < MAX_DHT_DIALS => PeerAddr::new(t.to.address())
-                .ok()
-                .and_then(|a| self.addrs.check(&a).ok())
-                .and_then(|addr| self.dial(now, addr, Some(to)))
-                .inspect(|conn| {
-                    if let Some(c) = self.conns.get_mut(conn) {
-                        c.dht_dialled = true;
-                        c.dht_last = now;
-                    }
-                }),
-            None => None,
-        };
+        let Some(conn) = dialling else { return self.start_exchange(now, t) };
         let Some(g) = self.dht.as_mut() else { return };
         let parked: usize = g.waiting.values().map(Vec::len).sum();
-        match conn {
-            Some(conn) if parked < MAX_WAITING => g.waiting.entry(conn).or_default().push(t),
-            _ => g.dht.handle_failure(now, t.request_id),
+        if parked < MAX_WAITING {
+            g.waiting.entry(conn).or_default().push(t);
+        } else {
+            g.dht.handle_failure(now, t.request_id);
         }
     }
 
-    /// Closes connections that were dialled only for the DHT and have carried nothing for
-    /// [`DHT_IDLE`] (unless a download uses them or they are kept up on purpose).
-    pub(crate) fn close_idle_dht_links(&mut self, now: Instant) {
-        let idle: Vec<crate::ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.dht_dialled && now.saturating_duration_since(c.dht_last) >= DHT_IDLE)
-            .filter(|(_, c)| c.addr.as_ref().is_none_or(|a| !self.persistent.contains_key(a)))
-            .map(|(id, _)| *id)
-            .filter(|id| {
-                !self.downloads.values().any(|d| d.transfer.streams().any(|s| s.conn() == *id))
-            })
-            .collect();
-        for id in idle {
-            self.drop_conn(now, id, true);
-        }
-    }
-
-    fn send_transmit(&mut self, now: Instant, conn: crate::ConnId, t: Transmit) {
+    fn send_transmit(&mut self, conn: crate::ConnId, t: Transmit) {
         let Some(g) = self.dht.as_mut() else { return };
         let payload = codec::encode(&DhtMessage::Request { id: t.request_id, request: t.request });
         let pow = g.pow;
@@ -403,7 +535,6 @@ impl<S: ContentSource> Engine<S> {
             g.sent.pop_first();
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.dht_last = now;
             let _ = c.session.send(&Message::Dht { pow, payload });
         }
         self.flush(conn);

@@ -437,10 +437,9 @@ pub(crate) struct Conn {
     teller: Option<NodeId>,
     /// The peer's DHT contact, once it offered one with a valid proof of work.
     dht_contact: Option<samizdat_dht::contact::Contact>,
-    /// Dialled to carry DHT requests (closed again once idle; has its own budget).
-    dht_dialled: bool,
-    /// When it last carried a DHT message.
-    dht_last: Instant,
+    /// For a connection dialled to carry one DHT request as a one-round-trip exchange (not a
+    /// session; it has a budget of its own): that request.
+    exchange: Option<samizdat_dht::codec::RequestId>,
 }
 
 impl Conn {
@@ -680,15 +679,15 @@ impl<S: ContentSource> Engine<S> {
             asked_getaddr: false,
             teller: None,
             dht_contact: None,
-            dht_dialled: false,
-            dht_last: now,
+            exchange: None,
         };
         self.conns.insert(conn, c);
         conn
     }
 
+    /// Connections in one direction, exchanges (short-lived, budgeted apart) not counted.
     fn count(&self, outbound: bool) -> usize {
-        self.conns.values().filter(|c| c.outbound == outbound).count()
+        self.conns.values().filter(|c| c.outbound == outbound && !c.session.is_exchange()).count()
     }
 
     /// Dials `addr` (unless it is one of our own). Returns the new connection's ID.
@@ -700,16 +699,11 @@ impl<S: ContentSource> Engine<S> {
     /// signed the address): a session with any other identity is closed with
     /// [`Event::IdentityMismatch`]. Nothing is dialled when the address breaks the address
     /// book's rules (a private address off a local network), or when `node` is already
-    /// connected or being dialled. A connection the DHT dialled to `node` (closed when idle)
-    /// is kept as a peer instead, and its id returned.
+    /// connected or being dialled.
     pub fn connect_pinned(&mut self, now: Instant, addr: PeerAddr, node: NodeId) -> Option<ConnId> {
         let addr = self.addrs.check(&addr).ok()?;
         let known = |c: &Conn| c.expect == Some(node) || c.session.peer_id() == Some(node);
-        if let Some((&id, c)) = self.conns.iter_mut().find(|(_, c)| known(c)) {
-            if c.outbound && c.dht_dialled {
-                c.dht_dialled = false;
-                return Some(id);
-            }
+        if self.conns.values().any(known) {
             return None;
         }
         if node == self.node_id() || self.is_connected_to(&addr) {
@@ -776,9 +770,9 @@ impl<S: ContentSource> Engine<S> {
     }
 
     /// Dials random address-book entries until [`EngineConfig::target_outbound`] outbound
-    /// connections (up or being set up, DHT dials not counted) exist.
+    /// connections (up or being set up, DHT exchanges not counted) exist.
     fn fill_outbound(&mut self, now: Instant) {
-        let have = self.conns.values().filter(|c| c.outbound && !c.dht_dialled).count();
+        let have = self.count(true);
         let want = self.config.target_outbound.saturating_sub(have);
         if want == 0 || self.addrs.is_empty() {
             return;
@@ -983,6 +977,14 @@ impl<S: ContentSource> Engine<S> {
                     true
                 }
                 SessionEvent::Message(msg) => self.on_message(now, conn, msg),
+                SessionEvent::Query(query) => {
+                    self.on_query(now, conn, *query);
+                    return;
+                }
+                SessionEvent::Answer(body) => {
+                    self.on_answer(now, conn, &body);
+                    return;
+                }
             };
             if !ok {
                 self.penalize_conn(conn, Offence::ProtocolViolation, 5);
@@ -1707,7 +1709,6 @@ impl<S: ContentSource> Engine<S> {
         }
         self.redial_persistent(now);
         self.fill_outbound(now);
-        self.close_idle_dht_links(now);
         self.dht_handle_timeout(now);
         self.after_input(now);
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();

@@ -68,9 +68,9 @@ impl Default for Rendezvous {
 }
 
 impl<S: ContentSource> Engine<S> {
-    /// Outbound peers up or being set up (DHT dials not counted).
+    /// Outbound peers up or being set up (DHT exchanges not counted).
     fn outbound_peers(&self) -> usize {
-        self.conns.values().filter(|c| c.outbound && !c.dht_dialled).count()
+        self.count(true)
     }
 
     /// Announces this node and starts a walk when due (called from the DHT's timers).

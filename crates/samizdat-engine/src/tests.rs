@@ -36,6 +36,8 @@ struct Net {
     /// A node whose messages are dropped once the receiver has authenticated it (a peer that
     /// handshakes and then stays silent).
     mute: Option<usize>,
+    /// Most DHT exchanges any node had in flight at once.
+    max_exchanges: usize,
 }
 
 impl Net {
@@ -64,6 +66,7 @@ impl Net {
             events: (0..n).map(|_| Vec::new()).collect(),
             reads: vec![0; n],
             mute: None,
+            max_exchanges: 0,
         }
     }
 
@@ -71,6 +74,8 @@ impl Net {
         loop {
             let mut progress = false;
             for i in 0..self.nodes.len() {
+                let exchanges = self.nodes[i].conns.values().filter(|c| c.exchange.is_some());
+                self.max_exchanges = self.max_exchanges.max(exchanges.count());
                 while let Some(a) = self.nodes[i].poll_action() {
                     progress = true;
                     match a {
@@ -1048,6 +1053,33 @@ fn a_provider_record_given_before_any_contact_is_stored_once_one_is_known() {
 }
 
 #[test]
+fn announcements_are_shortened_to_what_stores_take_and_a_dead_one_holds_up_none() {
+    let mut net = Net::with(
+        vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())],
+        local_test_net,
+    );
+    let now = net.now;
+    // Kept for later (no contact yet): one for three days, one for an hour, one that will
+    // have expired by the time a contact turns up.
+    let (far, near, dying) = (NodeId([4; 32]), NodeId([5; 32]), NodeId([6; 32]));
+    assert!(net.nodes[0].provide(now, far, T0 + 3 * 86_400));
+    assert!(net.nodes[0].provide(now, near, T0 + 3600));
+    assert!(net.nodes[0].provide(now, dying, T0 + 5));
+    net.now += Duration::from_secs(10);
+    let later = net.now;
+    net.nodes[0].connect(later, addr(1));
+    net.run();
+    let store = net.nodes[1].dht().unwrap().store();
+    let wall = T0 + 10;
+    assert_eq!(store.providers(&near, wall, 8).len(), 1, "the expired one held up nothing");
+    let kept = store.providers(&far, wall, 8);
+    assert_eq!(kept.len(), 1, "the long one was shortened, not refused");
+    let ttl = net.nodes[0].dht().unwrap().config().store.max_ttl_secs;
+    assert!(kept[0].expires_at <= T0 + ttl - 600);
+    assert!(store.providers(&dying, wall, 8).is_empty());
+}
+
+#[test]
 fn a_lookup_that_cannot_start_fails_a_download_without_sources_at_once() {
     let b = blob(1000);
     let mut net = Net::with(vec![Box::new(MemorySource::new())], local_test_net);
@@ -1086,32 +1118,99 @@ fn remembered_dht_contacts_bring_a_restarted_node_back_without_a_bootstrap_peer(
 }
 
 #[test]
-fn dht_dials_keep_to_their_budget_and_close_when_idle() {
-    let n = 16;
+fn dht_contacts_are_asked_in_exchanges_that_keep_to_their_budget_and_leave_no_session() {
+    let n = 24;
     let sources: Vec<Box<dyn ContentSource>> =
         (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
     let mut net = Net::with(sources, |c| {
         local_test_net(c);
-        c.rendezvous_slots = 0; // no new DHT work when the idle links are due
+        c.rendezvous_slots = 0;
+        c.target_outbound = 0; // no peer links but the ones dialled here
     });
     let now = net.now;
     for i in 2..n {
         net.nodes[i].connect(now, addr(1));
     }
     net.run();
+    net.max_exchanges = 0;
     net.nodes[0].connect(now, addr(1));
     net.run();
-    let dialled = |net: &Net| net.nodes[0].conns.values().filter(|c| c.dht_dialled).count();
-    assert!(dialled(&net) > 0, "the bootstrap lookup dialled contacts");
-    assert!(dialled(&net) <= dht::MAX_DHT_DIALS, "{} DHT dials", dialled(&net));
-    assert!(net.nodes[0].dht().unwrap().table().len() > 1, "and learned more than the hub");
-    // Idle, they are closed; the link to the hub (dialled on purpose) stays.
-    net.now += dht::DHT_IDLE + Duration::from_secs(1);
-    let later = net.now;
-    net.nodes[0].handle_timeout(later);
-    net.run();
-    assert_eq!(dialled(&net), 0);
+    // The bootstrap lookup asked contacts it has no session with, one exchange each.
+    let table = net.nodes[0].dht().unwrap().table().len();
+    // (All test addresses share one address group, which the table's limits cap.)
+    assert!(table > 2, "learned {table} contacts");
+    assert!(net.max_exchanges > 1, "exchanges ran side by side");
+    assert!(net.max_exchanges <= dht::MAX_DHT_EXCHANGES, "{} at once", net.max_exchanges);
+    // No session but the one to the hub, on either side; every exchange is closed.
+    assert_eq!(net.nodes[0].conns.len(), 1);
     assert!(net.nodes[0].is_connected_to(&addr(1)));
+    for j in 2..n {
+        assert_eq!(net.nodes[j].conns.len(), 1, "node {j} keeps only its link to the hub");
+    }
+}
+
+#[test]
+fn a_node_that_offers_itself_is_admitted_by_those_it_asks_and_one_that_does_not_stays_unknown() {
+    for offers in [true, false] {
+        let sources: Vec<Box<dyn ContentSource>> =
+            (0..3).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
+        let mut net = Net::with(sources, |c| {
+            local_test_net(c);
+            c.rendezvous_slots = 0;
+            c.target_outbound = 0;
+        });
+        if !offers {
+            // A node with no listen address (a short-lived fetcher) asks anonymously.
+            let cfg = SessionConfig::new(Identity::generate(&mut rand_core::OsRng));
+            let mut config = EngineConfig::new(cfg);
+            local_test_net(&mut config);
+            config.rendezvous_slots = 0;
+            config.target_outbound = 0;
+            net.nodes[0] = Engine::new(config, Box::new(MemorySource::new()), [9; 32], net.now, T0);
+        }
+        let now = net.now;
+        net.nodes[2].connect(now, addr(1));
+        net.run();
+        net.nodes[0].connect(now, addr(1));
+        net.run();
+        // Node 0 heard of node 2 from the hub and asked it in an exchange.
+        let two = net.nodes[2].node_id();
+        assert!(net.nodes[0].dht().unwrap().table().entry(&two).is_some(), "2 answered");
+        assert_eq!(net.nodes[2].conns.len(), 1, "no session between 0 and 2");
+        let me = net.nodes[0].node_id();
+        assert_eq!(net.nodes[2].dht().unwrap().table().entry(&me).is_some(), offers);
+    }
+}
+
+#[test]
+fn an_exchange_with_someone_else_at_a_contacts_address_fails_and_tells_them_nothing() {
+    let sources: Vec<Box<dyn ContentSource>> =
+        (0..3).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
+    let mut net = Net::with(sources, local_test_net);
+    let now = net.now;
+    // Node 0's table has node 1's identity at node 2's address.
+    let difficulty = net.nodes[0].dht().unwrap().config().pow_difficulty;
+    let one = net.nodes[1].config.session.identity.clone();
+    let forged =
+        samizdat_dht::contact::Contact::for_identity(&one, difficulty, addr(2).to_string())
+            .unwrap();
+    net.nodes[0].dht.as_mut().unwrap().dht.add_contact(forged, now).unwrap();
+    net.nodes[0].pump_dht(now);
+    net.run();
+    // Node 2 could not read the request: it answered nothing and learned nothing.
+    assert!(net.nodes[2].dht().unwrap().table().is_empty());
+    assert!(net.nodes[0].conns.is_empty() && net.nodes[2].conns.is_empty());
+    // The failed contact is tried again at the next lookups and dropped.
+    for _ in 0..3 {
+        net.now += Duration::from_secs(60);
+        let t = net.now;
+        net.nodes[0].handle_timeout(t);
+        let _ = net.nodes[0].dht.as_mut().unwrap().dht.bootstrap(t);
+        net.nodes[0].pump_dht(t);
+        net.run();
+    }
+    assert!(net.nodes[0].dht().unwrap().table().entry(&one.node_id()).is_none());
+    assert!(net.nodes[2].dht().unwrap().table().is_empty());
 }
 
 #[test]
@@ -1145,7 +1244,7 @@ fn a_node_that_gets_in_through_one_peer_fills_its_outbound_slots_from_peer_excha
     net.run();
     let up = net.nodes[0].peers().iter().filter(|p| p.established && p.outbound).count();
     assert!(up >= 8, "{up} outbound peers");
-    assert!(up <= 8 + 1 + dht::MAX_DHT_DIALS, "{up}");
+    assert!(up <= 8 + 1, "{up}");
 }
 
 #[test]
@@ -1196,12 +1295,10 @@ fn a_node_that_gets_in_through_one_peer_finds_others_at_the_overlay_rendezvous_p
     let pinned = net.nodes[0]
         .conns
         .values()
-        .filter(|c| {
-            c.outbound && !c.dht_dialled && c.expect.is_some() && c.session.is_established()
-        })
+        .filter(|c| c.outbound && c.expect.is_some() && c.session.is_established())
         .count();
     assert!(pinned >= 4, "{pinned} peers from the rendezvous points");
-    assert!(net.nodes[0].conns.values().filter(|c| c.outbound && !c.dht_dialled).count() <= 8);
+    assert!(net.nodes[0].count(true) <= 8);
 }
 
 #[test]

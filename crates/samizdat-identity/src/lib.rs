@@ -128,6 +128,32 @@ impl Identity {
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.key.sign(msg).to_bytes()
     }
+
+    /// The X25519 secret of this identity: the Ed25519 secret scalar (the clamped first half
+    /// of SHA-512 of the seed), whose public key is [`x25519_public`] of
+    /// [`Identity::public_key`]. Lets a peer that knows only our identity key run a
+    /// one-way-authenticated Diffie-Hellman handshake with us (Noise NK), as libsodium's
+    /// `crypto_sign_ed25519_sk_to_curve25519` does. Using one key pair for Ed25519 signatures
+    /// and an X25519 key exchange is shown secure by Thormarker, "On using the same key pair
+    /// for Ed25519 and an X25519 based KEM" (ePrint 2021/509).
+    pub fn x25519_secret(&self) -> Zeroizing<[u8; 32]> {
+        let mut scalar = Zeroizing::new(self.key.to_scalar_bytes());
+        scalar[0] &= 248;
+        scalar[31] &= 127;
+        scalar[31] |= 64;
+        scalar
+    }
+}
+
+/// The X25519 (Montgomery) form of an Ed25519 identity key, for a Diffie-Hellman handshake
+/// against the identity (see [`Identity::x25519_secret`]). Keys that do not decode, and weak
+/// (small-order) keys, whose Diffie-Hellman results anyone can compute, are refused.
+pub fn x25519_public(public: &[u8; 32]) -> Result<[u8; 32], IdentityError> {
+    let key = VerifyingKey::from_bytes(public).map_err(|_| IdentityError::BadPublicKey)?;
+    if key.is_weak() {
+        return Err(IdentityError::BadPublicKey);
+    }
+    Ok(key.to_montgomery().to_bytes())
 }
 
 /// Verifies `sig` over `msg` under `public`; returns the signer's [`NodeId`].
@@ -216,6 +242,32 @@ mod tests {
         assert!(verify(&id.public_key(), b"msh", &sig).is_err());
         let other = Identity::generate(&mut rand_core::OsRng);
         assert!(verify(&other.public_key(), b"msg", &sig).is_err());
+    }
+
+    #[test]
+    fn x25519_forms_refuse_weak_and_invalid_keys() {
+        let id = Identity::generate(&mut rand_core::OsRng);
+        let public = x25519_public(&id.public_key()).unwrap();
+        assert_ne!(public, [0; 32]);
+        // The secret is a clamped scalar, as X25519 wants it.
+        let secret = id.x25519_secret();
+        assert_eq!(secret[0] & 7, 0);
+        assert_eq!(secret[31] & 0xc0, 0x40);
+        // The neutral point (small order) and a non-point are refused.
+        let mut neutral = [0u8; 32];
+        neutral[0] = 1;
+        assert!(matches!(x25519_public(&neutral), Err(IdentityError::BadPublicKey)));
+        // About half of all y coordinates are not on the curve.
+        let mut refused = 0;
+        for y in 2u8..64 {
+            let mut key = [0u8; 32];
+            key[0] = y;
+            if VerifyingKey::from_bytes(&key).is_err() {
+                assert!(matches!(x25519_public(&key), Err(IdentityError::BadPublicKey)));
+                refused += 1;
+            }
+        }
+        assert!(refused > 0);
     }
 
     #[test]

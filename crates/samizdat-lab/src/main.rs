@@ -10,9 +10,11 @@
 //! samizdat-lab dht-churn --nodes 10000 --churn-per-hour 0.3 --seed 1 --json
 //! samizdat-lab discovery --block bootstrap --seed 1 --json
 //! samizdat-lab discovery --block all --seed 1 --json
+//! samizdat-lab dht-contact --rounds 2000 --json
 //! ```
 #![forbid(unsafe_code)]
 
+mod contact;
 mod discovery;
 
 use clap::{Parser, Subcommand};
@@ -111,6 +113,19 @@ enum Scenario {
         #[arg(long)]
         json: bool,
     },
+    /// What asking one DHT contact one question costs over a full session and as a
+    /// one-round-trip exchange: bytes, messages, round trips and CPU time.
+    DhtContact {
+        /// Questions asked each way.
+        #[arg(long, default_value_t = 1000)]
+        rounds: usize,
+        /// The seed the identities and messages derive from.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
@@ -192,6 +207,34 @@ fn main() {
                     r.lookups,
                     r.records_found * 100.0
                 );
+            }
+        }
+        Scenario::DhtContact { rounds, seed, json } => {
+            let r = match contact::run(rounds, seed) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("dht-contact: {e}");
+                    std::process::exit(1);
+                }
+            };
+            if json {
+                println!("{}", with_wall(&r.to_json(), started));
+            } else {
+                let ways = [
+                    ("session", &r.session),
+                    ("exchange", &r.exchange),
+                    ("anonymous", &r.anonymous),
+                ];
+                for (name, c) in ways {
+                    println!(
+                        "{name}: {} bytes out, {} in, {} messages, {} round trips, {:.0} µs CPU",
+                        c.bytes_out,
+                        c.bytes_in,
+                        c.messages,
+                        c.round_trips(),
+                        c.cpu_us
+                    );
+                }
             }
         }
         Scenario::Discovery { nodes, block, lan_peers, poison, until, seed, json } => {

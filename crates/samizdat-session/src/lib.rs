@@ -23,6 +23,11 @@
 //!    are on, a generic user agent, and the listen addresses; nothing constant per node).
 //!    [`SessionEvent::Established`] fires once the peer's `Hello` checks out.
 //!
+//! 4. **Exchanges.** A responder also answers a one-round-trip [`exchange`] (one request and
+//!    its answer under Noise NK against its identity key, no session), told apart by the
+//!    length of the first message: [`SessionEvent::Query`], then [`Session::answer`]; the
+//!    asking side is [`Session::exchange`], which ends with [`SessionEvent::Answer`].
+//!
 //! A peer that authenticates with our own identity is ourselves (only the holder of the
 //! identity key can sign for its node ID): the handshake ends with
 //! [`SessionError::SelfConnection`] as soon as the peer's identity is verified.
@@ -47,9 +52,11 @@
 #![forbid(unsafe_code)]
 
 mod cipher;
+pub mod exchange;
 mod noise;
 
 use cipher::{CipherError, CipherState};
+pub use exchange::Query;
 use noise::SeededResolver;
 use samizdat_identity::{Identity, IdentityError, NodeId};
 use samizdat_wire::{DecodeError, Hello, Message, PROTOCOL_VERSION, PeerAddr, features};
@@ -178,6 +185,11 @@ pub enum SessionEvent {
     Established(Box<PeerInfo>),
     /// A message from the peer.
     Message(Message),
+    /// A responder's exchange request arrived (see [`exchange`]): answer it with
+    /// [`Session::answer`]; the session is then done.
+    Query(Box<Query>),
+    /// An initiator's exchange was answered (see [`Session::exchange`]); the session is done.
+    Answer(Vec<u8>),
 }
 
 impl From<CipherError> for SessionError {
@@ -197,6 +209,12 @@ struct Transport {
 enum State {
     Handshake(Box<snow::HandshakeState>),
     Transport(Box<Transport>),
+    /// An exchange initiator waiting for its answer.
+    Asked(Box<snow::HandshakeState>),
+    /// An exchange responder holding a request until its owner answers.
+    Asking(Box<snow::HandshakeState>),
+    /// An exchange that is over.
+    Done,
     Failed,
 }
 
@@ -229,6 +247,8 @@ pub struct Session {
     /// when the next frame is queued into the (then unallocated) output buffer.
     last_flush: usize,
     events: VecDeque<SessionEvent>,
+    /// A responder's key for an exchange, until the first message shows what it is.
+    exchange_key: Option<Box<exchange::ResponderKey>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -271,7 +291,42 @@ impl Session {
         if s.start(&identity, seed, false).is_err() {
             s.state = State::Failed;
         }
+        s.exchange_key = Some(Box::new(exchange::ResponderKey::new(&identity, seed)));
         s
+    }
+
+    /// Starts a one-round-trip exchange (see [`exchange`]) with the holder of the Ed25519
+    /// identity key `responder`: `body` is sent at once, encrypted so only that holder can read
+    /// it, with our identity (signed) only if `identify`. Its answer arrives as
+    /// [`SessionEvent::Answer`]; an impostor's bytes fail with an error instead.
+    pub fn exchange(
+        config: SessionConfig,
+        seed: [u8; 32],
+        now: Instant,
+        responder: &[u8; 32],
+        identify: bool,
+        body: &[u8],
+    ) -> Result<Self, SessionError> {
+        let (mut s, identity) = Self::new(config, 0, now);
+        let hs = exchange::initiate(&identity, seed, responder, identify, body, &mut s.outbuf)?;
+        s.state = State::Asked(Box::new(hs));
+        Ok(s)
+    }
+
+    /// Answers the request of [`SessionEvent::Query`]; the answer is queued for transmission
+    /// and the session is done.
+    pub fn answer(&mut self, body: &[u8]) -> Result<(), SessionError> {
+        let State::Asking(hs) = &mut self.state else {
+            return Err(SessionError::Unexpected("answer without a request"));
+        };
+        let result = exchange::answer(hs, body, &mut self.outbuf);
+        self.state = if result.is_ok() { State::Done } else { State::Failed };
+        result
+    }
+
+    /// Whether this is (or was) an exchange rather than a session.
+    pub fn is_exchange(&self) -> bool {
+        matches!(self.state, State::Asked(_) | State::Asking(_) | State::Done)
     }
 
     /// A session in the failed state, holding what it needs of `config`, and the identity,
@@ -297,6 +352,7 @@ impl Session {
             outbuf: Vec::new(),
             last_flush: 0,
             events: VecDeque::new(),
+            exchange_key: None,
         };
         (session, config.identity)
     }
@@ -359,8 +415,14 @@ impl Session {
     }
 
     fn check_alive(&mut self, now: Instant) -> Result<(), SessionError> {
-        if matches!(self.state, State::Failed) {
-            return Err(SessionError::Failed);
+        match self.state {
+            State::Failed => return Err(SessionError::Failed),
+            State::Done | State::Asking(_) => {
+                // An exchange takes one message each way: anything more breaks it.
+                self.state = State::Failed;
+                return Err(SessionError::Unexpected("exchange input"));
+            }
+            _ => {}
         }
         if !self.established && now >= self.deadline {
             self.state = State::Failed;
@@ -423,7 +485,7 @@ impl Session {
 
     /// Checks the handshake deadline; call when [`Session::poll_timeout`] passes.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-        if !self.established && now >= self.deadline {
+        if !self.established && !matches!(self.state, State::Done) && now >= self.deadline {
             self.state = State::Failed;
             self.inbuf = Vec::new();
             return Err(SessionError::HandshakeTimeout);
@@ -433,7 +495,8 @@ impl Session {
 
     /// When [`Session::handle_timeout`] should next be called (only during the handshake).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.established && !matches!(self.state, State::Failed)).then_some(self.deadline)
+        (!self.established && !matches!(self.state, State::Failed | State::Done))
+            .then_some(self.deadline)
     }
 
     /// Encrypted bytes to write to the transport, if any.
@@ -520,9 +583,16 @@ impl Session {
     fn process_in(&mut self, buf: &mut [u8]) -> Result<usize, SessionError> {
         let mut pos = 0;
         loop {
+            if pos == buf.len() {
+                return Ok(pos);
+            }
             let consumed = match self.state {
                 State::Handshake(_) => self.process_handshake(&buf[pos..])?,
                 State::Transport(_) => self.process_frame(&mut buf[pos..])?,
+                State::Asked(_) => self.process_answer(&buf[pos..])?,
+                State::Asking(_) | State::Done => {
+                    return Err(SessionError::Unexpected("exchange input"));
+                }
                 State::Failed => return Err(SessionError::Failed),
             };
             match consumed {
@@ -540,6 +610,14 @@ impl Session {
         let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
         if len == 0 {
             return Err(SessionError::BadFrame("empty handshake message"));
+        }
+        // A responder's first message is a session's ephemeral key or an exchange request.
+        if self.exchange_key.is_some() {
+            if len != exchange::SESSION_FIRST_LEN {
+                return self.process_query(buf, len);
+            }
+            // A session: the exchange key is not needed.
+            self.exchange_key = None;
         }
         if len > MAX_HANDSHAKE_MSG {
             return Err(SessionError::BadFrame("handshake message too long"));
@@ -601,6 +679,42 @@ impl Session {
             let hello = self.hello();
             self.send(&Message::Hello(hello))?;
         }
+        Ok(Some(2 + len))
+    }
+
+    /// Reads an exchange request of `len` bytes behind its length at the start of `buf`.
+    fn process_query(&mut self, buf: &[u8], len: usize) -> Result<Option<usize>, SessionError> {
+        if len > exchange::MAX_EXCHANGE_MSG {
+            return Err(SessionError::BadFrame("exchange message too long"));
+        }
+        if buf.len() < 2 + len {
+            return Ok(None);
+        }
+        let key = self.exchange_key.take().ok_or(SessionError::Unexpected("exchange"))?;
+        let (query, hs) = exchange::respond(&key, self.own_id, &buf[2..2 + len])?;
+        self.state = State::Asking(Box::new(hs));
+        self.events.push_back(SessionEvent::Query(Box::new(query)));
+        Ok(Some(2 + len))
+    }
+
+    /// Reads the answer to our exchange at the start of `buf`.
+    fn process_answer(&mut self, buf: &[u8]) -> Result<Option<usize>, SessionError> {
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+        if len > exchange::MAX_EXCHANGE_MSG {
+            return Err(SessionError::BadFrame("exchange message too long"));
+        }
+        if buf.len() < 2 + len {
+            return Ok(None);
+        }
+        let State::Asked(hs) = &mut self.state else {
+            return Err(SessionError::Unexpected("answer"));
+        };
+        let body = exchange::read_answer(hs, &buf[2..2 + len])?;
+        self.state = State::Done;
+        self.events.push_back(SessionEvent::Answer(body));
         Ok(Some(2 + len))
     }
 

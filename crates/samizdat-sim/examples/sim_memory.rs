@@ -155,6 +155,8 @@ fn drive(
             }
             SessionEvent::Message(Message::Ping { nonce }) => s.send(&Message::Pong { nonce })?,
             SessionEvent::Message(_) => pongs += 1,
+            // Only sessions run here, never exchanges.
+            SessionEvent::Query(_) | SessionEvent::Answer(_) => {}
         }
     }
     Ok((established, pongs))

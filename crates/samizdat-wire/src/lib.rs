@@ -22,8 +22,9 @@ mod message;
 
 pub use codec::{DecodeError, Reader, Writer};
 pub use message::{
-    ContentRoot, GROUP_SIZE, Hello, Locator, MAX_ADDRS, MAX_DHT_PAYLOAD, MAX_GROUPS_PER_REQUEST,
-    MAX_LEAVES_PER_MESSAGE, MAX_MESSAGE_LEN, MAX_PEER_ADDR_LEN, MAX_PEER_RECORD_LEN,
-    MAX_PEER_RECORDS, MAX_RELAY_PAYLOAD, MAX_RELAY_STREAMS, MAX_USER_AGENT_LEN, Message,
-    PROTOCOL_VERSION, PeerAddr, PeersMsg, RelayMsg, RequestId, TransferMsg, features, privacy,
+    ContentRoot, DhtQuery, GROUP_SIZE, Hello, Locator, MAX_ADDRS, MAX_DHT_PAYLOAD,
+    MAX_GROUPS_PER_REQUEST, MAX_LEAVES_PER_MESSAGE, MAX_MESSAGE_LEN, MAX_PEER_ADDR_LEN,
+    MAX_PEER_RECORD_LEN, MAX_PEER_RECORDS, MAX_RELAY_PAYLOAD, MAX_RELAY_STREAMS,
+    MAX_USER_AGENT_LEN, Message, PROTOCOL_VERSION, PeerAddr, PeersMsg, RelayMsg, RequestId,
+    TransferMsg, features, privacy,
 };

@@ -660,6 +660,53 @@ impl Message {
     }
 }
 
+/// The body of a DHT request sent in a one-round-trip exchange rather than over a session
+/// (`samizdat_session::exchange`): the DHT message and, from a node that offers itself as a
+/// contact (an identified exchange), its proof-of-work nonce and the address it is reached at.
+/// An answer's body is the DHT message alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhtQuery {
+    /// The sender's proof-of-work nonce and listen address, if it offers itself as a contact.
+    pub offer: Option<(u64, PeerAddr)>,
+    /// One encoded DHT message (at most [`MAX_DHT_PAYLOAD`] bytes).
+    pub payload: Vec<u8>,
+}
+
+impl DhtQuery {
+    /// The encoding: a flag byte, the offer if flagged, and the payload behind its length.
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.payload.len());
+        let mut w = Writer::new(&mut out);
+        match &self.offer {
+            Some((pow, addr)) => {
+                w.u8(1);
+                w.u64(*pow);
+                w.short_bytes(addr.0.as_bytes());
+            }
+            None => w.u8(0),
+        }
+        w.long_bytes(&self.payload[..self.payload.len().min(MAX_DHT_PAYLOAD)]);
+        out
+    }
+
+    /// Decodes exactly one query from `buf`.
+    pub fn decode(buf: &[u8]) -> Result<DhtQuery, DecodeError> {
+        let mut r = Reader::new(buf);
+        let offer = match r.u8("offer flag")? {
+            0 => None,
+            1 => {
+                let pow = r.u64("pow nonce")?;
+                let addr = PeerAddr::new(&r.text(MAX_PEER_ADDR_LEN, "peer address")?)?;
+                Some((pow, addr))
+            }
+            other => return Err(DecodeError::UnknownTag(other)),
+        };
+        let payload = r.long_bytes(MAX_DHT_PAYLOAD, "dht payload")?.to_vec();
+        r.finish()?;
+        Ok(DhtQuery { offer, payload })
+    }
+}
+
 /// Largest payload of one [`RelayMsg::Data`]: one encoded transfer message.
 pub const MAX_RELAY_PAYLOAD: usize = GROUP_SIZE + 512;
 
@@ -766,6 +813,22 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Message::decode(&bytes);
+            let _ = DhtQuery::decode(&bytes);
+        }
+
+        #[test]
+        fn dht_queries_roundtrip_and_truncation_fails(
+            offer in proptest::option::of((any::<u64>(), addr())),
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let q = DhtQuery { offer, payload };
+            let bytes = q.encode_to_vec();
+            prop_assert_eq!(DhtQuery::decode(&bytes).unwrap(), q);
+            prop_assert!(DhtQuery::decode(&bytes[..cut.index(bytes.len())]).is_err());
+            let mut longer = bytes.clone();
+            longer.push(0);
+            prop_assert!(DhtQuery::decode(&longer).is_err());
         }
 
         #[test]
@@ -774,6 +837,18 @@ mod tests {
             let cut = cut.index(bytes.len());
             prop_assert!(Message::decode(&bytes[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn dht_query_vectors_and_bad_flags() {
+        let q = DhtQuery { offer: None, payload: vec![7] };
+        assert_eq!(q.encode_to_vec(), [0, 0, 0, 0, 1, 7]);
+        assert_eq!(DhtQuery::decode(&[2, 0, 0, 0, 0]), Err(DecodeError::UnknownTag(2)));
+        let big = vec![0u8; MAX_DHT_PAYLOAD + 1];
+        let mut bytes = vec![0];
+        bytes.extend_from_slice(&(big.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&big);
+        assert!(DhtQuery::decode(&bytes).is_err());
     }
 
     #[test]
