@@ -490,9 +490,21 @@ impl Dht {
 
     /// Reports that request `id` failed (no route, connection lost, caller's own timeout).
     pub fn handle_failure(&mut self, now: Instant, id: RequestId) {
+        self.fail(now, id, true);
+    }
+
+    /// Reports that request `id` was never sent (the caller's own limits held it back): the
+    /// lookup or put moves on as for a failure, but the contact is not blamed for it.
+    pub fn handle_unsent(&mut self, now: Instant, id: RequestId) {
+        self.fail(now, id, false);
+    }
+
+    fn fail(&mut self, now: Instant, id: RequestId, blame: bool) {
         let Some(req) = self.in_flight.remove(&id) else { return };
         let peer = req.to.id();
-        self.table.failed(&peer, now);
+        if blame {
+            self.table.failed(&peer, now);
+        }
         match req.purpose {
             Purpose::Lookup(l) => {
                 if let Some(r) = self.lookups.get_mut(&l) {
@@ -907,6 +919,21 @@ mod tests {
         // A late answer is ignored.
         d.handle_response(deadline, sends[0].request_id, DhtResponse::Nodes { closer: vec![] });
         assert_eq!(d.table().entry(&peers[0].id()).unwrap().failures, 1);
+    }
+
+    #[test]
+    fn a_request_never_sent_moves_the_lookup_on_without_blaming_the_contact() {
+        let now = base();
+        let peers: Vec<Contact> = (1..3).map(|n| node(n).1).collect();
+        let (mut d, sends) = started(now, &peers);
+        for t in &sends {
+            d.handle_unsent(now, t.request_id);
+        }
+        assert_eq!(d.requests_in_flight(), 0);
+        for p in &peers {
+            assert_eq!(d.table().entry(&p.id()).unwrap().failures, 0);
+        }
+        assert!(matches!(d.poll_event(), Some(DhtEvent::LookupFinished { .. })));
     }
 
     #[test]

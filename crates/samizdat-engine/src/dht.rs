@@ -10,9 +10,9 @@
 //!   or else as a one-round-trip exchange (`samizdat_session::exchange`: Noise NK against the
 //!   contact's identity key) on a connection of its own: no session handshake, no `Hello`,
 //!   one round trip after the transport's, and only the holder of the contact's key can read
-//!   the request or answer it. A node that offers itself as a contact identifies itself in
-//!   the exchange (so it can be admitted and store records); one that does not asks
-//!   anonymously. Addresses from the DHT pass the address book's admission rules first (no
+//!   the request or answer it. Stores from a node that offers itself as a contact are sent
+//!   identified (so the record is taken from its owner, and the owner admitted); every lookup
+//!   goes anonymously. Addresses from the DHT pass the address book's admission rules first (no
 //!   host names; no special-use ranges unless the node is on a local network). An answer
 //!   counts only on the connection the request went out on; anything else is ignored.
 //! * **Providers.** [`Engine::find_providers`] looks a key up and adds every provider found
@@ -21,7 +21,7 @@
 
 use crate::{ContentRoot, ContentSource, Engine, Event, SourceSpec};
 use rand_core::RngCore;
-use samizdat_dht::codec::{self, DhtMessage, RequestId};
+use samizdat_dht::codec::{self, DhtMessage, DhtRequest, RequestId};
 use samizdat_dht::contact::Contact;
 use samizdat_dht::record::ProviderRecord;
 use samizdat_dht::{Dht, DhtConfig, DhtError, DhtEvent, LookupId, Transmit};
@@ -36,8 +36,14 @@ use std::time::Instant;
 const MAX_WAITING: usize = 256;
 /// How long a download without sources waits for its provider lookups before it may stall.
 pub(crate) const LOOKUP_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
-/// Most exchanges (each a connection of its own) in flight at once.
+/// Most exchanges (each a connection of its own) in flight at once; one per contact.
 pub(crate) const MAX_DHT_EXCHANGES: usize = 16;
+/// Most exchange requests answered per inbound address group per second.
+pub(crate) const MAX_EXCHANGES_PER_GROUP_PER_SEC: u32 = 64;
+/// Most inbound address groups whose answers are counted at once.
+const MAX_ANSWERED_GROUPS: usize = 1024;
+/// Replays remembered (initiator ephemeral keys of requests answered).
+const MAX_SEEN: usize = 4096;
 /// Most requests remembered as sent (the DHT times out requests on its own; the oldest ids
 /// are forgotten beyond this).
 const MAX_SENT: usize = 1024;
@@ -51,8 +57,14 @@ pub(crate) struct DhtGlue {
     sent: BTreeMap<RequestId, crate::ConnId>,
     /// Requests waiting for a connection being dialled.
     waiting: BTreeMap<crate::ConnId, Vec<Transmit>>,
-    /// Requests waiting for an exchange slot.
-    queued: std::collections::VecDeque<Transmit>,
+    /// Requests waiting for an exchange slot, with when they were queued.
+    queued: std::collections::VecDeque<(Instant, Transmit)>,
+    /// Initiator ephemeral keys of exchange requests answered lately (replays are refused),
+    /// oldest first, and the same as a set.
+    seen: std::collections::VecDeque<[u8; 32]>,
+    seen_set: std::collections::BTreeSet<[u8; 32]>,
+    /// Exchange requests answered per inbound address group in the current second.
+    answered: BTreeMap<u64, (Instant, u32)>,
     /// Provider lookups for downloads: the root and the download's generation.
     finding: BTreeMap<LookupId, (ContentRoot, u64)>,
     /// Whether a bootstrap lookup has been started.
@@ -76,6 +88,56 @@ fn is_transient(e: &DhtError) -> bool {
 const RESERVED_LOOKUPS: usize = 4;
 
 impl DhtGlue {
+    /// Whether no request waits for an exchange slot.
+    #[cfg(test)]
+    pub(crate) fn queued_is_empty(&self) -> bool {
+        self.queued.is_empty()
+    }
+
+    /// Keeps an announcement for when it can be stored (one per key, at most `max_owned`).
+    fn defer(&mut self, record: ProviderRecord) -> bool {
+        self.deferred.retain(|r| r.key != record.key);
+        if self.deferred.len() >= self.dht.config().max_owned {
+            return false;
+        }
+        self.deferred.push(record);
+        true
+    }
+
+    /// Whether `ephemeral` (an exchange request's) was seen before; remembers it if not.
+    fn replayed(&mut self, ephemeral: [u8; 32]) -> bool {
+        if !self.seen_set.insert(ephemeral) {
+            return true;
+        }
+        self.seen.push_back(ephemeral);
+        while self.seen.len() > MAX_SEEN {
+            if let Some(old) = self.seen.pop_front() {
+                self.seen_set.remove(&old);
+            }
+        }
+        false
+    }
+
+    /// Whether another exchange request from inbound address group `group` may be answered
+    /// this second.
+    fn may_answer(&mut self, now: Instant, group: u64) -> bool {
+        let second = std::time::Duration::from_secs(1);
+        if self.answered.len() >= MAX_ANSWERED_GROUPS && !self.answered.contains_key(&group) {
+            self.answered.retain(|_, (t, _)| now.saturating_duration_since(*t) < second);
+            if self.answered.len() >= MAX_ANSWERED_GROUPS {
+                // This many groups within one second: shed the newcomers' load.
+                return false;
+            }
+        }
+        let (start, n) = self.answered.entry(group).or_insert((now, 0));
+        if now.saturating_duration_since(*start) >= second {
+            *start = now;
+            *n = 0;
+        }
+        *n += 1;
+        *n <= MAX_EXCHANGES_PER_GROUP_PER_SEC
+    }
+
     /// Whether an announcement may start a lookup now.
     fn room_for_puts(&self) -> bool {
         self.dht.lookups_running() + RESERVED_LOOKUPS < self.dht.config().max_lookups
@@ -101,6 +163,9 @@ impl DhtGlue {
             sent: BTreeMap::new(),
             waiting: BTreeMap::new(),
             queued: std::collections::VecDeque::new(),
+            seen: std::collections::VecDeque::new(),
+            seen_set: std::collections::BTreeSet::new(),
+            answered: BTreeMap::new(),
             finding: BTreeMap::new(),
             bootstrapped: false,
             deferred: Vec::new(),
@@ -146,10 +211,12 @@ impl<S: ContentSource> Engine<S> {
         let Some(g) = self.dht.as_mut() else { return 0 };
         let admitted: Vec<Contact> =
             contacts.into_iter().filter(|c| g.dht.add_contact(c.clone(), now).is_ok()).collect();
+        // All from one source, so the address book's per-source quota caps how many it takes.
+        let source = PeerAddr::new("dht/remembered").ok();
         for c in &admitted {
-            if let Ok(addr) = PeerAddr::new(c.address()) {
+            if let (Ok(addr), Some(source)) = (PeerAddr::new(c.address()), &source) {
                 let pin = crate::addrbook::Pin { node: c.id(), teller: None, vouched: false };
-                let _ = self.addrs.add_pinned(&addr, &addr, pin, now);
+                let _ = self.addrs.add_pinned(&addr, source, pin, now);
             }
         }
         self.pump_dht(now);
@@ -175,22 +242,15 @@ impl<S: ContentSource> Engine<S> {
         let Ok(record) = ProviderRecord::sign(&identity, key, local, expires_at) else {
             return false;
         };
-        if g.dht.table().is_empty() || !g.room_for_puts() {
+        let ok = if g.dht.table().is_empty() || !g.room_for_puts() {
             // Nobody to store it at yet, or lookups are busy: later (see `pump_dht`).
-            if g.deferred.len() >= g.dht.config().max_owned {
-                return false;
+            return g.defer(record);
+        } else {
+            match g.dht.provide(record.clone(), now) {
+                Ok(_) => true,
+                Err(e) if is_transient(&e) => g.defer(record),
+                Err(_) => false,
             }
-            g.deferred.retain(|r| r.key != key);
-            g.deferred.push(record);
-            return true;
-        }
-        let ok = match g.dht.provide(record.clone(), now) {
-            Ok(_) => true,
-            Err(e) if is_transient(&e) => {
-                g.deferred.push(record);
-                true
-            }
-            Err(_) => false,
         };
         self.pump_dht(now);
         ok
@@ -343,22 +403,38 @@ impl<S: ContentSource> Engine<S> {
     /// An identified sender that offers itself at the address it came from is admitted like a
     /// session's peer; anyone else is answered as an anonymous requester.
     pub(crate) fn on_query(&mut self, now: Instant, conn: crate::ConnId, query: Query) {
-        let remote = self.conns.get(&conn).and_then(|c| c.remote);
-        let answer = DhtQuery::decode(&query.body).ok().and_then(|q| {
-            let from = match (query.from, &q.offer) {
-                (Some((public_key, _)), Some((nonce, addr)))
-                    if from_where_it_came(addr, remote) =>
-                {
-                    self.admit(now, public_key, *nonce, addr)
-                }
-                _ => None,
-            };
-            let DhtMessage::Request { id, request } = codec::decode(&q.payload).ok()? else {
-                return None;
-            };
-            let response = self.dht.as_mut()?.dht.handle_request(now, from.as_ref(), request);
-            Some(codec::encode(&DhtMessage::Response { id, response }))
+        let (remote, group) = self.conns.get(&conn).map_or((None, None), |c| (c.remote, c.group));
+        let banned = query.from.is_some_and(|(_, node)| {
+            self.reputation
+                .get(&crate::SourceId::Node(node))
+                .is_some_and(|r| *r <= crate::BAN_THRESHOLD)
         });
+        // Replays and floods are refused before any work on their behalf.
+        let fresh = self.dht.as_mut().is_some_and(|g| {
+            !g.replayed(query.ephemeral) && group.is_none_or(|grp| g.may_answer(now, grp))
+        });
+        let answer =
+            DhtQuery::decode(&query.body).ok().filter(|_| fresh && !banned).and_then(|q| {
+                let from = match (query.from, &q.offer) {
+                    (Some((public_key, node)), Some((nonce, addr)))
+                        if from_where_it_came(addr, remote) =>
+                    {
+                        // A contact already in the table stays as it is: its requests neither
+                        // refresh its entry nor clear its failures.
+                        let known = self.dht.as_ref().and_then(|g| g.dht.table().entry(&node));
+                        match known {
+                            Some(e) => Some(e.contact.clone()),
+                            None => self.admit(now, public_key, *nonce, addr),
+                        }
+                    }
+                    _ => None,
+                };
+                let DhtMessage::Request { id, request } = codec::decode(&q.payload).ok()? else {
+                    return None;
+                };
+                let response = self.dht.as_mut()?.dht.handle_request(now, from.as_ref(), request);
+                Some(codec::encode(&DhtMessage::Response { id, response }))
+            });
         if let (Some(body), Some(c)) = (answer, self.conns.get_mut(&conn)) {
             if c.session.answer(&body).is_ok() {
                 self.flush(conn);
@@ -371,7 +447,7 @@ impl<S: ContentSource> Engine<S> {
     /// The answer to the exchange on `conn` arrived: hand it to the DHT and close the
     /// connection (a missing or mismatched answer fails the request when it closes).
     pub(crate) fn on_answer(&mut self, now: Instant, conn: crate::ConnId, body: &[u8]) {
-        let asked = self.conns.get(&conn).and_then(|c| c.exchange);
+        let asked = self.conns.get(&conn).and_then(|c| c.exchange).map(|(id, _)| id);
         if let (Some(asked), Ok(DhtMessage::Response { id, response })) =
             (asked, codec::decode(body))
         {
@@ -388,22 +464,37 @@ impl<S: ContentSource> Engine<S> {
     /// Sends `t` as an exchange on a connection of its own (or queues it while every exchange
     /// slot is taken).
     fn start_exchange(&mut self, now: Instant, t: Transmit) {
-        let in_flight = self.conns.values().filter(|c| c.exchange.is_some()).count();
+        let to = t.to.id();
+        let banned = self
+            .reputation
+            .get(&crate::SourceId::Node(to))
+            .is_some_and(|r| *r <= crate::BAN_THRESHOLD);
+        let in_flight = self.conns.values().filter_map(|c| c.exchange);
+        let (busy, to_it) =
+            in_flight.fold((0, false), |(n, b), (_, node)| (n + 1, b || node == to));
         let Some(g) = self.dht.as_mut() else { return };
-        if in_flight >= MAX_DHT_EXCHANGES {
+        if banned {
+            return g.dht.handle_unsent(now, t.request_id);
+        }
+        if busy >= MAX_DHT_EXCHANGES || to_it {
             let parked: usize = g.waiting.values().map(Vec::len).sum();
             if parked + g.queued.len() < MAX_WAITING {
-                g.queued.push_back(t);
+                g.queued.push_back((now, t));
             } else {
-                g.dht.handle_failure(now, t.request_id);
+                // Our own congestion: the contact is not to blame.
+                g.dht.handle_unsent(now, t.request_id);
             }
             return;
         }
         let request_timeout = g.dht.config().request_timeout;
-        let offer = g.pow.zip(PeerAddr::new(g.dht.local().address()).ok());
+        // Only what must be attributed is asked as ourselves: a store (the record must come
+        // from its owner, at the host it names) from a node that offers itself. Lookups go
+        // anonymously, so the nodes on a lookup's path learn nothing of who looks.
+        let writes = matches!(t.request, DhtRequest::Store { .. } | DhtRequest::AddProvider { .. });
+        let offer = g.pow.filter(|_| writes).zip(PeerAddr::new(g.dht.local().address()).ok());
+        let identify = offer.is_some();
         let payload = codec::encode(&DhtMessage::Request { id: t.request_id, request: t.request });
         let body = DhtQuery { offer, payload }.encode_to_vec();
-        let identify = g.pow.is_some();
         let Some(addr) = PeerAddr::new(t.to.address()).ok().and_then(|a| self.addrs.check(&a).ok())
         else {
             return self.fail_request(now, t.request_id);
@@ -419,7 +510,7 @@ impl<S: ContentSource> Engine<S> {
         };
         let conn = self.insert_conn(now, session, true);
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.exchange = Some(t.request_id);
+            c.exchange = Some((t.request_id, to));
         }
         if let Some(g) = self.dht.as_mut() {
             g.sent.insert(t.request_id, conn);
@@ -436,14 +527,29 @@ impl<S: ContentSource> Engine<S> {
         }
     }
 
-    /// Starts queued exchanges while slots are free.
+    /// Starts queued exchanges while slots are free (one per contact at a time); requests
+    /// that waited half the DHT's patience are given up unsent, before the DHT would time them
+    /// out and blame their contacts for our congestion.
     fn start_queued(&mut self, now: Instant) {
-        loop {
-            let in_flight = self.conns.values().filter(|c| c.exchange.is_some()).count();
-            if in_flight >= MAX_DHT_EXCHANGES {
-                return;
+        let Some(g) = self.dht.as_mut() else { return };
+        let patience = g.dht.config().request_timeout / 2;
+        while g.queued.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) >= patience) {
+            if let Some((_, t)) = g.queued.pop_front() {
+                g.dht.handle_unsent(now, t.request_id);
             }
-            let Some(t) = self.dht.as_mut().and_then(|g| g.queued.pop_front()) else { return };
+        }
+        let mut busy: std::collections::BTreeSet<NodeId> =
+            self.conns.values().filter_map(|c| c.exchange).map(|(_, node)| node).collect();
+        let mut i = 0;
+        while busy.len() < MAX_DHT_EXCHANGES {
+            let Some(g) = self.dht.as_mut() else { return };
+            let Some(pos) = (i..g.queued.len()).find(|&j| !busy.contains(&g.queued[j].1.to.id()))
+            else {
+                return;
+            };
+            let Some((_, t)) = g.queued.remove(pos) else { return };
+            i = pos;
+            busy.insert(t.to.id());
             self.start_exchange(now, t);
         }
     }
@@ -580,7 +686,12 @@ impl<S: ContentSource> Engine<S> {
     /// When the DHT next needs [`Engine::handle_timeout`].
     pub(crate) fn dht_timeout(&self) -> Option<Instant> {
         let dht = self.dht.as_ref().and_then(|g| g.dht.poll_timeout());
-        dht.into_iter().chain(self.rendezvous_timeout()).min()
+        // The oldest queued request is given up at half the DHT's patience.
+        let queued = self.dht.as_ref().and_then(|g| {
+            let (t, _) = g.queued.front()?;
+            Some(*t + g.dht.config().request_timeout / 2)
+        });
+        dht.into_iter().chain(queued).chain(self.rendezvous_timeout()).min()
     }
 
     /// Runs the DHT's timers.
@@ -590,5 +701,51 @@ impl<S: ContentSource> Engine<S> {
         }
         self.pump_dht(now);
         self.rendezvous_tick(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+    use super::*;
+
+    fn glue() -> DhtGlue {
+        let identity = samizdat_identity::Identity::from_secret_bytes(&[3; 32]).unwrap();
+        let config = DhtConfig { pow_difficulty: 2, ..DhtConfig::default() };
+        let now = Instant::now();
+        DhtGlue::new(config, &identity, None, [1; 32], now, 1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn replayed_requests_are_recognised_within_a_bounded_memory() {
+        let mut g = glue();
+        assert!(!g.replayed([1; 32]));
+        assert!(g.replayed([1; 32]));
+        for i in 0..MAX_SEEN as u32 {
+            let mut e = [0u8; 32];
+            e[..4].copy_from_slice(&i.to_be_bytes());
+            e[31] = 7;
+            g.replayed(e);
+        }
+        assert_eq!(g.seen.len(), MAX_SEEN);
+        assert_eq!(g.seen_set.len(), MAX_SEEN);
+        // The oldest was forgotten to make room.
+        assert!(!g.replayed([1; 32]));
+    }
+
+    #[test]
+    fn each_address_group_gets_a_bounded_number_of_answers_per_second() {
+        let mut g = glue();
+        let now = Instant::now();
+        let allowed = (0..200).filter(|_| g.may_answer(now, 5)).count();
+        assert_eq!(allowed, MAX_EXCHANGES_PER_GROUP_PER_SEC as usize);
+        assert!(g.may_answer(now, 6), "another group has its own allowance");
+        assert!(g.may_answer(now + std::time::Duration::from_secs(1), 5), "a new second");
+        for grp in 0..2000 {
+            g.may_answer(now + std::time::Duration::from_secs(3), grp);
+        }
+        assert_eq!(g.answered.len(), MAX_ANSWERED_GROUPS, "bounded");
+        assert!(!g.may_answer(now + std::time::Duration::from_secs(3), 99_999), "load shed");
+        assert!(g.may_answer(now + std::time::Duration::from_secs(5), 99_999), "pruned later");
     }
 }

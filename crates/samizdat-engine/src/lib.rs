@@ -439,7 +439,7 @@ pub(crate) struct Conn {
     dht_contact: Option<samizdat_dht::contact::Contact>,
     /// For a connection dialled to carry one DHT request as a one-round-trip exchange (not a
     /// session; it has a budget of its own): that request.
-    exchange: Option<samizdat_dht::codec::RequestId>,
+    exchange: Option<(samizdat_dht::codec::RequestId, NodeId)>,
 }
 
 impl Conn {
@@ -923,7 +923,10 @@ impl<S: ContentSource> Engine<S> {
                 d.transfer.stream_lost(s);
             }
         }
-        self.events.push_back(Event::PeerDown { conn, peer });
+        // An exchange was never a peer: nothing went down.
+        if !c.session.is_exchange() {
+            self.events.push_back(Event::PeerDown { conn, peer });
+        }
         self.dht_conn_gone(now, conn);
         self.check_sources(now);
         self.schedule(now);
@@ -1748,10 +1751,11 @@ impl<S: ContentSource> Engine<S> {
         self.events.pop_front()
     }
 
-    /// Current connections.
+    /// Current connections (exchanges, which are not links to peers, left out).
     pub fn peers(&self) -> Vec<PeerSummary> {
         self.conns
             .iter()
+            .filter(|(_, c)| !c.session.is_exchange())
             .map(|(&conn, c)| PeerSummary {
                 conn,
                 node_id: c.peer_id(),

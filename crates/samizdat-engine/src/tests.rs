@@ -38,6 +38,8 @@ struct Net {
     mute: Option<usize>,
     /// Most DHT exchanges any node had in flight at once.
     max_exchanges: usize,
+    /// Nodes that accept connections but never send a byte or close one (a stalling peer).
+    silent: BTreeSet<usize>,
 }
 
 impl Net {
@@ -67,6 +69,7 @@ impl Net {
             reads: vec![0; n],
             mute: None,
             max_exchanges: 0,
+            silent: BTreeSet::new(),
         }
     }
 
@@ -92,6 +95,9 @@ impl Net {
                         }
                         Action::Send { conn, data } => {
                             self.nodes[i].on_written(conn, data.len());
+                            if self.silent.contains(&i) {
+                                continue;
+                            }
                             if let Some(&(j, rc)) = self.links.get(&(i, conn)) {
                                 let up =
                                     self.nodes[j].conns.get(&rc).is_some_and(|c| c.peer.is_some());
@@ -106,6 +112,7 @@ impl Net {
                             let data = self.nodes[i].source().read_group(&root, index);
                             self.nodes[i].read_done(read, data);
                         }
+                        Action::Close { .. } if self.silent.contains(&i) => {}
                         Action::Close { conn } => {
                             if let Some((j, rc)) = self.links.remove(&(i, conn)) {
                                 self.links.remove(&(j, rc));
@@ -770,9 +777,12 @@ fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
     let sybil = Identity::generate(&mut rand_core::OsRng);
     let claim = PeerRecord::sign(&sybil, &["test/3", "test/98"], T0).unwrap();
     send_records(&mut net, 1, c, vec![claim.encode()], 1);
-    // (One identity is dialled at one address at a time: the other address comes next.)
-    for _ in 0..3 {
-        net.nodes[0].handle_timeout(now);
+    // (One identity is dialled at one address at a time: the other address comes next, once
+    // a failed one's retry delay has passed.)
+    for round in 1..=4 {
+        net.now = now + Duration::from_secs(30 * round);
+        let t = net.now;
+        net.nodes[0].handle_timeout(t);
         net.run();
     }
     assert!(net.events[0].iter().any(|e| matches!(e,
@@ -1150,7 +1160,7 @@ fn dht_contacts_are_asked_in_exchanges_that_keep_to_their_budget_and_leave_no_se
 }
 
 #[test]
-fn a_node_that_offers_itself_is_admitted_by_those_it_asks_and_one_that_does_not_stays_unknown() {
+fn lookups_are_anonymous_and_a_node_that_offers_itself_is_admitted_where_it_stores() {
     for offers in [true, false] {
         let sources: Vec<Box<dyn ContentSource>> =
             (0..3).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
@@ -1160,7 +1170,7 @@ fn a_node_that_offers_itself_is_admitted_by_those_it_asks_and_one_that_does_not_
             c.target_outbound = 0;
         });
         if !offers {
-            // A node with no listen address (a short-lived fetcher) asks anonymously.
+            // A node with no listen address (a short-lived fetcher) offers nothing.
             let cfg = SessionConfig::new(Identity::generate(&mut rand_core::OsRng));
             let mut config = EngineConfig::new(cfg);
             local_test_net(&mut config);
@@ -1173,13 +1183,114 @@ fn a_node_that_offers_itself_is_admitted_by_those_it_asks_and_one_that_does_not_
         net.run();
         net.nodes[0].connect(now, addr(1));
         net.run();
-        // Node 0 heard of node 2 from the hub and asked it in an exchange.
+        // Node 0 heard of node 2 from the hub and asked it in an exchange, anonymously.
         let two = net.nodes[2].node_id();
         assert!(net.nodes[0].dht().unwrap().table().entry(&two).is_some(), "2 answered");
         assert_eq!(net.nodes[2].conns.len(), 1, "no session between 0 and 2");
         let me = net.nodes[0].node_id();
+        assert!(net.nodes[2].dht().unwrap().table().entry(&me).is_none(), "a lookup tells nothing");
+        // A store is sent as itself: node 2 takes the record and admits its owner.
+        let key = NodeId([0x77; 32]);
+        assert_eq!(net.nodes[0].provide(now, key, T0 + 3600), offers);
+        net.run();
+        let stored = net.nodes[2].dht().unwrap().store().providers(&key, T0, 8).len();
+        assert_eq!(stored, usize::from(offers));
         assert_eq!(net.nodes[2].dht().unwrap().table().entry(&me).is_some(), offers);
+        assert_eq!(net.nodes[2].conns.len(), 1, "still no session between 0 and 2");
     }
+}
+
+#[test]
+fn stalling_contacts_hold_only_their_exchange_slots_and_our_congestion_blames_nobody() {
+    let n = 30;
+    let sources: Vec<Box<dyn ContentSource>> =
+        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
+    let mut net = Net::with(sources, |c| {
+        local_test_net(c);
+        c.rendezvous_slots = 0;
+        c.target_outbound = 0;
+        let dht = c.dht.as_mut().unwrap();
+        dht.table.max_per_bucket_group = 64; // every test address shares one group
+        dht.table.max_per_table_group = 64;
+    });
+    let now = net.now;
+    // Node 0 knows 28 contacts that accept its exchanges and never answer.
+    let difficulty = net.nodes[0].dht().unwrap().config().pow_difficulty;
+    for j in 2..n {
+        let id = net.nodes[j].config.session.identity.clone();
+        let c = samizdat_dht::contact::Contact::for_identity(&id, difficulty, addr(j).to_string());
+        net.nodes[0].dht.as_mut().unwrap().dht.add_contact(c.unwrap(), now).unwrap();
+        net.silent.insert(j);
+    }
+    let known = net.nodes[0].dht().unwrap().table().len();
+    assert!(known >= 20, "{known} contacts");
+    for k in 0..4u8 {
+        net.nodes[0].dht.as_mut().unwrap().dht.find_node(NodeId([k; 32]), now).unwrap();
+    }
+    net.nodes[0].pump_dht(now);
+    net.run();
+    // (Lookups share contacts, and a contact gets one exchange at a time.)
+    let most = net.max_exchanges;
+    assert!((8..=dht::MAX_DHT_EXCHANGES).contains(&most), "{most} at once");
+    assert!(!net.nodes[0].dht.as_ref().unwrap().queued_is_empty(), "the rest waits");
+    // Half the DHT's patience later the waiting requests are given up, unsent and unblamed.
+    let blamed = |net: &Net| {
+        let table = net.nodes[0].dht().unwrap().table();
+        table.entries().map(|e| e.failures).filter(|f| *f > 0).collect::<Vec<u8>>()
+    };
+    net.now = now + Duration::from_secs(6);
+    let t = net.now;
+    net.nodes[0].handle_timeout(t);
+    net.run();
+    assert!(net.nodes[0].dht.as_ref().unwrap().queued_is_empty());
+    assert!(blamed(&net).is_empty(), "nobody is blamed for our congestion");
+    assert_eq!(net.nodes[0].dht().unwrap().table().len(), known);
+    // Then the stalled exchanges time out: only the contacts asked are blamed, once each.
+    net.now = now + Duration::from_secs(11);
+    let t = net.now;
+    net.nodes[0].handle_timeout(t);
+    net.run();
+    let b = blamed(&net);
+    assert!(!b.is_empty() && b.len() <= dht::MAX_DHT_EXCHANGES, "{} blamed", b.len());
+    assert!(b.iter().all(|f| *f == 1));
+    assert_eq!(net.nodes[0].dht().unwrap().table().len(), known);
+}
+
+#[test]
+fn a_banned_node_is_neither_answered_nor_admitted_when_it_asks_as_itself() {
+    let sources: Vec<Box<dyn ContentSource>> =
+        (0..2).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
+    let mut net = Net::with(sources, |c| {
+        local_test_net(c);
+        c.rendezvous_slots = 0;
+    });
+    let now = net.now;
+    let one = net.nodes[1].node_id();
+    net.nodes[0].reputation.insert(SourceId::Node(one), BAN_THRESHOLD - 1);
+    let difficulty = net.nodes[0].dht().unwrap().config().pow_difficulty;
+    let zero = net.nodes[0].config.session.identity.clone();
+    let c = samizdat_dht::contact::Contact::for_identity(&zero, difficulty, addr(0).to_string());
+    net.nodes[1].dht.as_mut().unwrap().dht.add_contact(c.unwrap(), now).unwrap();
+    net.nodes[1].pump_dht(now);
+    net.run();
+    // Its (anonymous) lookups are answered like anyone's; what it sends as itself is not.
+    let key = NodeId([0x55; 32]);
+    assert!(net.nodes[1].provide(now, key, T0 + 3600));
+    net.run();
+    assert!(net.nodes[0].dht().unwrap().store().providers(&key, T0, 8).is_empty(), "refused");
+    assert!(net.nodes[0].dht().unwrap().table().is_empty(), "not admitted");
+    // Node 0 does not ask it either.
+    let c = samizdat_dht::contact::Contact::for_identity(
+        &net.nodes[1].config.session.identity.clone(),
+        difficulty,
+        addr(1).to_string(),
+    );
+    net.nodes[0].dht.as_mut().unwrap().dht.add_contact(c.unwrap(), now).unwrap();
+    let before = net.events[1].len();
+    net.nodes[0].dht.as_mut().unwrap().dht.find_node(NodeId([9; 32]), now).unwrap();
+    net.nodes[0].pump_dht(now);
+    net.run();
+    assert!(net.nodes[1].conns.is_empty() && net.events[1].len() == before, "nothing sent");
 }
 
 #[test]

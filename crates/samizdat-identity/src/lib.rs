@@ -150,7 +150,9 @@ impl Identity {
 /// (small-order) keys, whose Diffie-Hellman results anyone can compute, are refused.
 pub fn x25519_public(public: &[u8; 32]) -> Result<[u8; 32], IdentityError> {
     let key = VerifyingKey::from_bytes(public).map_err(|_| IdentityError::BadPublicKey)?;
-    if key.is_weak() {
+    // Weak keys, and keys with a small-order component (which the X25519 clamp removes, so
+    // one secret would answer for several identity keys), are refused.
+    if key.is_weak() || !key.to_edwards().is_torsion_free() {
         return Err(IdentityError::BadPublicKey);
     }
     Ok(key.to_montgomery().to_bytes())
@@ -253,6 +255,16 @@ mod tests {
         let secret = id.x25519_secret();
         assert_eq!(secret[0] & 7, 0);
         assert_eq!(secret[31] & 0xc0, 0x40);
+        // A key with a small-order component added is refused: the clamp would remove it.
+        let eight_torsion = ed25519_dalek::VerifyingKey::from_bytes(&[
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ])
+        .unwrap();
+        let mixed = id.key.verifying_key().to_edwards() + eight_torsion.to_edwards();
+        let mixed = mixed.compress().to_bytes();
+        assert!(matches!(x25519_public(&mixed), Err(IdentityError::BadPublicKey)));
         // The neutral point (small order) and a non-point are refused.
         let mut neutral = [0u8; 32];
         neutral[0] = 1;

@@ -3,59 +3,71 @@
 //!
 //! A DHT contact is asked one question and answers once; a full session (Noise XX, two
 //! signatures, two `Hello`s, then the request) costs three round trips and both identities
-//! for that. An exchange is **Noise NK** (`Noise_NK_25519_AESGCM_SHA256`) against the X25519
-//! form of the responder's Ed25519 identity key, which the initiator already knows from the
-//! contact ([`samizdat_identity::x25519_public`]):
+//! for that. An exchange is one Noise handshake against the X25519 form of the responder's
+//! Ed25519 identity key, which the initiator already knows from the contact
+//! ([`samizdat_identity::x25519_public`]), with the request in its first message and the
+//! answer in its second:
 //!
 //! ```text
-//! -> e, es, enc(flags || [identity key || signature] || body)
-//! <- e, ee, enc(answer)
+//! anonymous   Noise_NK_25519_AESGCM_SHA256   -> e, es, enc(request)
+//!                                             <- e, ee, enc(answer)
+//! identified  Noise_IK_25519_AESGCM_SHA256   -> e, es, s, ss, enc(identity key || request)
+//!                                             <- e, ee, se, enc(answer)
 //! ```
 //!
 //! * **The responder is authenticated:** only the holder of the identity key can compute `es`,
-//!   so only it can read the request, and the answer (under `ee` and `es`) can only come from
-//!   it. An impostor at the address fails to decrypt and the initiator's read fails.
-//! * **The initiator is anonymous** unless it chooses to identify itself (a node that offers
-//!   itself as a contact, or stores records): then the request carries its Ed25519 key and a
-//!   signature over the responder's key and the body, readable by the responder only. The
-//!   signature names the responder, so it cannot be used with anyone else.
+//!   so only it can read the request, and an answer that decrypts can only come from it. An
+//!   impostor at the address fails to decrypt and the initiator's read fails.
+//! * **The initiator is anonymous** unless it identifies itself (a node that offers itself as a
+//!   contact): then its static key is the X25519 form of its identity key, proven by `ss` and
+//!   `se`, and the request names the Ed25519 key it comes from (checked against that static
+//!   key). This is Diffie-Hellman authentication, as deniable as a session's: the responder
+//!   learns who asks, but holds nothing it could show anyone else as proof of what was asked
+//!   (a signature over the request would be such a proof).
 //! * **Forward secrecy:** the answer is under the ephemeral-ephemeral key. The request is
 //!   readable by whoever later steals the responder's identity key (as in any 0-RTT
 //!   handshake); the responder reads it anyway, so this exposes nothing to a third party that
 //!   the responder could not have logged.
-//! * **Replays:** a replayed request is answered again, under a fresh ephemeral key the
-//!   replayer cannot use. The DHT's requests are idempotent (the same signed record stored
-//!   twice is a no-op), and a replay from another host fails the address checks that tie a
-//!   contact or a provider record to the host it came from.
+//! * **Replays:** a replayed request carries the same initiator ephemeral key
+//!   ([`Query::ephemeral`]), so the owner can refuse ones it has seen; any answer is under a
+//!   fresh key the replayer cannot use.
+//! * **Lengths:** request and answer are padded (inside the encryption) to a multiple of
+//!   256 bytes, so anonymous and identified requests of the DHT's sizes look alike.
 //!
 //! Messages travel behind a 2-byte length, like the session's handshake messages; the
 //! responder tells an exchange from a session by its first message's length (a session's is
-//! exactly the 32-byte ephemeral key).
+//! exactly the 32-byte ephemeral key), and an identified request from an anonymous one by
+//! which handshake decrypts it.
 
 use crate::SessionError;
 use crate::noise::SeededResolver;
 use samizdat_identity::{Identity, NodeId};
 use zeroize::Zeroizing;
 
-/// Noise protocol of an exchange.
+/// Noise protocol of an anonymous exchange.
 pub const EXCHANGE_PARAMS: &str = "Noise_NK_25519_AESGCM_SHA256";
+/// Noise protocol of an identified exchange.
+pub const IDENTIFIED_EXCHANGE_PARAMS: &str = "Noise_IK_25519_AESGCM_SHA256";
 /// Largest body of a request or an answer.
 pub const MAX_EXCHANGE_BODY: usize = 20 * 1024;
-const PROLOGUE: &[u8] = b"samizdat 2026 exchange v1";
-const SIGNED_CONTEXT: &[u8] = b"samizdat 2026 exchange request v1";
+const PROLOGUE: &[u8] = b"samizdat 2026 exchange v2";
 const TAG_LEN: usize = 16;
-const FLAG_IDENTIFIED: u8 = 1;
-const IDENTITY_LEN: usize = 32 + 64;
+/// Messages are padded to a multiple of this.
+const PAD_TO: usize = 256;
 /// Length of a session's first handshake message (the ephemeral key alone).
 pub(crate) const SESSION_FIRST_LEN: usize = 32;
-/// Longest exchange message: ephemeral key, flags, identity, body, tag.
-pub(crate) const MAX_EXCHANGE_MSG: usize = 32 + 1 + IDENTITY_LEN + MAX_EXCHANGE_BODY + TAG_LEN;
+/// Longest exchange message: ephemeral key, encrypted static key, identity key, body length,
+/// body, tag, padding.
+pub(crate) const MAX_EXCHANGE_MSG: usize =
+    32 + (32 + TAG_LEN) + 32 + 2 + MAX_EXCHANGE_BODY + TAG_LEN + PAD_TO;
 
 /// A request that arrived in an exchange.
 #[derive(Debug)]
 pub struct Query {
-    /// The initiator's identity key and node ID, if it identified itself (verified).
+    /// The initiator's identity key and node ID, if it identified itself (proven).
     pub from: Option<([u8; 32], NodeId)>,
+    /// The initiator's ephemeral key: the same in every replay of one request.
+    pub ephemeral: [u8; 32],
     /// The request.
     pub body: Vec<u8>,
 }
@@ -63,7 +75,6 @@ pub struct Query {
 /// What a responder session keeps to answer an exchange, until its first message arrives.
 pub(crate) struct ResponderKey {
     pub(crate) secret: Zeroizing<[u8; 32]>,
-    pub(crate) public_key: [u8; 32],
     pub(crate) seed: [u8; 32],
 }
 
@@ -73,22 +84,38 @@ impl ResponderKey {
         let mut seed = seed;
         seed[0] ^= 0x5a;
         seed[31] ^= 0xa5;
-        ResponderKey { secret: identity.x25519_secret(), public_key: identity.public_key(), seed }
+        ResponderKey { secret: identity.x25519_secret(), seed }
     }
 }
 
-fn builder<'a>(seed: [u8; 32]) -> Result<snow::Builder<'a>, SessionError> {
-    let params = EXCHANGE_PARAMS.parse().map_err(SessionError::Crypto)?;
+fn builder<'a>(params: &str, seed: [u8; 32]) -> Result<snow::Builder<'a>, SessionError> {
+    let params = params.parse().map_err(SessionError::Crypto)?;
     Ok(snow::Builder::with_resolver(params, Box::new(SeededResolver::new(seed)))
         .prologue(PROLOGUE)?)
 }
 
-fn signed_message(responder: &[u8; 32], body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SIGNED_CONTEXT.len() + 32 + body.len());
-    m.extend_from_slice(SIGNED_CONTEXT);
-    m.extend_from_slice(responder);
-    m.extend_from_slice(body);
-    m
+/// `prefix || len(body) || body || zeros`, long enough that the Noise message (`overhead`
+/// bytes of keys and tag besides this plaintext) is a multiple of [`PAD_TO`].
+fn padded(prefix: &[u8], body: &[u8], overhead: usize) -> Vec<u8> {
+    let plain = prefix.len() + 2 + body.len();
+    let total = (overhead + plain).div_ceil(PAD_TO) * PAD_TO;
+    let mut out = Vec::with_capacity(total - overhead);
+    out.extend_from_slice(prefix);
+    // Bodies are at most MAX_EXCHANGE_BODY bytes, well under 65536.
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(body);
+    out.resize(total - overhead, 0);
+    out
+}
+
+/// The body of a padded plaintext.
+fn unpadded(plain: &[u8]) -> Result<&[u8], SessionError> {
+    let [a, b, rest @ ..] = plain else { return Err(SessionError::BadFrame("exchange cut short")) };
+    let len = usize::from(u16::from_be_bytes([*a, *b]));
+    if len > MAX_EXCHANGE_BODY {
+        return Err(SessionError::TooLarge(len));
+    }
+    rest.get(..len).ok_or(SessionError::BadFrame("exchange body cut short"))
 }
 
 /// Writes the first message of an exchange with the holder of `responder` (an Ed25519
@@ -108,58 +135,58 @@ pub(crate) fn initiate(
         return Err(SessionError::SelfConnection);
     }
     let remote = samizdat_identity::x25519_public(responder)?;
-    let mut hs = builder(seed)?.remote_public_key(&remote)?.build_initiator()?;
-    let mut plain = Vec::with_capacity(1 + IDENTITY_LEN + body.len());
-    if identify {
-        plain.push(FLAG_IDENTIFIED);
-        plain.extend_from_slice(&identity.public_key());
-        plain.extend_from_slice(&identity.sign(&signed_message(responder, body)));
+    let (mut hs, plain) = if identify {
+        let secret = identity.x25519_secret();
+        let b = builder(IDENTIFIED_EXCHANGE_PARAMS, seed)?;
+        let hs = b.local_private_key(&secret[..])?.remote_public_key(&remote)?.build_initiator()?;
+        (hs, padded(&identity.public_key(), body, 32 + 32 + TAG_LEN + TAG_LEN))
     } else {
-        plain.push(0);
-    }
-    plain.extend_from_slice(body);
-    let mut msg = vec![0u8; 32 + plain.len() + TAG_LEN];
+        let hs = builder(EXCHANGE_PARAMS, seed)?.remote_public_key(&remote)?.build_initiator()?;
+        (hs, padded(&[], body, 32 + TAG_LEN))
+    };
+    let mut msg = vec![0u8; plain.len() + 32 + 32 + TAG_LEN + TAG_LEN];
     let n = hs.write_message(&plain, &mut msg)?;
     push_message(out, &msg[..n]);
     Ok(hs)
 }
 
 /// Reads an exchange's first message `msg` (without its length) as the holder of `key`;
-/// returns the request and the handshake ready to answer it.
+/// returns the request and the handshake ready to answer it. An anonymous request is tried
+/// first, then an identified one.
 pub(crate) fn respond(
     key: &ResponderKey,
     own_id: NodeId,
     msg: &[u8],
 ) -> Result<(Query, snow::HandshakeState), SessionError> {
-    let mut hs = builder(key.seed)?.local_private_key(&key.secret[..])?.build_responder()?;
+    let ephemeral: [u8; 32] = msg
+        .get(..32)
+        .and_then(|e| e.try_into().ok())
+        .ok_or(SessionError::BadFrame("exchange cut short"))?;
     let mut plain = vec![0u8; msg.len()];
-    let n = hs.read_message(msg, &mut plain)?;
-    plain.truncate(n);
-    let (&flags, rest) = plain.split_first().ok_or(SessionError::BadFrame("empty request"))?;
-    let (from, body) = match flags {
-        0 => (None, rest),
-        FLAG_IDENTIFIED => {
-            if rest.len() < IDENTITY_LEN {
-                return Err(SessionError::BadFrame("request identity cut short"));
-            }
-            let (ident, body) = rest.split_at(IDENTITY_LEN);
-            let mut public = [0u8; 32];
-            public.copy_from_slice(&ident[..32]);
-            let mut sig = [0u8; 64];
-            sig.copy_from_slice(&ident[32..]);
-            let node =
-                samizdat_identity::verify(&public, &signed_message(&key.public_key, body), &sig)?;
-            if node == own_id {
-                return Err(SessionError::SelfConnection);
-            }
-            (Some((public, node)), body)
-        }
-        _ => return Err(SessionError::BadFrame("unknown request flags")),
-    };
-    if body.len() > MAX_EXCHANGE_BODY {
-        return Err(SessionError::TooLarge(body.len()));
+    let secret = &key.secret[..];
+    let mut hs =
+        builder(EXCHANGE_PARAMS, key.seed)?.local_private_key(secret)?.build_responder()?;
+    if let Ok(n) = hs.read_message(msg, &mut plain) {
+        let body = unpadded(&plain[..n])?.to_vec();
+        return Ok((Query { from: None, ephemeral, body }, hs));
     }
-    Ok((Query { from, body: body.to_vec() }, hs))
+    let b = builder(IDENTIFIED_EXCHANGE_PARAMS, key.seed)?;
+    let mut hs = b.local_private_key(secret)?.build_responder()?;
+    let n = hs.read_message(msg, &mut plain)?;
+    let (public, rest) =
+        plain[..n].split_at_checked(32).ok_or(SessionError::BadFrame("no identity"))?;
+    let public: [u8; 32] = public.try_into().map_err(|_| SessionError::BadFrame("no identity"))?;
+    // The static key that proved itself must be the named identity's.
+    let proven = hs.get_remote_static().ok_or(SessionError::BadFrame("no static key"))?;
+    if samizdat_identity::x25519_public(&public)?[..] != *proven {
+        return Err(SessionError::Identity(samizdat_identity::IdentityError::BadSignature));
+    }
+    let node = NodeId::from_public_key(&public);
+    if node == own_id {
+        return Err(SessionError::SelfConnection);
+    }
+    let body = unpadded(rest)?.to_vec();
+    Ok((Query { from: Some((public, node)), ephemeral, body }, hs))
 }
 
 /// Writes the answer `body` (behind its length) into `out`.
@@ -171,8 +198,9 @@ pub(crate) fn answer(
     if body.len() > MAX_EXCHANGE_BODY {
         return Err(SessionError::TooLarge(body.len()));
     }
-    let mut msg = vec![0u8; 32 + body.len() + TAG_LEN];
-    let n = hs.write_message(body, &mut msg)?;
+    let plain = padded(&[], body, 32 + TAG_LEN);
+    let mut msg = vec![0u8; 32 + plain.len() + TAG_LEN];
+    let n = hs.write_message(&plain, &mut msg)?;
     push_message(out, &msg[..n]);
     Ok(())
 }
@@ -184,8 +212,7 @@ pub(crate) fn read_answer(
 ) -> Result<Vec<u8>, SessionError> {
     let mut plain = vec![0u8; msg.len()];
     let n = hs.read_message(msg, &mut plain)?;
-    plain.truncate(n);
-    Ok(plain)
+    Ok(unpadded(&plain[..n])?.to_vec())
 }
 
 fn push_message(out: &mut Vec<u8>, msg: &[u8]) {
@@ -301,43 +328,81 @@ mod tests {
         assert!(matches!(err, SessionError::TooLarge(_)));
     }
 
+    /// A raw first message: `params` from `local` (a static key, for IK) to `to`.
+    fn raw_request(params: &str, local: Option<&Identity>, to: &Identity, plain: &[u8]) -> Vec<u8> {
+        let remote = samizdat_identity::x25519_public(&to.public_key()).unwrap();
+        let secret = local.map(Identity::x25519_secret);
+        let mut b = builder(params, [8; 32]).unwrap().remote_public_key(&remote).unwrap();
+        if let Some(secret) = &secret {
+            b = b.local_private_key(&secret[..]).unwrap();
+        }
+        let mut hs = b.build_initiator().unwrap();
+        let mut msg = vec![0u8; plain.len() + 128];
+        let n = hs.write_message(plain, &mut msg).unwrap();
+        msg.truncate(n);
+        msg
+    }
+
     #[test]
-    fn a_request_signed_for_another_responder_or_malformed_is_refused() {
-        let (a, b, c) = (config(), config(), config());
-        let key = ResponderKey::new(&b.identity, [7; 32]);
-        let remote = samizdat_identity::x25519_public(&b.identity.public_key()).unwrap();
-        let request = |plain: &[u8]| {
-            let builder = builder([8; 32]).unwrap().remote_public_key(&remote).unwrap();
-            let mut hs = builder.build_initiator().unwrap();
-            let mut msg = vec![0u8; 32 + plain.len() + TAG_LEN];
-            let n = hs.write_message(plain, &mut msg).unwrap();
-            msg.truncate(n);
-            msg
+    fn a_request_naming_an_identity_it_cannot_prove_or_malformed_is_refused() {
+        let (a, b, c) = (config().identity, config().identity, config().identity);
+        let key = ResponderKey::new(&b, [7; 32]);
+        let own = b.node_id();
+        let ik = IDENTIFIED_EXCHANGE_PARAMS;
+        // c's static key, a's name: refused.
+        let mut plain = a.public_key().to_vec();
+        plain.extend_from_slice(&[0, 1, b'x']);
+        let lie = raw_request(ik, Some(&c), &b, &plain);
+        assert!(matches!(respond(&key, own, &lie), Err(SessionError::Identity(_))));
+        // b's own key talking to b.
+        let mut plain = b.public_key().to_vec();
+        plain.extend_from_slice(&[0, 0]);
+        let me = raw_request(ik, Some(&b), &b, &plain);
+        assert!(matches!(respond(&key, own, &me), Err(SessionError::SelfConnection)));
+        // No identity at all in an identified request.
+        let short = raw_request(ik, Some(&a), &b, &[1, 2, 3]);
+        assert!(matches!(respond(&key, own, &short), Err(SessionError::BadFrame(_))));
+        // Bodies that overrun their message, or the limit; a message too short to hold a key.
+        let nk = EXCHANGE_PARAMS;
+        let overrun = raw_request(nk, None, &b, &[0, 9, 1]);
+        assert!(matches!(respond(&key, own, &overrun), Err(SessionError::BadFrame(_))));
+        let huge = raw_request(nk, None, &b, &[0xff, 0xff]);
+        assert!(matches!(respond(&key, own, &huge), Err(SessionError::TooLarge(_))));
+        let empty = raw_request(nk, None, &b, &[]);
+        assert!(matches!(respond(&key, own, &empty), Err(SessionError::BadFrame(_))));
+        assert!(matches!(respond(&key, own, &[0; 20]), Err(SessionError::BadFrame(_))));
+        // Garbage after a valid key fails both handshakes.
+        assert!(matches!(respond(&key, own, &[1; 300]), Err(SessionError::Crypto(_))));
+        // The proven identity passes.
+        let mut plain = a.public_key().to_vec();
+        plain.extend_from_slice(&[0, 1, b'x']);
+        let (query, _) = respond(&key, own, &raw_request(ik, Some(&a), &b, &plain)).unwrap();
+        assert_eq!(query.from.map(|f| f.1), Some(a.node_id()));
+        assert_eq!(query.body, b"x");
+    }
+
+    #[test]
+    fn identified_and_anonymous_requests_are_padded_alike_and_replays_show_their_key() {
+        let now = Instant::now();
+        let (a, b) = (config(), config());
+        let to = b.identity.public_key();
+        let len = |identify: bool, body: &[u8]| {
+            let mut s = Session::exchange(a.clone(), [1; 32], now, &to, identify, body).unwrap();
+            s.poll_transmit().unwrap().len()
         };
-        let own = b.identity.node_id();
-        // Signed for c, sent to b.
-        let mut plain = vec![FLAG_IDENTIFIED];
-        plain.extend_from_slice(&a.identity.public_key());
-        plain.extend_from_slice(&a.identity.sign(&signed_message(&c.identity.public_key(), b"x")));
-        plain.extend_from_slice(b"x");
-        assert!(matches!(respond(&key, own, &request(&plain)), Err(SessionError::Identity(_))));
-        // Signed by b itself: a copy of our own key talking to us.
-        let mut plain = vec![FLAG_IDENTIFIED];
-        plain.extend_from_slice(&b.identity.public_key());
-        plain.extend_from_slice(&b.identity.sign(&signed_message(&b.identity.public_key(), b"")));
-        assert!(matches!(respond(&key, own, &request(&plain)), Err(SessionError::SelfConnection)));
-        // Unknown flags, a cut identity, no flags at all.
-        assert!(matches!(respond(&key, own, &request(&[9])), Err(SessionError::BadFrame(_))));
-        let cut = [FLAG_IDENTIFIED, 1, 2, 3];
-        assert!(matches!(respond(&key, own, &request(&cut)), Err(SessionError::BadFrame(_))));
-        assert!(matches!(respond(&key, own, &request(&[])), Err(SessionError::BadFrame(_))));
-        // The right signature passes.
-        let mut plain = vec![FLAG_IDENTIFIED];
-        plain.extend_from_slice(&a.identity.public_key());
-        plain.extend_from_slice(&a.identity.sign(&signed_message(&b.identity.public_key(), b"x")));
-        plain.extend_from_slice(b"x");
-        let (query, _) = respond(&key, own, &request(&plain)).unwrap();
-        assert_eq!(query.from.map(|f| f.1), Some(a.identity.node_id()));
+        assert_eq!(len(true, &[7; 60]), len(false, &[7; 60]));
+        assert_eq!((len(false, b"") - 2) % PAD_TO, 0);
+        // The same request twice shows the same ephemeral key.
+        let mut ask = Session::exchange(a, [1; 32], now, &to, true, b"q").unwrap();
+        let request = ask.poll_transmit().unwrap();
+        let ephemeral = |bytes: &[u8]| {
+            let mut r = Session::responder(b.clone(), [2; 32], 0, now);
+            r.handle_input(now, bytes).unwrap();
+            let Some(SessionEvent::Query(q)) = r.poll_event() else { panic!("no query") };
+            q.ephemeral
+        };
+        assert_eq!(ephemeral(&request), ephemeral(&request));
+        assert_eq!(ephemeral(&request)[..], request[2..34]);
     }
 
     #[test]
