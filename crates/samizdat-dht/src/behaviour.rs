@@ -439,16 +439,21 @@ impl Dht {
                 providers: self.store.providers(&key, unix, MAX_PROVIDERS),
                 closer: self.table.closest(&key, k),
             },
-            DhtRequest::Store { record } => {
-                DhtResponse::Stored { accepted: self.store.put_value(record, source, unix).is_ok() }
-            }
+            // Records are kept only for keys this node is responsible for (it knows fewer than
+            // 2k nodes closer to the key, sibling list included), so nobody can make it store
+            // records for keys far from it.
+            DhtRequest::Store { record } => DhtResponse::Stored {
+                accepted: self.table.is_among_closest(&record.key(), 2 * k)
+                    && self.store.put_value(record, source, unix).is_ok(),
+            },
             // A node announces only itself: a provider record is taken only from the provider
             // (so one peer cannot fill a key's slots with records of others, real or made up).
             DhtRequest::AddProvider { record } => DhtResponse::Stored {
                 accepted: from.is_some_and(|c| {
                     c.public_key() == record.provider.public_key()
                         && same_host(c.address(), record.provider.address())
-                }) && self.store.add_provider(record, source, unix).is_ok(),
+                }) && self.table.is_among_closest(&record.key, 2 * k)
+                    && self.store.add_provider(record, source, unix).is_ok(),
             },
         }
     }
@@ -493,6 +498,12 @@ impl Dht {
         self.fail(now, id, true);
     }
 
+    /// Drops `id` from the table at once (the caller no longer deals with it, e.g. it is
+    /// banned); a pending contact takes its place.
+    pub fn forget_contact(&mut self, id: &NodeId, now: Instant) -> bool {
+        self.table.remove(id, now)
+    }
+
     /// Reports that request `id` was never sent (the caller's own limits held it back): the
     /// lookup or put moves on as for a failure, but the contact is not blamed for it.
     pub fn handle_unsent(&mut self, now: Instant, id: RequestId) {
@@ -504,6 +515,9 @@ impl Dht {
         let peer = req.to.id();
         if blame {
             self.table.failed(&peer, now);
+        } else if matches!(req.purpose, Purpose::Probe) {
+            // A probe that never went out decides nothing: the bucket may probe again.
+            self.table.probe_abandoned(&peer);
         }
         match req.purpose {
             Purpose::Lookup(l) => {

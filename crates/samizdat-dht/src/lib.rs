@@ -36,6 +36,10 @@
 //!   per /16 or /32 per table, so one operator with one address block cannot fill a table.
 //!   Long-lived entries are preferred (a full bucket only changes when an entry fails a
 //!   probe), so a flood of fresh identities cannot displace proven contacts.
+//! - **Sibling list** (S/Kademlia §4.2): the 2k live contacts closest to the node's own ID are
+//!   kept even where a full bucket only pends them, so it knows its whole neighbourhood;
+//!   records are stored only for keys it is responsible for (fewer than 2k known nodes are
+//!   closer to the key), so nobody can make it keep records for keys far from it.
 //! - **Self-certifying records**: mutable records and provider records are signed; stores and
 //!   lookups check signatures, sizes, keys and expiry before keeping or believing them.
 //! - **Bounded memory**: every table, list and queue a peer can fill has a limit, and incoming

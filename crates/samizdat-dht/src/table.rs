@@ -10,7 +10,15 @@
 //! [`TableConfig::max_per_bucket_group`] entries per /24 (IPv4) or /48 (IPv6) in a bucket, and
 //! at most [`TableConfig::max_per_table_group`] per /16 or /32 in the whole table.
 //!
-//! Memory is bounded by construction: `256 * (k + pending_slots)` contacts of bounded size.
+//! A **sibling list** (S/Kademlia §4.2) keeps the [`TableConfig::siblings`] live contacts
+//! closest to the local ID whatever their buckets hold: a bucket near the local ID may be full
+//! (its newcomers only pending), yet a node must know its whole neighbourhood to answer for the
+//! keys near it and to tell whether it is among those responsible for a key
+//! ([`RoutingTable::is_among_closest`]). One /24 or /48 gets at most
+//! [`TableConfig::max_per_bucket_group`] of its places.
+//!
+//! Memory is bounded by construction: `256 * (k + pending_slots) + siblings` contacts of
+//! bounded size.
 
 use crate::contact::{Contact, NetGroup};
 use crate::key::{bucket_index, distance};
@@ -35,6 +43,9 @@ pub struct TableConfig {
     pub max_failures: u8,
     /// A bucket not refreshed for this long is due for a refresh lookup.
     pub refresh_interval: Duration,
+    /// Size of the sibling list: the live contacts closest to the local ID (S/Kademlia's
+    /// η·s, here with η = 2 and s = k).
+    pub siblings: usize,
 }
 
 impl Default for TableConfig {
@@ -47,6 +58,7 @@ impl Default for TableConfig {
             max_per_table_group: 10,
             max_failures: 2,
             refresh_interval: Duration::from_secs(3600),
+            siblings: 2 * 20,
         }
     }
 }
@@ -115,6 +127,8 @@ pub struct RoutingTable {
     buckets: Vec<Bucket>,
     wide_groups: HashMap<NetGroup, usize>,
     len: usize,
+    /// The live contacts closest to `local`, closest first.
+    siblings: Vec<Contact>,
 }
 
 impl RoutingTable {
@@ -128,6 +142,7 @@ impl RoutingTable {
             buckets: vec![bucket; 256],
             wide_groups: HashMap::new(),
             len: 0,
+            siblings: Vec::new(),
         }
     }
 
@@ -215,6 +230,7 @@ impl RoutingTable {
         let Some(b) = bucket_index(&self.local, &contact.id()) else {
             return InsertOutcome::Rejected(Rejection::SelfId);
         };
+        self.offer_sibling(&contact);
         let id = contact.id();
         if let Some(i) = self.buckets[b].entries.iter().position(|e| e.contact.id() == id) {
             let e = self.remove_at(b, i);
@@ -265,16 +281,57 @@ impl RoutingTable {
         None
     }
 
+    /// Offers a live contact to the sibling list: it takes a place if the list has room or
+    /// the contact is closer than the farthest sibling (which then leaves), unless its /24 or
+    /// /48 already has its share. A known sibling keeps the address it came with.
+    fn offer_sibling(&mut self, contact: &Contact) {
+        let cap = self.config.siblings;
+        let id = contact.id();
+        if cap == 0 || self.siblings.iter().any(|c| c.id() == id) {
+            return;
+        }
+        let d = distance(&id, &self.local);
+        let pos = self.siblings.partition_point(|c| distance(&c.id(), &self.local) < d);
+        if pos >= cap {
+            return;
+        }
+        let narrow = contact.net_groups().narrow;
+        let same = self.siblings.iter().filter(|c| c.net_groups().narrow == narrow).count();
+        if same >= self.config.max_per_bucket_group {
+            return;
+        }
+        self.siblings.insert(pos, contact.clone());
+        self.siblings.truncate(cap);
+    }
+
+    /// The sibling list: the live contacts closest to the local ID, closest first.
+    pub fn siblings(&self) -> &[Contact] {
+        &self.siblings
+    }
+
+    /// Whether fewer than `n` of the contacts this table knows are closer to `key` than the
+    /// local node: it is among the `n` nodes responsible for `key`, as far as it can tell.
+    pub fn is_among_closest(&self, key: &NodeId, n: usize) -> bool {
+        let mine = distance(&self.local, key);
+        let closer = self.closest(key, n).iter().filter(|c| distance(&c.id(), key) < mine).count();
+        closer < n
+    }
+
     /// Records a failed request to `id` (a timeout, an error). The entry is dropped after
     /// [`TableConfig::max_failures`] consecutive failures, or at once if it was being probed;
-    /// a pending contact then takes its place. Returns the promoted contact.
+    /// a pending contact then takes its place. Returns the promoted contact. A sibling that is
+    /// no bucket entry leaves the sibling list at its first failure.
     pub fn failed(&mut self, id: &NodeId, now: Instant) -> Option<Contact> {
         let b = bucket_index(&self.local, id)?;
-        let i = self.buckets[b].entries.iter().position(|e| e.contact.id() == *id)?;
+        let Some(i) = self.buckets[b].entries.iter().position(|e| e.contact.id() == *id) else {
+            self.siblings.retain(|c| c.id() != *id);
+            return None;
+        };
         let probed = self.buckets[b].probing == Some(*id);
         let e = &mut self.buckets[b].entries[i];
         e.failures = e.failures.saturating_add(1);
         if probed || e.failures >= self.config.max_failures {
+            self.siblings.retain(|c| c.id() != *id);
             self.remove_at(b, i);
             self.buckets[b].probing = None;
             return self.promote(b, now);
@@ -282,9 +339,19 @@ impl RoutingTable {
         None
     }
 
+    /// A probe of `id` was given up without an answer either way: the bucket may probe again.
+    pub fn probe_abandoned(&mut self, id: &NodeId) {
+        if let Some(b) = bucket_index(&self.local, id) {
+            if self.buckets[b].probing == Some(*id) {
+                self.buckets[b].probing = None;
+            }
+        }
+    }
+
     /// Removes `id` at once (it misbehaved); a pending contact takes its place.
     pub fn remove(&mut self, id: &NodeId, now: Instant) -> bool {
         let Some(b) = bucket_index(&self.local, id) else { return false };
+        self.siblings.retain(|c| c.id() != *id);
         self.buckets[b].pending.retain(|p| p.contact.id() != *id);
         let Some(i) = self.buckets[b].entries.iter().position(|e| e.contact.id() == *id) else {
             return false;
@@ -310,14 +377,13 @@ impl RoutingTable {
         None
     }
 
-    /// Up to `n` entries closest to `target`, closest first.
+    /// Up to `n` contacts closest to `target`, closest first: bucket entries and siblings.
     pub fn closest(&self, target: &NodeId, n: usize) -> Vec<Contact> {
-        let mut all: Vec<(crate::key::Distance, &Contact)> = self
-            .buckets
-            .iter()
-            .flat_map(|b| b.entries.iter())
-            .map(|e| (distance(&e.contact.id(), target), &e.contact))
-            .collect();
+        let entries = self.buckets.iter().flat_map(|b| b.entries.iter()).map(|e| &e.contact);
+        let not_in_buckets = |c: &&Contact| self.entry(&c.id()).is_none();
+        let siblings = self.siblings.iter().filter(not_in_buckets);
+        let mut all: Vec<(crate::key::Distance, &Contact)> =
+            entries.chain(siblings).map(|c| (distance(&c.id(), target), c)).collect();
         if all.len() > n && n > 0 {
             all.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
             all.truncate(n);
@@ -431,9 +497,11 @@ mod tests {
         assert_eq!(t.insert(p2.clone(), now), InsertOutcome::Pending);
         assert_eq!(t.insert(p3, now), InsertOutcome::Rejected(Rejection::PendingFull));
         assert_eq!(t.pending_len(), 2);
-        // The least recently seen entry is probed, once.
+        // The least recently seen entry is probed, once; a probe given up may start again.
         assert_eq!(t.next_probe(now), Some(full[0].clone()));
         assert_eq!(t.next_probe(now), None);
+        t.probe_abandoned(&full[0].id());
+        assert_eq!(t.next_probe(now), Some(full[0].clone()));
         // It answers: it stays, the oldest pending is dropped.
         assert_eq!(t.insert(full[0].clone(), now), InsertOutcome::Updated);
         assert_eq!(t.pending_len(), 1);
@@ -532,7 +600,56 @@ mod tests {
             assert!(distance(&w[0].id(), &target) <= distance(&w[1].id(), &target));
         }
         let all = t.closest(&target, 100_000);
-        assert_eq!(all.len(), t.len());
+        let extra = t.siblings().iter().filter(|c| !t.contains(&c.id())).count();
+        assert_eq!(all.len(), t.len() + extra);
+        assert!(t.siblings().len() <= TableConfig::default().siblings);
+    }
+
+    #[test]
+    fn the_sibling_list_knows_the_closest_nodes_that_full_buckets_turn_away() {
+        let now = t0();
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let local = NodeId([0x33; 32]);
+        // Small buckets, so the neighbourhood overflows them.
+        let config = TableConfig { k: 2, pending_slots: 0, siblings: 12, ..TableConfig::default() };
+        let mut t = RoutingTable::new(local, config, now);
+        let mut all = Vec::new();
+        for i in 0..3000u32 {
+            let mut pk = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rng, &mut pk);
+            // Every contact in a /24 (and /16) of its own.
+            let c = Contact::new(pk, 0, format!("tcp/{}.{}.7.1:1", i / 250 + 1, i % 250)).unwrap();
+            t.insert(c.clone(), now);
+            all.push(c);
+        }
+        all.sort_by_key(|c| distance(&c.id(), &local));
+        let want: Vec<NodeId> = all.iter().take(12).map(Contact::id).collect();
+        let got: Vec<NodeId> = t.siblings().iter().map(Contact::id).collect();
+        assert_eq!(got, want, "the 12 closest, closest first");
+        // The buckets alone miss some of them; closest() does not.
+        assert!(want.iter().any(|id| !t.contains(id)), "a bucket turned one away");
+        let close: Vec<NodeId> = t.closest(&local, 12).iter().map(Contact::id).collect();
+        assert_eq!(close, want);
+        // Responsible for our own neighbourhood, not for a key far from us.
+        assert!(t.is_among_closest(&local, 4));
+        let far = NodeId([!0x33; 32]);
+        assert!(!t.is_among_closest(&far, 4));
+        // A failed or removed sibling leaves the list.
+        let gone = want[0];
+        t.remove(&gone, now);
+        assert!(!t.siblings().iter().any(|c| c.id() == gone));
+        let only_sibling = *want.iter().find(|id| !t.contains(id)).unwrap();
+        t.failed(&only_sibling, now);
+        assert!(!t.siblings().iter().any(|c| c.id() == only_sibling));
+        // One /24 gets at most its share of places.
+        let mut crowd =
+            RoutingTable::new(local, TableConfig { siblings: 12, ..TableConfig::default() }, now);
+        for _ in 0..50 {
+            let mut pk = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rng, &mut pk);
+            crowd.insert(Contact::new(pk, 0, "tcp/203.0.113.9:1").unwrap(), now);
+        }
+        assert_eq!(crowd.siblings().len(), TableConfig::default().max_per_bucket_group);
     }
 
     #[test]

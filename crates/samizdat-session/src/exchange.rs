@@ -21,7 +21,9 @@
 //! * **The initiator is anonymous** unless it identifies itself (a node that offers itself as a
 //!   contact): then its static key is the X25519 form of its identity key, proven by `ss` and
 //!   `se`, and the request names the Ed25519 key it comes from (checked against that static
-//!   key). This is Diffie-Hellman authentication, as deniable as a session's: the responder
+//!   key; the X25519 form drops the Ed25519 sign bit, so the holder of a key can also name
+//!   its negation, a different identity that needs a proof of work of its own, as a fresh key
+//!   would). This is Diffie-Hellman authentication, as deniable as a session's: the responder
 //!   learns who asks, but holds nothing it could show anyone else as proof of what was asked
 //!   (a signature over the request would be such a proof).
 //! * **Forward secrecy:** the answer is under the ephemeral-ephemeral key. The request is
@@ -108,14 +110,26 @@ fn padded(prefix: &[u8], body: &[u8], overhead: usize) -> Vec<u8> {
     out
 }
 
-/// The body of a padded plaintext.
+/// The body of a padded plaintext (the padding must be zeros).
 fn unpadded(plain: &[u8]) -> Result<&[u8], SessionError> {
     let [a, b, rest @ ..] = plain else { return Err(SessionError::BadFrame("exchange cut short")) };
     let len = usize::from(u16::from_be_bytes([*a, *b]));
     if len > MAX_EXCHANGE_BODY {
         return Err(SessionError::TooLarge(len));
     }
-    rest.get(..len).ok_or(SessionError::BadFrame("exchange body cut short"))
+    let body = rest.get(..len).ok_or(SessionError::BadFrame("exchange body cut short"))?;
+    if rest[len..].iter().any(|&b| b != 0) {
+        return Err(SessionError::BadFrame("exchange padding is not zeros"));
+    }
+    Ok(body)
+}
+
+/// Whether an exchange message (without its length) has a padded length.
+fn check_padded(msg: &[u8]) -> Result<(), SessionError> {
+    if msg.len() % PAD_TO != 0 {
+        return Err(SessionError::BadFrame("exchange message not padded"));
+    }
+    Ok(())
 }
 
 /// Writes the first message of an exchange with the holder of `responder` (an Ed25519
@@ -158,6 +172,7 @@ pub(crate) fn respond(
     own_id: NodeId,
     msg: &[u8],
 ) -> Result<(Query, snow::HandshakeState), SessionError> {
+    check_padded(msg)?;
     let ephemeral: [u8; 32] = msg
         .get(..32)
         .and_then(|e| e.try_into().ok())
@@ -210,6 +225,7 @@ pub(crate) fn read_answer(
     hs: &mut snow::HandshakeState,
     msg: &[u8],
 ) -> Result<Vec<u8>, SessionError> {
+    check_padded(msg)?;
     let mut plain = vec![0u8; msg.len()];
     let n = hs.read_message(msg, &mut plain)?;
     Ok(unpadded(&plain[..n])?.to_vec())
@@ -328,8 +344,13 @@ mod tests {
         assert!(matches!(err, SessionError::TooLarge(_)));
     }
 
-    /// A raw first message: `params` from `local` (a static key, for IK) to `to`.
+    /// A raw first message: `params` from `local` (a static key, for IK) to `to`, `plain`
+    /// followed by zeros up to a padded length.
     fn raw_request(params: &str, local: Option<&Identity>, to: &Identity, plain: &[u8]) -> Vec<u8> {
+        let overhead = if local.is_some() { 96 } else { 48 };
+        let mut plain = plain.to_vec();
+        plain.resize((plain.len() + overhead).div_ceil(PAD_TO) * PAD_TO - overhead, 0);
+        let plain = &plain[..];
         let remote = samizdat_identity::x25519_public(&to.public_key()).unwrap();
         let secret = local.map(Identity::x25519_secret);
         let mut b = builder(params, [8; 32]).unwrap().remote_public_key(&remote).unwrap();
@@ -359,20 +380,21 @@ mod tests {
         plain.extend_from_slice(&[0, 0]);
         let me = raw_request(ik, Some(&b), &b, &plain);
         assert!(matches!(respond(&key, own, &me), Err(SessionError::SelfConnection)));
-        // No identity at all in an identified request.
+        // No valid identity key in an identified request.
         let short = raw_request(ik, Some(&a), &b, &[1, 2, 3]);
-        assert!(matches!(respond(&key, own, &short), Err(SessionError::BadFrame(_))));
-        // Bodies that overrun their message, or the limit; a message too short to hold a key.
+        assert!(matches!(respond(&key, own, &short), Err(SessionError::Identity(_))));
+        // Bodies that overrun their message, or the limit; padding that is not zeros; a
+        // message of no padded length.
         let nk = EXCHANGE_PARAMS;
-        let overrun = raw_request(nk, None, &b, &[0, 9, 1]);
+        let overrun = raw_request(nk, None, &b, &[0x0f, 0, 1]);
         assert!(matches!(respond(&key, own, &overrun), Err(SessionError::BadFrame(_))));
         let huge = raw_request(nk, None, &b, &[0xff, 0xff]);
         assert!(matches!(respond(&key, own, &huge), Err(SessionError::TooLarge(_))));
-        let empty = raw_request(nk, None, &b, &[]);
-        assert!(matches!(respond(&key, own, &empty), Err(SessionError::BadFrame(_))));
+        let dirty = raw_request(nk, None, &b, &[0, 1, b'x', 1]);
+        assert!(matches!(respond(&key, own, &dirty), Err(SessionError::BadFrame(_))));
         assert!(matches!(respond(&key, own, &[0; 20]), Err(SessionError::BadFrame(_))));
-        // Garbage after a valid key fails both handshakes.
-        assert!(matches!(respond(&key, own, &[1; 300]), Err(SessionError::Crypto(_))));
+        // Garbage of a padded length fails both handshakes.
+        assert!(matches!(respond(&key, own, &[1; 256]), Err(SessionError::Crypto(_))));
         // The proven identity passes.
         let mut plain = a.public_key().to_vec();
         plain.extend_from_slice(&[0, 1, b'x']);

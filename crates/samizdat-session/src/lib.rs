@@ -249,6 +249,8 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
     /// A responder's key for an exchange, until the first message shows what it is.
     exchange_key: Option<Box<exchange::ResponderKey>>,
+    /// Whether this is (or was, even once failed) an exchange rather than a session.
+    exchange: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -297,7 +299,7 @@ impl Session {
 
     /// Starts a one-round-trip exchange (see [`exchange`]) with the holder of the Ed25519
     /// identity key `responder`: `body` is sent at once, encrypted so only that holder can read
-    /// it, with our identity (signed) only if `identify`. Its answer arrives as
+    /// it, with our identity (proven by Diffie-Hellman, Noise IK) only if `identify`. Its answer arrives as
     /// [`SessionEvent::Answer`]; an impostor's bytes fail with an error instead.
     pub fn exchange(
         config: SessionConfig,
@@ -310,6 +312,7 @@ impl Session {
         let (mut s, identity) = Self::new(config, 0, now);
         let hs = exchange::initiate(&identity, seed, responder, identify, body, &mut s.outbuf)?;
         s.state = State::Asked(Box::new(hs));
+        s.exchange = true;
         Ok(s)
     }
 
@@ -324,9 +327,9 @@ impl Session {
         result
     }
 
-    /// Whether this is (or was) an exchange rather than a session.
+    /// Whether this is (or was, even once failed) an exchange rather than a session.
     pub fn is_exchange(&self) -> bool {
-        matches!(self.state, State::Asked(_) | State::Asking(_) | State::Done)
+        self.exchange
     }
 
     /// A session in the failed state, holding what it needs of `config`, and the identity,
@@ -353,6 +356,7 @@ impl Session {
             last_flush: 0,
             events: VecDeque::new(),
             exchange_key: None,
+            exchange: false,
         };
         (session, config.identity)
     }
@@ -691,6 +695,7 @@ impl Session {
             return Ok(None);
         }
         let key = self.exchange_key.take().ok_or(SessionError::Unexpected("exchange"))?;
+        self.exchange = true;
         let (query, hs) = exchange::respond(&key, self.own_id, &buf[2..2 + len])?;
         self.state = State::Asking(Box::new(hs));
         self.events.push_back(SessionEvent::Query(Box::new(query)));

@@ -396,7 +396,7 @@ fn payload_in_the_first_message_is_refused() {
     let mut raw = RawInitiator::new();
     let msg1 = raw.msg1(b"hello in clear");
     // Longer than a bare ephemeral key, it is read as an exchange request, which it is not.
-    assert!(matches!(b.handle_input(now, &msg1), Err(SessionError::Crypto(_))));
+    assert!(b.handle_input(now, &msg1).is_err());
 }
 
 #[test]
