@@ -356,7 +356,66 @@ impl Discovery for LanDiscovery {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use samizdat_identity::Identity;
+
+    #[tokio::test]
+    async fn a_group_that_is_not_multicast_is_unreachable_and_the_method_says_what_it_is() {
+        let c = LanConfig { group: Ipv4Addr::new(192, 0, 2, 1), ..LanConfig::default() };
+        let lan = LanDiscovery::new(c);
+        assert_eq!(lan.config().group, Ipv4Addr::new(192, 0, 2, 1));
+        assert!(format!("{lan:?}").starts_with("LanDiscovery"));
+        let err = lan.discover_at(unix_now()).await.unwrap_err();
+        assert!(matches!(err, DiscoveryError::Unreachable { method: NAME, .. }), "{err}");
+        assert!(err.to_string().contains("not a multicast group"));
+        let id = Identity::from_secret_bytes(&[4; 32]).unwrap();
+        let record = PeerRecord::sign(&id, &["tcp/127.0.0.1:7001"], unix_now()).unwrap();
+        assert!(matches!(lan.announce(&record).await, Err(DiscoveryError::Unreachable { .. })));
+        assert!(!lan.is_responding());
+    }
+
+    #[tokio::test]
+    async fn the_responder_takes_new_records_survives_send_errors_and_stops_with_its_owner() {
+        // A plain unicast socket: the task's loop does not care where datagrams come from.
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to_it = socket.local_addr().unwrap();
+        let id = Identity::from_secret_bytes(&[5; 32]).unwrap();
+        let now = unix_now();
+        let record = PeerRecord::sign(&id, &["tcp/127.0.0.1:7001"], now).unwrap();
+        let responder = Responder::new(LanConfig::default().service, &record).unwrap();
+        let (updates, rx) = watch::channel(record);
+        // Port 0 cannot be sent to: the unsolicited announcement fails and is only logged.
+        let dest = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+        let task = tokio::spawn(respond(socket, responder, rx, dest));
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        peer.send_to(b"not dns", to_it).await.unwrap();
+        let newer = PeerRecord::sign(&id, &["tcp/127.0.0.1:7002"], now + 1).unwrap();
+        updates.send_replace(newer);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!task.is_finished(), "garbage and a new record keep it running");
+        drop(updates);
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_receive_error_does_not_stop_the_responder() {
+        // A socket connected to a closed port: the announcement sent there comes back as an
+        // ICMP error, which the next receive reports.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let SocketAddr::V4(dest) = closed else { unreachable!("bound to IPv4") };
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.connect(closed).await.unwrap();
+        let id = Identity::from_secret_bytes(&[6; 32]).unwrap();
+        let record = PeerRecord::sign(&id, &["tcp/127.0.0.1:7003"], unix_now()).unwrap();
+        let responder = Responder::new(LanConfig::default().service, &record).unwrap();
+        let (updates, rx) = watch::channel(record);
+        let task = tokio::spawn(respond(socket, responder, rx, dest));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!task.is_finished(), "still running after the error");
+        drop(updates);
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    }
 
     #[test]
     fn defaults() {

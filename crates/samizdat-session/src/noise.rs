@@ -50,3 +50,35 @@ impl CryptoResolver for SeededResolver {
         RingResolver.resolve_cipher(choice).or_else(|| DefaultResolver.resolve_cipher(choice))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use snow::params::{DHChoice, HashChoice};
+
+    #[test]
+    fn the_resolver_falls_back_to_snows_primitives_and_survives_a_poisoned_lock() {
+        let r = SeededResolver::new([7; 32]);
+        // ring has no BLAKE2: snow's own implementation is used.
+        assert!(r.resolve_hash(&HashChoice::Blake2s).is_some());
+        assert!(r.resolve_hash(&HashChoice::SHA256).is_some());
+        assert!(r.resolve_dh(&DHChoice::Curve25519).is_some());
+        // Two RNGs from one resolver draw different bytes.
+        let (mut a, mut b) = (r.resolve_rng().unwrap(), r.resolve_rng().unwrap());
+        let (mut x, mut y) = ([0u8; 16], [0u8; 16]);
+        a.try_fill_bytes(&mut x).unwrap();
+        b.try_fill_bytes(&mut y).unwrap();
+        assert_ne!(x, y);
+        // A thread that panicked while drawing leaves a usable RNG behind.
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = r.master.lock().unwrap();
+                panic!("poison the lock");
+            })
+            .join()
+        });
+        assert!(poisoned.is_err() && r.master.is_poisoned());
+        assert!(r.resolve_rng().is_some());
+    }
+}
