@@ -243,15 +243,14 @@ impl<S: ContentSource> Engine<S> {
         let Ok(record) = ProviderRecord::sign(&identity, key, local, expires_at) else {
             return false;
         };
-        let ok = if g.dht.table().is_empty() || !g.room_for_puts() {
+        if g.dht.table().is_empty() || !g.room_for_puts() {
             // Nobody to store it at yet, or lookups are busy: later (see `pump_dht`).
             return g.defer(record);
-        } else {
-            match g.dht.provide(record.clone(), now) {
-                Ok(_) => true,
-                Err(e) if is_transient(&e) => g.defer(record),
-                Err(_) => false,
-            }
+        }
+        let ok = match g.dht.provide(record.clone(), now) {
+            Ok(_) => true,
+            Err(e) if is_transient(&e) => g.defer(record),
+            Err(_) => false,
         };
         self.pump_dht(now);
         ok
@@ -405,11 +404,8 @@ impl<S: ContentSource> Engine<S> {
     /// session's peer; anyone else is answered as an anonymous requester.
     pub(crate) fn on_query(&mut self, now: Instant, conn: crate::ConnId, query: Query) {
         let (remote, group) = self.conns.get(&conn).map_or((None, None), |c| (c.remote, c.group));
-        let banned = query.from.is_some_and(|(_, node)| {
-            self.reputation
-                .get(&crate::SourceId::Node(node))
-                .is_some_and(|r| *r <= crate::BAN_THRESHOLD)
-        });
+        let banned =
+            query.from.is_some_and(|(_, node)| self.is_banned(&crate::SourceId::Node(node)));
         // Replays and floods are refused before any work on their behalf.
         let fresh = self.dht.as_mut().is_some_and(|g| {
             group.is_none_or(|grp| g.may_answer(now, grp)) && !g.replayed(query.ephemeral)
@@ -472,10 +468,7 @@ impl<S: ContentSource> Engine<S> {
     /// deadline runs from then).
     fn start_exchange_sent_at(&mut self, now: Instant, t: Transmit, sent_at: Instant) {
         let to = t.to.id();
-        let banned = self
-            .reputation
-            .get(&crate::SourceId::Node(to))
-            .is_some_and(|r| *r <= crate::BAN_THRESHOLD);
+        let banned = self.is_banned(&crate::SourceId::Node(to));
         let in_flight = self.conns.values().filter_map(|c| c.exchange);
         let (busy, to_it) =
             in_flight.fold((0, false), |(n, b), (_, node)| (n + 1, b || node == to));

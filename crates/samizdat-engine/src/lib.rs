@@ -552,6 +552,12 @@ const PENALTY_CORRUPT: i64 = 10;
 const MAX_REDIALS: u32 = 4;
 const REDIAL_BASE: Duration = Duration::from_millis(500);
 const BAN_THRESHOLD: i64 = -30;
+
+/// Whether `source`'s score in `reputation` is at the ban threshold or below (a free function
+/// for callers that hold another borrow of the engine).
+fn is_banned(reputation: &BTreeMap<SourceId, i64>, source: &SourceId) -> bool {
+    reputation.get(source).is_some_and(|r| *r <= BAN_THRESHOLD)
+}
 /// Most sources whose reputation is remembered.
 const MAX_REPUTATION_ENTRIES: usize = 10_000;
 /// Most persistent peers.
@@ -1042,7 +1048,7 @@ impl<S: ContentSource> Engine<S> {
             }
             return false;
         }
-        if self.reputation.get(&SourceId::Node(peer)).is_some_and(|r| *r <= BAN_THRESHOLD) {
+        if self.is_banned(&SourceId::Node(peer)) {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.teller = None; // it did authenticate as the record said
             }
@@ -1502,8 +1508,7 @@ impl<S: ContentSource> Engine<S> {
             }
             let Some(d) = self.downloads.get_mut(&root) else { continue };
             for (stream, source) in offers {
-                let banned = self.reputation.get(&source).is_some_and(|r| *r <= BAN_THRESHOLD);
-                if !banned {
+                if !is_banned(&self.reputation, &source) {
                     d.transfer.add_stream(stream, source);
                 }
             }
@@ -1775,6 +1780,11 @@ impl<S: ContentSource> Engine<S> {
     /// Adds an address the user supplied to the address book.
     pub fn add_addr(&mut self, now: Instant, addr: PeerAddr) {
         let _ = self.addrs.add_trusted(&addr, now);
+    }
+
+    /// Whether `source` ranked itself down to a ban.
+    fn is_banned(&self, source: &SourceId) -> bool {
+        is_banned(&self.reputation, source)
     }
 
     /// A source's reputation score (0 is neutral; negative after offences).

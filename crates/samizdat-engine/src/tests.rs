@@ -53,7 +53,8 @@ impl Net {
             .into_iter()
             .enumerate()
             .map(|(i, src)| {
-                let mut cfg = SessionConfig::new(Identity::generate(&mut rand_core::OsRng));
+                // Fixed identities: a run replays exactly (orders keyed by node ID included).
+                let mut cfg = SessionConfig::new(fixed_identity(i as u8));
                 cfg.listen = vec![PeerAddr::new(&format!("test/{i}")).unwrap()];
                 let mut config = EngineConfig::new(cfg);
                 tweak(&mut config);
@@ -696,9 +697,7 @@ fn send_records(net: &mut Net, from: usize, conn: ConnId, records: Vec<Vec<u8>>,
 /// `n` nodes on a local network where only peer exchange finds peers (no DHT), and nobody
 /// fills outbound slots until a test asks.
 fn pex_net(n: usize) -> Net {
-    let sources: Vec<Box<dyn ContentSource>> =
-        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
-    Net::with(sources, |c| {
+    Net::with(memory_sources(n), |c| {
         local_test_net(c);
         c.target_outbound = 0;
         c.dht = None;
@@ -760,7 +759,7 @@ fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
     // key, so the dial meets node 2 and is refused as a mismatch; it costs the liar nothing,
     // and the address now belongs to the identity that answered there.
     let two = net.nodes[2].node_id();
-    let unvouched = Identity::generate(&mut rand_core::OsRng);
+    let unvouched = fixed_identity(0xa1);
     let claim0 = PeerRecord::sign(&unvouched, &["test/2"], T0).unwrap();
     net.nodes[0].config.target_outbound = 2;
     send_records(&mut net, 1, c, vec![claim0.encode()], 0);
@@ -774,7 +773,7 @@ fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
     // dials everything it knows).
     net.nodes[0].config.target_outbound = 8;
     let three = net.nodes[3].node_id();
-    let sybil = Identity::generate(&mut rand_core::OsRng);
+    let sybil = fixed_identity(0xa2);
     let claim = PeerRecord::sign(&sybil, &["test/3", "test/98"], T0).unwrap();
     send_records(&mut net, 1, c, vec![claim.encode()], 1);
     // (One identity is dialled at one address at a time: the other address comes next, once
@@ -798,8 +797,7 @@ fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
     let second = net.nodes[0].addrs.pin(&PeerAddr::new("test/98").unwrap());
     assert_eq!(second.map(|p| p.vouched), Some(false));
     // An address that never answers costs a point, on the first dial only.
-    let ghost =
-        PeerRecord::sign(&Identity::generate(&mut rand_core::OsRng), &["test/99"], T0).unwrap();
+    let ghost = PeerRecord::sign(&fixed_identity(0xa3), &["test/99"], T0).unwrap();
     send_records(&mut net, 1, c, vec![ghost.encode()], 1);
     assert!(net.nodes[0].addrs.contains(&PeerAddr::new("test/99").unwrap()));
     // (Outbound slots are filled from a random choice of the book: give it a few rounds.)
@@ -822,8 +820,7 @@ fn forged_and_misattributed_records_cost_the_teller_and_reach_nobody() {
     assert!(net.nodes[0].reputation(&liar) > BAN_THRESHOLD);
     assert!(net.nodes[0].reputation(&liar) <= pex::IGNORE_THRESHOLD);
     // Ranked down: at the threshold, even valid records are no longer taken.
-    let valid =
-        PeerRecord::sign(&Identity::generate(&mut rand_core::OsRng), &["test/8"], T0).unwrap();
+    let valid = PeerRecord::sign(&fixed_identity(0xa4), &["test/8"], T0).unwrap();
     send_records(&mut net, 1, c, vec![valid.encode()], 1);
     assert!(!net.nodes[0].addrs.contains(&PeerAddr::new("test/8").unwrap()));
     // None of it was a content offence: the liar may still serve verified content.
@@ -974,6 +971,36 @@ fn a_pinned_persistent_peer_is_used_only_if_it_proves_the_invited_identity() {
 fn local_test_net(c: &mut EngineConfig) {
     c.addrbook.allow_local = true;
     c.addrbook.transports.push("test".into());
+}
+
+/// The identity numbered `n` (the same in every run).
+fn fixed_identity(n: u8) -> Identity {
+    let mut secret = [0x5a; 32];
+    secret[0] = n;
+    Identity::from_secret_bytes(&secret).unwrap()
+}
+
+/// `n` nodes with nothing to serve.
+fn memory_sources(n: usize) -> Vec<Box<dyn ContentSource>> {
+    (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect()
+}
+
+/// A local test net where only the DHT finds anyone: no rendezvous points, no outbound dials
+/// but the ones a test makes.
+fn dht_only(c: &mut EngineConfig) {
+    local_test_net(c);
+    c.rendezvous_slots = 0;
+    c.target_outbound = 0;
+}
+
+/// Puts the DHT contact of node `of`'s identity, at node `at`'s address, straight into node
+/// `into`'s table.
+fn plant_contact(net: &mut Net, into: usize, of: usize, at: usize) {
+    let difficulty = net.nodes[into].dht().unwrap().config().pow_difficulty;
+    let id = net.nodes[of].config.session.identity.clone();
+    let c = samizdat_dht::contact::Contact::for_identity(&id, difficulty, addr(at).to_string());
+    let now = net.now;
+    net.nodes[into].dht.as_mut().unwrap().dht.add_contact(c.unwrap(), now).unwrap();
 }
 
 #[test]
@@ -1143,13 +1170,7 @@ fn remembered_dht_contacts_bring_a_restarted_node_back_without_a_bootstrap_peer(
 #[test]
 fn dht_contacts_are_asked_in_exchanges_that_keep_to_their_budget_and_leave_no_session() {
     let n = 24;
-    let sources: Vec<Box<dyn ContentSource>> =
-        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
-    let mut net = Net::with(sources, |c| {
-        local_test_net(c);
-        c.rendezvous_slots = 0;
-        c.target_outbound = 0; // no peer links but the ones dialled here
-    });
+    let mut net = Net::with(memory_sources(n), dht_only);
     let now = net.now;
     for i in 2..n {
         net.nodes[i].connect(now, addr(1));
@@ -1175,20 +1196,12 @@ fn dht_contacts_are_asked_in_exchanges_that_keep_to_their_budget_and_leave_no_se
 #[test]
 fn lookups_are_anonymous_and_a_node_that_offers_itself_is_admitted_where_it_stores() {
     for offers in [true, false] {
-        let sources: Vec<Box<dyn ContentSource>> =
-            (0..3).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
-        let mut net = Net::with(sources, |c| {
-            local_test_net(c);
-            c.rendezvous_slots = 0;
-            c.target_outbound = 0;
-        });
+        let mut net = Net::with(memory_sources(3), dht_only);
         if !offers {
             // A node with no listen address (a short-lived fetcher) offers nothing.
             let cfg = SessionConfig::new(Identity::generate(&mut rand_core::OsRng));
             let mut config = EngineConfig::new(cfg);
-            local_test_net(&mut config);
-            config.rendezvous_slots = 0;
-            config.target_outbound = 0;
+            dht_only(&mut config);
             net.nodes[0] = Engine::new(config, Box::new(MemorySource::new()), [9; 32], net.now, T0);
         }
         let now = net.now;
@@ -1216,23 +1229,16 @@ fn lookups_are_anonymous_and_a_node_that_offers_itself_is_admitted_where_it_stor
 #[test]
 fn stalling_contacts_hold_only_their_exchange_slots_and_our_congestion_blames_nobody() {
     let n = 30;
-    let sources: Vec<Box<dyn ContentSource>> =
-        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
-    let mut net = Net::with(sources, |c| {
-        local_test_net(c);
-        c.rendezvous_slots = 0;
-        c.target_outbound = 0;
+    let mut net = Net::with(memory_sources(n), |c| {
+        dht_only(c);
         let dht = c.dht.as_mut().unwrap();
         dht.table.max_per_bucket_group = 64; // every test address shares one group
         dht.table.max_per_table_group = 64;
     });
     let now = net.now;
     // Node 0 knows 28 contacts that accept its exchanges and never answer.
-    let difficulty = net.nodes[0].dht().unwrap().config().pow_difficulty;
     for j in 2..n {
-        let id = net.nodes[j].config.session.identity.clone();
-        let c = samizdat_dht::contact::Contact::for_identity(&id, difficulty, addr(j).to_string());
-        net.nodes[0].dht.as_mut().unwrap().dht.add_contact(c.unwrap(), now).unwrap();
+        plant_contact(&mut net, 0, j, j);
         net.silent.insert(j);
     }
     let known = net.nodes[0].dht().unwrap().table().len();
@@ -1271,19 +1277,14 @@ fn stalling_contacts_hold_only_their_exchange_slots_and_our_congestion_blames_no
 
 #[test]
 fn a_banned_node_is_neither_answered_nor_admitted_when_it_asks_as_itself() {
-    let sources: Vec<Box<dyn ContentSource>> =
-        (0..2).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
-    let mut net = Net::with(sources, |c| {
+    let mut net = Net::with(memory_sources(2), |c| {
         local_test_net(c);
         c.rendezvous_slots = 0;
     });
     let now = net.now;
     let one = net.nodes[1].node_id();
     net.nodes[0].reputation.insert(SourceId::Node(one), BAN_THRESHOLD - 1);
-    let difficulty = net.nodes[0].dht().unwrap().config().pow_difficulty;
-    let zero = net.nodes[0].config.session.identity.clone();
-    let c = samizdat_dht::contact::Contact::for_identity(&zero, difficulty, addr(0).to_string());
-    net.nodes[1].dht.as_mut().unwrap().dht.add_contact(c.unwrap(), now).unwrap();
+    plant_contact(&mut net, 1, 0, 0);
     net.nodes[1].pump_dht(now);
     net.run();
     // Its (anonymous) lookups are answered like anyone's; what it sends as itself is not.
@@ -1293,12 +1294,7 @@ fn a_banned_node_is_neither_answered_nor_admitted_when_it_asks_as_itself() {
     assert!(net.nodes[0].dht().unwrap().store().providers(&key, T0, 8).is_empty(), "refused");
     assert!(net.nodes[0].dht().unwrap().table().is_empty(), "not admitted");
     // Node 0 does not ask it either.
-    let c = samizdat_dht::contact::Contact::for_identity(
-        &net.nodes[1].config.session.identity.clone(),
-        difficulty,
-        addr(1).to_string(),
-    );
-    net.nodes[0].dht.as_mut().unwrap().dht.add_contact(c.unwrap(), now).unwrap();
+    plant_contact(&mut net, 0, 1, 1);
     let before = net.events[1].len();
     net.nodes[0].dht.as_mut().unwrap().dht.find_node(NodeId([9; 32]), now).unwrap();
     net.nodes[0].pump_dht(now);
@@ -1308,17 +1304,11 @@ fn a_banned_node_is_neither_answered_nor_admitted_when_it_asks_as_itself() {
 
 #[test]
 fn an_exchange_with_someone_else_at_a_contacts_address_fails_and_tells_them_nothing() {
-    let sources: Vec<Box<dyn ContentSource>> =
-        (0..3).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
-    let mut net = Net::with(sources, local_test_net);
+    let mut net = Net::with(memory_sources(3), local_test_net);
     let now = net.now;
     // Node 0's table has node 1's identity at node 2's address.
-    let difficulty = net.nodes[0].dht().unwrap().config().pow_difficulty;
     let one = net.nodes[1].config.session.identity.clone();
-    let forged =
-        samizdat_dht::contact::Contact::for_identity(&one, difficulty, addr(2).to_string())
-            .unwrap();
-    net.nodes[0].dht.as_mut().unwrap().dht.add_contact(forged, now).unwrap();
+    plant_contact(&mut net, 0, 1, 2);
     net.nodes[0].pump_dht(now);
     net.run();
     // Node 2 could not read the request: it answered nothing and learned nothing.
@@ -1351,9 +1341,7 @@ fn an_announced_address_counts_only_if_the_peer_came_from_it() {
 #[test]
 fn a_node_that_gets_in_through_one_peer_fills_its_outbound_slots_from_peer_exchange() {
     let n = 14;
-    let sources: Vec<Box<dyn ContentSource>> =
-        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
-    let mut net = Net::with(sources, |c| {
+    let mut net = Net::with(memory_sources(n), |c| {
         local_test_net(c);
         c.target_outbound = 0; // only the newcomer looks for more peers here
     });
@@ -1374,9 +1362,7 @@ fn a_node_that_gets_in_through_one_peer_fills_its_outbound_slots_from_peer_excha
 #[test]
 fn a_node_that_gets_in_through_one_peer_finds_others_at_the_overlay_rendezvous_points() {
     let n = 14;
-    let sources: Vec<Box<dyn ContentSource>> =
-        (0..n).map(|_| Box::new(MemorySource::new()) as Box<dyn ContentSource>).collect();
-    let mut net = Net::with(sources, |c| {
+    let mut net = Net::with(memory_sources(n), |c| {
         local_test_net(c);
         c.rendezvous_slots = 2;
         // Nothing else finds peers here: no peer exchange, no outbound filling.
