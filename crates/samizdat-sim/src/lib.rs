@@ -77,6 +77,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod censor;
 mod config;
 mod error;
 mod middlebox;
@@ -87,6 +88,7 @@ mod transport;
 
 use std::time::Instant;
 
+pub use censor::{FetVerdict, FullyEncryptedCensor, classify_first_payload};
 pub use config::{CongestionControl, LinkConfig, SimConfig, TransportConfig};
 pub use error::SimError;
 pub use middlebox::{Blocklist, Middlebox, RstAfterBytes, Segment, SegmentKind, Verdict};
