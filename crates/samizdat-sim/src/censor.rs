@@ -18,7 +18,7 @@
 //! nodes, the simulator has no ports) are then blocked for a while (180 s in the paper).
 //! The function is pure so the same rules can judge real traffic captured on a real kernel.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
@@ -103,10 +103,17 @@ pub fn classify_first_payload(payload: &[u8]) -> FetVerdict {
     FetVerdict::FullyEncrypted
 }
 
+/// Connections a [`FullyEncryptedCensor`] remembers while they have sent no payload yet.
+pub const MAX_PENDING_FLOWS: usize = 65_536;
+
 /// The fully-encrypted-traffic censor as a middlebox: it judges the first data segment each
 /// connection's initiator sends, drops a fully-encrypted flow with probability
 /// `block_probability` (resetting nothing: the firewall in the paper drops silently), and then
-/// drops every segment between that client and server for `block_for`.
+/// drops every segment between that client and server, the blocked flow's included, for
+/// `block_for`.
+///
+/// At most [`MAX_PENDING_FLOWS`] connections wait for their first payload; past that the
+/// oldest is forgotten (and never judged), so flows that never send cannot grow it.
 #[derive(Debug)]
 pub struct FullyEncryptedCensor {
     block_probability: f64,
@@ -114,8 +121,6 @@ pub struct FullyEncryptedCensor {
     rng: ChaCha8Rng,
     /// Flow id -> its initiator, until the first client payload is judged.
     pending: BTreeMap<u64, NodeId>,
-    /// Flows judged and dropped.
-    dropped_flows: BTreeSet<u64>,
     /// (client, server) -> blocked until.
     blocked_pairs: BTreeMap<(NodeId, NodeId), Duration>,
     judged: u64,
@@ -137,7 +142,6 @@ impl FullyEncryptedCensor {
             block_for,
             rng: ChaCha8Rng::seed_from_u64(seed),
             pending: BTreeMap::new(),
-            dropped_flows: BTreeSet::new(),
             blocked_pairs: BTreeMap::new(),
             judged: 0,
             flows_blocked: 0,
@@ -166,20 +170,21 @@ impl Middlebox for FullyEncryptedCensor {
         self.blocked_pairs.retain(|_, until| *until > now);
         if self.blocked_pairs.contains_key(&(segment.from, segment.to))
             || self.blocked_pairs.contains_key(&(segment.to, segment.from))
-            || self.dropped_flows.contains(&segment.flow)
         {
             return Verdict::Drop;
         }
         match segment.kind {
             SegmentKind::Syn => {
                 self.pending.entry(segment.flow).or_insert(segment.from);
+                if self.pending.len() > MAX_PENDING_FLOWS {
+                    self.pending.pop_first();
+                }
             }
             SegmentKind::Data if self.pending.get(&segment.flow) == Some(&segment.from) => {
                 self.pending.remove(&segment.flow);
                 self.judged += 1;
                 if !classify_first_payload(segment.payload).is_exempt() && self.roll() {
                     self.flows_blocked += 1;
-                    self.dropped_flows.insert(segment.flow);
                     self.blocked_pairs.insert((segment.from, segment.to), now + self.block_for);
                     return Verdict::Drop;
                 }
@@ -278,7 +283,30 @@ mod tests {
         }
         let rate = c.flows_blocked() as f64 / 10_000.0;
         assert!((0.24..0.29).contains(&rate), "{rate}");
-        let never = FullyEncryptedCensor::new(3, 0.0, Duration::ZERO);
-        assert_eq!(never.block_probability, 0.0);
+        let mut never = FullyEncryptedCensor::new(3, 0.0, Duration::from_secs(180));
+        for flow in 0..100u64 {
+            never.inspect(Duration::ZERO, &seg(0, 1, flow, SegmentKind::Syn, &[]));
+            assert_eq!(
+                never.inspect(Duration::ZERO, &seg(0, 1, flow, SegmentKind::Data, &enc)),
+                Verdict::Pass
+            );
+        }
+        assert_eq!((never.flows_judged(), never.flows_blocked()), (100, 0));
+    }
+
+    #[test]
+    fn flows_that_never_send_are_forgotten_past_the_bound() {
+        let mut c = FullyEncryptedCensor::new(1, 1.0, Duration::from_secs(180));
+        for flow in 0..=MAX_PENDING_FLOWS as u64 {
+            c.inspect(Duration::ZERO, &seg(0, 1, flow, SegmentKind::Syn, &[]));
+        }
+        assert_eq!(c.pending.len(), MAX_PENDING_FLOWS);
+        // The oldest was forgotten, so its first payload is never judged.
+        let enc = random_looking(40);
+        assert_eq!(
+            c.inspect(Duration::ZERO, &seg(0, 1, 0, SegmentKind::Data, &enc)),
+            Verdict::Pass
+        );
+        assert_eq!(c.flows_judged(), 0);
     }
 }

@@ -88,7 +88,7 @@ mod transport;
 
 use std::time::Instant;
 
-pub use censor::{FetVerdict, FullyEncryptedCensor, classify_first_payload};
+pub use censor::{FetVerdict, FullyEncryptedCensor, MAX_PENDING_FLOWS, classify_first_payload};
 pub use config::{CongestionControl, LinkConfig, SimConfig, TransportConfig};
 pub use error::SimError;
 pub use middlebox::{Blocklist, Middlebox, RstAfterBytes, Segment, SegmentKind, Verdict};
