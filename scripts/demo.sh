@@ -17,9 +17,15 @@ if ! command -v cargo >/dev/null 2>&1; then
         exit 1
     fi
 fi
-if ! command -v cc >/dev/null 2>&1; then
-    echo "Installing a C compiler (needed by the crypto crates)…" >&2
-    apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
+# A C/C++ compiler for the crypto crates; CMake and libclang to build BoringSSL (the HTTPS
+# camouflage transport's TLS).
+if ! command -v c++ >/dev/null 2>&1 || ! command -v cmake >/dev/null 2>&1 ||
+    ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
+    echo "Installing a C compiler, CMake and libclang (needed by the crypto crates)…" >&2
+    as_root=""
+    [ "$(id -u)" -eq 0 ] || as_root="sudo"
+    $as_root apt-get update -qq
+    $as_root apt-get install -y -qq build-essential cmake libclang-dev >/dev/null
 fi
 
 cargo build --release --locked -p samizdat-cli --quiet

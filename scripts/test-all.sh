@@ -19,7 +19,10 @@ set -euo pipefail
 #   iproute2  `ip netns` for the network-namespace tests
 #   nftables  the censor (blackholed addresses) in the network-namespace tests
 #   g++       libfuzzer-sys compiles libFuzzer (C++)
-APT_PACKAGES="ent iproute2 nftables g++"
+#   cmake libclang-dev   BoringSSL (btls-sys: built with CMake, bindings by bindgen/libclang)
+#                        for the HTTPS camouflage transport
+#   chromium  the real browser whose TLS ClientHello the camouflage test compares with ours
+APT_PACKAGES="ent iproute2 nftables g++ cmake libclang-dev chromium"
 # cargo-fuzz version installed when it is missing.
 CARGO_FUZZ_VERSION="0.13.2"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"

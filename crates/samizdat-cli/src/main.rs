@@ -879,18 +879,8 @@ async fn share(file: &Path, flags: ShareFlags, dir: &Path, json: bool) -> anyhow
 
 /// `secs` since the Unix epoch as a UTC date and time, `2026-12-02T07:52:15Z`.
 fn utc_timestamp(secs: u64) -> String {
-    // Howard Hinnant's days-to-civil algorithm.
-    let days = (secs / 86_400) as i64;
+    let (year, month, day) = samizdat_transport::https::civil_date(secs);
     let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,

@@ -80,6 +80,7 @@
 mod censor;
 mod config;
 mod error;
+mod fingerprint;
 mod middlebox;
 mod sim;
 mod stats;
@@ -91,6 +92,7 @@ use std::time::Instant;
 pub use censor::{FetVerdict, FullyEncryptedCensor, MAX_PENDING_FLOWS, classify_first_payload};
 pub use config::{CongestionControl, LinkConfig, SimConfig, TransportConfig};
 pub use error::SimError;
+pub use fingerprint::{ClientHello, is_grease, ja4};
 pub use middlebox::{Blocklist, Middlebox, RstAfterBytes, Segment, SegmentKind, Verdict};
 pub use sim::Sim;
 pub use stats::{LinkStats, SimStats};

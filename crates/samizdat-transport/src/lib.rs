@@ -1,6 +1,6 @@
 //! Pluggable transports: every way of carrying a byte stream between peers sits behind one
 //! [`Transport`] trait (dial and listen, giving [`BoxStream`]s), chosen by the transport name
-//! of a peer address (`tcp/127.0.0.1:4000`, `mem/alice`).
+//! of a peer address (`tcp/127.0.0.1:4000`, `https/127.0.0.1:443?name=…`, `mem/alice`).
 //!
 //! The session layer above never knows which transport carries it, so adding HTTPS camouflage,
 //! HTTP request/response, DNS shapes or an external pluggable transport means adding one module
@@ -24,9 +24,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod https;
 mod memory;
 mod tcp;
 
+pub use https::HttpsTransport;
 pub use memory::MemoryTransport;
 pub use tcp::TcpTransport;
 

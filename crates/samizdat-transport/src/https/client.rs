@@ -1,0 +1,133 @@
+//! The dialling side: a Chromium-shaped TLS connection (BoringSSL through `wreq`, with a
+//! maintained Chrome emulation profile), a browser-like page load, the pin check, then the
+//! authenticated upgrade on the secret path.
+
+use super::addr::HttpsAddr;
+use super::tls::der_pin;
+use super::token::upgrade_path;
+use crate::BoxStream;
+use futures_lite::StreamExt;
+use rand_core::{OsRng, RngCore};
+use std::io;
+use std::time::Duration;
+use wreq::header::{CONNECTION, HeaderValue, UPGRADE};
+
+/// How long a whole dial (TCP, TLS, page load and upgrade) may take.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+/// The most of the cover page read before the upgrade (the rest is dropped with the
+/// connection's pool slot).
+pub const MAX_COVER_PAGE: usize = 4 * 1024 * 1024;
+/// The Chromium profile the client imitates (the newest `wreq-util` maintains).
+pub const PROFILE: wreq_util::Profile = wreq_util::Profile::Chrome149;
+
+/// The full emulation: [`PROFILE`] on Linux (the platform of Debian's Chromium).
+pub fn emulation() -> wreq_util::Emulation {
+    wreq_util::Emulation::builder().profile(PROFILE).platform(wreq_util::Platform::Linux).build()
+}
+
+fn refused(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionRefused, format!("https: {what}"))
+}
+
+fn wreq_err(e: wreq::Error) -> io::Error {
+    let kind = if e.is_timeout() {
+        io::ErrorKind::TimedOut
+    } else if e.is_connection_reset() {
+        io::ErrorKind::ConnectionReset
+    } else if e.is_connect() {
+        io::ErrorKind::ConnectionRefused
+    } else {
+        io::ErrorKind::Other
+    };
+    // The error's text can carry the URL (the host name): keep only its kind.
+    io::Error::new(kind, "https: connection failed")
+}
+
+fn check_pin(response: &wreq::Response, pin: &[u8; 32]) -> io::Result<()> {
+    let info = response.extensions().get::<wreq::tls::TlsInfo>();
+    let der = info.and_then(|i| i.peer_certificate()).ok_or_else(|| refused("no certificate"))?;
+    if der_pin(der)? != *pin {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "https: the server's certificate does not match the pin",
+        ));
+    }
+    Ok(())
+}
+
+#[allow(clippy::disallowed_methods)] // the token is bound to the wall-clock hour
+fn hour_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        / 3600
+}
+
+/// Opens a tunnel to `addr`.
+pub async fn dial(addr: &HttpsAddr) -> io::Result<BoxStream> {
+    tokio::time::timeout(DIAL_TIMEOUT, dial_inner(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "https: dial timed out"))?
+}
+
+async fn dial_inner(addr: &HttpsAddr) -> io::Result<BoxStream> {
+    // A fresh client per dial: no session ticket, cookie or pooled connection links two
+    // dials of this node together.
+    let client = wreq::Client::builder()
+        .emulation(emulation())
+        .resolve(addr.name.clone(), addr.socket)
+        .tls_cert_verification(false)
+        .tls_verify_hostname(false)
+        .tls_info(true)
+        .no_proxy()
+        .pool_max_idle_per_host(1)
+        .build()
+        .map_err(wreq_err)?;
+    let origin = match addr.socket.port() {
+        443 => format!("https://{}", addr.name),
+        port => format!("https://{}:{port}", addr.name),
+    };
+    // First what a browser does: load the page. Nothing secret is sent before the pin holds.
+    let page = client.get(format!("{origin}/")).send().await.map_err(wreq_err)?;
+    check_pin(&page, &addr.pin)?;
+    let mut body = page.bytes_stream();
+    let mut read = 0usize;
+    while let Some(chunk) = body.next().await {
+        read += chunk.map_err(wreq_err)?.len();
+        if read > MAX_COVER_PAGE {
+            return Err(refused("cover page too large"));
+        }
+    }
+    drop(body);
+    let mut nonce = [0u8; 16];
+    OsRng.fill_bytes(&mut nonce);
+    let mut ws_key = [0u8; 16];
+    OsRng.fill_bytes(&mut ws_key);
+    let ws_key = data_encoding::BASE64.encode(&ws_key);
+    let path = upgrade_path(&addr.key, hour_now(), nonce);
+    let response = client
+        .get(format!("{origin}{path}"))
+        .header(CONNECTION, HeaderValue::from_static("Upgrade"))
+        .header(UPGRADE, HeaderValue::from_static("websocket"))
+        .header("pragma", HeaderValue::from_static("no-cache"))
+        .header("cache-control", HeaderValue::from_static("no-cache"))
+        .header("origin", HeaderValue::from_str(&origin).map_err(|_| refused("bad name"))?)
+        .header("sec-websocket-version", HeaderValue::from_static("13"))
+        .header("sec-websocket-key", HeaderValue::from_str(&ws_key).map_err(|_| refused("key"))?)
+        .header(
+            "sec-websocket-extensions",
+            HeaderValue::from_static("permessage-deflate; client_max_window_bits"),
+        )
+        .send()
+        .await
+        .map_err(wreq_err)?;
+    // The upgrade may have gone over a new connection: check the pin again.
+    check_pin(&response, &addr.pin)?;
+    if response.status().as_u16() != 101 {
+        return Err(refused("the server did not open the tunnel"));
+    }
+    let accept = response.headers().get("sec-websocket-accept").and_then(|v| v.to_str().ok());
+    if accept != Some(super::http1::websocket_accept(&ws_key).as_str()) {
+        return Err(refused("bad upgrade answer"));
+    }
+    let upgraded = response.upgrade().await.map_err(wreq_err)?;
+    Ok(Box::new(upgraded))
+}

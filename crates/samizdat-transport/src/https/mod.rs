@@ -1,0 +1,250 @@
+//! HTTPS camouflage: the tunnel is an ordinary-looking TLS 1.3 connection to an ordinary web
+//! server (`https/IP:PORT?name=…&pin=…&key=…`, see [`HttpsAddr`]).
+//!
+//! - The client's TLS ClientHello and HTTP requests are a current Chromium's (BoringSSL with a
+//!   maintained emulation profile). It loads `/` like a browser, checks the server
+//!   certificate's pin, and only then asks for a WebSocket-style upgrade on a path only
+//!   holders of the node's secret can form (an hour-bound, single-use token). After the `101`
+//!   the connection carries raw session bytes.
+//! - The server is a web server: without the secret you get the decoy site ([`Decoy`]) with
+//!   nginx's headers and error pages, whatever you send. It terminates TLS itself, or runs
+//!   plain HTTP behind a reverse proxy that does ([`HttpsServerConfig::behind_proxy`]).
+
+mod addr;
+mod client;
+mod http1;
+mod tls;
+mod token;
+
+pub use addr::{HttpsAddr, valid_tls_name};
+pub use client::{DIAL_TIMEOUT, PROFILE, emulation};
+pub use http1::{
+    Decoy, HEAD_TIMEOUT, KEEPALIVE_TIMEOUT, MAX_BODY, MAX_HEAD, civil_date, http_date,
+};
+pub use tls::{ServerCert, der_pin};
+pub use token::{path_prefix, upgrade_path};
+
+use crate::{BoxFuture, BoxStream, Incoming, Listener, Transport};
+use http1::ServeCtx;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use token::TokenCheck;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// Connections served at once before their tunnel is open (TLS handshakes and decoy
+/// requests); more are closed at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Opened tunnels waiting for the node to take them.
+const BACKLOG: usize = 64;
+
+/// How a node serves the HTTPS transport.
+#[derive(Debug, Clone)]
+pub struct HttpsServerConfig {
+    /// The transport secret clients must prove (from the node's addresses).
+    pub secret: [u8; 32],
+    /// The host name the node answers for (certificate name, advertised SNI).
+    pub tls_name: String,
+    /// The certificate, or `None` when a reverse proxy in front terminates TLS.
+    pub cert: Option<ServerCert>,
+    /// The pin advertised in the node's addresses: the certificate's own, or the front
+    /// proxy's when there is one.
+    pub pin: [u8; 32],
+    /// What strangers get.
+    pub decoy: Decoy,
+}
+
+impl HttpsServerConfig {
+    /// The node terminates TLS with `cert` (generate one with [`ServerCert::generate`]).
+    pub fn new(
+        secret: [u8; 32],
+        tls_name: &str,
+        cert: ServerCert,
+        decoy: Decoy,
+    ) -> io::Result<Self> {
+        check_name(tls_name)?;
+        Ok(HttpsServerConfig {
+            secret,
+            tls_name: tls_name.to_ascii_lowercase(),
+            pin: cert.pin()?,
+            cert: Some(cert),
+            decoy,
+        })
+    }
+
+    /// The node speaks plain HTTP behind a reverse proxy that terminates TLS for `tls_name`
+    /// with a certificate whose pin is `front_pin`, and passes upgrades on the secret path
+    /// (see [`path_prefix`]) to the node.
+    pub fn behind_proxy(
+        secret: [u8; 32],
+        tls_name: &str,
+        front_pin: [u8; 32],
+        decoy: Decoy,
+    ) -> io::Result<Self> {
+        check_name(tls_name)?;
+        Ok(HttpsServerConfig {
+            secret,
+            tls_name: tls_name.to_ascii_lowercase(),
+            cert: None,
+            pin: front_pin,
+            decoy,
+        })
+    }
+}
+
+fn check_name(name: &str) -> io::Result<()> {
+    if valid_tls_name(name) {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, "the TLS name must be a DNS host name"))
+    }
+}
+
+struct Server {
+    config: HttpsServerConfig,
+    acceptor: Option<btls::ssl::SslAcceptor>,
+    ctx: ServeCtx,
+}
+
+/// The HTTPS camouflage transport (`https`). Without a server configuration it only dials.
+#[derive(Clone, Default)]
+pub struct HttpsTransport {
+    server: Option<Arc<Server>>,
+}
+
+impl std::fmt::Debug for HttpsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsTransport").field("serves", &self.server.is_some()).finish()
+    }
+}
+
+impl HttpsTransport {
+    /// A transport that dials only.
+    pub fn client() -> Self {
+        Self::default()
+    }
+
+    /// A transport that dials and serves as `config` says.
+    pub fn with_server(config: HttpsServerConfig) -> io::Result<Self> {
+        let acceptor = config.cert.as_ref().map(ServerCert::acceptor).transpose()?;
+        let ctx = ServeCtx {
+            decoy: Arc::new(config.decoy.clone()),
+            tokens: Arc::new(Mutex::new(TokenCheck::new(config.secret))),
+        };
+        Ok(HttpsTransport { server: Some(Arc::new(Server { config, acceptor, ctx })) })
+    }
+}
+
+struct HttpsListener {
+    local: String,
+    incoming: mpsc::Receiver<Incoming>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HttpsListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener for HttpsListener {
+    fn local_addr(&self) -> String {
+        self.local.clone()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Incoming>> {
+        Box::pin(async move {
+            self.incoming
+                .recv()
+                .await
+                .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "https listener stopped"))
+        })
+    }
+}
+
+async fn handle(tcp: TcpStream, remote: IpAddr, server: Arc<Server>, tx: mpsc::Sender<Incoming>) {
+    let _ = tcp.set_nodelay(true);
+    let tunnel: Option<BoxStream> = match &server.acceptor {
+        Some(acceptor) => {
+            let Ok(ssl) = btls::ssl::Ssl::new(acceptor.context()) else { return };
+            let Ok(mut tls) = tokio_btls::SslStream::new(ssl, tcp) else { return };
+            let handshake = Pin::new(&mut tls).accept();
+            if !matches!(tokio::time::timeout(HEAD_TIMEOUT, handshake).await, Ok(Ok(()))) {
+                return;
+            }
+            match http1::serve(tls, &server.ctx).await {
+                Ok(Some(s)) => Some(Box::new(s)),
+                _ => None,
+            }
+        }
+        None => match http1::serve(tcp, &server.ctx).await {
+            Ok(Some(s)) => Some(Box::new(s)),
+            _ => None,
+        },
+    };
+    if let Some(stream) = tunnel {
+        // Behind a proxy the TCP peer is the proxy, not the client.
+        let remote = server.acceptor.is_some().then_some(remote);
+        let _ = tx.send(Incoming { stream, remote }).await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, server: Arc<Server>, tx: mpsc::Sender<Incoming>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, remote)) => {
+                    if conns.len() < MAX_CONNECTIONS {
+                        conns.spawn(handle(tcp, remote.ip(), server.clone(), tx.clone()));
+                    }
+                }
+                // Out of descriptors or similar: do not spin.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+impl Transport for HttpsTransport {
+    fn name(&self) -> &'static str {
+        "https"
+    }
+
+    fn dial(&self, addr: &str) -> BoxFuture<'_, io::Result<BoxStream>> {
+        let parsed = HttpsAddr::parse(addr);
+        Box::pin(async move { client::dial(&parsed?).await })
+    }
+
+    /// Listens at `IP:PORT`; the listener's address carries the name, pin and secret.
+    fn listen(&self, addr: &str) -> BoxFuture<'_, io::Result<Box<dyn Listener>>> {
+        let server = self.server.clone();
+        let addr = addr.to_owned();
+        Box::pin(async move {
+            let server = server.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "https: no server configuration")
+            })?;
+            let bind: SocketAddr = addr.parse().map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "https: listen on IP:PORT")
+            })?;
+            let listener = TcpListener::bind(bind).await?;
+            let public = HttpsAddr {
+                socket: listener.local_addr()?,
+                name: server.config.tls_name.clone(),
+                pin: server.config.pin,
+                key: server.config.secret,
+            };
+            let (tx, incoming) = mpsc::channel(BACKLOG);
+            let task = tokio::spawn(accept_loop(listener, server, tx));
+            Ok(Box::new(HttpsListener { local: format!("https/{public}"), incoming, task })
+                as Box<dyn Listener>)
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! The HTTPS camouflage transport over real loopback sockets: a tunnel opens for holders of
+//! the secret and the pin, and everybody else — wrong secret, replayed token, random paths,
+//! random bytes, a browser — gets exactly the decoy web server's answers.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)]
+
+use btls::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use samizdat_transport::https::{
+    Decoy, HttpsAddr, HttpsServerConfig, ServerCert, path_prefix, upgrade_path,
+};
+use samizdat_transport::{HttpsTransport, Transport, Transports};
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const NAME: &str = "www.example.org";
+const SECRET: [u8; 32] = [42; 32];
+
+fn hour() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 3600
+}
+
+async fn server(decoy: Decoy) -> (Box<dyn samizdat_transport::Listener>, HttpsAddr) {
+    let cert = ServerCert::generate(NAME).unwrap();
+    let config = HttpsServerConfig::new(SECRET, NAME, cert, decoy).unwrap();
+    let transport = HttpsTransport::with_server(config).unwrap();
+    let listener = transport.listen("127.0.0.1:0").await.unwrap();
+    let full = listener.local_addr();
+    let addr = HttpsAddr::parse(full.strip_prefix("https/").unwrap()).unwrap();
+    assert_eq!(addr.name, NAME);
+    assert_eq!(addr.key, SECRET);
+    (listener, addr)
+}
+
+/// A TLS connection that checks nothing, as a prober's would be.
+async fn raw_tls(addr: &HttpsAddr) -> tokio_btls::SslStream<TcpStream> {
+    let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    b.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
+    let ssl = b.build().configure().unwrap().verify_hostname(false).into_ssl(NAME).unwrap();
+    let tcp = TcpStream::connect(addr.socket).await.unwrap();
+    let mut tls = tokio_btls::SslStream::new(ssl, tcp).unwrap();
+    Pin::new(&mut tls).connect().await.unwrap();
+    assert_eq!(tls.ssl().selected_alpn_protocol(), Some(&b"http/1.1"[..]));
+    tls
+}
+
+/// Sends `request` and reads until the server closes, or (for a single request) one whole
+/// response has come on a kept-alive connection, or 5 s pass; the `Date:` line is blanked so answers at different
+/// seconds compare equal.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &[u8]) -> String {
+    s.write_all(request).await.unwrap();
+    let single = String::from_utf8_lossy(request).matches(" HTTP/1.").count() == 1;
+    let mut out = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            out.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&out);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let head = &text[..end];
+                if head.contains("Connection: keep-alive") {
+                    let len: usize = head
+                        .split("\r\n")
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.parse().unwrap());
+                    if single && out.len() >= end + 4 + len {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split("\r\n")
+        .map(|l| if l.starts_with("Date: ") { "Date: -" } else { l })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+fn get(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n{extra}\r\n").into_bytes()
+}
+
+fn upgrade(path: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {NAME}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_carries_bytes_both_ways_for_holders_of_the_secret_and_pin() {
+    let (mut listener, addr) = server(Decoy::Welcome).await;
+    let mut transports = Transports::new();
+    transports.register(HttpsTransport::client());
+    let full = format!("https/{addr}");
+    let (client, incoming) = tokio::join!(transports.dial(&full), listener.accept());
+    let (mut client, incoming) = (client.unwrap(), incoming.unwrap());
+    assert_eq!(incoming.remote, Some("127.0.0.1".parse().unwrap()));
+    let mut server_side = incoming.stream;
+    let data: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        client.write_all(&sent).await.unwrap();
+        client.flush().await.unwrap();
+        let mut back = vec![0u8; 5];
+        client.read_exact(&mut back).await.unwrap();
+        back
+    });
+    let mut got = vec![0u8; data.len()];
+    server_side.read_exact(&mut got).await.unwrap();
+    assert!(got == data);
+    server_side.write_all(b"thank").await.unwrap();
+    server_side.flush().await.unwrap();
+    assert_eq!(writer.await.unwrap(), b"thank");
+
+    // A second dial is a second, independent tunnel.
+    let (c2, i2) = tokio::join!(transports.dial(&full), listener.accept());
+    let (mut c2, mut s2) = (c2.unwrap(), i2.unwrap().stream);
+    c2.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    s2.read_exact(&mut one).await.unwrap();
+    assert_eq!(&one, b"x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pin_or_secret_opens_nothing() {
+    let (mut listener, addr) = server(Decoy::Welcome).await;
+    let client = HttpsTransport::client();
+    let wrong_pin = HttpsAddr { pin: [0; 32], ..addr.clone() };
+    let err = client.dial(&wrong_pin.to_string()).await.err().unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+    let wrong_key = HttpsAddr { key: [1; 32], ..addr.clone() };
+    let err = client.dial(&wrong_key.to_string()).await.err().unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    let nobody = HttpsAddr { socket: "127.0.0.1:1".parse().unwrap(), ..addr.clone() };
+    assert!(client.dial(&nobody.to_string()).await.is_err());
+    assert!(client.dial("127.0.0.1:1").await.is_err(), "no parameters");
+    assert!(client.listen("127.0.0.1:0").await.is_err(), "a client-only transport cannot serve");
+    // Nothing reached the node.
+    let nothing = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(nothing.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probers_get_exactly_what_the_decoy_site_gives() {
+    let (mut listener, addr) = server(Decoy::Welcome).await;
+    let random_path = exchange(raw_tls(&addr).await, &get("/a8f3c2/e91b", "")).await;
+    assert!(
+        random_path.starts_with("HTTP/1.1 404 Not Found\r\nServer: nginx\r\n"),
+        "{random_path}"
+    );
+    assert!(random_path.ends_with("<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"));
+
+    // The secret prefix with a wrong token, or as a plain page, is just another missing page.
+    let prefix = path_prefix(&SECRET);
+    let wrong = upgrade_path(&[7; 32], hour(), [1; 16]);
+    let wrong_token = format!("/{prefix}/{}", wrong.rsplit('/').next().unwrap());
+    let random_upgrade = exchange(raw_tls(&addr).await, &upgrade("/a8f3c2/e91b")).await;
+    assert!(random_upgrade.starts_with("HTTP/1.1 404 Not Found\r\n"), "{random_upgrade}");
+    for path in [wrong_token.as_str(), &format!("/{prefix}/"), &format!("/{prefix}")] {
+        let a = exchange(raw_tls(&addr).await, &upgrade(path)).await;
+        let b = exchange(raw_tls(&addr).await, &get(path, "")).await;
+        assert_eq!(a, random_upgrade, "{path}");
+        assert_eq!(b, random_path, "{path}");
+    }
+
+    // A valid token opens the tunnel once; replayed, it gets the 404 like any stranger.
+    let valid = upgrade_path(&SECRET, hour(), [9; 16]);
+    let mut tls = raw_tls(&addr).await;
+    tls.write_all(&upgrade(&valid)).await.unwrap();
+    let mut head = vec![0u8; 12];
+    tls.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let incoming = listener.accept().await.unwrap();
+    drop(incoming);
+    let replayed = exchange(raw_tls(&addr).await, &upgrade(&valid)).await;
+    assert_eq!(replayed, random_upgrade);
+
+    // A browser-like request gets the page; garbage inside TLS gets nginx's 400; an HTTP/1.1
+    // request without Host too.
+    let page = exchange(raw_tls(&addr).await, &get("/", "User-Agent: Mozilla/5.0\r\n")).await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: -\r\nContent-Type: text/html\r\nContent-Length: 615\r\nLast-Modified: "), "{page}");
+    assert!(page.contains("<title>Welcome to nginx!</title>"));
+    let garbage = exchange(raw_tls(&addr).await, &[0x8e; 300]).await;
+    assert!(garbage.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{garbage}");
+    let no_host = exchange(raw_tls(&addr).await, b"GET / HTTP/1.1\r\n\r\n").await;
+    assert_eq!(no_host, garbage);
+
+    // Random bytes instead of a ClientHello: the TLS library's alert and close, no HTTP.
+    let mut tcp = TcpStream::connect(addr.socket).await.unwrap();
+    tcp.write_all(&[0x55; 517]).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    assert!(out.len() < 16 && (out.is_empty() || out[0] == 0x15), "{out:?}");
+
+    // None of it reached the node.
+    let nothing = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(nothing.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decoy_directory_is_served_like_nginx_serves_a_root() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<h1>Recipes</h1>").unwrap();
+    std::fs::create_dir(dir.path().join("soup")).unwrap();
+    std::fs::write(dir.path().join("soup/index.html"), "<p>Borscht</p>").unwrap();
+    std::fs::write(dir.path().join("style.css"), "body{}").unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "nope").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), dir.path().join("leak.txt"))
+        .unwrap();
+    let (_listener, addr) = server(Decoy::dir(dir.path()).unwrap()).await;
+    let ask = |req: Vec<u8>| {
+        let addr = addr.clone();
+        async move { exchange(raw_tls(&addr).await, &req).await }
+    };
+    let index = ask(get("/", "")).await;
+    assert!(index.starts_with("HTTP/1.1 200 OK\r\n"), "{index}");
+    assert!(index.ends_with("\r\n\r\n<h1>Recipes</h1>"));
+    let css = ask(get("/style.css", "")).await;
+    assert!(css.contains("Content-Type: text/css\r\n") && css.contains("Accept-Ranges: bytes"));
+    let etag = css.split("\r\n").find_map(|l| l.strip_prefix("ETag: ")).unwrap().to_string();
+    let cached = ask(get("/style.css", &format!("If-None-Match: {etag}\r\n"))).await;
+    assert!(cached.starts_with("HTTP/1.1 304 Not Modified\r\n"), "{cached}");
+    assert!(cached.ends_with("\r\n\r\n"));
+    let head =
+        ask(b"HEAD /soup/ HTTP/1.1\r\nHost: x.example\r\nConnection: close\r\n\r\n".to_vec()).await;
+    assert!(head.contains("Content-Length: 14\r\n") && head.ends_with("\r\n\r\n"), "{head}");
+    let redirect = ask(get("/soup", "")).await;
+    assert!(redirect.starts_with("HTTP/1.1 301 Moved Permanently\r\n"), "{redirect}");
+    assert!(redirect.contains(&format!("Location: https://{NAME}/soup/\r\n")));
+    assert!(ask(get("/soup/../soup/%69ndex.html", "")).await.ends_with("<p>Borscht</p>"));
+    assert!(ask(get("/../../etc/passwd", "")).await.starts_with("HTTP/1.1 400 "));
+    assert!(ask(get("/%zz", "")).await.starts_with("HTTP/1.1 400 "));
+    assert!(ask(get("/leak.txt", "")).await.starts_with("HTTP/1.1 404 "), "symlink out");
+    assert!(ask(get("/missing.png", "")).await.starts_with("HTTP/1.1 404 "));
+    let post = b"POST /style.css HTTP/1.1\r\nHost: a.example\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
+    assert!(ask(post.to_vec()).await.starts_with("HTTP/1.1 405 Not Allowed\r\n"));
+    let big = b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 99999999\r\n\r\n";
+    assert!(ask(big.to_vec()).await.starts_with("HTTP/1.1 413 "));
+    let huge_head = get("/", &format!("X-Pad: {}\r\n", "a".repeat(9000)));
+    let too_large = ask(huge_head).await;
+    assert!(too_large.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{too_large}");
+    assert!(too_large.contains("<center>Request Header Or Cookie Too Large</center>"));
+
+    // Keep-alive: two requests on one connection, answered in order.
+    let two = format!(
+        "GET /style.css HTTP/1.1\r\nHost: {NAME}\r\n\r\nGET /soup/ HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n"
+    );
+    let both = ask(two.into_bytes()).await;
+    assert_eq!(both.matches("HTTP/1.1 200 OK").count(), 2, "{both}");
+    assert!(both.contains("Connection: keep-alive") && both.ends_with("<p>Borscht</p>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_the_node_speaks_plain_http() {
+    let front = ServerCert::generate(NAME).unwrap();
+    let config =
+        HttpsServerConfig::behind_proxy(SECRET, NAME, front.pin().unwrap(), Decoy::Welcome)
+            .unwrap();
+    let transport = HttpsTransport::with_server(config).unwrap();
+    let mut listener = transport.listen("127.0.0.1:0").await.unwrap();
+    let addr = HttpsAddr::parse(listener.local_addr().strip_prefix("https/").unwrap()).unwrap();
+    assert_eq!(addr.pin, front.pin().unwrap(), "the front's pin is advertised");
+    let page = exchange(TcpStream::connect(addr.socket).await.unwrap(), &get("/", "")).await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"));
+    let mut tcp = TcpStream::connect(addr.socket).await.unwrap();
+    tcp.write_all(&upgrade(&upgrade_path(&SECRET, hour(), [3; 16]))).await.unwrap();
+    let incoming = listener.accept().await.unwrap();
+    assert_eq!(incoming.remote, None, "the TCP peer is the proxy, not the client");
+    assert!(HttpsServerConfig::behind_proxy(SECRET, "10.0.0.1", [0; 32], Decoy::Welcome).is_err());
+}
