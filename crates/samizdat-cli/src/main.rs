@@ -25,7 +25,8 @@ use samizdat_discovery::{
 };
 use samizdat_node::control::{self, ControlClient, ControlError};
 use samizdat_node::{
-    DiscoveryReport, FetchTarget, Invite, Node, NodeBuilder, NodeError, PeerAddr, ShareLink,
+    Decoy, DiscoveryReport, FetchTarget, HttpsOptions, Invite, Node, NodeBuilder, NodeError,
+    PeerAddr, ServerCert, ShareLink,
 };
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -151,6 +152,8 @@ enum Command {
         /// choice).
         #[arg(long, value_name = "ADDR", requires = "lan")]
         lan_interface: Option<std::net::Ipv4Addr>,
+        #[command(flatten)]
+        https: Box<HttpsArgs>,
     },
     /// Share a file through the running node; prints its share link.
     ///
@@ -384,7 +387,10 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             mainline_bootstrap,
             lan,
             lan_interface,
+            https,
         } => {
+            let HttpsArgs { tls_name, tls_cert, tls_key, decoy_dir } = *https;
+            let https = https_options(&listen, tls_name, tls_cert.zip(tls_key), decoy_dir)?;
             let state = match vault {
                 Some(path) => State::Vault { path, password_file, protect_password_file, wait },
                 None => State::Dir,
@@ -408,6 +414,7 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
                 local_network: local_network || lan.is_some(),
                 mainline,
                 lan,
+                https,
             };
             run_node(&data.dir(), state, net, json).await
         }
@@ -475,6 +482,19 @@ fn read_link(arg: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
 fn check_addr(addr: &str) -> anyhow::Result<PeerAddr> {
     let bad = || failure("bad_address", NodeError::BadAddr(addr.to_owned()).to_string());
     let parsed = PeerAddr::new(addr).map_err(|_| bad())?;
+    if parsed.transport() == "https" {
+        // Peers' https addresses carry their parameters; a listen address is just IP:PORT.
+        return match parsed.params() {
+            Some(_) => samizdat_transport::https::HttpsAddr::parse(parsed.address())
+                .map(|_| parsed.clone())
+                .map_err(|_| bad()),
+            None => parsed
+                .endpoint()
+                .parse::<std::net::SocketAddr>()
+                .map(|_| parsed.clone())
+                .map_err(|_| bad()),
+        };
+    }
     if parsed.transport() != "tcp" {
         return Err(bad());
     }
@@ -482,6 +502,27 @@ fn check_addr(addr: &str) -> anyhow::Result<PeerAddr> {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(parsed),
         _ => Err(bad()),
     }
+}
+
+/// `samizdat node`'s HTTPS transport options.
+#[derive(Debug, clap::Args)]
+struct HttpsArgs {
+    /// For --listen https/IP:PORT: the host name the node's HTTPS server answers for
+    /// (sent by clients as TLS SNI and HTTP Host; never an IP address).
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
+    /// For --listen https/…: the certificate chain to serve (PEM, leaf first). Without
+    /// it the node makes a self-signed certificate for --tls-name, keeps it, and the
+    /// addresses in its links and invite lines pin it.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// For --listen https/…: the private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// For --listen https/…: the static website (index.html and the rest) shown to
+    /// every visitor without the node's secret; default: nginx's welcome page.
+    #[arg(long, value_name = "DIR")]
+    decoy_dir: Option<PathBuf>,
 }
 
 /// Where `samizdat node` keeps its state.
@@ -513,6 +554,56 @@ struct NetOpts {
     mainline: Option<(NetworkSecret, Vec<String>)>,
     /// LAN discovery's settings, with --lan.
     lan: Option<LanConfig>,
+    /// The HTTPS server's settings, with --listen https/….
+    https: Option<HttpsOptions>,
+}
+
+/// Largest certificate or key file read.
+const MAX_PEM_FILE: u64 = 256 * 1024;
+
+/// The HTTPS transport's settings when some `--listen` address is `https/…`.
+fn https_options(
+    listen: &[String],
+    tls_name: Option<String>,
+    cert: Option<(PathBuf, PathBuf)>,
+    decoy_dir: Option<PathBuf>,
+) -> anyhow::Result<Option<HttpsOptions>> {
+    let usage = |msg: &str| failure("usage", msg.to_owned());
+    if !listen.iter().any(|l| l.starts_with("https/")) {
+        if tls_name.is_some() || cert.is_some() || decoy_dir.is_some() {
+            return Err(usage(
+                "--tls-name, --tls-cert and --decoy-dir need --listen https/IP:PORT",
+            ));
+        }
+        return Ok(None);
+    }
+    let tls_name = tls_name.ok_or_else(|| usage("--listen https/… needs --tls-name NAME"))?;
+    if !samizdat_transport::https::valid_tls_name(&tls_name) {
+        return Err(usage("--tls-name must be a DNS host name such as www.example.org"));
+    }
+    let read = |path: &Path| {
+        let mut buf = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_PEM_FILE).read_to_end(&mut buf))
+            .map_err(|e| failure("io", format!("cannot read {}: {e}", path.display())))?;
+        Ok::<_, anyhow::Error>(buf)
+    };
+    let cert = match cert {
+        Some((c, k)) => {
+            let cert = ServerCert { cert_pem: read(&c)?, key_pem: read(&k)? };
+            // Checked now, so a bad pair is a clear error before the node starts.
+            cert.acceptor()
+                .map_err(|e| failure("bad_certificate", format!("--tls-cert/--tls-key: {e}")))?;
+            Some(cert)
+        }
+        None => None,
+    };
+    let decoy = match decoy_dir {
+        Some(dir) => Decoy::dir(&dir)
+            .map_err(|e| failure("usage", format!("--decoy-dir {}: {e}", dir.display())))?,
+        None => Decoy::Welcome,
+    };
+    Ok(Some(HttpsOptions { tls_name, cert, decoy }))
 }
 
 /// Longest network secret file read.
@@ -601,7 +692,8 @@ fn read_invites(lines: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<Invit
 }
 
 async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow::Result<()> {
-    let NetOpts { listen, announce, peers, invites, seed, local_network, mainline, lan } = net;
+    let NetOpts { listen, announce, peers, invites, seed, local_network, mainline, lan, https } =
+        net;
     let tried = Tried {
         peers: peers.len(),
         invites: invites.len(),
@@ -627,6 +719,9 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
     }
     .seed_downloads(seed)
     .local_network(local_network);
+    if let Some(options) = https {
+        b = b.https(options);
+    }
     for l in listen {
         b = b.listen(l);
     }

@@ -34,6 +34,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 fn same_host(a: &str, b: &str) -> bool {
     let ip = |s: &str| {
         let rest = s.split_once('/').map_or(s, |(_, r)| r);
+        let rest = rest.split_once('?').map_or(rest, |(endpoint, _)| endpoint);
         rest.parse::<std::net::SocketAddr>().ok().map(|a| match a.ip() {
             std::net::IpAddr::V6(v6) => {
                 v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4)

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 /// The longest address string a contact may carry.
-pub const MAX_ADDRESS_LEN: usize = 128;
+pub const MAX_ADDRESS_LEN: usize = 255;
 
 /// A DHT contact. Its [`NodeId`] is always derived from its public key (never taken from the
 /// wire), so an ID and a key cannot disagree; the proof of work is checked separately against
@@ -127,6 +127,8 @@ impl NetGroups {
     /// The groups of an address string `transport/ip:port` (IPv4-mapped IPv6 counts as IPv4).
     pub fn of(address: &str) -> NetGroups {
         let (transport, rest) = address.split_once('/').unwrap_or(("", address));
+        // Transport parameters (`?name=…`) are not part of where the host is.
+        let rest = rest.split_once('?').map_or(rest, |(endpoint, _)| endpoint);
         let ip = rest.parse::<SocketAddr>().map(|s| s.ip()).or_else(|_| rest.parse::<IpAddr>());
         let ip = match ip {
             Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {

@@ -107,7 +107,7 @@ impl Default for AddrBookConfig {
             max_trusted: 64,
             allow_local: false,
             allow_mem: false,
-            transports: vec!["tcp".to_owned()],
+            transports: vec!["tcp".to_owned(), "https".to_owned()],
             horizon: Duration::from_secs(30 * 24 * 3600),
             max_retries: 3,
             max_failures: 10,
@@ -626,7 +626,7 @@ impl AddrBook {
         if !self.config.transports.iter().any(|t| t == transport) {
             return Err(Rejected::UnknownTransport);
         }
-        let Some((host, port)) = split_host_port(addr.address()) else {
+        let Some((host, port)) = split_host_port(addr.endpoint()) else {
             // Opaque addresses of a listed transport (not host:port shaped) are their own group;
             // plain TCP must be IP:PORT.
             return if transport == "tcp" {
@@ -644,7 +644,7 @@ impl AddrBook {
         if !self.config.allow_local && is_special(ip) {
             return Err(Rejected::SpecialUse);
         }
-        let canonical = format!("{transport}/{}", SocketAddr::new(ip, port));
+        let canonical = with_params(transport, SocketAddr::new(ip, port), addr);
         let canonical = PeerAddr::new(&canonical).map_err(|_| Rejected::BadShape)?;
         Ok((canonical, Group::of_ip(ip)))
     }
@@ -873,14 +873,22 @@ fn is_special_v6(ip: Ipv6Addr) -> bool {
         || (s[0] == 0x3fff && s[1] < 0x1000) // 3fff::/20 documentation
 }
 
+/// `transport/ip:port`, then `addr`'s parameters (`?…`) as they were.
+fn with_params(transport: &str, endpoint: SocketAddr, addr: &PeerAddr) -> String {
+    match addr.params() {
+        Some(p) => format!("{transport}/{endpoint}?{p}"),
+        None => format!("{transport}/{endpoint}"),
+    }
+}
+
 /// The canonical spelling of an IP-shaped address, without admission checks (for lookups and
 /// user-given addresses); other addresses unchanged.
 pub(crate) fn lenient_canonical(addr: &PeerAddr) -> PeerAddr {
-    let ip_port = split_host_port(addr.address())
+    let ip_port = split_host_port(addr.endpoint())
         .and_then(|(h, p)| Some((parse_ip(h).ok()?, p.parse::<u16>().ok()?)));
     match ip_port {
         Some((ip, port)) => {
-            let s = format!("{}/{}", addr.transport(), SocketAddr::new(canonical_ip(ip), port));
+            let s = with_params(addr.transport(), SocketAddr::new(canonical_ip(ip), port), addr);
             PeerAddr::new(&s).unwrap_or_else(|_| addr.clone())
         }
         None => addr.clone(),
@@ -890,7 +898,7 @@ pub(crate) fn lenient_canonical(addr: &PeerAddr) -> PeerAddr {
 /// The group of any address, without admission checks: IP group for IP literals, the host
 /// name (lower case) for `host:port`, the whole address otherwise.
 fn lenient_group(addr: &PeerAddr) -> Group {
-    match split_host_port(addr.address()) {
+    match split_host_port(addr.endpoint()) {
         Some((host, _)) => match parse_ip(host) {
             Ok(ip) => Group::of_ip(ip),
             Err(_) => Group::Name(host.to_ascii_lowercase()),

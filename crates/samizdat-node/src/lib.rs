@@ -37,6 +37,7 @@
 // The runtime is where ambient time enters the system.
 #![allow(clippy::disallowed_methods)]
 
+mod camouflage;
 pub mod control;
 mod discover;
 mod download;
@@ -50,6 +51,7 @@ mod store;
 mod vault_store;
 mod writer;
 
+pub use camouflage::HttpsOptions;
 pub use download::FetchTarget;
 pub use samizdat_content::{
     ContentRoot, Invite, InviteError, LinkError, Manifest, PeerHint, ShareLink,
@@ -57,7 +59,10 @@ pub use samizdat_content::{
 pub use samizdat_discovery::{Discovery, Report as DiscoveryReport};
 pub use samizdat_engine::PeerSummary;
 pub use samizdat_identity::NodeId;
-pub use samizdat_transport::{MemoryTransport, TcpTransport, Transport, Transports};
+pub use samizdat_transport::https::{Decoy, ServerCert};
+pub use samizdat_transport::{
+    HttpsTransport, MemoryTransport, TcpTransport, Transport, Transports,
+};
 pub use samizdat_vault::VaultError;
 pub use samizdat_wire::PeerAddr;
 pub use shares::ShareRecord;
@@ -121,7 +126,7 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// An address is malformed.
-    #[error("bad address {0:?}: expected tcp/HOST:PORT, e.g. tcp/127.0.0.1:7070")]
+    #[error("bad address {0:?}: expected tcp/HOST:PORT or https/IP:PORT, e.g. tcp/127.0.0.1:7070")]
     BadAddr(String),
     /// The node has shut down.
     #[error("the node has stopped")]
@@ -300,6 +305,7 @@ pub struct NodeBuilder {
     user_agent: Option<String>,
     seed_downloads: bool,
     discovery: Methods,
+    https: Option<HttpsOptions>,
 }
 
 /// The discovery methods a node runs (printed by name only).
@@ -411,9 +417,18 @@ impl NodeBuilder {
         self
     }
 
-    /// Replaces the transport set (default: TCP only).
+    /// Replaces the transport set (default: TCP, and HTTPS camouflage for dialling).
     pub fn transports(mut self, transports: Transports) -> Self {
         self.transports = Some(transports);
+        self
+    }
+
+    /// Serves the HTTPS camouflage transport (listen on it with `https/IP:PORT`): a web
+    /// server that shows `options.decoy` to everyone without the node's transport secret.
+    /// The secret (and the certificate the node makes when none is given) is kept in the
+    /// node's state, so its addresses stay valid across restarts.
+    pub fn https(mut self, options: HttpsOptions) -> Self {
+        self.https = Some(options);
         self
     }
 
@@ -442,7 +457,22 @@ impl NodeBuilder {
             (None, None) => Store::ephemeral(),
         };
         let state::Opened { store, identity, source } = opened;
-        let transports = self.transports.unwrap_or_else(Transports::tcp);
+        let mut transports = self.transports.unwrap_or_else(|| {
+            let mut t = Transports::tcp();
+            t.register(HttpsTransport::client());
+            t
+        });
+        if let Some(options) = self.https {
+            let (store, id) = (store.clone(), identity.clone());
+            let config = tokio::task::spawn_blocking(move || {
+                camouflage::server_config(&store, &id, &options)
+            })
+            .await
+            .map_err(|_| NodeError::Stopped)??;
+            let https = HttpsTransport::with_server(config)
+                .map_err(|source| NodeError::Io { context: "https transport", source })?;
+            transports.register(https);
+        }
         let mut listeners = Vec::new();
         for addr in &self.listen {
             let l = transports
@@ -560,7 +590,7 @@ impl NodeBuilder {
 /// only there is on a local network.
 fn is_loopback(addr: &PeerAddr) -> bool {
     addr.transport() == "mem"
-        || addr.address().parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+        || addr.endpoint().parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
 }
 
 /// The DHT keys to announce a share under now: this period's and the next one's (so fetchers
@@ -621,8 +651,8 @@ fn unix_now() -> u64 {
 /// Whether a TCP address names no host in particular (`0.0.0.0`, `[::]`): such an address is
 /// only meaningful for binding, and must not be handed to peers.
 fn is_unspecified(addr: &PeerAddr) -> bool {
-    addr.transport() == "tcp"
-        && addr.address().parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_unspecified())
+    matches!(addr.transport(), "tcp" | "https")
+        && addr.endpoint().parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_unspecified())
 }
 
 pub(crate) fn load_identity(dir: &Path) -> Result<Identity, NodeError> {

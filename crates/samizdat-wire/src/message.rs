@@ -12,7 +12,7 @@ pub const MAX_MESSAGE_LEN: usize = GROUP_SIZE + 1024;
 /// Most peer addresses in one `Hello`.
 pub const MAX_ADDRS: usize = 64;
 /// Longest peer address, in bytes.
-pub const MAX_PEER_ADDR_LEN: usize = 128;
+pub const MAX_PEER_ADDR_LEN: usize = 255;
 /// Most signed peer records in one [`PeersMsg::Records`].
 pub const MAX_PEER_RECORDS: usize = 16;
 /// Longest encoded peer record carried in [`PeersMsg::Records`] (a `samizdat-identity`
@@ -87,6 +87,18 @@ impl PeerAddr {
     /// The transport-specific part (after the slash).
     pub fn address(&self) -> &str {
         self.0.split_once('/').map_or("", |(_, a)| a)
+    }
+
+    /// Where the transport connects: the transport-specific part without its parameters
+    /// (`127.0.0.1:443` of `https/127.0.0.1:443?name=…`).
+    pub fn endpoint(&self) -> &str {
+        let a = self.address();
+        a.split_once('?').map_or(a, |(e, _)| e)
+    }
+
+    /// The transport's parameters after `?` (names, pins, secrets), if any.
+    pub fn params(&self) -> Option<&str> {
+        self.address().split_once('?').map(|(_, p)| p)
     }
 
     /// The whole address as text.
