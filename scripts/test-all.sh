@@ -22,7 +22,8 @@ set -euo pipefail
 #   cmake libclang-dev   BoringSSL (btls-sys: built with CMake, bindings by bindgen/libclang)
 #                        for the HTTPS camouflage transport
 #   chromium  the real browser whose TLS ClientHello the camouflage test compares with ours
-APT_PACKAGES="ent iproute2 nftables g++ cmake libclang-dev chromium"
+#   nginx     the reverse proxy in front of a node in the HTTPS transport test
+APT_PACKAGES="ent iproute2 nftables g++ cmake libclang-dev chromium nginx"
 # cargo-fuzz version installed when it is missing.
 CARGO_FUZZ_VERSION="0.13.2"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"

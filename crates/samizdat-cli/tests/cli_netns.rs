@@ -297,3 +297,63 @@ fn a_node_cut_off_from_everything_says_what_it_tried_within_30_s() {
     }
     assert!(!advice.contains("10.77.0.9"), "no address in the log: {advice}");
 }
+
+/// Starts `samizdat --json node --local-network --listen LISTEN` in host `i`.
+fn node_listening(lab: &Lab, i: usize, data: &Path, listen: &[&str]) -> Daemon {
+    let mut cmd = lab.exec(i, BIN);
+    cmd.args(["--json", "node", "--local-network", "--data"]).arg(data);
+    for l in listen {
+        cmd.args(["--listen", l]);
+    }
+    if listen.iter().any(|l| l.starts_with("https/")) {
+        cmd.args(["--tls-name", "www.example.org"]);
+    }
+    spawn_daemon(cmd, data).0
+}
+
+/// Shares `file` from a seeder in host 0 listening on `listen` and fetches it through a node
+/// in host 1; the wall time of the fetch.
+fn timed_transfer(lab: &Lab, tmp: &Path, tag: &str, listen: &str, file: &Path) -> Duration {
+    let (ds, df) = (tmp.join(format!("{tag}-seed")), tmp.join(format!("{tag}-fetch")));
+    let _seeder = node_listening(lab, 0, &ds, &[listen]);
+    let _fetcher = node_listening(lab, 1, &df, &[&format!("tcp/{}:7071", Lab::addr(1))]);
+    let out = cli(&["--json", "share", s(file), "--data", s(&ds)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let link = v["link"].as_str().unwrap().to_owned();
+    let dest = tmp.join(format!("{tag}.out"));
+    let t0 = Instant::now();
+    let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&df)]);
+    let took = t0.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&dest).unwrap() == std::fs::read(file).unwrap());
+    took
+}
+
+#[test]
+fn a_mebibyte_crosses_a_256_kbit_link_over_https_about_as_fast_as_over_tcp() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for network namespaces and tc");
+        return;
+    }
+    let lab = Lab::new(2);
+    for i in 0..2 {
+        run(lab.exec(i, "tc").args([
+            "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "256kbit", "burst", "8kb",
+            "latency", "200ms",
+        ]));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("one.bin");
+    common::write_random(&file, 1 << 20, 0x256);
+    let tcp = timed_transfer(&lab, tmp.path(), "tcp", &format!("tcp/{}:7070", Lab::addr(0)), &file);
+    let https =
+        timed_transfer(&lab, tmp.path(), "https", &format!("https/{}:443", Lab::addr(0)), &file);
+    println!(
+        "netns 256 kbit/s, 1 MiB: https {:.1} s, tcp {:.1} s (same run), ratio {:.3}",
+        https.as_secs_f64(),
+        tcp.as_secs_f64(),
+        https.as_secs_f64() / tcp.as_secs_f64()
+    );
+    assert!(https < Duration::from_secs(40), "https took {https:?} (tcp {tcp:?})");
+}

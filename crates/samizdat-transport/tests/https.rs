@@ -278,3 +278,104 @@ async fn behind_a_proxy_the_node_speaks_plain_http() {
     assert_eq!(incoming.remote, None, "the TCP peer is the proxy, not the client");
     assert!(HttpsServerConfig::behind_proxy(SECRET, "10.0.0.1", [0; 32], Decoy::Welcome).is_err());
 }
+
+/// A real nginx in front, terminating TLS with its own certificate, serving its own static
+/// site and passing only the secret path (with upgrades) to the node's plain-HTTP listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_works_through_a_real_nginx_in_front() {
+    let Ok(nginx) = which("nginx") else {
+        panic!("nginx is not installed (scripts/test-all.sh installs it)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let front = ServerCert::generate(NAME).unwrap();
+    std::fs::write(d.join("cert.pem"), &front.cert_pem).unwrap();
+    std::fs::write(d.join("key.pem"), &front.key_pem).unwrap();
+    std::fs::create_dir(d.join("site")).unwrap();
+    std::fs::write(d.join("site/index.html"), "<h1>Bakery</h1>").unwrap();
+    let config =
+        HttpsServerConfig::behind_proxy(SECRET, NAME, front.pin().unwrap(), Decoy::Welcome)
+            .unwrap();
+    let transport = HttpsTransport::with_server(config).unwrap();
+    let mut listener = transport.listen("127.0.0.1:0").await.unwrap();
+    let node = HttpsAddr::parse(listener.local_addr().strip_prefix("https/").unwrap()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let root_user = if is_root() { "user root;" } else { "" };
+    let conf = format!(
+        "{root_user}\nworker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n access_log off;\n server_tokens off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+         server {{\n  listen 127.0.0.1:{port} ssl;\n  server_name {NAME};\n\
+         ssl_certificate {d}/cert.pem;\n  ssl_certificate_key {d}/key.pem;\n  root {d}/site;\n\
+         location /{prefix}/ {{\n   proxy_pass http://{upstream};\n   proxy_http_version 1.1;\n\
+         proxy_set_header Upgrade $http_upgrade;\n   proxy_set_header Connection \"upgrade\";\n\
+         proxy_set_header Host $host;\n   proxy_read_timeout 1h;\n  }}\n }}\n}}\n",
+        d = d.display(),
+        prefix = path_prefix(&SECRET),
+        upstream = node.socket,
+    );
+    std::fs::write(d.join("nginx.conf"), conf).unwrap();
+    let child = std::process::Command::new(nginx)
+        .args(["-p", &d.display().to_string(), "-c", &d.join("nginx.conf").display().to_string()])
+        .args(["-g", "daemon off;"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _nginx = Kill(child);
+    let front_addr = HttpsAddr { socket: format!("127.0.0.1:{port}").parse().unwrap(), ..node };
+    // Wait for nginx to listen.
+    let t0 = std::time::Instant::now();
+    while TcpStream::connect(front_addr.socket).await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "nginx did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let client = HttpsTransport::client();
+    let (dialled, incoming) = tokio::join!(client.dial(&front_addr.to_string()), listener.accept());
+    let (mut c, mut s) = (dialled.unwrap(), incoming.unwrap().stream);
+    c.write_all(b"through nginx").await.unwrap();
+    let mut got = [0u8; 13];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"through nginx");
+    s.write_all(b"back").await.unwrap();
+    let mut back = [0u8; 4];
+    c.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"back");
+
+    // Through the front, the site is nginx's own, and a wrong token on the secret path is a
+    // 404 like any missing page (the node's error pages are nginx's with `server_tokens off`,
+    // the setting the front must use too).
+    let page = exchange(raw_tls(&front_addr).await, &get("/", "")).await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n") && page.ends_with("<h1>Bakery</h1>"));
+    let missing = exchange(raw_tls(&front_addr).await, &get("/nothing/here", "")).await;
+    let wrong = format!("/{}/{}", path_prefix(&SECRET), "A".repeat(43));
+    let refused = exchange(raw_tls(&front_addr).await, &get(&wrong, "")).await;
+    assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{missing}");
+    assert_eq!(refused, missing);
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(program))
+        .find(|p| p.exists())
+        .ok_or(())
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    /// SIGTERM, so nginx's master stops its workers too.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
