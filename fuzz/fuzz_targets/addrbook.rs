@@ -27,7 +27,7 @@ static SOURCES: LazyLock<[PeerAddr; 3]> = LazyLock::new(|| {
 
 /// A small book, so that buckets fill up, quotas bite and entries get evicted and demoted.
 fn config(flags: u8) -> AddrBookConfig {
-    let mut transports = vec!["tcp".to_owned()];
+    let mut transports = vec!["tcp".to_owned(), "https".to_owned()];
     if flags & 4 != 0 {
         transports.push("onion".to_owned());
     }

@@ -379,3 +379,110 @@ impl Drop for Kill {
         let _ = self.0.wait();
     }
 }
+
+/// A hostile "node": real TLS with the pinned certificate, then whatever `answer` says to
+/// each request head.
+async fn fake_server(answer: fn(usize) -> Vec<u8>) -> HttpsAddr {
+    let cert = ServerCert::generate(NAME).unwrap();
+    let pin = cert.pin().unwrap();
+    let acceptor = cert.acceptor().unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let socket = tcp.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = tcp.accept().await else { return };
+            let ssl = btls::ssl::Ssl::new(acceptor.context()).unwrap();
+            let mut tls = tokio_btls::SslStream::new(ssl, stream).unwrap();
+            tokio::spawn(async move {
+                if Pin::new(&mut tls).accept().await.is_err() {
+                    return;
+                }
+                let mut buf = Vec::new();
+                for n in 0.. {
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..i + 4);
+                            break;
+                        }
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    if tls.write_all(&answer(n)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    HttpsAddr { socket, name: NAME.into(), pin, key: SECRET }
+}
+
+fn page(n: usize) -> Vec<u8> {
+    let _ = n;
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_or_hostile_server_answers_fail_the_dial_cleanly() {
+    let client = HttpsTransport::client();
+    // A 101 whose Sec-WebSocket-Accept does not answer our key.
+    let bad_accept = fake_server(|n| match n {
+        0 => page(n),
+        _ => b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n".to_vec(),
+    })
+    .await;
+    let err = client.dial(&bad_accept.to_string()).await.err().unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    // A cover page that never ends (chunked, far over the limit): refused, memory bounded.
+    let endless = fake_server(|n| match n {
+        0 => {
+            let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "a".repeat(1 << 20));
+            let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for _ in 0..6 {
+                out.extend_from_slice(chunk.as_bytes());
+            }
+            out
+        }
+        _ => page(n),
+    })
+    .await;
+    let err = client.dial(&endless.to_string()).await.err().unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    // Not HTTP at all after the handshake.
+    let garbage = fake_server(|_| vec![0xff; 64]).await;
+    assert!(client.dial(&garbage.to_string()).await.is_err());
+    // Errors never carry the name or the secret.
+    let msg = err.to_string();
+    assert!(!msg.contains(NAME) && !msg.contains("127.0.0.1"), "{msg}");
+}
+
+#[tokio::test]
+async fn the_registry_refuses_what_it_cannot_route() {
+    let mut transports = Transports::new();
+    transports.register(HttpsTransport::client());
+    assert_eq!(
+        transports.dial("no-slash").await.err().unwrap().kind(),
+        io::ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        transports.dial("carrier/pigeon").await.err().unwrap().kind(),
+        io::ErrorKind::Unsupported
+    );
+    assert_eq!(transports.listen("nope").await.err().unwrap().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(transports.listen("udp/1").await.err().unwrap().kind(), io::ErrorKind::Unsupported);
+    assert!(format!("{transports:?}").contains("https"));
+    let server = HttpsTransport::with_server(
+        HttpsServerConfig::new(SECRET, NAME, ServerCert::generate(NAME).unwrap(), Decoy::Welcome)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(format!("{server:?}").contains("serves: true"));
+    assert_eq!(
+        server.listen("localhost:1").await.err().unwrap().kind(),
+        io::ErrorKind::InvalidInput
+    );
+    assert!(server.listen("192.0.2.1:1").await.is_err(), "an address not on this host");
+}

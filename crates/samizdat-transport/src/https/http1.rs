@@ -55,13 +55,19 @@ impl Decoy {
     }
 }
 
-/// What [`serve`] needs from the listener.
+/// What [`serve`] needs from the listener: the decoy and the token checker its connections
+/// share (clones share them).
 #[derive(Debug, Clone)]
 pub struct ServeCtx {
-    /// The decoy site.
-    pub decoy: Arc<Decoy>,
-    /// The token checker shared by all connections of the listener.
-    pub tokens: Arc<Mutex<TokenCheck>>,
+    pub(crate) decoy: Arc<Decoy>,
+    pub(crate) tokens: Arc<Mutex<TokenCheck>>,
+}
+
+impl ServeCtx {
+    /// The web server of a node whose transport secret is `secret`.
+    pub fn new(secret: [u8; 32], decoy: Decoy) -> Self {
+        ServeCtx { decoy: Arc::new(decoy), tokens: Arc::new(Mutex::new(TokenCheck::new(secret))) }
+    }
 }
 
 /// A request head.

@@ -19,18 +19,17 @@ mod token;
 pub use addr::{HttpsAddr, valid_tls_name};
 pub use client::{DIAL_TIMEOUT, PROFILE, emulation};
 pub use http1::{
-    Decoy, HEAD_TIMEOUT, KEEPALIVE_TIMEOUT, MAX_BODY, MAX_HEAD, civil_date, http_date,
+    Decoy, HEAD_TIMEOUT, KEEPALIVE_TIMEOUT, MAX_BODY, MAX_HEAD, Prefixed, ServeCtx, civil_date,
+    http_date, serve,
 };
 pub use tls::{ServerCert, der_pin};
 pub use token::{path_prefix, upgrade_path};
 
 use crate::{BoxFuture, BoxStream, Incoming, Listener, Transport};
-use http1::ServeCtx;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use token::TokenCheck;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -65,14 +64,8 @@ impl HttpsServerConfig {
         cert: ServerCert,
         decoy: Decoy,
     ) -> io::Result<Self> {
-        check_name(tls_name)?;
-        Ok(HttpsServerConfig {
-            secret,
-            tls_name: tls_name.to_ascii_lowercase(),
-            pin: cert.pin()?,
-            cert: Some(cert),
-            decoy,
-        })
+        let pin = cert.pin()?;
+        Self::checked(secret, tls_name, Some(cert), pin, decoy)
     }
 
     /// The node speaks plain HTTP behind a reverse proxy that terminates TLS for `tls_name`
@@ -84,22 +77,23 @@ impl HttpsServerConfig {
         front_pin: [u8; 32],
         decoy: Decoy,
     ) -> io::Result<Self> {
-        check_name(tls_name)?;
-        Ok(HttpsServerConfig {
-            secret,
-            tls_name: tls_name.to_ascii_lowercase(),
-            cert: None,
-            pin: front_pin,
-            decoy,
-        })
+        Self::checked(secret, tls_name, None, front_pin, decoy)
     }
-}
 
-fn check_name(name: &str) -> io::Result<()> {
-    if valid_tls_name(name) {
-        Ok(())
-    } else {
-        Err(io::Error::new(io::ErrorKind::InvalidInput, "the TLS name must be a DNS host name"))
+    fn checked(
+        secret: [u8; 32],
+        tls_name: &str,
+        cert: Option<ServerCert>,
+        pin: [u8; 32],
+        decoy: Decoy,
+    ) -> io::Result<Self> {
+        if !valid_tls_name(tls_name) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the TLS name must be a DNS host name",
+            ));
+        }
+        Ok(HttpsServerConfig { secret, tls_name: tls_name.to_ascii_lowercase(), cert, pin, decoy })
     }
 }
 
@@ -130,10 +124,7 @@ impl HttpsTransport {
     /// A transport that dials and serves as `config` says.
     pub fn with_server(config: HttpsServerConfig) -> io::Result<Self> {
         let acceptor = config.cert.as_ref().map(ServerCert::acceptor).transpose()?;
-        let ctx = ServeCtx {
-            decoy: Arc::new(config.decoy.clone()),
-            tokens: Arc::new(Mutex::new(TokenCheck::new(config.secret))),
-        };
+        let ctx = ServeCtx::new(config.secret, config.decoy.clone());
         Ok(HttpsTransport { server: Some(Arc::new(Server { config, acceptor, ctx })) })
     }
 }
