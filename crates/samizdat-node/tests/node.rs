@@ -12,7 +12,9 @@ use std::time::Duration;
 async fn share_fetch_resume_over_tcp() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("secret-report.bin");
-    let content = data(6_000_000, 1);
+    // Large enough that the download is still running when the test, which may be scheduled
+    // late on a loaded machine, cancels it after 2 MB (with 6 MB it sometimes finished first).
+    let content = data(48_000_000, 1);
     std::fs::write(&file, &content).unwrap();
     let seeder = NodeBuilder::new()
         .data_dir(dir.path().join("a"))
