@@ -201,6 +201,15 @@ async fn probers_get_exactly_what_the_decoy_site_gives() {
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
     assert!(out.len() < 16 && (out.is_empty() || out[0] == 0x15), "{out:?}");
 
+    // A client offering ALPN without http/1.1 gets a fatal alert, as from nginx.
+    let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    b.set_alpn_protos(b"\x02h2").unwrap();
+    let ssl = b.build().configure().unwrap().verify_hostname(false).into_ssl(NAME).unwrap();
+    let tcp = TcpStream::connect(addr.socket).await.unwrap();
+    let mut tls = tokio_btls::SslStream::new(ssl, tcp).unwrap();
+    assert!(Pin::new(&mut tls).connect().await.is_err(), "h2 only: no handshake");
+
     // None of it reached the node.
     let nothing = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
     assert!(nothing.is_err());
@@ -241,6 +250,17 @@ async fn the_decoy_directory_is_served_like_nginx_serves_a_root() {
     assert!(ask(get("/../../etc/passwd", "")).await.starts_with("HTTP/1.1 400 "));
     assert!(ask(get("/%zz", "")).await.starts_with("HTTP/1.1 400 "));
     assert!(ask(get("/leak.txt", "")).await.starts_with("HTTP/1.1 404 "), "symlink out");
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("elsewhere")).unwrap();
+    let out_dir = ask(get("/elsewhere", "")).await;
+    assert!(
+        out_dir.starts_with("HTTP/1.1 404 "),
+        "a directory link out is not redirected: {out_dir}"
+    );
+    // A bare LF in a header value is refused, never reflected into Location.
+    let split =
+        ask(b"GET /soup HTTP/1.1\r\nHost: a\nX-Evil: 1\r\nConnection: close\r\n\r\n".to_vec())
+            .await;
+    assert!(split.starts_with("HTTP/1.1 400 ") && !split.contains("X-Evil"), "{split}");
     assert!(ask(get("/missing.png", "")).await.starts_with("HTTP/1.1 404 "));
     let post = b"POST /style.css HTTP/1.1\r\nHost: a.example\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
     assert!(ask(post.to_vec()).await.starts_with("HTTP/1.1 405 Not Allowed\r\n"));

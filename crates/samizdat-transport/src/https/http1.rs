@@ -124,6 +124,11 @@ fn parse_head(head: &[u8]) -> Option<Request> {
         if k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
             return None;
         }
+        // A bare CR or LF (or any control byte) in a value would be reflected into answers
+        // such as a redirect's Location: refused.
+        if v.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return None;
+        }
         headers.push((k.to_string(), v.trim().to_string()));
     }
     let request = Request { method: method.into(), target: target.into(), http10, headers };
@@ -272,7 +277,13 @@ async fn decoy_response(decoy: &Decoy, request: &Request) -> Response {
     };
     let mut file = root.clone();
     file.extend(path.split('/').filter(|s| !s.is_empty()));
-    let Ok(meta) = tokio::fs::metadata(&file).await else { return Response::error(404) };
+    // Symbolic links must not lead out of the decoy directory: resolved and checked before
+    // anything about the target (even whether it is a directory) shows in the answer.
+    let Ok(real) = tokio::fs::canonicalize(&file).await else { return Response::error(404) };
+    if !real.starts_with(root) {
+        return Response::error(404);
+    }
+    let Ok(meta) = tokio::fs::metadata(&real).await else { return Response::error(404) };
     if meta.is_dir() {
         if !path.ends_with('/') {
             let host = request.header("host").unwrap_or("localhost");
@@ -287,7 +298,6 @@ async fn decoy_response(decoy: &Decoy, request: &Request) -> Response {
         }
         file.push("index.html");
     }
-    // Symbolic links must not lead out of the decoy directory.
     let Ok(real) = tokio::fs::canonicalize(&file).await else { return Response::error(404) };
     if !real.starts_with(root) {
         return Response::error(404);

@@ -84,8 +84,8 @@ impl ServerCert {
     }
 
     /// A TLS acceptor serving this certificate, TLS 1.2 and 1.3 with an ordinary web server's
-    /// cipher choice, and ALPN `http/1.1` (a client offering only `h2` gets no ALPN answer and
-    /// the connection is served as HTTP/1.1, as nginx without HTTP/2 does).
+    /// cipher choice, and ALPN `http/1.1` (a client offering ALPN without `http/1.1` gets a
+    /// fatal `no_application_protocol` alert, as from nginx 1.21.4 on).
     pub fn acceptor(&self) -> io::Result<SslAcceptor> {
         let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(tls_err)?;
         let chain = X509::stack_from_pem(&self.cert_pem).map_err(tls_err)?;
@@ -99,7 +99,7 @@ impl ServerCert {
         b.set_private_key(&key).map_err(tls_err)?;
         b.check_private_key().map_err(|_| tls_err("the key does not match the certificate"))?;
         b.set_alpn_select_callback(|_, offered| {
-            btls::ssl::select_next_proto(b"\x08http/1.1", offered).ok_or(AlpnError::NOACK)
+            btls::ssl::select_next_proto(b"\x08http/1.1", offered).ok_or(AlpnError::ALERT_FATAL)
         });
         Ok(b.build())
     }
