@@ -8,7 +8,12 @@ use super::token::upgrade_path;
 use crate::BoxStream;
 use futures_lite::StreamExt;
 use rand_core::{OsRng, RngCore};
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use wreq::header::{CONNECTION, HeaderValue, UPGRADE};
 
@@ -61,6 +66,55 @@ fn hour_now() -> u64 {
         / 3600
 }
 
+/// A connector layer that lets a client open one connection only. The pin is checked on the
+/// cover page's connection before anything secret is sent; if the server (or whoever is on the
+/// path) closed it, the upgrade would go out on a new, not yet checked connection, and an
+/// on-path attacker terminating that one could harvest the token and replay it to the node.
+/// With this layer the dial fails instead.
+#[derive(Clone, Default)]
+struct OneConnection(Arc<AtomicBool>);
+
+impl<S> tower_layer::Layer<S> for OneConnection {
+    type Service = OneConnectionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OneConnectionService { inner, used: self.0.clone() }
+    }
+}
+
+#[derive(Clone)]
+struct OneConnectionService<S> {
+    inner: S,
+    used: Arc<AtomicBool>,
+}
+
+type Connecting<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, R> tower_service::Service<R> for OneConnectionService<S>
+where
+    S: tower_service::Service<R>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: From<io::Error> + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Connecting<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        if self.used.swap(true, Ordering::SeqCst) {
+            return Box::pin(std::future::ready(Err(
+                refused("the server closed the connection").into()
+            )));
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
 /// Opens a tunnel to `addr`.
 pub async fn dial(addr: &HttpsAddr) -> io::Result<BoxStream> {
     tokio::time::timeout(DIAL_TIMEOUT, dial_inner(addr))
@@ -79,6 +133,7 @@ async fn dial_inner(addr: &HttpsAddr) -> io::Result<BoxStream> {
         .tls_info(true)
         .no_proxy()
         .pool_max_idle_per_host(1)
+        .connector_layer(OneConnection::default())
         .build()
         .map_err(wreq_err)?;
     let origin = match addr.socket.port() {
@@ -119,7 +174,8 @@ async fn dial_inner(addr: &HttpsAddr) -> io::Result<BoxStream> {
         .send()
         .await
         .map_err(wreq_err)?;
-    // The upgrade may have gone over a new connection: check the pin again.
+    // The upgrade goes over the same connection ([`OneConnection`]); check the pin again all
+    // the same.
     check_pin(&response, &addr.pin)?;
     if response.status().as_u16() != 101 {
         return Err(refused("the server did not open the tunnel"));

@@ -1,141 +1,189 @@
-//! The web server every stranger sees: HTTP/1.1 with keep-alive, answering like nginx serving
-//! a static directory (the decoy site), and handing over the raw stream to the tunnel after a
-//! WebSocket-style upgrade on the secret path.
+//! The web server every stranger sees: HTTP/1.1 with keep-alive, answering like nginx 1.22
+//! serving a static directory (the decoy site, see [`super::decoy`]), and handing over the
+//! raw stream to the tunnel after a WebSocket-style upgrade on the secret path.
 //!
 //! It runs over TLS (the node terminates it) or over plain TCP behind a reverse proxy that
-//! terminated TLS in front of the node. Everything a prober can provoke — malformed requests,
-//! random paths, a wrong or replayed token, huge headers, slow clients — gets what nginx would
-//! give, within fixed limits of bytes and time.
+//! terminated TLS in front of the node. Everything a prober can provoke — malformed requests
+//! (parsed as nginx parses them, see [`super::parse`]), random paths, a wrong or replayed
+//! token, huge headers, bodies, slow clients, plain HTTP sent to the TLS port — gets what
+//! nginx would give, within nginx's limits of bytes and time.
 
+use super::decoy::{self, Decoy};
+use super::parse::{self, Head, Parsed, Refusal, Version};
 use super::token::TokenCheck;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
 
-/// The largest request head taken (nginx: `large_client_header_buffers 4 8k`).
-pub const MAX_HEAD: usize = 8 * 1024;
-/// The largest request body read and discarded (nginx: `client_max_body_size 1m`).
+pub use parse::MAX_HEAD;
+
+/// The largest request body accepted (nginx: `client_max_body_size 1m`); it is read and
+/// dropped.
 pub const MAX_BODY: u64 = 1024 * 1024;
-/// How long a client may take to send a request head once the connection is open.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a client may take from opening the connection (or starting a later request) to
+/// the end of a request head (nginx: `client_header_timeout 60s`).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an idle keep-alive connection stays open (nginx: `keepalive_timeout 75s`).
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Requests served on one connection before it is closed (nginx: `keepalive_requests 1000`).
 pub const MAX_REQUESTS: usize = 1000;
-/// The largest decoy file served (larger files are not part of a plausible small site).
-pub const MAX_FILE: u64 = 64 * 1024 * 1024;
+/// How long a closing connection waits for more client bytes (nginx: `lingering_timeout`).
+pub const LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closing connection reads at most (nginx: `lingering_time`).
+pub const LINGERING_TIME: Duration = Duration::from_secs(30);
 
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85";
 
-/// nginx's default page, served when no decoy directory is given.
-const WELCOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n<style>\nhtml { color-scheme: light dark; }\nbody { width: 35em; margin: 0 auto;\nfont-family: Tahoma, Verdana, Arial, sans-serif; }\n</style>\n</head>\n<body>\n<h1>Welcome to nginx!</h1>\n<p>If you see this page, the nginx web server is successfully installed and\nworking. Further configuration is required.</p>\n\n<p>For online documentation and support please refer to\n<a href=\"http://nginx.org/\">nginx.org</a>.<br/>\nCommercial support is available at\n<a href=\"http://nginx.com/\">nginx.com</a>.</p>\n\n<p><em>Thank you for using nginx.</em></p>\n</body>\n</html>\n";
+/// Headers nginx refuses to see twice.
+const UNIQUE: [&str; 10] = [
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-match",
+    "if-none-match",
+    "content-length",
+    "content-range",
+    "if-range",
+    "transfer-encoding",
+    "expect",
+    "authorization",
+];
 
-/// What strangers are served.
-#[derive(Debug, Clone, Default)]
-pub enum Decoy {
-    /// nginx's default welcome page at `/`, 404 elsewhere.
-    #[default]
-    Welcome,
-    /// A static directory (index.html for directories), like nginx's `root`.
-    Dir(PathBuf),
-}
-
-impl Decoy {
-    /// A static directory decoy; the directory must exist.
-    pub fn dir(path: impl AsRef<Path>) -> io::Result<Decoy> {
-        let root = std::fs::canonicalize(path)?;
-        if !root.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "decoy must be a directory"));
-        }
-        Ok(Decoy::Dir(root))
-    }
-}
-
-/// What [`serve`] needs from the listener: the decoy and the token checker its connections
-/// share (clones share them).
+/// What [`serve`] needs from the listener: the decoy, the token checker its connections share
+/// (clones share them) and the address clients reached.
 #[derive(Debug, Clone)]
 pub struct ServeCtx {
     pub(crate) decoy: Arc<Decoy>,
     pub(crate) tokens: Arc<Mutex<TokenCheck>>,
+    boundary: Arc<AtomicU64>,
+    local: Option<SocketAddr>,
 }
 
 impl ServeCtx {
     /// The web server of a node whose transport secret is `secret`.
     pub fn new(secret: [u8; 32], decoy: Decoy) -> Self {
-        ServeCtx { decoy: Arc::new(decoy), tokens: Arc::new(Mutex::new(TokenCheck::new(secret))) }
+        ServeCtx {
+            decoy: Arc::new(decoy),
+            tokens: Arc::new(Mutex::new(TokenCheck::new(secret))),
+            boundary: Arc::new(AtomicU64::new(0)),
+            local: None,
+        }
+    }
+
+    /// The same server reached at `local` (redirects name its address and port, as nginx's
+    /// do).
+    pub fn at(mut self, local: SocketAddr) -> Self {
+        self.local = Some(local);
+        self
     }
 }
 
-/// A request head.
+/// How a connection reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// HTTP as expected: inside TLS, or from the reverse proxy in front.
+    Http,
+    /// Plain HTTP sent to the TLS port.
+    PlainOnTlsPort,
+}
+
+/// A response: its head and what follows it.
 #[derive(Debug)]
-struct Request {
-    method: String,
-    target: String,
-    http10: bool,
-    headers: Vec<(String, String)>,
+pub(crate) struct Response {
+    pub code: u16,
+    pub content_type: Option<String>,
+    pub length: Option<u64>,
+    pub last_modified: Option<u64>,
+    pub location: Option<String>,
+    /// Headers after `Connection`, in order.
+    pub after: Vec<(&'static str, String)>,
+    pub body: Body,
+    /// Whether nginx closes the connection after it even though it says keep-alive (412).
+    pub close_after: bool,
 }
 
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
+/// What follows a response head.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    /// Pieces of a file, each after its own bytes (a multipart header, or nothing), then a
+    /// tail.
+    File {
+        file: tokio::fs::File,
+        parts: Vec<(Vec<u8>, u64, u64)>,
+        tail: Vec<u8>,
+    },
+}
 
-    fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    }
-
-    fn keep_alive(&self) -> bool {
-        if self.header_has_token("connection", "close") {
-            return false;
-        }
-        !self.http10 || self.header_has_token("connection", "keep-alive")
+fn reason(code: u16) -> &'static str {
+    match code {
+        101 => "Switching Protocols",
+        200 => "OK",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Not Allowed",
+        412 => "Precondition Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
+        416 => "Requested Range Not Satisfiable",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
+        _ => "Internal Server Error",
     }
 }
 
-fn parse_head(head: &[u8]) -> Option<Request> {
-    let text = std::str::from_utf8(head).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut parts = lines.next()?.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some()
-        || method.is_empty()
-        || !method.bytes().all(|b| b.is_ascii_uppercase())
-        || target.is_empty()
-        || !target.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return None;
+fn page(title: &str, heading: &str, detail: Option<&str>) -> Vec<u8> {
+    let detail = detail.map(|d| format!("<center>{d}</center>\r\n")).unwrap_or_default();
+    format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{heading}</h1></center>\r\n{detail}<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    .into_bytes()
+}
+
+impl Response {
+    /// nginx's error page for `code` (with `server_tokens off`).
+    pub(crate) fn error(code: u16) -> Response {
+        let title = format!("{code} {}", reason(code));
+        Response::page(code, page(&title, &title, None))
     }
-    let http10 = match version {
-        "HTTP/1.1" => false,
-        "HTTP/1.0" => true,
-        _ => return None,
-    };
-    let mut headers = Vec::new();
-    for line in lines.take_while(|l| !l.is_empty()) {
-        let (k, v) = line.split_once(':')?;
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-            return None;
+
+    fn page(code: u16, body: Vec<u8>) -> Response {
+        Response {
+            code,
+            content_type: Some("text/html".into()),
+            length: Some(body.len() as u64),
+            last_modified: None,
+            location: None,
+            after: Vec::new(),
+            body: Body::Bytes(body),
+            close_after: false,
         }
-        // A bare CR or LF (or any control byte) in a value would be reflected into answers
-        // such as a redirect's Location: refused.
-        if v.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-            return None;
-        }
-        headers.push((k.to_string(), v.trim().to_string()));
     }
-    let request = Request { method: method.into(), target: target.into(), http10, headers };
-    if !http10 && request.header("host").is_none() {
-        return None;
+
+    /// nginx's answer to a request head over its buffers.
+    fn too_large_head() -> Response {
+        let title = "400 Request Header Or Cookie Too Large";
+        Response::page(
+            400,
+            page(title, "400 Bad Request", Some("Request Header Or Cookie Too Large")),
+        )
     }
-    Some(request)
+
+    /// nginx's answer to plain HTTP on its TLS port.
+    fn plain_http() -> Response {
+        let detail = "The plain HTTP request was sent to HTTPS port";
+        Response::page(400, page(&format!("400 {detail}"), "400 Bad Request", Some(detail)))
+    }
 }
 
 /// The UTC calendar date `(year, month 1-12, day 1-31)` of a UNIX time (Howard Hinnant's
@@ -174,311 +222,250 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn reason(code: u16) -> &'static str {
-    match code {
-        101 => "Switching Protocols",
-        200 => "OK",
-        301 => "Moved Permanently",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Not Allowed",
-        413 => "Request Entity Too Large",
-        _ => "Internal Server Error",
-    }
-}
-
-fn content_type(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    match ext.as_str() {
-        "html" | "htm" => "text/html",
-        "css" => "text/css",
-        "js" => "application/javascript",
-        "json" => "application/json",
-        "txt" => "text/plain",
-        "xml" => "text/xml",
-        "svg" | "svgz" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "ico" => "image/x-icon",
-        "woff" => "font/woff",
-        "woff2" => "font/woff2",
-        "pdf" => "application/pdf",
-        _ => "application/octet-stream",
-    }
-}
-
-/// One response: its head and what follows it.
-struct Response {
-    code: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Body,
-}
-
-enum Body {
-    Bytes(Vec<u8>),
-    File(tokio::fs::File, u64),
-}
-
-impl Response {
-    fn error(code: u16) -> Response {
-        let title = format!("{code} {}", reason(code));
-        let body = format!(
-            "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-        );
-        Response {
-            code,
-            headers: vec![("Content-Type", "text/html".into())],
-            body: Body::Bytes(body.into_bytes()),
-        }
-    }
-
-    /// nginx's answer to a request head over its buffers.
-    fn too_large_head() -> Response {
-        let body = "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
-        Response { body: Body::Bytes(body.as_bytes().to_vec()), ..Response::error(400) }
-    }
-
-    fn len(&self) -> u64 {
-        match &self.body {
-            Body::Bytes(b) => b.len() as u64,
-            Body::File(_, n) => *n,
-        }
-    }
-}
-
-/// The decoy's answer to `request`.
-async fn decoy_response(decoy: &Decoy, request: &Request) -> Response {
-    let get_or_head = request.method == "GET" || request.method == "HEAD";
-    let Some(path) = normalize(&request.target) else { return Response::error(400) };
-    let root = match decoy {
-        Decoy::Welcome => {
-            if path != "/" && path != "/index.html" {
-                return Response::error(404);
-            }
-            if !get_or_head {
-                return Response::error(405);
-            }
-            return Response {
-                code: 200,
-                headers: vec![
-                    ("Content-Type", "text/html".into()),
-                    ("Last-Modified", "Tue, 11 Apr 2023 01:45:34 GMT".into()),
-                    ("ETag", "\"6434bbbe-267\"".into()),
-                    ("Accept-Ranges", "bytes".into()),
-                ],
-                body: Body::Bytes(WELCOME.as_bytes().to_vec()),
-            };
-        }
-        Decoy::Dir(root) => root,
-    };
-    let mut file = root.clone();
-    file.extend(path.split('/').filter(|s| !s.is_empty()));
-    // Symbolic links must not lead out of the decoy directory: resolved and checked before
-    // anything about the target (even whether it is a directory) shows in the answer.
-    let Ok(real) = tokio::fs::canonicalize(&file).await else { return Response::error(404) };
-    if !real.starts_with(root) {
-        return Response::error(404);
-    }
-    let Ok(meta) = tokio::fs::metadata(&real).await else { return Response::error(404) };
-    if meta.is_dir() {
-        if !path.ends_with('/') {
-            let host = request.header("host").unwrap_or("localhost");
-            return Response {
-                code: 301,
-                headers: vec![
-                    ("Content-Type", "text/html".into()),
-                    ("Location", format!("https://{host}{path}/")),
-                ],
-                ..Response::error(301)
-            };
-        }
-        file.push("index.html");
-    }
-    let Ok(real) = tokio::fs::canonicalize(&file).await else { return Response::error(404) };
-    if !real.starts_with(root) {
-        return Response::error(404);
-    }
-    let Ok(meta) = tokio::fs::metadata(&real).await else { return Response::error(404) };
-    if !meta.is_file() {
-        return Response::error(if meta.is_dir() { 403 } else { 404 });
-    }
-    if meta.len() > MAX_FILE {
-        return Response::error(403);
-    }
-    if !get_or_head {
-        return Response::error(405);
-    }
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    let etag = format!("\"{mtime:x}-{:x}\"", meta.len());
-    let mut headers = vec![
-        ("Content-Type", content_type(&real).into()),
-        ("Last-Modified", http_date(mtime)),
-        ("ETag", etag.clone()),
-        ("Accept-Ranges", "bytes".into()),
-    ];
-    if request.header("if-none-match") == Some(etag.as_str()) {
-        headers.retain(|(k, _)| *k != "Accept-Ranges" && *k != "Content-Type");
-        return Response { code: 304, headers, body: Body::Bytes(Vec::new()) };
-    }
-    match tokio::fs::File::open(&real).await {
-        Ok(f) => Response { code: 200, headers, body: Body::File(f, meta.len()) },
-        Err(_) => Response::error(403),
-    }
-}
-
-/// The request target's path, percent-decoded and with `.`/`..` resolved, or `None` for a
-/// target nginx would answer with 400.
-fn normalize(target: &str) -> Option<String> {
-    let path = target.split(['?', '#']).next().unwrap_or("");
-    if !path.starts_with('/') {
-        return None;
-    }
-    let mut raw = Vec::with_capacity(path.len());
-    let mut bytes = path.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = [bytes.next()?, bytes.next()?];
-            let hex = std::str::from_utf8(&hex).ok()?;
-            raw.push(u8::from_str_radix(hex, 16).ok()?);
-        } else {
-            raw.push(b);
-        }
-    }
-    let decoded = String::from_utf8(raw).ok()?;
-    if decoded.contains('\0') || decoded.contains('\\') {
-        return None;
-    }
-    let mut out: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match Path::new(segment).components().next() {
-            _ if segment.is_empty() || segment == "." => {}
-            _ if segment == ".." => {
-                out.pop()?;
-            }
-            Some(Component::Normal(_)) => out.push(segment),
-            _ => return None,
-        }
-    }
-    let mut normal = format!("/{}", out.join("/"));
-    if (decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/.."))
-        && normal.len() > 1
-    {
-        normal.push('/');
-    }
-    Some(normal)
-}
-
 async fn write_response<S: AsyncWrite + Unpin>(
     stream: &mut S,
     response: Response,
     head_only: bool,
     keep_alive: bool,
+    version: Version,
 ) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nServer: nginx\r\nDate: {}\r\n",
-        response.code,
-        reason(response.code),
-        http_date(unix_now())
-    );
-    let len = response.len();
-    let mut after_length = Vec::new();
-    for (k, v) in &response.headers {
-        if *k == "Content-Type" {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        } else {
-            after_length.push((k, v));
+    // HTTP/0.9 answers have no head.
+    if version != Version::V09 {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nServer: nginx\r\nDate: {}\r\n",
+            response.code,
+            reason(response.code),
+            http_date(unix_now())
+        );
+        if let Some(t) = &response.content_type {
+            head.push_str(&format!("Content-Type: {t}\r\n"));
         }
+        if let Some(n) = response.length {
+            head.push_str(&format!("Content-Length: {n}\r\n"));
+        }
+        if let Some(m) = response.last_modified {
+            head.push_str(&format!("Last-Modified: {}\r\n", http_date(m)));
+        }
+        if let Some(l) = &response.location {
+            head.push_str(&format!("Location: {l}\r\n"));
+        }
+        head.push_str(if keep_alive {
+            "Connection: keep-alive\r\n"
+        } else {
+            "Connection: close\r\n"
+        });
+        for (k, v) in &response.after {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await?;
     }
-    if response.code != 304 {
-        head.push_str(&format!("Content-Length: {len}\r\n"));
-    }
-    // nginx's order: Last-Modified before Connection, Location/ETag/Accept-Ranges after it.
-    if let Some(pos) = after_length.iter().position(|(k, _)| **k == "Last-Modified") {
-        let (k, v) = after_length.remove(pos);
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(if keep_alive { "Connection: keep-alive\r\n" } else { "Connection: close\r\n" });
-    for (k, v) in after_length {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
     if !head_only {
         match response.body {
+            Body::Empty => {}
             Body::Bytes(b) => stream.write_all(&b).await?,
-            Body::File(f, n) => {
-                let copied = tokio::io::copy(&mut f.take(n), stream).await?;
-                if copied != n {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+            Body::File { mut file, parts, tail } => {
+                for (before, start, len) in parts {
+                    stream.write_all(&before).await?;
+                    file.seek(io::SeekFrom::Start(start)).await?;
+                    let copied = tokio::io::copy(&mut (&mut file).take(len), stream).await?;
+                    if copied != len {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+                    }
                 }
+                stream.write_all(&tail).await?;
             }
         }
     }
     stream.flush().await
 }
 
-/// Why no request head came.
-#[derive(Debug)]
-enum HeadError {
-    /// The client closed (or sent a partial head and closed).
-    Closed,
-    /// Bytes no HTTP request starts with (nginx answers these at once, not at a timeout).
-    Bad,
-    /// More than [`MAX_HEAD`] bytes.
-    TooLarge,
-    /// The stream failed.
-    Io(io::Error),
-}
-
-/// Whether `buf` can still become a request line: a method of capital letters, then a space.
-fn plausible_start(buf: &[u8]) -> bool {
-    let method_len = buf.iter().position(|&b| b == b' ').unwrap_or(buf.len());
-    buf[..method_len].iter().all(u8::is_ascii_uppercase) && method_len <= 16
-}
-
-/// Reads bytes into `buf` until it holds a full request head; returns its length (including
-/// the blank line).
-async fn read_head<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-) -> Result<usize, HeadError> {
-    let mut scanned = 0;
-    loop {
-        if !plausible_start(buf) {
-            return Err(HeadError::Bad);
+/// Reads more bytes into `buf`; `false` when the client closed or the stream failed.
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
         }
-        if let Some(i) = buf[scanned..].windows(4).position(|w| w == b"\r\n\r\n") {
-            let len = scanned + i + 4;
-            return if len > MAX_HEAD { Err(HeadError::TooLarge) } else { Ok(len) };
-        }
-        scanned = buf.len().saturating_sub(3);
-        if buf.len() > MAX_HEAD {
-            return Err(HeadError::TooLarge);
-        }
-        let mut chunk = [0u8; 2048];
-        let n = stream.read(&mut chunk).await.map_err(HeadError::Io)?;
-        if n == 0 {
-            return Err(HeadError::Closed);
-        }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
-fn is_upgrade(request: &Request) -> bool {
-    request.method == "GET"
-        && !request.http10
-        && request.header_has_token("connection", "upgrade")
-        && request.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
-        && request.header("sec-websocket-version") == Some("13")
-        && request.header("sec-websocket-key").is_some_and(|k| k.len() == 24)
+/// Reads (and drops) what the client still sends, as a closing nginx does: until it stops
+/// for [`LINGERING_TIMEOUT`], closes, or [`LINGERING_TIME`] has passed.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S) {
+    let end = Instant::now() + LINGERING_TIME;
+    let mut chunk = [0u8; 4096];
+    loop {
+        let wait = (Instant::now() + LINGERING_TIMEOUT).min(end);
+        match tokio::time::timeout_at(wait, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
+/// Sends `response` and closes like nginx: close_notify / FIN, then the lingering close, so
+/// the kernel does not answer unread data with a reset that destroys the response in flight.
+async fn respond_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: Response,
+    head_only: bool,
+    version: Version,
+) -> io::Result<Option<Prefixed<S>>> {
+    write_response(stream, response, head_only, false, version).await?;
+    let _ = stream.shutdown().await;
+    linger(stream).await;
+    Ok(None)
+}
+
+/// A request body's framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyLen {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// What the headers of a head mean to nginx.
+#[derive(Debug, PartialEq, Eq)]
+struct Meaning {
+    /// The normalized path.
+    path: Vec<u8>,
+    /// The server name: the target's host, or the Host header's.
+    host: Option<String>,
+    keep_alive: bool,
+    body: BodyLen,
+}
+
+/// `ngx_http_validate_host`: the host lowercased, without port or trailing dot.
+fn validate_host(raw: &[u8]) -> Option<String> {
+    #[derive(PartialEq)]
+    enum State {
+        Usual,
+        Literal,
+        Rest,
+    }
+    let mut state = State::Usual;
+    let mut dot_pos = raw.len();
+    let mut host_len = raw.len();
+    for (i, &ch) in raw.iter().enumerate() {
+        match ch {
+            b'.' => {
+                if dot_pos + 1 == i {
+                    return None;
+                }
+                dot_pos = i;
+            }
+            b':' if state == State::Usual => {
+                host_len = i;
+                state = State::Rest;
+            }
+            b'[' if i == 0 => state = State::Literal,
+            b']' if state == State::Literal => {
+                host_len = i + 1;
+                state = State::Rest;
+            }
+            b':' | b'[' | b']' => {}
+            b'/' => return None,
+            _ if ch <= 0x20 || ch == 0x7f => return None,
+            _ => {}
+        }
+    }
+    if host_len > 0 && dot_pos + 1 == host_len {
+        host_len -= 1;
+    }
+    if host_len == 0 {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&raw[..host_len]).to_ascii_lowercase())
+}
+
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// What nginx makes of a parsed head before any module sees it: the status it refuses it
+/// with, or its meaning.
+fn meaning(head: &Head) -> Result<Meaning, u16> {
+    let path = decoy::normalize(&head.path).ok_or(400u16)?;
+    let mut host = match &head.uri_host {
+        Some(h) => Some(validate_host(h).ok_or(400u16)?),
+        None => None,
+    };
+    let mut host_header = false;
+    let mut connection = None;
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in &head.headers {
+        let name = name.as_str();
+        if name == "host" {
+            if host_header {
+                return Err(400);
+            }
+            host_header = true;
+            let valid = validate_host(value).ok_or(400u16)?;
+            host.get_or_insert(valid);
+        } else if name == "connection" {
+            if contains_ignore_case(value, b"close") {
+                connection = Some(false);
+            } else if contains_ignore_case(value, b"keep-alive") {
+                connection = Some(true);
+            }
+        } else if UNIQUE.contains(&name) {
+            if seen.contains(&name) {
+                return Err(400);
+            }
+            seen.push(name);
+        }
+    }
+    let first = |n: &str| head.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_slice());
+    if !host_header && head.version >= Version::V11 {
+        return Err(400);
+    }
+    let mut body = BodyLen::None;
+    if let Some(v) = first("content-length") {
+        let text = std::str::from_utf8(v).map_err(|_| 400u16)?;
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(400);
+        }
+        body = BodyLen::Length(text.parse().map_err(|_| 400u16)?);
+    }
+    if let Some(v) = first("transfer-encoding") {
+        if head.version < Version::V11 {
+            return Err(400);
+        }
+        if !v.eq_ignore_ascii_case(b"chunked") {
+            return Err(501);
+        }
+        if body != BodyLen::None {
+            return Err(400);
+        }
+        body = BodyLen::Chunked;
+    }
+    if head.method == b"CONNECT" || head.method == b"TRACE" {
+        return Err(405);
+    }
+    let keep_alive = connection.unwrap_or(head.version >= Version::V11);
+    Ok(Meaning { path, host, keep_alive, body })
+}
+
+fn has_token(head: &Head, name: &str, token: &[u8]) -> bool {
+    head.headers
+        .iter()
+        .filter(|(k, _)| k == name)
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+fn is_upgrade(head: &Head) -> bool {
+    let first = |n: &str| head.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_slice());
+    head.method == b"GET"
+        && head.version >= Version::V11
+        && has_token(head, "connection", b"upgrade")
+        && first("upgrade").is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"))
+        && first("sec-websocket-version") == Some(b"13")
+        && first("sec-websocket-key").is_some_and(|k| k.len() == 24)
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
@@ -487,113 +474,290 @@ pub fn websocket_accept(key: &str) -> String {
     data_encoding::BASE64.encode(&digest)
 }
 
-/// How long a closing connection keeps reading what the client still sends (nginx's
-/// lingering close), so the kernel does not answer unread data with a reset that destroys the
-/// response in flight.
-pub const LINGER: Duration = Duration::from_secs(2);
+/// Skips a chunked body (`ngx_http_parse_chunked`).
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    size: u64,
+    total: u64,
+}
 
-/// Sends `response` and closes like nginx: close_notify / FIN, then drain for [`LINGER`].
-async fn respond_and_close<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    response: Response,
-    head_only: bool,
-) -> io::Result<Option<Prefixed<S>>> {
-    write_response(stream, response, head_only, false).await?;
-    let _ = stream.shutdown().await;
-    let (mut rest, mut sink) = (stream.take(MAX_BODY), tokio::io::sink());
-    let _ = tokio::time::timeout(LINGER, tokio::io::copy(&mut rest, &mut sink)).await;
-    Ok(None)
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Start,
+    Size,
+    Extension,
+    SizeLf,
+    Data,
+    AfterData,
+    AfterDataLf,
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    EndLf,
+}
+
+impl Chunked {
+    /// Feeds bytes; `Ok(Some(n))` when the body ended after `data[..n]`, `Err` for a body
+    /// nginx refuses (malformed, or more than [`MAX_BODY`]).
+    fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, ()> {
+        use ChunkState as S;
+        let mut i = 0;
+        while i < data.len() {
+            let b = data[i];
+            i += 1;
+            self.state = match (self.state, b) {
+                (S::Start, _) => {
+                    self.size = u64::from((b as char).to_digit(16).ok_or(())?);
+                    S::Size
+                }
+                (S::Size, b'\r') | (S::Extension, b'\r') => S::SizeLf,
+                (S::Size, b'\n') | (S::Extension, b'\n') | (S::SizeLf, b'\n') => {
+                    if self.size == 0 {
+                        S::TrailerStart
+                    } else {
+                        self.total += self.size;
+                        if self.total > MAX_BODY {
+                            return Err(());
+                        }
+                        S::Data
+                    }
+                }
+                (S::Size, b';' | b' ' | b'\t') => S::Extension,
+                (S::Size, _) => {
+                    let d = u64::from((b as char).to_digit(16).ok_or(())?);
+                    if self.size > (u64::MAX >> 4) {
+                        return Err(());
+                    }
+                    self.size = self.size * 16 + d;
+                    S::Size
+                }
+                (S::Extension, _) => S::Extension,
+                (S::Data, _) => {
+                    let take =
+                        usize::try_from(self.size).unwrap_or(usize::MAX).min(data.len() - i + 1);
+                    i += take - 1;
+                    self.size -= take as u64;
+                    if self.size == 0 { S::AfterData } else { S::Data }
+                }
+                (S::AfterData, b'\r') => S::AfterDataLf,
+                (S::AfterData, b'\n') | (S::AfterDataLf, b'\n') => S::Start,
+                (S::TrailerStart, b'\r') => S::EndLf,
+                (S::TrailerStart, b'\n') | (S::EndLf, b'\n') => return Ok(Some(i)),
+                (S::TrailerStart, _) | (S::Trailer, _) if b != b'\r' && b != b'\n' => S::Trailer,
+                (S::Trailer, b'\r') => S::TrailerLf,
+                (S::Trailer, b'\n') | (S::TrailerLf, b'\n') => S::TrailerStart,
+                _ => return Err(()),
+            };
+        }
+        Ok(None)
+    }
+}
+
+/// A request body being read and dropped.
+enum Discard {
+    Length(u64),
+    Chunked(Chunked),
+    Done,
+}
+
+impl Discard {
+    fn new(body: BodyLen) -> Self {
+        match body {
+            BodyLen::None | BodyLen::Length(0) => Discard::Done,
+            BodyLen::Length(n) => Discard::Length(n),
+            BodyLen::Chunked => Discard::Chunked(Chunked::default()),
+        }
+    }
+
+    /// Drops what of the body `buf` holds (leaving what follows it); `false` for a body
+    /// nginx refuses.
+    fn take_buffered(&mut self, buf: &mut Vec<u8>) -> bool {
+        match self {
+            Discard::Done => true,
+            Discard::Length(n) => {
+                let k = usize::try_from(*n).unwrap_or(usize::MAX).min(buf.len());
+                buf.drain(..k);
+                *n -= k as u64;
+                if *n == 0 {
+                    *self = Discard::Done;
+                }
+                true
+            }
+            Discard::Chunked(c) => match c.feed(buf) {
+                Ok(Some(k)) => {
+                    buf.drain(..k);
+                    *self = Discard::Done;
+                    true
+                }
+                Ok(None) => {
+                    buf.clear();
+                    true
+                }
+                Err(()) => false,
+            },
+        }
+    }
+
+    /// Reads the rest of the body with nginx's lingering timeouts; `false` when the
+    /// connection must close instead.
+    async fn finish<S: AsyncRead + Unpin>(&mut self, stream: &mut S, buf: &mut Vec<u8>) -> bool {
+        let end = Instant::now() + LINGERING_TIME;
+        while !matches!(self, Discard::Done) {
+            let wait = (Instant::now() + LINGERING_TIMEOUT).min(end);
+            if !matches!(tokio::time::timeout_at(wait, read_more(stream, buf)).await, Ok(true)) {
+                return false;
+            }
+            if !self.take_buffered(buf) {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// Serves one connection: decoy responses until the client closes, misbehaves or upgrades on
 /// the secret path. Returns the raw tunnel stream after a valid upgrade, `None` otherwise.
-pub async fn serve<S>(mut stream: S, ctx: &ServeCtx) -> io::Result<Option<Prefixed<S>>>
+pub async fn serve<S>(stream: S, ctx: &ServeCtx) -> io::Result<Option<Prefixed<S>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    serve_conn(stream, ctx, Mode::Http, Instant::now()).await
+}
+
+/// [`serve`] for a connection that opened at `opened` and came in as `mode` says.
+pub(crate) async fn serve_conn<S>(
+    mut stream: S,
+    ctx: &ServeCtx,
+    mode: Mode,
+    opened: Instant,
+) -> io::Result<Option<Prefixed<S>>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = Vec::new();
+    let mut deadline = opened + HEAD_TIMEOUT;
     for served in 0..MAX_REQUESTS {
-        let wait = if served == 0 { HEAD_TIMEOUT } else { KEEPALIVE_TIMEOUT };
-        let head_len = match tokio::time::timeout(wait, read_head(&mut stream, &mut buf)).await {
-            Err(_) | Ok(Err(HeadError::Closed)) => return Ok(None),
-            Ok(Err(HeadError::Bad)) => {
-                return respond_and_close(&mut stream, Response::error(400), false).await;
+        if served > 0 {
+            if buf.is_empty() {
+                let idle =
+                    tokio::time::timeout(KEEPALIVE_TIMEOUT, read_more(&mut stream, &mut buf));
+                if !matches!(idle.await, Ok(true)) {
+                    return Ok(None);
+                }
             }
-            Ok(Err(HeadError::TooLarge)) => {
-                return respond_and_close(&mut stream, Response::too_large_head(), false).await;
+            deadline = Instant::now() + HEAD_TIMEOUT;
+        }
+        let (head, len) = loop {
+            match parse::parse(&buf) {
+                Parsed::Partial => {
+                    let more = tokio::time::timeout_at(deadline, read_more(&mut stream, &mut buf));
+                    if !matches!(more.await, Ok(true)) {
+                        return Ok(None);
+                    }
+                }
+                Parsed::Done(head, len) => break (head, len),
+                Parsed::Refused(refusal, http09) => {
+                    let response = match refusal {
+                        Refusal::Bad => Response::error(400),
+                        Refusal::UriTooLarge => Response::error(414),
+                        Refusal::HeaderTooLarge => Response::too_large_head(),
+                        Refusal::Version => Response::error(505),
+                    };
+                    let version = if http09 { Version::V09 } else { Version::V11 };
+                    return respond_and_close(&mut stream, response, false, version).await;
+                }
             }
-            Ok(Err(HeadError::Io(e))) => return Err(e),
-            Ok(Ok(n)) => n,
         };
-        let Some(request) = parse_head(&buf[..head_len - 2]) else {
-            return respond_and_close(&mut stream, Response::error(400), false).await;
+        buf.drain(..len);
+        let head_only = head.method == b"HEAD";
+        let meaning = match meaning(&head) {
+            Ok(m) => m,
+            Err(code) => {
+                return respond_and_close(
+                    &mut stream,
+                    Response::error(code),
+                    head_only,
+                    head.version,
+                )
+                .await;
+            }
         };
-        buf.drain(..head_len);
-        if is_upgrade(&request) {
-            let path = request.target.split('?').next().unwrap_or("");
+        if mode == Mode::PlainOnTlsPort {
+            // nginx reads a body it was promised before it closes.
+            let answer = Response::plain_http();
+            write_response(&mut stream, answer, head_only, false, head.version).await?;
+            let mut body = Discard::new(meaning.body);
+            if body.take_buffered(&mut buf) && body.finish(&mut stream, &mut buf).await {
+                let _ = stream.shutdown().await;
+                linger(&mut stream).await;
+            }
+            return Ok(None);
+        }
+        if is_upgrade(&head) {
+            let path = String::from_utf8_lossy(&head.path);
             let hour = unix_now() / 3600;
-            let ok = ctx.tokens.lock().unwrap_or_else(|e| e.into_inner()).accept(path, hour);
+            let ok = ctx.tokens.lock().unwrap_or_else(|e| e.into_inner()).accept(&path, hour);
             if ok {
-                let key = request.header("sec-websocket-key").unwrap_or("");
-                let head = format!(
+                let key = head.headers.iter().find(|(k, _)| k == "sec-websocket-key");
+                let key = key.map(|(_, v)| String::from_utf8_lossy(v)).unwrap_or_default();
+                let answer = format!(
                     "HTTP/1.1 101 Switching Protocols\r\nServer: nginx\r\nDate: {}\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {}\r\n\r\n",
                     http_date(unix_now()),
-                    websocket_accept(key)
+                    websocket_accept(&key)
                 );
-                stream.write_all(head.as_bytes()).await?;
+                stream.write_all(answer.as_bytes()).await?;
                 stream.flush().await?;
                 return Ok(Some(Prefixed::new(buf, stream)));
             }
         }
-        let mut keep_alive = request.keep_alive() && served + 1 < MAX_REQUESTS;
-        let response = if request.header("transfer-encoding").is_some() {
-            // Bodies of unknown length are not read: answer and close.
-            keep_alive = false;
-            decoy_response(&ctx.decoy, &request).await
-        } else {
-            let len = request.header("content-length").map(|v| v.parse::<u64>());
-            match len {
-                Some(Err(_)) => {
-                    return respond_and_close(&mut stream, Response::error(400), false).await;
-                }
-                Some(Ok(n)) if n > MAX_BODY => {
-                    keep_alive = false;
-                    Response::error(413)
-                }
-                Some(Ok(n)) => {
-                    let r = tokio::time::timeout(HEAD_TIMEOUT, discard(&mut stream, &mut buf, n));
-                    if !matches!(r.await, Ok(Ok(()))) {
-                        return Ok(None);
-                    }
-                    decoy_response(&ctx.decoy, &request).await
-                }
-                None => decoy_response(&ctx.decoy, &request).await,
+        let response = match meaning.body {
+            BodyLen::Length(n) if n > MAX_BODY => Response::error(413),
+            _ => {
+                let local = ctx.local.map(|a| a.ip().to_string());
+                let host = match (&meaning.host, &ctx.local) {
+                    (Some(h), _) => h.clone(),
+                    (None, Some(a)) if a.is_ipv6() => format!("[{}]", a.ip()),
+                    (None, _) => local.unwrap_or_else(|| "localhost".into()),
+                };
+                let request = decoy::Request {
+                    method: &head.method,
+                    version: head.version,
+                    host: &host,
+                    port: ctx.local.map_or(443, |a| a.port()),
+                    args: head.args.as_deref(),
+                    headers: &head.headers,
+                };
+                decoy::respond(&ctx.decoy, &ctx.boundary, &request, &meaning.path).await
             }
         };
-        let head_only = request.method == "HEAD";
-        if !keep_alive {
-            return respond_and_close(&mut stream, response, head_only).await;
+        // Like nginx, look at the body bytes already here before answering: a malformed
+        // chunked body makes the answer close the connection.
+        let mut body = Discard::new(meaning.body);
+        let body_ok = body.take_buffered(&mut buf);
+        let keep_alive = meaning.keep_alive
+            && body_ok
+            && head.version != Version::V09
+            && served + 1 < MAX_REQUESTS
+            && !matches!(response.code, 400 | 413 | 414 | 500 | 501);
+        let close_after = response.close_after;
+        write_response(&mut stream, response, head_only, keep_alive, head.version).await?;
+        if !body_ok {
+            let _ = stream.shutdown().await;
+            linger(&mut stream).await;
+            return Ok(None);
         }
-        write_response(&mut stream, response, head_only, true).await?;
+        if !body.finish(&mut stream, &mut buf).await {
+            return Ok(None);
+        }
+        if !keep_alive || close_after {
+            let _ = stream.shutdown().await;
+            linger(&mut stream).await;
+            return Ok(None);
+        }
     }
     Ok(None)
-}
-
-/// Drops `n` body bytes: first from what is buffered, then from the stream.
-async fn discard<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-    n: u64,
-) -> io::Result<()> {
-    let from_buf = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-    buf.drain(..from_buf);
-    let rest = n - from_buf as u64;
-    let copied = tokio::io::copy(&mut stream.take(rest), &mut tokio::io::sink()).await?;
-    if copied == rest {
-        Ok(())
-    } else {
-        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated body"))
-    }
 }
 
 /// A stream that first yields bytes already read past a request head.
@@ -664,42 +828,78 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_decoded_and_resolved_or_refused() {
-        assert_eq!(normalize("/").as_deref(), Some("/"));
-        assert_eq!(normalize("/a/./b/../c?x=1#f").as_deref(), Some("/a/c"));
-        assert_eq!(normalize("/a/b/").as_deref(), Some("/a/b/"));
-        assert_eq!(normalize("/a/b/..").as_deref(), Some("/a/"));
-        assert_eq!(normalize("/%61%2Fb").as_deref(), Some("/a/b"));
-        for bad in ["a", "/..", "/%", "/%4", "/%zz", "/%00", "/a\\b", "/%ff", "http://x/"] {
-            assert_eq!(normalize(bad), None, "{bad}");
+    fn hosts_are_validated_like_nginx() {
+        let v = |h: &str| validate_host(h.as_bytes());
+        assert_eq!(v("WWW.Example.org.").as_deref(), Some("www.example.org"));
+        assert_eq!(v("example.org:8443").as_deref(), Some("example.org"));
+        assert_eq!(v("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(v(".lead").as_deref(), Some(".lead"));
+        for bad in ["", "a..b", "a/b", "a b", "a\x01", ":80", ".", "x:1..2"] {
+            assert_eq!(v(bad), None, "{bad:?}");
+        }
+    }
+
+    fn head(text: &str) -> Head {
+        match parse::parse(text.as_bytes()) {
+            Parsed::Done(h, _) => h,
+            other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn request_heads_parse_strictly() {
-        let r =
-            parse_head(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade").unwrap();
-        assert!(r.keep_alive() && r.header_has_token("connection", "upgrade"));
-        assert_eq!(r.header("HOST"), Some("a"));
-        let old = parse_head(b"GET / HTTP/1.0").unwrap();
-        assert!(!old.keep_alive());
-        assert!(parse_head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive").unwrap().keep_alive());
-        for bad in [
-            &b"GET / HTTP/1.1"[..],
-            b"get / HTTP/1.1\r\nHost: a",
-            b"GET / HTTP/2\r\nHost: a",
-            b"GET  / HTTP/1.1\r\nHost: a",
-            b"GET / HTTP/1.1 x\r\nHost: a",
-            b"GET / HTTP/1.1\r\nno colon",
-            b"GET / HTTP/1.1\r\n: empty",
-            b"GET / HTTP/1.1\r\nHo st: a",
-            b"GET /\xff HTTP/1.1\r\nHost: a",
+    fn heads_mean_what_they_mean_to_nginx() {
+        let m =
+            meaning(&head("GET /a/../b HTTP/1.1\r\nHost: H\r\nConnection: close\r\n\r\n")).unwrap();
+        assert_eq!(
+            (m.path.as_slice(), m.host.as_deref(), m.keep_alive),
+            (&b"/b"[..], Some("h"), false)
+        );
+        let m = meaning(&head("GET http://U/ HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n"))
+            .unwrap();
+        assert_eq!(
+            (m.host.as_deref(), m.keep_alive, m.body),
+            (Some("u"), true, BodyLen::Length(5))
+        );
+        let m = meaning(&head("POST / HTTP/1.0\r\nConnection: x-keep-alive\r\n\r\n")).unwrap();
+        assert!(m.keep_alive && m.host.is_none());
+        let m = meaning(&head("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n"))
+            .unwrap();
+        assert_eq!(m.body, BodyLen::Chunked);
+        for (text, code) in [
+            ("GET /../x HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a..b\r\n\r\n", 400),
+            ("GET http://a..b/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: h\r\nIf-Match: a\r\nIf-Match: b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+            ("GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+                400,
+            ),
+            ("TRACE / HTTP/1.1\r\nHost: h\r\n\r\n", 405),
         ] {
-            assert!(parse_head(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+            assert_eq!(meaning(&head(text)), Err(code), "{text:?}");
         }
-        assert!(plausible_start(b"GE") && plausible_start(b"GET /") && plausible_start(b""));
-        assert!(!plausible_start(b"\x16\x03") && !plausible_start(b"get "));
-        assert!(!plausible_start(&[b'A'; 17]));
+    }
+
+    #[test]
+    fn chunked_bodies_are_skipped_exactly() {
+        let body = b"3\r\nabc\r\n10;ext=1\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        assert_eq!(Chunked::default().feed(body), Ok(Some(body.len() - 4)));
+        // Byte by byte gives the same end.
+        let mut c = Chunked::default();
+        let end = body.iter().position(|b| c.feed(std::slice::from_ref(b)).unwrap().is_some());
+        assert_eq!(end, Some(body.len() - 5));
+        assert_eq!(Chunked::default().feed(b"0\n\n"), Ok(Some(3)));
+        for bad in [&b"x\r\n"[..], b"3\r\nabcX", b"3\rX", b"0\r\n\rX", b"fffffffffffffffff\r\n"] {
+            assert_eq!(Chunked::default().feed(bad), Err(()), "{bad:?}");
+        }
+        let big = format!("{:x}\r\n", MAX_BODY + 1);
+        assert_eq!(Chunked::default().feed(big.as_bytes()), Err(()));
     }
 
     #[tokio::test]

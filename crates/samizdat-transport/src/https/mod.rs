@@ -12,15 +12,18 @@
 
 mod addr;
 mod client;
+mod decoy;
 mod http1;
+mod parse;
 mod tls;
 mod token;
 
 pub use addr::{HttpsAddr, valid_tls_name};
 pub use client::{DIAL_TIMEOUT, PROFILE, emulation};
+pub use decoy::{Decoy, MAX_FILE};
 pub use http1::{
-    Decoy, HEAD_TIMEOUT, KEEPALIVE_TIMEOUT, MAX_BODY, MAX_HEAD, Prefixed, ServeCtx, civil_date,
-    http_date, serve,
+    HEAD_TIMEOUT, KEEPALIVE_TIMEOUT, LINGERING_TIME, LINGERING_TIMEOUT, MAX_BODY, MAX_HEAD,
+    MAX_REQUESTS, Prefixed, ServeCtx, civil_date, http_date, serve,
 };
 pub use tls::{ServerCert, der_pin};
 pub use token::{path_prefix, upgrade_path};
@@ -156,22 +159,47 @@ impl Listener for HttpsListener {
     }
 }
 
-async fn handle(tcp: TcpStream, remote: IpAddr, server: Arc<Server>, tx: mpsc::Sender<Incoming>) {
+/// The first byte of a TLS record (a handshake) or of an SSLv2 hello: nginx starts TLS on
+/// these and takes anything else as plain HTTP sent to its TLS port.
+fn starts_tls(first: u8) -> bool {
+    first == 0x16 || first & 0x80 != 0
+}
+
+async fn handle(
+    tcp: TcpStream,
+    remote: IpAddr,
+    server: Arc<Server>,
+    ctx: ServeCtx,
+    tx: mpsc::Sender<Incoming>,
+) {
+    let opened = tokio::time::Instant::now();
     let _ = tcp.set_nodelay(true);
     let tunnel: Option<BoxStream> = match &server.acceptor {
         Some(acceptor) => {
+            let mut first = [0u8; 1];
+            let peeked = tokio::time::timeout_at(opened + HEAD_TIMEOUT, tcp.peek(&mut first));
+            if !matches!(peeked.await, Ok(Ok(1))) {
+                return;
+            }
+            if !starts_tls(first[0]) {
+                let _ = http1::serve_conn(tcp, &ctx, http1::Mode::PlainOnTlsPort, opened).await;
+                return;
+            }
             let Ok(ssl) = btls::ssl::Ssl::new(acceptor.context()) else { return };
             let Ok(mut tls) = tokio_btls::SslStream::new(ssl, tcp) else { return };
             let handshake = Pin::new(&mut tls).accept();
-            if !matches!(tokio::time::timeout(HEAD_TIMEOUT, handshake).await, Ok(Ok(()))) {
+            if !matches!(
+                tokio::time::timeout_at(opened + HEAD_TIMEOUT, handshake).await,
+                Ok(Ok(()))
+            ) {
                 return;
             }
-            match http1::serve(tls, &server.ctx).await {
+            match http1::serve_conn(tls, &ctx, http1::Mode::Http, opened).await {
                 Ok(Some(s)) => Some(Box::new(s)),
                 _ => None,
             }
         }
-        None => match http1::serve(tcp, &server.ctx).await {
+        None => match http1::serve_conn(tcp, &ctx, http1::Mode::Http, opened).await {
             Ok(Some(s)) => Some(Box::new(s)),
             _ => None,
         },
@@ -183,14 +211,19 @@ async fn handle(tcp: TcpStream, remote: IpAddr, server: Arc<Server>, tx: mpsc::S
     }
 }
 
-async fn accept_loop(listener: TcpListener, server: Arc<Server>, tx: mpsc::Sender<Incoming>) {
+async fn accept_loop(
+    listener: TcpListener,
+    server: Arc<Server>,
+    ctx: ServeCtx,
+    tx: mpsc::Sender<Incoming>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote)) => {
                     if conns.len() < MAX_CONNECTIONS {
-                        conns.spawn(handle(tcp, remote.ip(), server.clone(), tx.clone()));
+                        conns.spawn(handle(tcp, remote.ip(), server.clone(), ctx.clone(), tx.clone()));
                     }
                 }
                 // Out of descriptors or similar: do not spin.
@@ -233,7 +266,8 @@ impl Transport for HttpsTransport {
                 key: server.config.secret,
             };
             let (tx, incoming) = mpsc::channel(BACKLOG);
-            let task = tokio::spawn(accept_loop(listener, server, tx));
+            let ctx = server.ctx.clone().at(public.socket);
+            let task = tokio::spawn(accept_loop(listener, server, ctx, tx));
             Ok(Box::new(HttpsListener { local: format!("https/{public}"), incoming, task })
                 as Box<dyn Listener>)
         })
