@@ -8,7 +8,8 @@ mod common;
 use btls::ssl::{SslConnector, SslMethod, SslVerifyMode};
 
 use samizdat_transport::https::{
-    Decoy, HttpsAddr, HttpsServerConfig, ServerCert, path_prefix, upgrade_path,
+    Decoy, HANDOVER_TIMEOUT, HttpsAddr, HttpsServerConfig, MAX_PER_SOURCE, ServerCert, path_prefix,
+    upgrade_path,
 };
 use samizdat_transport::{HttpsTransport, Transport, Transports};
 use std::io;
@@ -508,4 +509,65 @@ async fn the_registry_refuses_what_it_cannot_route() {
         io::ErrorKind::InvalidInput
     );
     assert!(server.listen("192.0.2.1:1").await.is_err(), "an address not on this host");
+}
+
+/// One host holding idle connections cannot starve others: past [`MAX_PER_SOURCE`] its new
+/// connections are closed at once, while another address is still served, and the slots come
+/// back when the host lets go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_cannot_take_every_connection_slot() {
+    let (_listener, addr) = server(Decoy::Welcome).await;
+    let mut held = Vec::new();
+    for _ in 0..MAX_PER_SOURCE {
+        held.push(TcpStream::connect(addr.socket).await.unwrap());
+    }
+    let closed_at_once = |mut s: TcpStream| async move {
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await;
+        matches!(r, Ok(Ok(0) | Err(_)))
+    };
+    let extra = TcpStream::connect(addr.socket).await.unwrap();
+    assert!(closed_at_once(extra).await, "the source's next connection is refused");
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let other = other.connect(addr.socket).await.unwrap();
+    let page = exchange(common::raw_tls_over(other, NAME).await, &get("/", "")).await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    drop(held);
+    let t0 = std::time::Instant::now();
+    loop {
+        let tcp = TcpStream::connect(addr.socket).await.unwrap();
+        let mut tls = tokio_btls::SslStream::new(
+            {
+                let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+                b.set_verify(SslVerifyMode::NONE);
+                b.build().configure().unwrap().verify_hostname(false).into_ssl(NAME).unwrap()
+            },
+            tcp,
+        )
+        .unwrap();
+        if Pin::new(&mut tls).connect().await.is_ok() {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "slots are never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A node that stops taking tunnels does not make the listener hold them forever: one past
+/// the backlog is dropped after [`HANDOVER_TIMEOUT`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_the_node_does_not_take_are_dropped() {
+    let (_listener, addr) = server(Decoy::Welcome).await;
+    let client = HttpsTransport::client();
+    let mut tunnels = Vec::new();
+    for i in 0..65 {
+        let t = client.dial(&addr.to_string()).await;
+        tunnels.push(t.unwrap_or_else(|e| panic!("dial {i}: {e}")));
+    }
+    let mut last = tunnels.pop().unwrap();
+    let mut b = [0u8; 1];
+    let wait = HANDOVER_TIMEOUT + Duration::from_secs(5);
+    let r = tokio::time::timeout(wait, last.read(&mut b)).await;
+    assert!(matches!(r, Ok(Ok(0) | Err(_))), "{r:?}");
 }

@@ -22,6 +22,9 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
 /// The most of the cover page read before the upgrade (the rest is dropped with the
 /// connection's pool slot).
 pub const MAX_COVER_PAGE: usize = 4 * 1024 * 1024;
+/// How long a dial waits for its one connection to come back to the pool before it gives up
+/// (see [`OneConnection`]).
+const SECOND_CONNECTION_WAIT: Duration = Duration::from_secs(5);
 /// The Chromium profile the client imitates (the newest `wreq-util` maintains).
 pub const PROFILE: wreq_util::Profile = wreq_util::Profile::Chrome149;
 
@@ -107,9 +110,12 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         if self.used.swap(true, Ordering::SeqCst) {
-            return Box::pin(std::future::ready(Err(
-                refused("the server closed the connection").into()
-            )));
+            // The client asks for a connection while it also waits for its pooled one to come
+            // back (whichever is first wins): wait, and fail only if the first never returns.
+            return Box::pin(async {
+                tokio::time::sleep(SECOND_CONNECTION_WAIT).await;
+                Err(refused("the server closed the connection").into())
+            });
         }
         Box::pin(self.inner.call(request))
     }

@@ -29,10 +29,12 @@ pub use tls::{ServerCert, der_pin};
 pub use token::{path_prefix, upgrade_path};
 
 use crate::{BoxFuture, BoxStream, Incoming, Listener, Transport};
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -40,8 +42,14 @@ use tokio::task::JoinSet;
 /// Connections served at once before their tunnel is open (TLS handshakes and decoy
 /// requests); more are closed at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections from one source (an IPv4 address, an IPv6 /64) served at once before their
+/// tunnel is open, so one host cannot take every slot; more are closed at once. Behind a
+/// reverse proxy every connection comes from the proxy, and there is no such cap.
+pub const MAX_PER_SOURCE: usize = 64;
 /// Opened tunnels waiting for the node to take them.
 const BACKLOG: usize = 64;
+/// How long an opened tunnel waits for the node to take it before it is dropped.
+pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a node serves the HTTPS transport.
 #[derive(Debug, Clone)]
@@ -207,7 +215,22 @@ async fn handle(
     if let Some(stream) = tunnel {
         // Behind a proxy the TCP peer is the proxy, not the client.
         let remote = server.acceptor.is_some().then_some(remote);
-        let _ = tx.send(Incoming { stream, remote }).await;
+        // A node that does not take tunnels must not pile up connections here.
+        let _ = tokio::time::timeout(HANDOVER_TIMEOUT, tx.send(Incoming { stream, remote })).await;
+    }
+}
+
+/// The source a connection is counted against: its IPv4 address, or its IPv6 /64.
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
     }
 }
 
@@ -218,18 +241,38 @@ async fn accept_loop(
     tx: mpsc::Sender<Incoming>,
 ) {
     let mut conns = JoinSet::new();
+    let mut per_source: HashMap<IpAddr, usize> = HashMap::new();
+    // Behind a proxy every connection is the proxy's.
+    let capped = server.acceptor.is_some();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote)) => {
-                    if conns.len() < MAX_CONNECTIONS {
-                        conns.spawn(handle(tcp, remote.ip(), server.clone(), ctx.clone(), tx.clone()));
+                    let source = source_of(remote.ip());
+                    let open = per_source.get(&source).copied().unwrap_or(0);
+                    if conns.len() < MAX_CONNECTIONS && (!capped || open < MAX_PER_SOURCE) {
+                        *per_source.entry(source).or_default() += 1;
+                        let task = handle(tcp, remote.ip(), server.clone(), ctx.clone(), tx.clone());
+                        conns.spawn(async move {
+                            task.await;
+                            source
+                        });
                     }
                 }
                 // Out of descriptors or similar: do not spin.
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(done) = conns.join_next(), if !conns.is_empty() => {
+                // A task that panicked is not counted back; that leaks one slot, not more.
+                if let Ok(source) = done {
+                    if let Some(n) = per_source.get_mut(&source) {
+                        *n -= 1;
+                        if *n == 0 {
+                            per_source.remove(&source);
+                        }
+                    }
+                }
+            }
         }
         if tx.is_closed() {
             return;

@@ -10,11 +10,15 @@ use tokio::net::TcpStream;
 
 /// A TLS connection to `socket` that checks nothing, as a prober's would be.
 pub async fn raw_tls(socket: SocketAddr, name: &str) -> tokio_btls::SslStream<TcpStream> {
+    raw_tls_over(TcpStream::connect(socket).await.unwrap(), name).await
+}
+
+/// [`raw_tls`] over a connection already open.
+pub async fn raw_tls_over(tcp: TcpStream, name: &str) -> tokio_btls::SslStream<TcpStream> {
     let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
     b.set_verify(SslVerifyMode::NONE);
     b.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
     let ssl = b.build().configure().unwrap().verify_hostname(false).into_ssl(name).unwrap();
-    let tcp = TcpStream::connect(socket).await.unwrap();
     let mut tls = tokio_btls::SslStream::new(ssl, tcp).unwrap();
     Pin::new(&mut tls).connect().await.unwrap();
     assert_eq!(tls.ssl().selected_alpn_protocol(), Some(&b"http/1.1"[..]));
