@@ -1253,9 +1253,31 @@ async fn peers(dir: &Path, json: bool) -> anyhow::Result<()> {
             "in"
         };
         let addr = p.get("addr").and_then(|a| a.as_str()).unwrap_or("-");
-        println!("{dir:3} {id} {addr}");
+        println!("{dir:3} {id} {}", endpoint(addr));
+    }
+    let transports = v.get("transports").and_then(|t| t.as_array()).cloned().unwrap_or_default();
+    if !transports.is_empty() {
+        println!("transports dialled:");
+    }
+    for t in transports {
+        let addr = endpoint(t.get("addr").and_then(|a| a.as_str()).unwrap_or("-"));
+        let secs = |k: &str| t.get(k).and_then(serde_json::Value::as_u64);
+        let state = if t.get("failing").and_then(serde_json::Value::as_bool) == Some(true) {
+            let why = t.get("last_failure").and_then(|w| w.as_str()).unwrap_or("?");
+            format!("failing ({why}, {} s ago)", secs("last_failure_secs_ago").unwrap_or(0))
+        } else if let Some(ok) = secs("last_ok_secs_ago") {
+            format!("working (up {ok} s ago)")
+        } else {
+            "failed over 10 minutes ago".into()
+        };
+        println!("  {addr} {state}");
     }
     Ok(())
+}
+
+/// An address without its parameters (an HTTPS address's pin and secret stay off screen).
+fn endpoint(addr: &str) -> &str {
+    addr.split('?').next().unwrap_or(addr)
 }
 
 #[cfg(test)]

@@ -88,6 +88,16 @@ impl Lab {
         format!("10.77.0.{}", i + 2)
     }
 
+    /// Shapes every host's `eth0` with a token bucket of `rate` and `burst` (200 ms latency).
+    fn shape(&self, rate: &str, burst: &str) {
+        for i in 0..self.hosts.len() {
+            run(self.exec(i, "tc").args([
+                "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", rate, "burst", burst,
+                "latency", "200ms",
+            ]));
+        }
+    }
+
     /// A command run inside host `i`'s namespace.
     fn exec(&self, i: usize, program: &str) -> Command {
         let mut c = Command::new("ip");
@@ -311,19 +321,34 @@ fn node_listening(lab: &Lab, i: usize, data: &Path, listen: &[&str]) -> Daemon {
     spawn_daemon(cmd, data).0
 }
 
-/// Shares `file` from a seeder in host 0 listening on `listen` and fetches it through a node
-/// in host 1; the wall time of the fetch.
-fn timed_transfer(lab: &Lab, tmp: &Path, tag: &str, listen: &str, file: &Path) -> Duration {
+/// A seeder in host 0 listening on `listen` that shares `file`, and a fetching node in host
+/// 1: both daemons, the fetcher's data directory and the link.
+struct Pair {
+    _seeder: Daemon,
+    _fetcher: Daemon,
+    fetcher_data: std::path::PathBuf,
+    link: String,
+}
+
+fn seeded_pair(lab: &Lab, tmp: &Path, tag: &str, listen: &[&str], file: &Path) -> Pair {
     let (ds, df) = (tmp.join(format!("{tag}-seed")), tmp.join(format!("{tag}-fetch")));
-    let _seeder = node_listening(lab, 0, &ds, &[listen]);
-    let _fetcher = node_listening(lab, 1, &df, &[&format!("tcp/{}:7071", Lab::addr(1))]);
+    let seeder = node_listening(lab, 0, &ds, listen);
+    let fetcher = node_listening(lab, 1, &df, &[&format!("tcp/{}:7071", Lab::addr(1))]);
     let out = cli(&["--json", "share", s(file), "--data", s(&ds)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let link = v["link"].as_str().unwrap().to_owned();
+    Pair { _seeder: seeder, _fetcher: fetcher, fetcher_data: df, link }
+}
+
+/// Shares `file` from a seeder in host 0 listening on `listen` and fetches it through a node
+/// in host 1; the wall time of the fetch.
+fn timed_transfer(lab: &Lab, tmp: &Path, tag: &str, listen: &str, file: &Path) -> Duration {
+    let pair = seeded_pair(lab, tmp, tag, &[listen], file);
     let dest = tmp.join(format!("{tag}.out"));
     let t0 = Instant::now();
-    let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&df)]);
+    let out =
+        cli(&["--json", "fetch", &pair.link, "-o", s(&dest), "--data", s(&pair.fetcher_data)]);
     let took = t0.elapsed();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(&dest).unwrap() == std::fs::read(file).unwrap());
@@ -337,12 +362,7 @@ fn a_mebibyte_crosses_a_256_kbit_link_over_https_about_as_fast_as_over_tcp() {
         return;
     }
     let lab = Lab::new(2);
-    for i in 0..2 {
-        run(lab.exec(i, "tc").args([
-            "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "256kbit", "burst", "8kb",
-            "latency", "200ms",
-        ]));
-    }
+    lab.shape("256kbit", "8kb");
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("one.bin");
     common::write_random(&file, 1 << 20, 0x256);
@@ -356,4 +376,121 @@ fn a_mebibyte_crosses_a_256_kbit_link_over_https_about_as_fast_as_over_tcp() {
         https.as_secs_f64() / tcp.as_secs_f64()
     );
     assert!(https < Duration::from_secs(40), "https took {https:?} (tcp {tcp:?})");
+}
+
+/// The fetcher's links, as `samizdat peers --json` lists them.
+fn peer_addrs(data: &Path) -> Vec<String> {
+    let out = cli(&["--json", "peers", "--data", s(data)]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let peers = v["peers"].as_array().cloned().unwrap_or_default();
+    peers
+        .iter()
+        .filter(|p| p["established"].as_bool() == Some(true))
+        .filter_map(|p| p["addr"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Shares `file` from host 0 (listening on HTTPS and TCP, HTTPS first) and fetches it from
+/// host 1; with `block_after`, a censor in host 1 starts dropping every packet to and from
+/// port 443 that long into the fetch. The fetch's wall time.
+fn fetch_with_censor(
+    lab: &Lab,
+    tmp: &Path,
+    tag: &str,
+    file: &Path,
+    block_after: Option<Duration>,
+) -> Duration {
+    let https = format!("https/{}:443", Lab::addr(0));
+    let tcp = format!("tcp/{}:7070", Lab::addr(0));
+    let pair = seeded_pair(lab, tmp, tag, &[&https, &tcp], file);
+    let (df, link) = (&pair.fetcher_data, &pair.link);
+    let dest = tmp.join(format!("{tag}.out"));
+    let t0 = Instant::now();
+    let mut fetch = Command::new(BIN)
+        .args(["--json", "fetch", link, "-o", s(&dest), "--data", s(df)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(after) = block_after {
+        std::thread::sleep(after);
+        let links = peer_addrs(df);
+        assert!(
+            links.iter().any(|a| a.starts_with("https/")),
+            "the fetch began over HTTPS: {links:?}"
+        );
+        nft(
+            lab,
+            1,
+            "table inet censor {\n chain out { type filter hook output priority 0; tcp dport 443 drop; }\n chain in { type filter hook input priority 0; tcp sport 443 drop; }\n}\n",
+        );
+    }
+    let status = loop {
+        if let Some(status) = fetch.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            let _ = fetch.kill();
+            panic!("the fetch did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = t0.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut fetch.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(std::fs::read(&dest).unwrap() == std::fs::read(file).unwrap());
+    if block_after.is_some() {
+        let links = peer_addrs(df);
+        assert!(
+            links.iter().any(|a| a.starts_with("tcp/10.77.0.2:"))
+                && !links.iter().any(|a| a.starts_with("https/")),
+            "the fetch moved to TCP: {links:?}"
+        );
+        // The fetcher remembers why HTTPS failed and that TCP works, and says so.
+        let out = cli(&["--json", "peers", "--data", s(df)]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let transports = v["transports"].as_array().unwrap();
+        let of = |t: &str| transports.iter().find(|x| x["transport"] == t).unwrap().clone();
+        let (https, tcp) = (of("https"), of("tcp"));
+        assert!(https["failing"] == true && https["last_failure"] == "silent", "{https}");
+        assert!(tcp["working"] == true && tcp["failing"] == false, "{tcp}");
+        let human = cli(&["peers", "--data", s(df)]);
+        let human = String::from_utf8_lossy(&human.stdout).into_owned();
+        assert!(human.contains("failing (silent,") && human.contains("working (up"), "{human}");
+        assert!(!human.contains("key="), "no secret on screen: {human}");
+        let _ = lab.exec(1, "nft").args(["delete", "table", "inet", "censor"]).status();
+    }
+    took
+}
+
+/// A censor blocks the HTTPS transport in the middle of a transfer (every packet to and from
+/// port 443 dropped, as a blocklist does); the fetch moves to the seeder's TCP address by
+/// itself and completes, costing at most a few seconds more than an unblocked fetch measured
+/// in the same run.
+#[test]
+fn a_fetch_moves_to_another_transport_when_https_is_blocked_mid_transfer() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for network namespaces, tc and nftables");
+        return;
+    }
+    let lab = Lab::new(2);
+    lab.shape("2mbit", "16kb");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("four.bin");
+    common::write_random(&file, 4 << 20, 0x443);
+    let free = fetch_with_censor(&lab, tmp.path(), "free", &file, None);
+    let blocked =
+        fetch_with_censor(&lab, tmp.path(), "blocked", &file, Some(Duration::from_secs(5)));
+    let cost = blocked.saturating_sub(free);
+    println!(
+        "netns 2 Mbit/s, 4 MiB, HTTPS blocked 5 s in: {:.1} s (unblocked {:.1} s, same run), switch cost {:.1} s",
+        blocked.as_secs_f64(),
+        free.as_secs_f64(),
+        cost.as_secs_f64()
+    );
+    assert!(
+        cost < Duration::from_secs(12),
+        "switching took {cost:?} (blocked {blocked:?}, free {free:?})"
+    );
 }

@@ -459,9 +459,14 @@ fn containers_with_0_1_7_hidden_volumes_look_random_and_alike() {
     for (label, hidden) in [("h0", 0usize), ("h1", 1), ("h7", 7)] {
         let mut c = build(d, label, hidden, marker);
         let (mut entropy, mut p) = ent(&c);
-        if !(0.01..=0.99).contains(&p) {
-            // For truly random data this happens 2% of the time; a biased container fails again.
-            eprintln!("{label}: chi-square p = {p}, outside [0.01, 0.99]; rebuilding once");
+        // For truly random data p falls outside the range 2% of the time, so a fresh container
+        // (new keys, new random fill) is built up to twice more: three misses in a row happen
+        // to random data once in 125,000 runs, while a biased container misses every time.
+        for _ in 0..2 {
+            if (0.01..=0.99).contains(&p) {
+                break;
+            }
+            eprintln!("{label}: chi-square p = {p}, outside [0.01, 0.99]; rebuilding");
             c = build(d, label, hidden, marker);
             (entropy, p) = ent(&c);
         }

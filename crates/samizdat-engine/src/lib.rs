@@ -31,6 +31,7 @@
 
 pub mod addrbook;
 mod dht;
+pub mod health;
 pub mod pex;
 pub mod rendezvous;
 mod source;
@@ -297,6 +298,9 @@ pub struct EngineConfig {
     pub ping_interval: Duration,
     /// A connection that receives nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// A link that receives nothing for this long while it owes a download data is taken
+    /// for blocked: it is closed, its address marked, and the peer dialled another way.
+    pub silence_timeout: Duration,
     /// A download that makes no progress and has no usable peer for this long fails.
     pub stall_timeout: Duration,
     /// The largest blob the engine will download (bounds outboard memory).
@@ -342,6 +346,7 @@ impl EngineConfig {
             write_high_water: 1 << 20,
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+            silence_timeout: Duration::from_secs(7),
             stall_timeout: Duration::from_secs(60),
             max_blob_len: 64 << 30,
             request_timeout: Duration::from_secs(30),
@@ -425,6 +430,8 @@ pub(crate) struct Conn {
     /// Last time the peer asked us for something (or we for it): idle links are evicted first.
     last_used: Instant,
     next_ping: Instant,
+    /// For a pinned dial not up yet: when the peer's next address is raced beside it.
+    race_at: Option<Instant>,
     /// Relayed streams on this link and where they go.
     relayed: BTreeMap<u32, RelayEnd>,
     next_stream: u32,
@@ -529,6 +536,8 @@ pub struct Engine<S> {
     addrs: addrbook::AddrBook,
     self_addrs: BTreeSet<PeerAddr>,
     persistent: BTreeMap<PeerAddr, Persistent>,
+    /// What each dialled address did (which transports of a peer work).
+    health: health::HealthTable,
     reputation: BTreeMap<SourceId, i64>,
     reads: BTreeMap<ReadId, PendingRead>,
     actions: VecDeque<Action>,
@@ -619,6 +628,7 @@ impl<S: ContentSource> Engine<S> {
             addrs,
             self_addrs: BTreeSet::new(),
             persistent: BTreeMap::new(),
+            health: health::HealthTable::default(),
             reputation: BTreeMap::new(),
             reads: BTreeMap::new(),
             actions: VecDeque::new(),
@@ -678,6 +688,7 @@ impl<S: ContentSource> Engine<S> {
             last_rx: now,
             last_used: now,
             next_ping: now + self.config.ping_interval,
+            race_at: None,
             relayed: BTreeMap::new(),
             // Outbound links number their streams 1, 3, 5…; inbound ones 2, 4, 6….
             next_stream: if outbound { u32::MAX } else { 0 },
@@ -730,6 +741,7 @@ impl<S: ContentSource> Engine<S> {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.addr = Some(addr.clone());
             c.expect = expect;
+            c.race_at = expect.map(|_| now + health::RACE_AFTER);
         }
         self.addrs.mark_attempt(&addr, now);
         self.actions.push_back(Action::Connect { conn, addr });
@@ -880,17 +892,33 @@ impl<S: ContentSource> Engine<S> {
         self.flush(conn);
     }
 
-    /// An outbound dial failed.
-    pub fn connect_failed(&mut self, now: Instant, conn: ConnId) {
+    /// An outbound dial failed, for `why`.
+    pub fn connect_failed(&mut self, now: Instant, conn: ConnId, why: health::LinkFailure) {
         if let Some(addr) = self.conns.get(&conn).and_then(|c| c.addr.clone()) {
             self.addrs.mark_failed(&addr);
+            self.health.failed(&addr, now, why);
         }
         self.drop_conn(now, conn, false);
     }
 
     /// The transport connection closed.
     pub fn closed(&mut self, now: Instant, conn: ConnId) {
+        // A dial whose link closes before it is up, or while it owes us data, failed (a reset
+        // a censor injects looks like this).
+        if let Some(c) = self.conns.get(&conn).filter(|c| c.outbound) {
+            let owing = self.downloads.values().any(|d| d.transfer.waiting_on(conn));
+            if let Some(addr) = c.addr.clone().filter(|_| owing || !c.session.is_established()) {
+                self.health.failed(&addr, now, health::LinkFailure::Reset);
+            }
+        }
         self.drop_conn(now, conn, false);
+    }
+
+    /// What each dialled address did lately (for display: which of a peer's transports work).
+    pub fn link_health(&self) -> Vec<(PeerAddr, health::Health)> {
+        let mut all: Vec<_> = self.health.all().map(|(a, h)| (a.clone(), *h)).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// The driver wrote `bytes` of a [`Action::Send`] to the transport.
@@ -1072,6 +1100,7 @@ impl<S: ContentSource> Engine<S> {
         }
         if let Some(addr) = &addr {
             self.addrs.mark_good(addr, now);
+            self.health.ok(addr, now);
             if let Some(p) = self.persistent.get_mut(addr) {
                 p.backoff = REDIAL_BASE;
             }
@@ -1433,26 +1462,59 @@ impl<S: ContentSource> Engine<S> {
         self.schedule(now);
     }
 
-    /// Dials every source of a download that has no link yet.
+    /// Dials every source of a download that has no link yet (a new round: relays that
+    /// refused may be asked again).
     fn dial_sources(&mut self, now: Instant, root: ContentRoot) {
         let Some(d) = self.downloads.get_mut(&root) else { return };
         d.relay_tried.clear();
-        let dials: Vec<(Option<NodeId>, PeerAddr)> = d
-            .sources
-            .iter()
-            .map(|s| {
-                let (node, addr) = s.dial();
-                (node, addr.clone())
-            })
-            .collect();
-        for (node, addr) in dials {
-            let linked = self
+        self.dial_missing(now, root, false);
+    }
+
+    /// Dials the sources of a download that have no link and no dial under way. A peer with
+    /// several addresses (transports) is dialled one address at a time, best first (see
+    /// [`health`]); a dial not up after [`health::RACE_AFTER`] gets the next address raced
+    /// beside it. With `race_only`, only that: peers with no dial under way are left to the
+    /// redial rounds of [`Engine::check_sources`].
+    fn dial_missing(&mut self, now: Instant, root: ContentRoot, race_only: bool) {
+        let Some(d) = self.downloads.get(&root) else { return };
+        // The addresses of each pinned peer in the order given; unpinned addresses alone.
+        let mut peers: Vec<(Option<NodeId>, Vec<PeerAddr>)> = Vec::new();
+        for s in &d.sources {
+            let (node, addr) = s.dial();
+            match peers.iter_mut().find(|(n, _)| node.is_some() && *n == node) {
+                Some((_, addrs)) if !addrs.contains(addr) => addrs.push(addr.clone()),
+                Some(_) => {}
+                None => peers.push((node, vec![addr.clone()])),
+            }
+        }
+        let mut dials = Vec::new();
+        for (node, addrs) in &peers {
+            let tries: Vec<&Conn> = self
                 .conns
                 .values()
-                .any(|c| c.addr.as_ref() == Some(&addr) || (node.is_some() && c.peer_id() == node));
-            if !linked {
-                self.dial(now, addr, node);
+                .filter(|c| {
+                    addrs.iter().any(|a| c.addr.as_ref() == Some(a))
+                        || (node.is_some() && (c.peer_id() == *node || c.expect == *node))
+                })
+                .collect();
+            if tries.iter().any(|c| c.session.is_established()) || (race_only && tries.is_empty()) {
+                continue;
             }
+            // At most two dials at once, the second only once the first is slow.
+            let slow = tries.iter().all(|c| now >= c.created + health::RACE_AFTER);
+            if tries.len() >= 2 || !slow {
+                continue;
+            }
+            let candidates: Vec<&PeerAddr> = addrs
+                .iter()
+                .filter(|a| !tries.iter().any(|c| c.addr.as_ref() == Some(*a)))
+                .collect();
+            if let Some(best) = self.health.ranked(now, &candidates).first() {
+                dials.push(((*best).clone(), *node));
+            }
+        }
+        for (addr, node) in dials {
+            self.dial(now, addr, node);
         }
     }
 
@@ -1700,8 +1762,31 @@ impl<S: ContentSource> Engine<S> {
                 let _ = c.session.send(&Message::Ping { nonce });
             }
         }
+        // Links that owe a download data and have gone silent are taken for blocked.
+        let silence = self.config.silence_timeout;
+        for (&id, c) in &self.conns {
+            let waiting =
+                self.downloads.values().filter_map(|d| d.transfer.waiting_since(id)).max();
+            if c.session.is_established()
+                && !dead.contains(&id)
+                && waiting.is_some_and(|since| now >= since.max(c.last_rx) + silence)
+            {
+                if let Some(addr) = c.addr.as_ref().filter(|_| c.outbound) {
+                    self.health.failed(addr, now, health::LinkFailure::Silent);
+                }
+                dead.push(id);
+            }
+        }
         for id in dead {
             self.drop_conn(now, id, true);
+        }
+        // Dials of download sources that are slow to come up get the next address beside them.
+        for c in self.conns.values_mut() {
+            c.race_at = c.race_at.filter(|&t| t > now && !c.session.is_established());
+        }
+        let roots: Vec<ContentRoot> = self.downloads.keys().copied().collect();
+        for root in roots {
+            self.dial_missing(now, root, true);
         }
         let stall = self.config.stall_timeout;
         let mut failed = Vec::new();
@@ -1727,11 +1812,17 @@ impl<S: ContentSource> Engine<S> {
 
     /// When [`Engine::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let conns = self.conns.values().flat_map(|c| {
+        let conns = self.conns.iter().flat_map(|(id, c)| {
             let hs = c.session.poll_timeout();
             let idle = Some(c.last_rx + self.config.idle_timeout);
             let ping = c.session.is_established().then_some(c.next_ping);
-            [hs, idle, ping]
+            let waiting =
+                self.downloads.values().filter_map(|d| d.transfer.waiting_since(*id)).max();
+            let silence = waiting
+                .filter(|_| c.session.is_established())
+                .map(|since| since.max(c.last_rx) + self.config.silence_timeout);
+            let race = c.race_at.filter(|_| !c.session.is_established());
+            [hs, idle, ping, silence, race]
         });
         let (stall, request) = (self.config.stall_timeout, self.config.request_timeout);
         let downloads = self

@@ -86,7 +86,11 @@ impl Net {
                         Action::Connect { conn, addr } => {
                             let j: usize = addr.address().parse().unwrap();
                             if j >= self.nodes.len() {
-                                self.nodes[i].connect_failed(self.now, conn);
+                                self.nodes[i].connect_failed(
+                                    self.now,
+                                    conn,
+                                    health::LinkFailure::Refused,
+                                );
                                 continue;
                             }
                             let remote = self.nodes[j].accept(self.now, None).unwrap();
@@ -508,7 +512,7 @@ fn unreachable_peers_fail_after_redials() {
     for _ in 0..20 {
         while let Some(a) = net.nodes[0].poll_action() {
             if let Action::Connect { conn, .. } = a {
-                net.nodes[0].connect_failed(now, conn);
+                net.nodes[0].connect_failed(now, conn, health::LinkFailure::Refused);
             }
         }
         while let Some(e) = net.nodes[0].poll_event() {
@@ -541,7 +545,7 @@ fn persistent_peers_are_redialled_forever_with_capped_backoff() {
         while let Some(a) = net.nodes[0].poll_action() {
             if let Action::Connect { conn, .. } = a {
                 dials.push(now);
-                net.nodes[0].connect_failed(now, conn);
+                net.nodes[0].connect_failed(now, conn, health::LinkFailure::Refused);
             }
         }
         match net.nodes[0].poll_timeout() {

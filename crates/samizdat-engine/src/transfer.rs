@@ -203,6 +203,23 @@ impl Transfer {
         self.streams.values().any(|s| !s.excluded)
     }
 
+    /// Whether this transfer waits for data on a stream of connection `conn`.
+    pub(crate) fn waiting_on(&self, conn: crate::ConnId) -> bool {
+        self.waiting_since(conn).is_some()
+    }
+
+    /// If this transfer waits for data on a stream of connection `conn`: since when (the
+    /// latest ask or delivery on it).
+    pub(crate) fn waiting_since(&self, conn: crate::ConnId) -> Option<Instant> {
+        let groups = self
+            .streams
+            .iter()
+            .filter(|(id, s)| id.conn() == conn && (s.busy > 0 || !s.reqs.is_empty()))
+            .map(|(_, s)| s.last_delivery.unwrap_or(self.last_progress));
+        let leaves = self.leaf_fetch.as_ref().filter(|f| f.stream.conn() == conn).map(|f| f.since);
+        groups.chain(leaves).max()
+    }
+
     /// Whether `source` is banned from this transfer.
     pub(crate) fn is_banned(&self, source: &SourceId) -> bool {
         self.banned.contains(source)

@@ -33,6 +33,30 @@ const MAX_REQUEST: usize = 64 * 1024;
 /// How often a share reports how much of the file it has read.
 const SHARE_PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
+/// The `transports` list of the `peers` answer: per dialled address, whether it works now
+/// and what it last did (seconds ago).
+fn transports_json(health: &[(PeerAddr, samizdat_engine::health::Health)]) -> Value {
+    let now = std::time::Instant::now();
+    let ago = |t: std::time::Instant| now.saturating_duration_since(t).as_secs();
+    Value::Array(
+        health
+            .iter()
+            .map(|(addr, h)| {
+                json!({
+                    "addr": addr.to_string(),
+                    "transport": addr.transport(),
+                    "working": !h.failing(now) && h.last_ok.is_some(),
+                    "failing": h.failing(now),
+                    "failures": h.fails,
+                    "last_ok_secs_ago": h.last_ok.map(ago),
+                    "last_failure": h.last_fail.map(|(_, why)| why.as_str()),
+                    "last_failure_secs_ago": h.last_fail.map(|(t, _)| ago(t)),
+                })
+            })
+            .collect(),
+    )
+}
+
 /// The control socket path inside a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("control.sock")
@@ -159,15 +183,17 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
             send(&mut wr, &reply).await
         }
         Some("peers") => {
-            let reply = match node.peers().await {
-                Ok(peers) => json!({ "ok": true, "peers": peers.iter().map(|p| json!({
+            let reply = match (node.peers().await, node.link_health().await) {
+                (Ok(peers), Ok(health)) => {
+                    json!({ "ok": true, "peers": peers.iter().map(|p| json!({
                     "node_id": p.node_id.map(|n| n.to_string()),
                     "addr": p.addr.as_ref().map(|a| a.to_string()),
                     "outbound": p.outbound,
                     "established": p.established,
                     "user_agent": p.user_agent,
-                })).collect::<Vec<_>>() }),
-                Err(e) => error_json(&e),
+                })).collect::<Vec<_>>(), "transports": transports_json(&health) })
+                }
+                (Err(e), _) | (_, Err(e)) => error_json(&e),
             };
             send(&mut wr, &reply).await
         }

@@ -68,6 +68,9 @@ pub(crate) enum Command {
     Peers {
         reply: oneshot::Sender<Vec<PeerSummary>>,
     },
+    LinkHealth {
+        reply: oneshot::Sender<Vec<(PeerAddr, samizdat_engine::health::Health)>>,
+    },
     Connect {
         addr: PeerAddr,
         reply: oneshot::Sender<()>,
@@ -437,6 +440,9 @@ impl Driver {
             Command::Peers { reply } => {
                 let _ = reply.send(self.engine.peers());
             }
+            Command::LinkHealth { reply } => {
+                let _ = reply.send(self.engine.link_health());
+            }
             Command::Connect { addr, reply } => {
                 self.engine.add_persistent(now, addr);
                 let _ = reply.send(());
@@ -488,7 +494,13 @@ impl Driver {
                 self.install(conn, stream);
                 self.engine.connected(now, conn);
             }
-            Io::Dialed(conn, Err(_)) => self.engine.connect_failed(now, conn),
+            Io::Dialed(conn, Err(e)) => {
+                self.engine.connect_failed(
+                    now,
+                    conn,
+                    samizdat_engine::health::LinkFailure::from_io(e.kind()),
+                );
+            }
             Io::Data(conn, data) => self.engine.handle_input_owned(now, conn, data),
             Io::Written(conn, n) => self.engine.on_written(conn, n),
             Io::Closed(conn) => {

@@ -939,6 +939,14 @@ impl Node {
         self.call(|reply| Command::Peers { reply }).await
     }
 
+    /// What each address this node dialled lately did: which transports of its peers work,
+    /// and why the others failed (see [`samizdat_engine::health`]).
+    pub async fn link_health(
+        &self,
+    ) -> Result<Vec<(PeerAddr, samizdat_engine::health::Health)>, NodeError> {
+        self.call(|reply| Command::LinkHealth { reply }).await
+    }
+
     /// Dials a peer.
     pub async fn connect(&self, addr: &str) -> Result<(), NodeError> {
         let addr = PeerAddr::new(addr).map_err(|_| NodeError::BadAddr(addr.to_owned()))?;

@@ -23,12 +23,15 @@ async fn seeder(dir: &Path, name: &str, content: &[u8]) -> (Node, ShareLink) {
     (node, link)
 }
 
-/// Every file and directory under `dir`.
+/// Every file and directory under `dir` (a running node's files may come and go meanwhile:
+/// those gone by the time they are looked at are left out).
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.symlink_metadata().unwrap().is_dir() {
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(meta) = p.symlink_metadata() else { continue };
+        if meta.is_dir() {
             out.extend(walk(&p));
         }
         out.push(p);

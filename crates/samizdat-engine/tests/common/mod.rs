@@ -240,7 +240,11 @@ impl Host for EngineHost {
     }
 
     fn connect_failed(&mut self, now: Instant, conn: SConnId) {
-        self.engine.connect_failed(now, EConnId(conn.0));
+        self.engine.connect_failed(
+            now,
+            EConnId(conn.0),
+            samizdat_engine::health::LinkFailure::Refused,
+        );
         self.drain_events(now);
     }
 
@@ -287,7 +291,11 @@ impl Host for EngineHost {
                 EAction::Connect { conn, addr } => match node_of(&addr) {
                     Some(peer) => Some(SAction::Connect { conn: SConnId(conn.0), peer }),
                     None => {
-                        self.engine.connect_failed(now, conn);
+                        self.engine.connect_failed(
+                            now,
+                            conn,
+                            samizdat_engine::health::LinkFailure::Refused,
+                        );
                         continue;
                     }
                 },

@@ -1,0 +1,237 @@
+//! What each address (one transport to one peer) did when it was last used: how a node picks
+//! which of a peer's transports to dial, and moves off one that a censor blocked.
+//!
+//! A peer reachable several ways (its links and invite lines carry every transport it
+//! listens on) is dialled one address at a time, in this order: the address that last
+//! worked, then those not seen failing lately in the order the peer gave them, then those
+//! that failed (least recently first). A dial still not through after [`RACE_AFTER`] gets
+//! the next address raced beside it, so a transport whose packets are silently dropped costs
+//! seconds, not the dial timeout; a link that goes silent while it owes us data is dropped
+//! (see `EngineConfig::silence_timeout`) and its address marked, so the next dial goes
+//! elsewhere.
+
+use samizdat_wire::PeerAddr;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Addresses remembered at most (the least recently used is forgotten first).
+pub const MAX_TRACKED: usize = 1024;
+/// How long a failure keeps an address behind the others.
+pub const FAIL_MEMORY: Duration = Duration::from_secs(600);
+/// How long a dial may take before the next address is tried beside it.
+pub const RACE_AFTER: Duration = Duration::from_secs(3);
+
+/// Why a link to an address failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LinkFailure {
+    /// The connection was refused (a closed port, or a reset answering the connect).
+    Refused,
+    /// The connection was reset (an injected RST looks like this), or closed while it owed
+    /// us data.
+    Reset,
+    /// The dial did not complete in time (packets dropped).
+    Timeout,
+    /// No route to the address.
+    Unreachable,
+    /// The transport refused the peer (a certificate that does not match the pin, a TLS
+    /// alert, a server that would not open the tunnel).
+    Refusal,
+    /// An established link went silent while it owed us data.
+    Silent,
+    /// Anything else.
+    Other,
+}
+
+impl LinkFailure {
+    /// The failure an I/O error of a dial stands for.
+    pub fn from_io(kind: std::io::ErrorKind) -> Self {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::ConnectionRefused => LinkFailure::Refused,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                LinkFailure::Reset
+            }
+            K::TimedOut | K::WouldBlock => LinkFailure::Timeout,
+            K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable => {
+                LinkFailure::Unreachable
+            }
+            K::PermissionDenied | K::InvalidData => LinkFailure::Refusal,
+            _ => LinkFailure::Other,
+        }
+    }
+
+    /// A short name (`reset`, `timeout`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkFailure::Refused => "refused",
+            LinkFailure::Reset => "reset",
+            LinkFailure::Timeout => "timeout",
+            LinkFailure::Unreachable => "unreachable",
+            LinkFailure::Refusal => "refusal",
+            LinkFailure::Silent => "silent",
+            LinkFailure::Other => "other",
+        }
+    }
+}
+
+/// What one address did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    /// When a link through it last came up.
+    pub last_ok: Option<Instant>,
+    /// The last failure and when.
+    pub last_fail: Option<(Instant, LinkFailure)>,
+    /// Failures since it last worked.
+    pub fails: u32,
+}
+
+impl Health {
+    /// Whether it failed within [`FAIL_MEMORY`] and has not worked since.
+    pub fn failing(&self, now: Instant) -> bool {
+        match self.last_fail {
+            Some((at, _)) => {
+                now.saturating_duration_since(at) < FAIL_MEMORY
+                    && self.last_ok.is_none_or(|ok| ok < at)
+            }
+            None => false,
+        }
+    }
+
+    fn last_seen(&self) -> Option<Instant> {
+        self.last_ok.max(self.last_fail.map(|f| f.0))
+    }
+}
+
+/// The table of addresses and what they did.
+#[derive(Debug, Default)]
+pub struct HealthTable {
+    entries: HashMap<PeerAddr, Health>,
+}
+
+impl HealthTable {
+    fn entry(&mut self, addr: &PeerAddr) -> &mut Health {
+        if !self.entries.contains_key(addr) && self.entries.len() >= MAX_TRACKED {
+            let oldest = self.entries.iter().min_by_key(|(_, h)| h.last_seen()).map(|(a, _)| a);
+            if let Some(oldest) = oldest.cloned() {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.entries.entry(addr.clone()).or_default()
+    }
+
+    /// A link through `addr` came up.
+    pub fn ok(&mut self, addr: &PeerAddr, now: Instant) {
+        let h = self.entry(addr);
+        h.last_ok = Some(now);
+        h.fails = 0;
+    }
+
+    /// A link through `addr` failed.
+    pub fn failed(&mut self, addr: &PeerAddr, now: Instant, why: LinkFailure) {
+        let h = self.entry(addr);
+        h.last_fail = Some((now, why));
+        h.fails = h.fails.saturating_add(1);
+    }
+
+    /// What `addr` did, if anything is known.
+    pub fn get(&self, addr: &PeerAddr) -> Option<Health> {
+        self.entries.get(addr).copied()
+    }
+
+    /// Everything known, for display.
+    pub fn all(&self) -> impl Iterator<Item = (&PeerAddr, &Health)> {
+        self.entries.iter()
+    }
+
+    /// `candidates` (a peer's addresses in the order it gave them) in the order to dial them.
+    pub fn ranked<'a>(&self, now: Instant, candidates: &[&'a PeerAddr]) -> Vec<&'a PeerAddr> {
+        let mut order: Vec<(usize, &PeerAddr)> = candidates.iter().copied().enumerate().collect();
+        order.sort_by_key(|(i, a)| {
+            let h = self.get(a).unwrap_or_default();
+            let failing = h.failing(now);
+            // Working first, most recently working first; then the untried and the long
+            // quiet in the peer's order; then the failing, least recently failed first.
+            let worked = (!failing).then_some(h.last_ok).flatten();
+            let failed_at = if failing { h.last_fail.map(|f| f.0) } else { None };
+            (failing, worked.is_none(), std::cmp::Reverse(worked), failed_at, *i)
+        });
+        order.into_iter().map(|(_, a)| a).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+    use super::*;
+
+    fn a(s: &str) -> PeerAddr {
+        PeerAddr::new(s).unwrap()
+    }
+
+    #[test]
+    fn addresses_are_ranked_by_what_they_did() {
+        let t0 = Instant::now();
+        let (https, tcp, other) =
+            (a("https/10.0.0.1:443"), a("tcp/10.0.0.1:7070"), a("tcp/10.0.0.1:1"));
+        let given = [&https, &tcp, &other];
+        let mut t = HealthTable::default();
+        // Nothing known: the peer's order.
+        assert_eq!(t.ranked(t0, &given), [&https, &tcp, &other]);
+        // The first is blocked: it goes last.
+        t.failed(&https, t0, LinkFailure::Silent);
+        assert_eq!(t.ranked(t0, &given), [&tcp, &other, &https]);
+        // What worked comes first, the most recent first.
+        t.ok(&other, t0 + Duration::from_secs(1));
+        assert_eq!(t.ranked(t0, &given), [&other, &tcp, &https]);
+        t.ok(&tcp, t0 + Duration::from_secs(2));
+        assert_eq!(t.ranked(t0, &given), [&tcp, &other, &https]);
+        // Two failing: the one that failed longest ago is tried first.
+        t.failed(&tcp, t0 + Duration::from_secs(3), LinkFailure::Reset);
+        t.failed(&other, t0 + Duration::from_secs(4), LinkFailure::Timeout);
+        assert_eq!(t.ranked(t0, &given), [&https, &tcp, &other]);
+        assert_eq!(t.get(&tcp).unwrap().fails, 1);
+        // Failures are forgotten after a while; what worked before is first again.
+        let later = t0 + FAIL_MEMORY + Duration::from_secs(5);
+        assert!(!t.get(&https).unwrap().failing(later));
+        assert_eq!(t.ranked(later, &given), [&tcp, &other, &https]);
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let t0 = Instant::now();
+        let mut t = HealthTable::default();
+        for i in 0..MAX_TRACKED + 10 {
+            let addr = a(&format!("tcp/10.{}.{}.1:1", i / 256, i % 256));
+            t.ok(&addr, t0 + Duration::from_millis(i as u64));
+        }
+        assert_eq!(t.all().count(), MAX_TRACKED);
+        // The oldest went first.
+        assert!(t.get(&a("tcp/10.0.0.1:1")).is_none());
+        assert!(
+            t.get(&a(&format!(
+                "tcp/10.{}.{}.1:1",
+                (MAX_TRACKED + 9) / 256,
+                (MAX_TRACKED + 9) % 256
+            )))
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn io_errors_name_their_failure() {
+        use std::io::ErrorKind as K;
+        let cases = [
+            (K::ConnectionRefused, "refused"),
+            (K::ConnectionReset, "reset"),
+            (K::TimedOut, "timeout"),
+            (K::NetworkUnreachable, "unreachable"),
+            (K::PermissionDenied, "refusal"),
+            (K::Other, "other"),
+        ];
+        for (kind, name) in cases {
+            assert_eq!(LinkFailure::from_io(kind).as_str(), name);
+        }
+        assert_eq!(LinkFailure::Silent.as_str(), "silent");
+    }
+}
