@@ -133,6 +133,11 @@ enum Command {
         /// (refused otherwise; implied when every --listen address is a loopback one).
         #[arg(long)]
         local_network: bool,
+        /// Rotate transports: each new link to a peer reachable several ways (HTTPS, TCP, …)
+        /// goes through the way used longest ago, failing ones last (default: the way that
+        /// last worked).
+        #[arg(long)]
+        rotate_transports: bool,
         /// Find peers, and be found, through the BitTorrent Mainline DHT, under rendezvous
         /// keys derived from the network secret in FILE (`samizdat network-secret` makes one;
         /// the nodes of one network share it, out of band). The node's advertised addresses
@@ -383,6 +388,7 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             invite_file,
             seed,
             local_network,
+            rotate_transports,
             mainline_secret_file,
             mainline_bootstrap,
             lan,
@@ -412,6 +418,7 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
                 invites,
                 seed,
                 local_network: local_network || lan.is_some(),
+                rotate_transports,
                 mainline,
                 lan,
                 https,
@@ -550,6 +557,7 @@ struct NetOpts {
     invites: Vec<Invite>,
     seed: bool,
     local_network: bool,
+    rotate_transports: bool,
     /// The network secret and the Mainline bootstrap nodes, with --mainline-secret-file.
     mainline: Option<(NetworkSecret, Vec<String>)>,
     /// LAN discovery's settings, with --lan.
@@ -692,8 +700,18 @@ fn read_invites(lines: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<Invit
 }
 
 async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow::Result<()> {
-    let NetOpts { listen, announce, peers, invites, seed, local_network, mainline, lan, https } =
-        net;
+    let NetOpts {
+        listen,
+        announce,
+        peers,
+        invites,
+        seed,
+        local_network,
+        rotate_transports,
+        mainline,
+        lan,
+        https,
+    } = net;
     let tried = Tried {
         peers: peers.len(),
         invites: invites.len(),
@@ -718,7 +736,8 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
         }
     }
     .seed_downloads(seed)
-    .local_network(local_network);
+    .local_network(local_network)
+    .rotate_transports(rotate_transports);
     if let Some(options) = https {
         b = b.https(options);
     }

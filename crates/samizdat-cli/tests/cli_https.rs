@@ -39,6 +39,11 @@ fn a_file_crosses_the_https_transport_and_the_keys_survive_a_restart() {
     let out = cli(&["--json", "fetch", &link, "-o", s(&dest)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(&dest).unwrap() == content);
+    // The node's invite line carries the HTTPS address with its pin and secret.
+    let out = cli(&["--json", "invite", "--data", s(&data)]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["invite"].as_str().unwrap().starts_with("szi1"), "{v}");
+    assert!(v["addrs"].as_array().unwrap().iter().any(|a| a == addr.as_str()), "{v}");
 
     // Restarted, the node has the same secret and certificate pin (a new port: it listened
     // on port 0), so the links it gave out still pin it.

@@ -144,6 +144,20 @@ impl HealthTable {
         self.entries.iter()
     }
 
+    /// `candidates` in the order to dial them when transports rotate: every connection
+    /// through the one used longest ago (never used first, in the peer's order), failing ones
+    /// still last.
+    pub fn rotated<'a>(&self, now: Instant, candidates: &[&'a PeerAddr]) -> Vec<&'a PeerAddr> {
+        let mut order: Vec<(usize, &PeerAddr)> = candidates.iter().copied().enumerate().collect();
+        order.sort_by_key(|(i, a)| {
+            let h = self.get(a).unwrap_or_default();
+            let failing = h.failing(now);
+            let failed_at = if failing { h.last_fail.map(|f| f.0) } else { None };
+            (failing, failed_at, h.last_ok, *i)
+        });
+        order.into_iter().map(|(_, a)| a).collect()
+    }
+
     /// `candidates` (a peer's addresses in the order it gave them) in the order to dial them.
     pub fn ranked<'a>(&self, now: Instant, candidates: &[&'a PeerAddr]) -> Vec<&'a PeerAddr> {
         let mut order: Vec<(usize, &PeerAddr)> = candidates.iter().copied().enumerate().collect();
@@ -195,6 +209,22 @@ mod tests {
         let later = t0 + FAIL_MEMORY + Duration::from_secs(5);
         assert!(!t.get(&https).unwrap().failing(later));
         assert_eq!(t.ranked(later, &given), [&tcp, &other, &https]);
+    }
+
+    #[test]
+    fn rotation_takes_the_transport_used_longest_ago() {
+        let t0 = Instant::now();
+        let (https, tcp) = (a("https/10.0.0.1:443"), a("tcp/10.0.0.1:7070"));
+        let given = [&https, &tcp];
+        let mut t = HealthTable::default();
+        assert_eq!(t.rotated(t0, &given), [&https, &tcp]);
+        t.ok(&https, t0);
+        assert_eq!(t.rotated(t0, &given), [&tcp, &https]);
+        t.ok(&tcp, t0 + Duration::from_secs(1));
+        assert_eq!(t.rotated(t0, &given), [&https, &tcp]);
+        // A failing transport is not rotated back in while it fails.
+        t.failed(&https, t0 + Duration::from_secs(2), LinkFailure::Reset);
+        assert_eq!(t.rotated(t0 + Duration::from_secs(3), &given), [&tcp, &https]);
     }
 
     #[test]

@@ -301,6 +301,9 @@ pub struct EngineConfig {
     /// A link that receives nothing for this long while it owes a download data is taken
     /// for blocked: it is closed, its address marked, and the peer dialled another way.
     pub silence_timeout: Duration,
+    /// Rotate transports: each new link to a peer goes through the address used longest ago
+    /// instead of the one that last worked (see [`health::HealthTable::rotated`]).
+    pub rotate_transports: bool,
     /// A download that makes no progress and has no usable peer for this long fails.
     pub stall_timeout: Duration,
     /// The largest blob the engine will download (bounds outboard memory).
@@ -347,6 +350,7 @@ impl EngineConfig {
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             silence_timeout: Duration::from_secs(7),
+            rotate_transports: false,
             stall_timeout: Duration::from_secs(60),
             max_blob_len: 64 << 30,
             request_timeout: Duration::from_secs(30),
@@ -1509,7 +1513,12 @@ impl<S: ContentSource> Engine<S> {
                 .iter()
                 .filter(|a| !tries.iter().any(|c| c.addr.as_ref() == Some(*a)))
                 .collect();
-            if let Some(best) = self.health.ranked(now, &candidates).first() {
+            let order = if self.config.rotate_transports {
+                self.health.rotated(now, &candidates)
+            } else {
+                self.health.ranked(now, &candidates)
+            };
+            if let Some(best) = order.first() {
                 dials.push(((*best).clone(), *node));
             }
         }

@@ -1432,3 +1432,75 @@ fn a_memory_source_serves_what_it_holds_and_forgets_what_it_removes() {
     assert_eq!(s.read_group(&root, 0), None);
     assert!(boxed.lookup(&b.spec.locator).is_some(), "a clone keeps its own copy");
 }
+
+/// The Connect actions queued now, as (connection, address).
+fn connects<S: ContentSource>(e: &mut Engine<S>) -> Vec<(ConnId, PeerAddr)> {
+    let mut out = Vec::new();
+    while let Some(a) = e.poll_action() {
+        if let Action::Connect { conn, addr } = a {
+            out.push((conn, addr));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_peers_transports_are_dialled_one_at_a_time_best_first_and_raced_when_slow() {
+    let b = blob(10_000);
+    let mut net = Net::new(vec![Box::new(MemorySource::new()), Box::new(MemorySource::new())]);
+    let now = net.now;
+    let node = Some(net.nodes[1].node_id());
+    let (first, second) = (addr(7), addr(8));
+    let sources = vec![
+        SourceSpec::Direct { node, addr: first.clone() },
+        SourceSpec::Direct { node, addr: second.clone() },
+    ];
+    net.nodes[0].fetch(now, b.spec, sources.clone(), Resume::default());
+    // One dial, to the first address given.
+    let dials = connects(&mut net.nodes[0]);
+    assert_eq!(dials.iter().map(|d| &d.1).collect::<Vec<_>>(), [&first], "{dials:?}");
+    // Still not up after the race delay: the next address is dialled beside it.
+    net.nodes[0].handle_timeout(now + Duration::from_millis(500));
+    assert!(connects(&mut net.nodes[0]).is_empty(), "no race before the delay");
+    let later = now + health::RACE_AFTER;
+    assert!(net.nodes[0].poll_timeout().is_some_and(|t| t <= later));
+    net.nodes[0].handle_timeout(later);
+    let raced = connects(&mut net.nodes[0]);
+    assert_eq!(raced.iter().map(|d| &d.1).collect::<Vec<_>>(), [&second], "{raced:?}");
+    // Both fail: they are remembered, the one that failed first is tried first next round.
+    net.nodes[0].connect_failed(later, dials[0].0, health::LinkFailure::Timeout);
+    net.nodes[0].connect_failed(later, raced[0].0, health::LinkFailure::Refused);
+    let health = net.nodes[0].link_health();
+    assert_eq!(health.len(), 2);
+    assert!(health.iter().all(|(_, h)| h.failing(later) && h.fails == 1));
+    let mut t = later;
+    let next = loop {
+        t = net.nodes[0].poll_timeout().unwrap().max(t);
+        net.nodes[0].handle_timeout(t);
+        let c = connects(&mut net.nodes[0]);
+        if !c.is_empty() {
+            break c;
+        }
+    };
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].1, first);
+}
+
+#[test]
+fn rotation_sends_each_new_link_through_the_transport_used_longest_ago() {
+    let mut net = Net::with(vec![Box::new(MemorySource::new())], |c| c.rotate_transports = true);
+    let now = net.now;
+    let node = Some(net.nodes[0].node_id());
+    let (first, second) = (addr(7), addr(8));
+    // Both addresses worked before, the first most recently.
+    net.nodes[0].health.ok(&second, now);
+    net.nodes[0].health.ok(&first, now + Duration::from_secs(1));
+    let b = blob(10_000);
+    let sources = vec![
+        SourceSpec::Direct { node, addr: first.clone() },
+        SourceSpec::Direct { node, addr: second.clone() },
+    ];
+    net.nodes[0].fetch(now, b.spec, sources, Resume::default());
+    let dials = connects(&mut net.nodes[0]);
+    assert_eq!(dials.iter().map(|d| &d.1).collect::<Vec<_>>(), [&second], "{dials:?}");
+}

@@ -143,6 +143,7 @@ pub(crate) struct Setup {
     /// Whether this node runs on a local network (loopback or private addresses from peers are
     /// accepted).
     pub local_network: bool,
+    pub rotate_transports: bool,
     /// Where the DHT contacts are remembered across restarts (none for an ephemeral node).
     pub peer_book: Option<crate::peers::PeerBook>,
     /// The contacts remembered from the last run.
@@ -246,6 +247,7 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     let mut config = EngineConfig::new(session);
     // On a local network, peers' loopback and private addresses are real ones.
     config.addrbook.allow_local = setup.local_network;
+    config.rotate_transports = setup.rotate_transports;
     let engine = Engine::new(config, source, seed, now, wall);
     let (io_tx, mut io_rx) = mpsc::channel(256);
     let mut accept_tasks = Vec::new();

@@ -157,6 +157,12 @@ pub enum NodeError {
     TooLarge(u64),
 }
 
+/// [`NodeError::BadAddr`] naming only the address's endpoint: the parameters of an https
+/// address (its pin and secret) never reach an error message.
+fn bad_addr(addr: &str) -> NodeError {
+    NodeError::BadAddr(addr.split('?').next().unwrap_or_default().to_owned())
+}
+
 impl NodeError {
     pub(crate) fn io(context: &'static str, source: std::io::Error) -> Self {
         NodeError::Io { context, source }
@@ -301,6 +307,7 @@ pub struct NodeBuilder {
     peers: Vec<String>,
     invites: Vec<Invite>,
     local_network: bool,
+    rotate_transports: bool,
     transports: Option<Transports>,
     user_agent: Option<String>,
     seed_downloads: bool,
@@ -389,6 +396,14 @@ impl NodeBuilder {
     /// Connects to this peer at start (bootstrap).
     pub fn peer(mut self, addr: impl Into<String>) -> Self {
         self.peers.push(addr.into());
+        self
+    }
+
+    /// Rotates transports: each new link to a peer with several addresses goes through the
+    /// one used longest ago (failing ones still last), so no one transport carries all of
+    /// this node's traffic to it.
+    pub fn rotate_transports(mut self, on: bool) -> Self {
+        self.rotate_transports = on;
         self
     }
 
@@ -483,11 +498,11 @@ impl NodeBuilder {
         }
         let listen_addrs: Vec<PeerAddr> = listeners
             .iter()
-            .map(|l| PeerAddr::new(&l.local_addr()).map_err(|_| NodeError::BadAddr(l.local_addr())))
+            .map(|l| PeerAddr::new(&l.local_addr()).map_err(|_| bad_addr(&l.local_addr())))
             .collect::<Result<_, _>>()?;
         let parse = |list: &[String]| {
             list.iter()
-                .map(|p| PeerAddr::new(p).map_err(|_| NodeError::BadAddr(p.clone())))
+                .map(|p| PeerAddr::new(p).map_err(|_| bad_addr(p)))
                 .collect::<Result<Vec<_>, _>>()
         };
         let mut peers: Vec<(PeerAddr, Option<NodeId>)> =
@@ -557,6 +572,7 @@ impl NodeBuilder {
             remembered,
             local_network: self.local_network
                 || (!listen_addrs.is_empty() && listen_addrs.iter().all(is_loopback)),
+            rotate_transports: self.rotate_transports,
             peers,
             transports,
             source,
@@ -949,7 +965,7 @@ impl Node {
 
     /// Dials a peer.
     pub async fn connect(&self, addr: &str) -> Result<(), NodeError> {
-        let addr = PeerAddr::new(addr).map_err(|_| NodeError::BadAddr(addr.to_owned()))?;
+        let addr = PeerAddr::new(addr).map_err(|_| bad_addr(addr))?;
         self.call(|reply| Command::Connect { addr, reply }).await
     }
 
@@ -1071,4 +1087,17 @@ fn prepare_share(
         Ok((encoded.root, key.locator(&encoded.root), encoded.outboard))
     })?;
     Ok(Prepared::New { root, outboard, key, name, size, hash: hasher.finalize() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_address_error_names_no_secret() {
+        let e = bad_addr("https/bad:443?name=www.example.org&pin=PIN&key=THE-SECRET");
+        let text = e.to_string();
+        assert!(text.contains("https/bad:443") && !text.contains("THE-SECRET"), "{text}");
+        assert_eq!(e.kind(), "bad_address");
+    }
 }

@@ -571,3 +571,41 @@ async fn tunnels_the_node_does_not_take_are_dropped() {
     let r = tokio::time::timeout(wait, last.read(&mut b)).await;
     assert!(matches!(r, Ok(Ok(0) | Err(_))), "{r:?}");
 }
+
+/// A dial's error says what it ran into, so the node can tell a blocked transport's way of
+/// failing: a TLS alert, a reset, a closed port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_failures_carry_their_reason() {
+    let client = HttpsTransport::client();
+    let addr = |socket| HttpsAddr { socket, name: NAME.into(), pin: [1; 32], key: SECRET };
+    // A server that answers the ClientHello with a handshake_failure alert.
+    let alerting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = alerting.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = alerting.accept().await {
+            let mut b = [0u8; 512];
+            let _ = s.read(&mut b).await;
+            let _ = s.write_all(b"\x15\x03\x03\x00\x02\x02\x28").await;
+        }
+    });
+    let err = client.dial(&addr(at).to_string()).await.err().unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    // A server (or a censor) that resets the connection once the ClientHello is seen.
+    let resetting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = resetting.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = resetting.accept().await {
+            let mut b = [0u8; 512];
+            let _ = s.read(&mut b).await;
+            s.set_zero_linger().unwrap();
+            drop(s);
+        }
+    });
+    let err = client.dial(&addr(at).to_string()).await.err().unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    // Nobody listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let err = client.dial(&addr(closed).to_string()).await.err().unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    assert!(!err.to_string().contains(NAME));
+}

@@ -38,17 +38,42 @@ fn refused(what: &str) -> io::Error {
 }
 
 fn wreq_err(e: wreq::Error) -> io::Error {
-    let kind = if e.is_timeout() {
-        io::ErrorKind::TimedOut
+    // The error's text can carry the URL (the host name): keep only its kind.
+    io::Error::new(failure_kind(&e), "https: connection failed")
+}
+
+/// What a failed dial ran into, as an I/O error kind: the socket's own (a reset, a refused or
+/// timed-out connect), `InvalidData` for a TLS failure (an alert, a handshake the server broke
+/// off), `TimedOut`, `ConnectionRefused` for other connect failures, `Other` for the rest.
+fn failure_kind(e: &wreq::Error) -> io::ErrorKind {
+    if e.is_timeout() {
+        return io::ErrorKind::TimedOut;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if io.kind() != io::ErrorKind::Other {
+                return io.kind();
+            }
+        }
+        if let Some(tls) = err.downcast_ref::<btls::ssl::Error>() {
+            // A socket failure under the handshake is the socket's.
+            return tls.io_error().map_or(io::ErrorKind::InvalidData, io::Error::kind);
+        }
+        if err.is::<btls::error::ErrorStack>() {
+            return io::ErrorKind::InvalidData;
+        }
+        source = err.source();
+    }
+    if e.is_tls() {
+        io::ErrorKind::InvalidData
     } else if e.is_connection_reset() {
         io::ErrorKind::ConnectionReset
     } else if e.is_connect() {
         io::ErrorKind::ConnectionRefused
     } else {
         io::ErrorKind::Other
-    };
-    // The error's text can carry the URL (the host name): keep only its kind.
-    io::Error::new(kind, "https: connection failed")
+    }
 }
 
 fn check_pin(response: &wreq::Response, pin: &[u8; 32]) -> io::Result<()> {
