@@ -537,16 +537,7 @@ async fn one_host_cannot_take_every_connection_slot() {
     let t0 = std::time::Instant::now();
     loop {
         let tcp = TcpStream::connect(addr.socket).await.unwrap();
-        let mut tls = tokio_btls::SslStream::new(
-            {
-                let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
-                b.set_verify(SslVerifyMode::NONE);
-                b.build().configure().unwrap().verify_hostname(false).into_ssl(NAME).unwrap()
-            },
-            tcp,
-        )
-        .unwrap();
-        if Pin::new(&mut tls).connect().await.is_ok() {
+        if common::try_raw_tls_over(tcp, NAME).await.is_some() {
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(10), "slots are never given back");

@@ -13,8 +13,8 @@ pub const MAX_FILE: u64 = 64 * 1024 * 1024;
 
 /// nginx's default page, served when no decoy directory is given.
 const WELCOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n<style>\nhtml { color-scheme: light dark; }\nbody { width: 35em; margin: 0 auto;\nfont-family: Tahoma, Verdana, Arial, sans-serif; }\n</style>\n</head>\n<body>\n<h1>Welcome to nginx!</h1>\n<p>If you see this page, the nginx web server is successfully installed and\nworking. Further configuration is required.</p>\n\n<p>For online documentation and support please refer to\n<a href=\"http://nginx.org/\">nginx.org</a>.<br/>\nCommercial support is available at\n<a href=\"http://nginx.com/\">nginx.com</a>.</p>\n\n<p><em>Thank you for using nginx.</em></p>\n</body>\n</html>\n";
-/// The welcome page's modification time (nginx 1.22's `html/index.html`).
-const WELCOME_MTIME: u64 = 1_681_177_534;
+/// The welcome page's modification time (nginx 1.22's `html/index.html`), as UNIX seconds.
+pub const WELCOME_MTIME: u64 = 1_681_177_534;
 
 /// What strangers are served.
 #[derive(Debug, Clone, Default)]

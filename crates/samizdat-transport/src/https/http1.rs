@@ -652,6 +652,15 @@ where
         let (head, len) = loop {
             match parse::parse(&buf) {
                 Parsed::Partial => {
+                    // Empty lines before a request are skipped, so a client sending nothing
+                    // else must not grow the buffer: drop them (nginx reuses its buffer too).
+                    if buf.iter().all(|&b| b == b'\r' || b == b'\n') {
+                        buf.clear();
+                    }
+                    // The parser refuses heads past MAX_HEAD; never hold more whatever it says.
+                    if buf.len() > MAX_HEAD + 4096 {
+                        return Ok(None);
+                    }
                     let more = tokio::time::timeout_at(deadline, read_more(&mut stream, &mut buf));
                     if !matches!(more.await, Ok(true)) {
                         return Ok(None);
@@ -900,6 +909,26 @@ mod tests {
         }
         let big = format!("{:x}\r\n", MAX_BODY + 1);
         assert_eq!(Chunked::default().feed(big.as_bytes()), Err(()));
+    }
+
+    /// A client that sends only empty lines keeps the server's buffer empty, and a request
+    /// after them is still answered.
+    #[tokio::test]
+    async fn endless_empty_lines_do_not_grow_the_buffer() {
+        let ctx = ServeCtx::new([1; 32], Decoy::Welcome);
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let serving = tokio::spawn(async move { serve(server, &ctx).await });
+        let lines = vec![b'\n'; 1 << 16];
+        // Far more than the largest head: nginx would wait, and so do we.
+        for _ in 0..(4 * MAX_HEAD * 16 / lines.len()) {
+            client.write_all(&lines).await.unwrap();
+        }
+        client.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", String::from_utf8_lossy(&out));
+        client.shutdown().await.unwrap();
+        assert!(serving.await.unwrap().unwrap().is_none());
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ mod token;
 
 pub use addr::{HttpsAddr, valid_tls_name};
 pub use client::{DIAL_TIMEOUT, PROFILE, emulation};
-pub use decoy::{Decoy, MAX_FILE};
+pub use decoy::{Decoy, MAX_FILE, WELCOME_MTIME};
 pub use http1::{
     HEAD_TIMEOUT, KEEPALIVE_TIMEOUT, LINGERING_TIME, LINGERING_TIMEOUT, MAX_BODY, MAX_HEAD,
     MAX_REQUESTS, Prefixed, ServeCtx, civil_date, http_date, serve,

@@ -15,14 +15,23 @@ pub async fn raw_tls(socket: SocketAddr, name: &str) -> tokio_btls::SslStream<Tc
 
 /// [`raw_tls`] over a connection already open.
 pub async fn raw_tls_over(tcp: TcpStream, name: &str) -> tokio_btls::SslStream<TcpStream> {
+    let tls = try_raw_tls_over(tcp, name).await.expect("the TLS handshake");
+    assert_eq!(tls.ssl().selected_alpn_protocol(), Some(&b"http/1.1"[..]));
+    tls
+}
+
+/// [`raw_tls_over`], `None` when the handshake fails.
+pub async fn try_raw_tls_over(
+    tcp: TcpStream,
+    name: &str,
+) -> Option<tokio_btls::SslStream<TcpStream>> {
     let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
     b.set_verify(SslVerifyMode::NONE);
     b.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
     let ssl = b.build().configure().unwrap().verify_hostname(false).into_ssl(name).unwrap();
     let mut tls = tokio_btls::SslStream::new(ssl, tcp).unwrap();
-    Pin::new(&mut tls).connect().await.unwrap();
-    assert_eq!(tls.ssl().selected_alpn_protocol(), Some(&b"http/1.1"[..]));
-    tls
+    Pin::new(&mut tls).connect().await.ok()?;
+    Some(tls)
 }
 
 fn which(program: &str) -> Option<PathBuf> {
