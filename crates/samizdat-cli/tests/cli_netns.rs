@@ -494,3 +494,213 @@ fn a_fetch_moves_to_another_transport_when_https_is_blocked_mid_transfer() {
         "switching took {cost:?} (blocked {blocked:?}, free {free:?})"
     );
 }
+
+/// Set in the environment of the helper process that runs the censor.
+const CENSOR_FROM: &str = "SAMIZDAT_TEST_CENSOR_FROM";
+
+/// Not a test: the censor (`samizdat_lab::censor`, as `samizdat-lab censor` runs it), run by
+/// [`the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session`] in the router's
+/// namespace by re-running this binary. It blocks every flow without an exemption and lives
+/// until its standard input closes.
+#[test]
+#[ignore = "helper process of the namespace test"]
+fn censor_process() {
+    let Ok(from) = std::env::var(CENSOR_FROM) else { return };
+    std::thread::spawn(|| {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", samizdat_lab::censor::TABLE])
+            .status();
+        std::process::exit(0);
+    });
+    let config = samizdat_lab::censor::CensorConfig {
+        port: 15_000,
+        from,
+        block_probability: 1.0,
+        block_for: Duration::from_secs(120),
+        seed: 1,
+    };
+    samizdat_lab::censor::run(config, Box::new(std::io::stdout())).unwrap();
+}
+
+/// Three namespaces in a line, the middle one a router: the censored region (10.78.1.0/24,
+/// host 0), the router (host 1) and the outside (10.78.2.0/24, host 2).
+fn routed_lab() -> Lab {
+    static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("{}r{n}", std::process::id());
+    let names: Vec<String> = ["in", "rt", "out"].iter().map(|h| format!("sz{tag}{h}")).collect();
+    for ns in &names {
+        ip(&["netns", "add", ns]);
+    }
+    // The hub is unused here; Lab's Drop deletes it with the hosts.
+    let hub = format!("sz{tag}hub");
+    ip(&["netns", "add", &hub]);
+    let lab = Lab { hub, hosts: names.clone() };
+    let (inside, router, outside) = (&names[0], &names[1], &names[2]);
+    for (host, side, net) in [(inside, "vin", "1"), (outside, "vout", "2")] {
+        ip(&[
+            "-n", router, "link", "add", side, "type", "veth", "peer", "name", "eth0", "netns",
+            host,
+        ]);
+        ip(&["-n", router, "addr", "add", &format!("10.78.{net}.1/24"), "dev", side]);
+        ip(&["-n", router, "link", "set", side, "up"]);
+        ip(&["-n", host, "addr", "add", &format!("10.78.{net}.2/24"), "dev", "eth0"]);
+        ip(&["-n", host, "link", "set", "eth0", "up"]);
+        ip(&["-n", host, "link", "set", "lo", "up"]);
+        ip(&["-n", host, "route", "add", "default", "via", &format!("10.78.{net}.1")]);
+    }
+    ip(&["-n", router, "link", "set", "lo", "up"]);
+    run(lab.exec(1, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]));
+    lab
+}
+
+/// Starts `samizdat --json node --local-network` in host `i` with `listen` and `--tls-name`.
+fn routed_node(lab: &Lab, i: usize, data: &Path, listen: &str) -> Daemon {
+    let mut cmd = lab.exec(i, BIN);
+    cmd.args(["--json", "node", "--local-network", "--listen", listen, "--data"]).arg(data);
+    if listen.starts_with("https/") {
+        cmd.args(["--tls-name", "www.example.org"]);
+    }
+    spawn_daemon(cmd, data).0
+}
+
+/// The censor's report lines, gathered by a thread.
+type Report = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// Flows the censor judged toward `port`.
+fn flows_to(report: &Report, port: u16) -> Vec<serde_json::Value> {
+    let suffix = format!(":{port}");
+    report
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|v| v["server"].as_str().is_some_and(|s| s.ends_with(&suffix)))
+        .cloned()
+        .collect()
+}
+
+/// A censor process on a real router applies the fully-encrypted rules (Wu et al. 2023) to
+/// every TCP flow leaving the censored region, blocking every flow that has no exemption:
+/// fetches over the HTTPS transport all pass (each flow judged `known_protocol`) and arrive
+/// byte-identical, while a fetch over today's bare session is judged `fully_encrypted`,
+/// blocked, and never completes.
+#[test]
+fn the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for network namespaces and nftables");
+        return;
+    }
+    let lab = routed_lab();
+    let mut helper = lab
+        .exec(1, &std::env::current_exe().unwrap().to_string_lossy())
+        .args(["--ignored", "--exact", "censor_process", "--nocapture", "--test-threads", "1"])
+        .env(CENSOR_FROM, "10.78.1.0/24")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    let censor = Testnet(helper);
+    let report: Report = Report::default();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let gather = report.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            // libtest prints "test censor_process ... " before the helper's first line.
+            let json = line.find('{').map_or("", |at| &line[at..]);
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { continue };
+            if v["censor"] == "ready" {
+                let _ = ready_tx.send(());
+            } else {
+                gather.lock().unwrap().push(v);
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(60)).expect("the censor started");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("quarter.bin");
+    common::write_random(&file, 256 << 10, 0xFE7);
+    let share = |data: &Path| {
+        let out = cli(&["--json", "share", s(&file), "--data", s(data)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["link"].as_str().unwrap().to_owned()
+    };
+
+    // Over HTTPS: three fetchers, each a new flow through the censor.
+    let seed_https = tmp.path().join("seed-https");
+    let _seeder = routed_node(&lab, 2, &seed_https, "https/10.78.2.2:443");
+    let link = share(&seed_https);
+    for k in 0..3 {
+        let data = tmp.path().join(format!("fetch-https-{k}"));
+        let _fetcher = routed_node(&lab, 0, &data, "tcp/10.78.1.2:7071");
+        let dest = tmp.path().join(format!("https-{k}.out"));
+        let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&data)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(std::fs::read(&dest).unwrap() == std::fs::read(&file).unwrap());
+    }
+    let https = flows_to(&report, 443);
+    assert!(https.len() >= 3, "every fetch was a flow through the censor: {https:?}");
+    for f in &https {
+        assert!(f["blocked"] == false && f["verdict"] == "known_protocol", "{f}");
+    }
+
+    // Over the bare session: blocked. About one first payload in ten is exempt by its
+    // popcount (its cleartext length prefix pulls the average down); such a flow passes, as it
+    // would through the real firewall, and the test tries again from a new node.
+    let seed_tcp = tmp.path().join("seed-tcp");
+    let _seeder_tcp = routed_node(&lab, 2, &seed_tcp, "tcp/10.78.2.2:7070");
+    let link = share(&seed_tcp);
+    let mut blocked = None;
+    for k in 0..4 {
+        let data = tmp.path().join(format!("fetch-tcp-{k}"));
+        let _fetcher = routed_node(&lab, 0, &data, "tcp/10.78.1.2:7071");
+        let seen = flows_to(&report, 7070).len();
+        let dest = tmp.path().join(format!("tcp-{k}.out"));
+        let mut fetch = Command::new(BIN)
+            .args(["--json", "fetch", &link, "-o", s(&dest), "--data", s(&data)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let first = loop {
+            if let Some(f) = flows_to(&report, 7070).get(seen) {
+                break f.clone();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "the fetch never dialled");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if first["blocked"] == true {
+            assert_eq!(first["verdict"], "fully_encrypted", "{first}");
+            std::thread::sleep(Duration::from_secs(15));
+            let done = fetch.try_wait().unwrap();
+            let _ = fetch.kill();
+            let _ = fetch.wait();
+            assert!(
+                done.is_none_or(|st| !st.success()),
+                "a fetch over a blocked bare session completed"
+            );
+            assert!(std::fs::read(&dest).map_or(true, |d| d != std::fs::read(&file).unwrap()));
+            blocked = Some(k);
+            break;
+        }
+        assert_eq!(
+            first["verdict"], "popcount",
+            "an unblocked bare flow is only ever exempt by popcount: {first}"
+        );
+        let _ = fetch.kill();
+        let _ = fetch.wait();
+    }
+    let attempt = blocked.expect("the censor blocked a bare session in four tries");
+    println!(
+        "netns censor: {} HTTPS flows, all let through (known_protocol); the bare session was \
+         blocked (fully_encrypted) on attempt {}",
+        https.len(),
+        attempt + 1
+    );
+    drop(censor);
+}

@@ -11,7 +11,12 @@
 //! samizdat-lab discovery --block bootstrap --seed 1 --json
 //! samizdat-lab discovery --block all --seed 1 --json
 //! samizdat-lab dht-contact --rounds 2000 --json
+//! samizdat-lab censor --from 10.78.1.0/24 --port 15000 --block-probability 1
 //! ```
+//!
+//! `censor` is not a simulation: run as root on a Linux router (a network namespace), it
+//! applies the fully-encrypted rules to the real TCP flows it forwards (see
+//! `samizdat_lab::censor`).
 #![forbid(unsafe_code)]
 
 mod contact;
@@ -126,12 +131,39 @@ enum Scenario {
         #[arg(long)]
         json: bool,
     },
+    /// A censor on a real router (root, nftables): every TCP flow from `--from` is redirected
+    /// through it and judged by the fully-encrypted rules; a blocked flow's 3-tuple is dropped
+    /// for `--block-for` seconds. Prints one JSON line per judged flow; runs until killed.
+    Censor {
+        /// The censored region, an IPv4 prefix.
+        #[arg(long)]
+        from: String,
+        /// The local port flows are redirected to.
+        #[arg(long, default_value_t = 15_000)]
+        port: u16,
+        /// Chance that a flow without an exemption is blocked (the paper measured 0.26).
+        #[arg(long, default_value_t = 0.26, value_parser = probability)]
+        block_probability: f64,
+        /// Seconds a blocked 3-tuple stays blocked.
+        #[arg(long, default_value_t = 180)]
+        block_for: u64,
+        /// Seeds the block rolls.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
         _ => Err(format!("{s:?} is not a fraction from 0 up to (not including) 1")),
+    }
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a probability from 0 to 1")),
     }
 }
 
@@ -142,6 +174,19 @@ fn main() {
     // Virtual time in the scenarios is an offset from this instant; nothing waits on it.
     let base = started;
     match Cli::parse().scenario {
+        Scenario::Censor { from, port, block_probability, block_for, seed } => {
+            let config = samizdat_lab::censor::CensorConfig {
+                port,
+                from,
+                block_probability,
+                block_for: std::time::Duration::from_secs(block_for),
+                seed,
+            };
+            if let Err(e) = samizdat_lab::censor::run(config, Box::new(std::io::stdout())) {
+                eprintln!("samizdat-lab censor: {e}");
+                std::process::exit(1);
+            }
+        }
         Scenario::DhtSybil { nodes, sybil, disjoint, lookups, value_lookups, k, seed, json } => {
             let params = SybilParams {
                 nodes,
