@@ -23,7 +23,7 @@ set -euo pipefail
 #                        for the HTTPS camouflage transport
 #   chromium  the real browser whose TLS ClientHello the camouflage test compares with ours
 #   nginx     the reverse proxy in front of a node in the HTTPS transport test
-APT_PACKAGES="ent iproute2 nftables g++ cmake libclang-dev chromium nginx"
+APT_PACKAGES="ent iproute2 nftables g++ cmake libclang-dev chromium nginx obfs4proxy"
 # cargo-fuzz version installed when it is missing.
 CARGO_FUZZ_VERSION="0.13.2"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"

@@ -159,6 +159,11 @@ enum Command {
         lan_interface: Option<std::net::Ipv4Addr>,
         #[command(flatten)]
         https: Box<HttpsArgs>,
+        /// The obfs4proxy program (Tor's pluggable-transport protocol) that carries obfs4/…
+        /// addresses, dialled and listened on (--listen obfs4/IP:PORT); default: obfs4proxy
+        /// on PATH, else /usr/bin/obfs4proxy.
+        #[arg(long, value_name = "PATH")]
+        obfs4proxy: Option<PathBuf>,
     },
     /// Share a file through the running node; prints its share link.
     ///
@@ -394,6 +399,7 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             lan,
             lan_interface,
             https,
+            obfs4proxy,
         } => {
             let HttpsArgs { tls_name, tls_cert, tls_key, decoy_dir } = *https;
             let https = https_options(&listen, tls_name, tls_cert.zip(tls_key), decoy_dir)?;
@@ -422,6 +428,7 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
                 mainline,
                 lan,
                 https,
+                obfs4proxy,
             };
             run_node(&data.dir(), state, net, json).await
         }
@@ -502,6 +509,14 @@ fn check_addr(addr: &str) -> anyhow::Result<PeerAddr> {
                 .map_err(|_| bad()),
         };
     }
+    if parsed.transport() == "obfs4" {
+        // Peers' obfs4 addresses carry the server's cert; a listen address is just IP:PORT.
+        let ok = match parsed.params() {
+            Some(_) => samizdat_transport::pt::PtAddr::parse(parsed.address()).is_ok(),
+            None => parsed.endpoint().parse::<std::net::SocketAddr>().is_ok(),
+        };
+        return if ok { Ok(parsed) } else { Err(bad()) };
+    }
     if parsed.transport() != "tcp" {
         return Err(bad());
     }
@@ -564,6 +579,8 @@ struct NetOpts {
     lan: Option<LanConfig>,
     /// The HTTPS server's settings, with --listen https/….
     https: Option<HttpsOptions>,
+    /// The obfs4proxy program, when given.
+    obfs4proxy: Option<PathBuf>,
 }
 
 /// Largest certificate or key file read.
@@ -711,6 +728,7 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
         mainline,
         lan,
         https,
+        obfs4proxy,
     } = net;
     let tried = Tried {
         peers: peers.len(),
@@ -740,6 +758,9 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
     .rotate_transports(rotate_transports);
     if let Some(options) = https {
         b = b.https(options);
+    }
+    if let Some(program) = obfs4proxy {
+        b = b.obfs4proxy(program);
     }
     for l in listen {
         b = b.listen(l);

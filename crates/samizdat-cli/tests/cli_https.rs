@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{BIN, cli, s, spawn_daemon, write_random};
+use common::{BIN, cli, fetch_checked, s, share_link, spawn_daemon, write_random};
 use std::path::Path;
 use std::process::Command;
 
@@ -30,15 +30,9 @@ fn a_file_crosses_the_https_transport_and_the_keys_survive_a_restart() {
 
     let file = tmp.path().join("notes.bin");
     let content = write_random(&file, 4 << 20, 0x5eed);
-    let out = cli(&["--json", "share", s(&file), "--data", s(&data)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let link = v["link"].as_str().unwrap().to_owned();
-    // A short-lived node with no state of its own fetches through the link's https hint.
-    let dest = tmp.path().join("copy.bin");
-    let out = cli(&["--json", "fetch", &link, "-o", s(&dest)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(std::fs::read(&dest).unwrap() == content);
+    let link = share_link(&file, &data);
+    // A short-lived node fetches through the link's hint: its only way to the seeder.
+    fetch_checked(&link, &tmp.path().join("copy.bin"), &content);
     // The node's invite line carries the HTTPS address with its pin and secret.
     let out = cli(&["--json", "invite", "--data", s(&data)]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -115,6 +115,34 @@ pub(crate) fn server_config(
         .map_err(https_err)
 }
 
+static OBFS4: DocKind = DocKind {
+    vault_file: "node/obfs4",
+    dir_file: "obfs4.rec",
+    key_context: "samizdat 2026 obfs4 server keys v1",
+    aad: b"samizdat obfs4 server keys v1",
+    max_len: 4 * 1024,
+    what: "obfs4 server keys (not written by this node's identity, or damaged)",
+};
+
+/// The obfs4 server keys the node listens with (`--listen obfs4/IP:PORT`), made once and kept
+/// sealed like the HTTPS keys, so the `cert` in its obfs4 address stays valid. Blocking.
+pub(crate) fn obfs4_keys(
+    store: &Store,
+    identity: &Identity,
+) -> Result<Vec<(String, String)>, NodeError> {
+    let doc = SealedDoc::new(store, identity, &OBFS4);
+    if let Some(doc) = &doc {
+        if let Some(keys) = doc.load_json::<Vec<(String, String)>>()? {
+            return Ok(keys);
+        }
+    }
+    let keys = samizdat_transport::pt::obfs4_keys();
+    if let Some(doc) = &doc {
+        doc.save_json(&keys)?;
+    }
+    Ok(keys)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -163,5 +191,24 @@ mod tests {
         let b = server_config(&store, &identity, &options("www.example.org")).unwrap();
         assert_ne!(a.secret, b.secret);
         assert!(server_config(&store, &identity, &options("192.0.2.1")).is_err());
+    }
+
+    #[test]
+    fn obfs4_keys_are_kept_sealed_and_unreadable_by_another_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::generate(&mut OsRng);
+        let open = || crate::state::Store::open_dir(dir.path()).unwrap().store;
+        let a = obfs4_keys(&open(), &identity).unwrap();
+        assert_eq!(a, obfs4_keys(&open(), &identity).unwrap(), "the same keys after a restart");
+        let names: Vec<&str> = a.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["node-id", "private-key", "drbg-seed", "iat-mode"]);
+        let raw = std::fs::read(dir.path().join("obfs4.rec")).unwrap();
+        assert!(!raw.windows(11).any(|w| w == b"private-key"), "no plaintext on disk");
+        let other = Identity::generate(&mut OsRng);
+        assert!(obfs4_keys(&open(), &other).is_err());
+        assert_eq!(std::fs::read(dir.path().join("obfs4.rec")).unwrap(), raw);
+        // An ephemeral node makes fresh ones every run.
+        let store = crate::state::Store::ephemeral().store;
+        assert_ne!(obfs4_keys(&store, &identity).unwrap(), obfs4_keys(&store, &identity).unwrap());
     }
 }

@@ -61,7 +61,7 @@ pub use samizdat_engine::PeerSummary;
 pub use samizdat_identity::NodeId;
 pub use samizdat_transport::https::{Decoy, ServerCert};
 pub use samizdat_transport::{
-    HttpsTransport, MemoryTransport, TcpTransport, Transport, Transports,
+    HttpsTransport, MemoryTransport, PtTransport, TcpTransport, Transport, Transports,
 };
 pub use samizdat_vault::VaultError;
 pub use samizdat_wire::PeerAddr;
@@ -313,6 +313,7 @@ pub struct NodeBuilder {
     seed_downloads: bool,
     discovery: Methods,
     https: Option<HttpsOptions>,
+    obfs4proxy: Option<PathBuf>,
 }
 
 /// The discovery methods a node runs (printed by name only).
@@ -447,6 +448,14 @@ impl NodeBuilder {
         self
     }
 
+    /// The `obfs4proxy` program that carries `obfs4/…` addresses (Tor's pluggable-transport
+    /// protocol); default: `obfs4proxy` on `PATH`, else `/usr/bin/obfs4proxy`. The node dials
+    /// obfs4 addresses through it, and listens on `--listen obfs4/IP:PORT` with keys it keeps.
+    pub fn obfs4proxy(mut self, program: impl Into<PathBuf>) -> Self {
+        self.obfs4proxy = Some(program.into());
+        self
+    }
+
     /// Sets the user agent sent in handshakes (default: a generic one).
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
         self.user_agent = Some(ua.into());
@@ -472,11 +481,22 @@ impl NodeBuilder {
             (None, None) => Store::ephemeral(),
         };
         let state::Opened { store, identity, source } = opened;
+        let obfs4proxy =
+            self.obfs4proxy.unwrap_or_else(|| samizdat_transport::pt::find_program("obfs4proxy"));
+        let custom = self.transports.is_some();
         let mut transports = self.transports.unwrap_or_else(|| {
             let mut t = Transports::tcp();
             t.register(HttpsTransport::client());
+            t.register(PtTransport::client("obfs4", obfs4proxy.clone()));
             t
         });
+        if !custom && self.listen.iter().any(|l| l.starts_with("obfs4/")) {
+            let (store, id) = (store.clone(), identity.clone());
+            let keys = tokio::task::spawn_blocking(move || camouflage::obfs4_keys(&store, &id))
+                .await
+                .map_err(|_| NodeError::Stopped)??;
+            transports.register(PtTransport::with_server("obfs4", obfs4proxy, keys));
+        }
         if let Some(options) = self.https {
             let (store, id) = (store.clone(), identity.clone());
             let config = tokio::task::spawn_blocking(move || {
@@ -667,7 +687,7 @@ fn unix_now() -> u64 {
 /// Whether a TCP address names no host in particular (`0.0.0.0`, `[::]`): such an address is
 /// only meaningful for binding, and must not be handed to peers.
 fn is_unspecified(addr: &PeerAddr) -> bool {
-    matches!(addr.transport(), "tcp" | "https")
+    matches!(addr.transport(), "tcp" | "https" | "obfs4")
         && addr.endpoint().parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_unspecified())
 }
 

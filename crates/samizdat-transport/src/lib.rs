@@ -26,10 +26,12 @@
 
 pub mod https;
 mod memory;
+pub mod pt;
 mod tcp;
 
 pub use https::HttpsTransport;
 pub use memory::MemoryTransport;
+pub use pt::PtTransport;
 pub use tcp::TcpTransport;
 
 use std::collections::BTreeMap;

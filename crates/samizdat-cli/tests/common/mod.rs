@@ -96,3 +96,21 @@ pub fn write_random(path: &Path, len: usize, seed: u64) -> Vec<u8> {
     std::fs::write(path, &data).unwrap();
     data
 }
+
+/// Shares `file` through the daemon at `data`, returning the link.
+#[allow(dead_code)]
+pub fn share_link(file: &Path, data: &Path) -> String {
+    let out = cli(&["--json", "share", s(file), "--data", s(data)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["link"].as_str().unwrap().to_owned()
+}
+
+/// Fetches `link` with a short-lived node of no state of its own (only the link's hints lead
+/// to the seeder) and checks the copy is `content`.
+#[allow(dead_code)]
+pub fn fetch_checked(link: &str, dest: &Path, content: &[u8]) {
+    let out = cli(&["--json", "fetch", link, "-o", s(dest)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(dest).unwrap() == content, "the copy differs");
+}

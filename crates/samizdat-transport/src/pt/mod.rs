@@ -1,0 +1,330 @@
+//! External pluggable transports: any program that speaks Tor's pluggable-transport protocol
+//! (pt-spec v1, "managed proxy") carries our streams, so users can run obfs4 (Debian's
+//! `obfs4proxy`) between nodes.
+//!
+//! Dialling (`obfs4/IP:PORT?cert=…&iat-mode=0`): the transport starts the program once as a
+//! client (`TOR_PT_CLIENT_TRANSPORTS`), reads the SOCKS5 address it prints, and for each
+//! stream connects there and asks for the peer's address, the address's arguments in the SOCKS5
+//! user name and password. A program that exits is started again on the next dial.
+//!
+//! Listening (`obfs4/IP:PORT`): the transport binds a loopback port for the program to deliver
+//! streams to (its "ORPort"), starts the program as a server bound to `IP:PORT` with the
+//! node's keys as server options (for obfs4, from [`obfs4_keys`]; the node keeps them sealed so
+//! its addresses survive restarts), and publishes the `SMETHOD` arguments (obfs4's `cert`) in
+//! its address: only a client holding the address can open an obfs4 handshake; every other
+//! prober gets silence and a close, obfs4's cover behaviour.
+//!
+//! The program keeps its state in a fresh directory only the node's user can read, in memory
+//! (`/dev/shm`) where there is one; the files it writes there (obfs4 writes its keys and a
+//! bridge line) are deleted once it is up, and the directory when it stops. Its environment,
+//! which carries the server keys, is readable only by the same user (unlike argv). It learns
+//! the peers' addresses, as the kernel does; it is not told anything else, and its standard
+//! error is discarded. Not yet: the extended ORPort (so the node sees obfs4 clients'
+//! addresses for its per-prefix limits; today they count as address-less, like in-memory
+//! peers), and anything else on the machine may connect to the loopback ORPort directly.
+
+mod proto;
+
+pub use proto::{PtAddr, PtLine, client_args, server_options, socks5_connect};
+
+use crate::{BoxFuture, BoxStream, Incoming, Listener, Transport};
+use rand_core::{OsRng, RngCore};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, ChildStdin, Command};
+
+/// How long a program may take to print its methods.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a dial may take, the transport's own handshake included.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes read from a program before it has printed its methods.
+const MAX_STARTUP_OUTPUT: u64 = 64 * 1024;
+
+/// Fresh obfs4 server keys (`node-id`, `private-key`, `drbg-seed`, `iat-mode=0`), for
+/// [`PtTransport::with_server`]. Keep them to keep the node's obfs4 address.
+pub fn obfs4_keys() -> Vec<(String, String)> {
+    let hex = |n: usize| {
+        let mut raw = vec![0u8; n];
+        OsRng.fill_bytes(&mut raw);
+        data_encoding::HEXLOWER.encode(&raw)
+    };
+    vec![
+        ("node-id".into(), hex(20)),
+        ("private-key".into(), hex(32)),
+        ("drbg-seed".into(), hex(24)),
+        ("iat-mode".into(), "0".into()),
+    ]
+}
+
+/// Where `name` is on this process's `PATH` (the program then runs with an empty
+/// environment), else `/usr/bin/NAME`, Debian's place for `obfs4proxy`.
+pub fn find_program(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| Path::new("/usr/bin").join(name))
+}
+
+/// A directory only this user can enter, removed when dropped.
+#[derive(Debug)]
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn new() -> io::Result<Self> {
+        let base = Path::new("/dev/shm");
+        let base = if base.is_dir() { base.to_path_buf() } else { std::env::temp_dir() };
+        let mut name = [0u8; 12];
+        OsRng.fill_bytes(&mut name);
+        let path = base.join(format!("samizdat-pt-{}", data_encoding::HEXLOWER.encode(&name)));
+        // `create` (not `create_all`) fails on anything already there, a symlink included.
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(PrivateDir(path))
+    }
+
+    /// Deletes what the program wrote (it reads its state only when it starts).
+    fn empty(&self) -> io::Result<()> {
+        for entry in std::fs::read_dir(&self.0)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running managed proxy: killed, and its directory removed, when dropped.
+#[derive(Debug)]
+struct Proxy {
+    child: Child,
+    /// Held open: the program exits when it closes (`TOR_PT_EXIT_ON_STDIN_CLOSE`).
+    _stdin: Option<ChildStdin>,
+    _dir: PrivateDir,
+}
+
+/// Starts `cmd` and reads its output up to `CMETHODS DONE` / `SMETHODS DONE`, returning the
+/// method lines.
+async fn start(
+    mut cmd: Command,
+    dir: PrivateDir,
+    program: &Path,
+) -> io::Result<(Proxy, Vec<PtLine>)> {
+    let mut child = cmd.spawn().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot start the pluggable transport {}: {e}", program.display()),
+        )
+    })?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
+    let mut lines = BufReader::new(stdout.take(MAX_STARTUP_OUTPUT)).lines();
+    let read = async {
+        let mut methods = Vec::new();
+        loop {
+            let Some(line) = lines.next_line().await? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} exited before naming its methods", program.display()),
+                ));
+            };
+            match PtLine::parse(&line)? {
+                PtLine::Version(v) if v != "1" => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the pluggable transport speaks another protocol version",
+                    ));
+                }
+                PtLine::Error(e) => {
+                    return Err(io::Error::other(format!("pluggable transport: {e}")));
+                }
+                PtLine::Done => return Ok(methods),
+                m @ (PtLine::CMethod { .. } | PtLine::SMethod { .. }) => methods.push(m),
+                PtLine::Version(_) | PtLine::Other => {}
+            }
+        }
+    };
+    let methods = match tokio::time::timeout(STARTUP_TIMEOUT, read).await {
+        Ok(m) => m?,
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not name its methods in time", program.display()),
+            ));
+        }
+    };
+    // The program may go on printing (LOG, STATUS); read it so it never blocks on a full pipe.
+    let mut rest = lines.into_inner().into_inner().into_inner();
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut rest, &mut tokio::io::sink()).await;
+    });
+    Ok((Proxy { child, _stdin: stdin, _dir: dir }, methods))
+}
+
+/// A transport carried by an external program speaking the pluggable-transport protocol,
+/// named after the method it runs (`obfs4`).
+#[derive(Debug)]
+pub struct PtTransport {
+    method: &'static str,
+    program: PathBuf,
+    server: Option<Vec<(String, String)>>,
+    client: tokio::sync::Mutex<Option<(Proxy, SocketAddr)>>,
+}
+
+impl PtTransport {
+    /// Dials `method/IP:PORT?args` through `program` (started on the first dial).
+    pub fn client(method: &'static str, program: impl Into<PathBuf>) -> Self {
+        PtTransport { method, program: program.into(), server: None, client: Default::default() }
+    }
+
+    /// Also listens, passing `options` (for obfs4, [`obfs4_keys`]) to the program's server.
+    pub fn with_server(
+        method: &'static str,
+        program: impl Into<PathBuf>,
+        options: Vec<(String, String)>,
+    ) -> Self {
+        PtTransport { server: Some(options), ..Self::client(method, program) }
+    }
+
+    fn command(&self, dir: &Path) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.env_clear()
+            .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
+            .env("TOR_PT_STATE_LOCATION", dir)
+            .env("TOR_PT_EXIT_ON_STDIN_CLOSE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// The running client proxy's SOCKS5 address, starting it when it is not running.
+    async fn socks(&self) -> io::Result<SocketAddr> {
+        let mut client = self.client.lock().await;
+        if let Some((proxy, socks)) = client.as_mut() {
+            if proxy.child.try_wait()?.is_none() {
+                return Ok(*socks);
+            }
+        }
+        *client = None;
+        let dir = PrivateDir::new()?;
+        let mut cmd = self.command(&dir.0);
+        cmd.env("TOR_PT_CLIENT_TRANSPORTS", self.method);
+        let (proxy, methods) = start(cmd, dir, &self.program).await?;
+        let socks = methods
+            .iter()
+            .find_map(|m| match m {
+                PtLine::CMethod { name, socks } if name == self.method => Some(*socks),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "the program does not offer the method")
+            })?;
+        *client = Some((proxy, socks));
+        Ok(socks)
+    }
+}
+
+struct PtListener {
+    inner: TcpListener,
+    local: String,
+    _proxy: Proxy,
+}
+
+impl Listener for PtListener {
+    fn local_addr(&self) -> String {
+        self.local.clone()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<Incoming>> {
+        Box::pin(async move {
+            let (stream, _) = self.inner.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok(Incoming { stream: Box::new(stream), remote: None })
+        })
+    }
+}
+
+impl Transport for PtTransport {
+    fn name(&self) -> &'static str {
+        self.method
+    }
+
+    fn dial(&self, addr: &str) -> BoxFuture<'_, io::Result<BoxStream>> {
+        let target = PtAddr::parse(addr);
+        Box::pin(async move {
+            let target = target?;
+            let socks = self.socks().await?;
+            let connect = async {
+                let mut stream = TcpStream::connect(socks).await?;
+                stream.set_nodelay(true)?;
+                socks5_connect(&mut stream, target.endpoint, &client_args(&target.args)).await?;
+                Ok::<_, io::Error>(stream)
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                Ok(stream) => Ok(Box::new(stream?) as BoxStream),
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "pluggable transport dial")),
+            }
+        })
+    }
+
+    fn listen(&self, addr: &str) -> BoxFuture<'_, io::Result<Box<dyn Listener>>> {
+        let bind = addr.parse::<SocketAddr>();
+        Box::pin(async move {
+            let bind = bind.map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "listen on a pluggable transport at IP:PORT",
+                )
+            })?;
+            let options = self.server.as_ref().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "this transport was set up to dial only")
+            })?;
+            let inner = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+            let dir = PrivateDir::new()?;
+            let mut cmd = self.command(&dir.0);
+            cmd.env("TOR_PT_SERVER_TRANSPORTS", self.method)
+                .env("TOR_PT_SERVER_BINDADDR", format!("{}-{bind}", self.method))
+                .env("TOR_PT_ORPORT", inner.local_addr()?.to_string())
+                .env("TOR_PT_SERVER_TRANSPORT_OPTIONS", server_options(self.method, options));
+            let (proxy, methods) = start(cmd, dir, &self.program).await?;
+            proxy._dir.empty()?;
+            let (addr, args) = methods
+                .into_iter()
+                .find_map(|m| match m {
+                    PtLine::SMethod { name, addr, args } if name == self.method => {
+                        Some((addr, args))
+                    }
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the program does not offer the method",
+                    )
+                })?;
+            let public = PtAddr { endpoint: addr, args };
+            // What the program published must be an address peers can parse back.
+            let checked = PtAddr::parse(&public.to_string()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, "the program published an odd address")
+            })?;
+            let local = format!("{}/{checked}", self.method);
+            Ok(Box::new(PtListener { inner, local, _proxy: proxy }) as Box<dyn Listener>)
+        })
+    }
+}
