@@ -19,10 +19,14 @@
 //! bridge line) are deleted once it is up, and the directory when it stops. Its environment,
 //! which carries the server keys, is readable only by the same user (unlike argv). It learns
 //! the peers' addresses, as the kernel does; it is not told anything else, and its standard
-//! error is discarded. Not yet: the extended ORPort (so the node sees obfs4 clients'
-//! addresses for its per-prefix limits; today they count as address-less, like in-memory
-//! peers), and anything else on the machine may connect to the loopback ORPort directly.
+//! error is discarded.
+//!
+//! The server hands streams over on the extended ORPort (ext-orport-spec): the proxy proves it
+//! holds a per-run cookie (SAFE_COOKIE, HMAC-SHA256; the cookie file is the one file left in
+//! the private directory) and reports each client's address, so the node's per-prefix limits
+//! apply to obfs4 clients and no other local process reaches the node past obfs4.
 
+mod extor;
 mod proto;
 
 pub use proto::{PtAddr, PtLine, client_args, server_options, socks5_connect};
@@ -88,10 +92,14 @@ impl PrivateDir {
         Ok(PrivateDir(path))
     }
 
-    /// Deletes what the program wrote (it reads its state only when it starts).
-    fn empty(&self) -> io::Result<()> {
+    /// Deletes what the program wrote (it reads its state only when it starts), all but
+    /// `keep`.
+    fn empty(&self, keep: &str) -> io::Result<()> {
         for entry in std::fs::read_dir(&self.0)? {
             let entry = entry?;
+            if entry.file_name() == keep {
+                continue;
+            }
             if entry.file_type()?.is_dir() {
                 std::fs::remove_dir_all(entry.path())?;
             } else {
@@ -240,10 +248,22 @@ impl PtTransport {
     }
 }
 
+/// How long the proxy may take to hand a stream over on the extended ORPort.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Hand-overs in progress at once; more connections to the extended ORPort are closed.
+const MAX_HANDOVERS: usize = 64;
+
 struct PtListener {
-    inner: TcpListener,
+    streams: tokio::sync::mpsc::Receiver<Incoming>,
+    acceptor: tokio::task::JoinHandle<()>,
     local: String,
     _proxy: Proxy,
+}
+
+impl Drop for PtListener {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
 }
 
 impl Listener for PtListener {
@@ -253,10 +273,37 @@ impl Listener for PtListener {
 
     fn accept(&mut self) -> BoxFuture<'_, io::Result<Incoming>> {
         Box::pin(async move {
-            let (stream, _) = self.inner.accept().await?;
-            stream.set_nodelay(true)?;
-            Ok(Incoming { stream: Box::new(stream), remote: None })
+            self.streams.recv().await.ok_or_else(|| io::Error::other("the transport stopped"))
         })
+    }
+}
+
+/// Accepts the proxy's connections on the extended ORPort; each that proves it holds the
+/// cookie is handed to the node with the client address the proxy reports.
+async fn hand_over(
+    inner: TcpListener,
+    cookie: std::sync::Arc<zeroize::Zeroizing<[u8; 32]>>,
+    tx: tokio::sync::mpsc::Sender<Incoming>,
+) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDOVERS));
+    while !tx.is_closed() {
+        let Ok((mut stream, _)) = inner.accept().await else {
+            // Out of descriptors, say: try again shortly.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(permit) = std::sync::Arc::clone(&permits).try_acquire_owned() else { continue };
+        let (tx, cookie) = (tx.clone(), std::sync::Arc::clone(&cookie));
+        tokio::spawn(async move {
+            let _permit = permit;
+            let handshake = extor::accept(&mut stream, &cookie);
+            if let Ok(Ok(user)) = tokio::time::timeout(HANDOVER_TIMEOUT, handshake).await {
+                if stream.set_nodelay(true).is_ok() {
+                    let remote = user.map(|a| a.ip());
+                    let _ = tx.send(Incoming { stream: Box::new(stream), remote }).await;
+                }
+            }
+        });
     }
 }
 
@@ -296,14 +343,30 @@ impl Transport for PtTransport {
                 io::Error::new(io::ErrorKind::Unsupported, "this transport was set up to dial only")
             })?;
             let inner = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+            let ext = inner.local_addr()?.to_string();
             let dir = PrivateDir::new()?;
+            let (cookie, cookie_file) = extor::new_cookie();
+            let cookie_path = dir.0.join(extor::COOKIE_FILE);
+            {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&cookie_path)?
+                    .write_all(&cookie_file)?;
+            }
             let mut cmd = self.command(&dir.0);
             cmd.env("TOR_PT_SERVER_TRANSPORTS", self.method)
                 .env("TOR_PT_SERVER_BINDADDR", format!("{}-{bind}", self.method))
-                .env("TOR_PT_ORPORT", inner.local_addr()?.to_string())
+                .env("TOR_PT_ORPORT", &ext)
+                .env("TOR_PT_EXTENDED_SERVER_PORT", &ext)
+                .env("TOR_PT_AUTH_COOKIE_FILE", &cookie_path)
                 .env("TOR_PT_SERVER_TRANSPORT_OPTIONS", server_options(self.method, options));
             let (proxy, methods) = start(cmd, dir, &self.program).await?;
-            proxy._dir.empty()?;
+            // The proxy reads the cookie for every stream; everything else it wrote goes.
+            proxy._dir.empty(extor::COOKIE_FILE)?;
             let (addr, args) = methods
                 .into_iter()
                 .find_map(|m| match m {
@@ -324,7 +387,10 @@ impl Transport for PtTransport {
                 io::Error::new(io::ErrorKind::InvalidData, "the program published an odd address")
             })?;
             let local = format!("{}/{checked}", self.method);
-            Ok(Box::new(PtListener { inner, local, _proxy: proxy }) as Box<dyn Listener>)
+            let (tx, streams) = tokio::sync::mpsc::channel(16);
+            let acceptor = tokio::spawn(hand_over(inner, std::sync::Arc::new(cookie), tx));
+            Ok(Box::new(PtListener { streams, acceptor, local, _proxy: proxy })
+                as Box<dyn Listener>)
         })
     }
 }
