@@ -197,3 +197,58 @@ fn a_full_disk_is_a_clear_error_up_front() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(std::fs::read(&dest).unwrap() == content);
 }
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// What each address did, from `samizdat peers --json`.
+fn transports(data: &Path) -> Vec<serde_json::Value> {
+    let out = cli(&["--json", "peers", "--data", s(data)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["transports"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_restarted_node_remembers_which_transport_worked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (seed, fetch) = (tmp.path().join("seed"), tmp.path().join("fetch"));
+    // The seeder's link names a closed port first, then the one it listens on.
+    let (dead, live) = (free_port(), free_port());
+    let (dead, live) = (format!("tcp/127.0.0.1:{dead}"), format!("tcp/127.0.0.1:{live}"));
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["--json", "node", "--listen", &live, "--announce", &dead, "--announce", &live])
+        .args(["--data", s(&seed)]);
+    let (_seeder, _) = common::spawn_daemon(cmd, &seed);
+    let file = tmp.path().join("f.bin");
+    let content = write_random(&file, 1 << 20, 0x4ea1);
+    let link = common::share_link(&file, &seed);
+
+    let (fetcher, _) = start_daemon(&fetch, &[]);
+    let dest = tmp.path().join("copy.bin");
+    let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&fetch)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&dest).unwrap() == content);
+    let find = |list: &[serde_json::Value], addr: &str| {
+        list.iter()
+            .find(|t| t["addr"] == addr)
+            .cloned()
+            .unwrap_or_else(|| panic!("{addr}: {list:?}"))
+    };
+    let before = transports(&fetch);
+    assert_eq!(find(&before, &dead)["last_failure"], "refused", "{before:?}");
+    assert_eq!(find(&before, &live)["working"], true, "{before:?}");
+
+    // Stopped and started again, the node still knows: the closed port is failing (refused),
+    // the listening one worked, so its next dial goes there first.
+    drop(fetcher);
+    let (_fetcher, _) = start_daemon(&fetch, &[]);
+    let after = transports(&fetch);
+    let d = find(&after, &dead);
+    assert!(d["failing"] == true && d["last_failure"] == "refused", "{after:?}");
+    assert_eq!(find(&after, &live)["working"], true, "{after:?}");
+    let raw = std::fs::read(fetch.join("transports.rec")).unwrap();
+    assert!(!raw.windows(9).any(|w| w == b"127.0.0.1"), "sealed, no address in the clear");
+}

@@ -61,6 +61,21 @@ impl LinkFailure {
         }
     }
 
+    /// The failure named `name` (as [`LinkFailure::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            LinkFailure::Refused,
+            LinkFailure::Reset,
+            LinkFailure::Timeout,
+            LinkFailure::Unreachable,
+            LinkFailure::Refusal,
+            LinkFailure::Silent,
+            LinkFailure::Other,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == name)
+    }
+
     /// A short name (`reset`, `timeout`, …).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,6 +118,43 @@ impl Health {
     }
 }
 
+/// What one address did, as kept across restarts: how long ago instead of when.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SavedHealth {
+    /// How long ago a link through it last came up.
+    pub ok_ago: Option<Duration>,
+    /// How long ago it last failed, and why.
+    pub fail: Option<(Duration, LinkFailure)>,
+    /// Failures since it last worked.
+    pub fails: u32,
+}
+
+impl SavedHealth {
+    /// The same record `elapsed` later (the time between saving it and now).
+    pub fn aged(self, elapsed: Duration) -> Self {
+        SavedHealth {
+            ok_ago: self.ok_ago.map(|d| d.saturating_add(elapsed)),
+            fail: self.fail.map(|(d, why)| (d.saturating_add(elapsed), why)),
+            fails: self.fails,
+        }
+    }
+}
+
+/// The instant `age` before `now`, or the earliest one the clock can name (a monotonic clock
+/// starts at boot, so an age from before a reboot may not fit).
+fn before(now: Instant, age: Duration) -> Instant {
+    let mut age = age;
+    loop {
+        if let Some(t) = now.checked_sub(age) {
+            return t;
+        }
+        if age.is_zero() {
+            return now;
+        }
+        age /= 2;
+    }
+}
+
 /// The table of addresses and what they did.
 #[derive(Debug, Default)]
 pub struct HealthTable {
@@ -137,6 +189,38 @@ impl HealthTable {
     /// What `addr` did, if anything is known.
     pub fn get(&self, addr: &PeerAddr) -> Option<Health> {
         self.entries.get(addr).copied()
+    }
+
+    /// Everything known, most recently seen first, as ages (to keep across restarts).
+    pub fn export(&self, now: Instant) -> Vec<(PeerAddr, SavedHealth)> {
+        let mut all: Vec<_> = self.entries.iter().collect();
+        all.sort_by_key(|(a, h)| (std::cmp::Reverse(h.last_seen()), (*a).clone()));
+        all.into_iter()
+            .map(|(a, h)| {
+                let ago = |t: Instant| now.saturating_duration_since(t);
+                let saved = SavedHealth {
+                    ok_ago: h.last_ok.map(ago),
+                    fail: h.last_fail.map(|(t, why)| (ago(t), why)),
+                    fails: h.fails,
+                };
+                (a.clone(), saved)
+            })
+            .collect()
+    }
+
+    /// Takes back what [`HealthTable::export`] gave (ages counted back from `now`); what is
+    /// known already wins, and at most [`MAX_TRACKED`] addresses are kept.
+    pub fn restore(&mut self, now: Instant, saved: Vec<(PeerAddr, SavedHealth)>) {
+        for (addr, s) in saved {
+            if self.entries.len() >= MAX_TRACKED {
+                break;
+            }
+            self.entries.entry(addr).or_insert(Health {
+                last_ok: s.ok_ago.map(|age| before(now, age)),
+                last_fail: s.fail.map(|(age, why)| (before(now, age), why)),
+                fails: s.fails,
+            });
+        }
     }
 
     /// Everything known, for display.
@@ -263,5 +347,57 @@ mod tests {
             assert_eq!(LinkFailure::from_io(kind).as_str(), name);
         }
         assert_eq!(LinkFailure::Silent.as_str(), "silent");
+    }
+
+    #[test]
+    fn what_worked_survives_export_and_restore_and_old_failures_fade() {
+        let t0 = Instant::now() + Duration::from_secs(7200);
+        let (https, tcp, dead) =
+            (a("https/10.0.0.1:443"), a("tcp/10.0.0.1:7070"), a("tcp/10.0.0.1:1"));
+        let mut table = HealthTable::default();
+        table.failed(&https, t0, LinkFailure::Silent);
+        table.ok(&tcp, t0 + Duration::from_secs(1));
+        table.failed(&dead, t0 + Duration::from_secs(2), LinkFailure::Refused);
+        let later = t0 + Duration::from_secs(10);
+        let saved = table.export(later);
+        assert_eq!(saved[0].0, dead, "most recently seen first");
+        assert_eq!(saved[0].1.fail, Some((Duration::from_secs(8), LinkFailure::Refused)));
+        assert_eq!(saved[1].1.ok_ago, Some(Duration::from_secs(9)));
+        // A restarted node, a minute on: the same order, the same reasons.
+        let restart = later + Duration::from_secs(60);
+        let mut again = HealthTable::default();
+        again.restore(restart, saved.clone());
+        let order = again.ranked(restart, &[&https, &dead, &tcp]);
+        assert_eq!(order, [&tcp, &https, &dead]);
+        assert_eq!(again.get(&https).unwrap().last_fail.unwrap().1, LinkFailure::Silent);
+        // What the new run learnt wins over what was saved.
+        let mut live = HealthTable::default();
+        live.ok(&https, restart);
+        live.restore(restart, saved.clone());
+        assert_eq!(live.get(&https).unwrap().fails, 0);
+        // Long after, the failures no longer hold their addresses back.
+        let mut old = HealthTable::default();
+        let much_later = restart + FAIL_MEMORY;
+        old.restore(much_later, saved.into_iter().map(|(a, s)| (a, s.aged(FAIL_MEMORY))).collect());
+        assert!(!old.get(&https).unwrap().failing(much_later));
+        // Ages older than the clock can name are clamped, not a panic.
+        assert!(before(Instant::now(), Duration::from_secs(u64::MAX / 4)) <= Instant::now());
+        for f in
+            [LinkFailure::Refused, LinkFailure::Silent, LinkFailure::Other, LinkFailure::Refusal]
+        {
+            assert_eq!(LinkFailure::from_name(f.as_str()), Some(f));
+        }
+        assert_eq!(LinkFailure::from_name("nonsense"), None);
+    }
+
+    #[test]
+    fn restore_keeps_the_table_bounded() {
+        let now = Instant::now();
+        let saved: Vec<_> = (0..MAX_TRACKED + 10)
+            .map(|i| (a(&format!("tcp/10.0.{}.{}:1", i / 256, i % 256)), SavedHealth::default()))
+            .collect();
+        let mut table = HealthTable::default();
+        table.restore(now, saved);
+        assert_eq!(table.all().count(), MAX_TRACKED);
     }
 }

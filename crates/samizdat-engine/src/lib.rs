@@ -918,6 +918,21 @@ impl<S: ContentSource> Engine<S> {
         self.drop_conn(now, conn, false);
     }
 
+    /// What each dialled address did, as ages, to keep across restarts (most recent first).
+    pub fn export_link_health(&self, now: Instant) -> Vec<(PeerAddr, health::SavedHealth)> {
+        self.health.export(now)
+    }
+
+    /// Takes back what [`Engine::export_link_health`] gave in an earlier run, so the first
+    /// dials after a restart go where links last worked.
+    pub fn restore_link_health(
+        &mut self,
+        now: Instant,
+        saved: Vec<(PeerAddr, health::SavedHealth)>,
+    ) {
+        self.health.restore(now, saved);
+    }
+
     /// What each dialled address did lately (for display: which of a peer's transports work).
     pub fn link_health(&self) -> Vec<(PeerAddr, health::Health)> {
         let mut all: Vec<_> = self.health.all().map(|(a, h)| (a.clone(), *h)).collect();

@@ -148,6 +148,8 @@ pub(crate) struct Setup {
     pub peer_book: Option<crate::peers::PeerBook>,
     /// The contacts remembered from the last run.
     pub remembered: Vec<samizdat_dht::contact::Contact>,
+    /// What each dialled address did in the last run.
+    pub remembered_health: Vec<(PeerAddr, samizdat_engine::health::SavedHealth)>,
     /// Peers to keep connections to, each pinned to an identity when an invite named it.
     pub peers: Vec<(PeerAddr, Option<NodeId>)>,
     pub transports: Transports,
@@ -222,12 +224,20 @@ impl Driver {
         let book = self.peer_book.clone()?;
         self.next_remember = Instant::now() + REMEMBER_EVERY;
         let contacts = self.engine.dht_contacts(crate::peers::MAX_REMEMBERED);
-        if contacts.is_empty() {
+        let health = self.engine.export_link_health(Instant::now());
+        if contacts.is_empty() && health.is_empty() {
             return None;
         }
         Some(tokio::task::spawn_blocking(move || {
-            if let Err(e) = book.save(&contacts) {
-                tracing::debug!("cannot remember peers: {e}");
+            if !contacts.is_empty() {
+                if let Err(e) = book.save(&contacts) {
+                    tracing::debug!("cannot remember peers: {e}");
+                }
+            }
+            if !health.is_empty() {
+                if let Err(e) = book.save_health(&health) {
+                    tracing::debug!("cannot remember transport health: {e}");
+                }
             }
         }))
     }
@@ -284,6 +294,7 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         next_remember: now + REMEMBER_EVERY,
     };
     d.engine.restore_dht_contacts(now, setup.remembered);
+    d.engine.restore_link_health(now, setup.remembered_health);
     for (addr, pinned) in setup.peers {
         match pinned {
             Some(node) => d.engine.add_persistent_pinned(Instant::now(), addr, node),

@@ -545,12 +545,13 @@ impl NodeBuilder {
         let (shares, identity) = shares;
         // The peers remembered from the last run (a damaged record is dropped, not fatal:
         // it only costs the way back in).
-        let (peer_book, remembered, identity) = {
+        let (peer_book, (remembered, remembered_health), identity) = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || {
                 let book = peers::PeerBook::new(&store, &identity);
                 let remembered = book.as_ref().and_then(|b| b.load().ok()).unwrap_or_default();
-                (book, remembered, identity)
+                let health = book.as_ref().and_then(|b| b.load_health().ok()).unwrap_or_default();
+                (book, (remembered, health), identity)
             })
             .await
             .map_err(|_| NodeError::Stopped)?
@@ -590,6 +591,7 @@ impl NodeBuilder {
             listeners,
             peer_book,
             remembered,
+            remembered_health,
             local_network: self.local_network
                 || (!listen_addrs.is_empty() && listen_addrs.iter().all(is_loopback)),
             rotate_transports: self.rotate_transports,
