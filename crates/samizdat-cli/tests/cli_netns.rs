@@ -497,6 +497,9 @@ fn a_fetch_moves_to_another_transport_when_https_is_blocked_mid_transfer() {
 
 /// Set in the environment of the helper process that runs the censor.
 const CENSOR_FROM: &str = "SAMIZDAT_TEST_CENSOR_FROM";
+/// The helper's block probability (default 1) and SNI blocklist (comma-separated).
+const CENSOR_P: &str = "SAMIZDAT_TEST_CENSOR_P";
+const CENSOR_SNI: &str = "SAMIZDAT_TEST_CENSOR_SNI";
 
 /// Not a test: the censor (`samizdat_lab::censor`, as `samizdat-lab censor` runs it), run by
 /// [`the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session`] in the router's
@@ -514,12 +517,17 @@ fn censor_process() {
             .status();
         std::process::exit(0);
     });
+    let block_probability = std::env::var(CENSOR_P).map_or(1.0, |p| p.parse().unwrap());
+    let block_sni = std::env::var(CENSOR_SNI)
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
     let config = samizdat_lab::censor::CensorConfig {
         port: 15_000,
         from,
-        block_probability: 1.0,
+        block_probability,
         block_for: Duration::from_secs(120),
         seed: 1,
+        block_sni,
     };
     samizdat_lab::censor::run(config, Box::new(std::io::stdout())).unwrap();
 }
@@ -556,11 +564,15 @@ fn routed_lab() -> Lab {
     lab
 }
 
-/// Starts `samizdat --json node --local-network` in host `i` with `listen` and `--tls-name`.
-fn routed_node(lab: &Lab, i: usize, data: &Path, listen: &str) -> Daemon {
+/// Starts `samizdat --json node --local-network` in host `i` listening on `listen` (with
+/// `--tls-name www.example.org` for an https address).
+fn routed_node(lab: &Lab, i: usize, data: &Path, listen: &[&str]) -> Daemon {
     let mut cmd = lab.exec(i, BIN);
-    cmd.args(["--json", "node", "--local-network", "--listen", listen, "--data"]).arg(data);
-    if listen.starts_with("https/") {
+    cmd.args(["--json", "node", "--local-network", "--data"]).arg(data);
+    for l in listen {
+        cmd.args(["--listen", l]);
+    }
+    if listen.iter().any(|l| l.starts_with("https/")) {
         cmd.args(["--tls-name", "www.example.org"]);
     }
     spawn_daemon(cmd, data).0
@@ -581,26 +593,18 @@ fn flows_to(report: &Report, port: u16) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A censor process on a real router applies the fully-encrypted rules (Wu et al. 2023) to
-/// every TCP flow leaving the censored region, blocking every flow that has no exemption:
-/// fetches over the HTTPS transport all pass (each flow judged `known_protocol`) and arrive
-/// byte-identical, while a fetch over today's bare session is judged `fully_encrypted`,
-/// blocked, and never completes.
-#[test]
-fn the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root for network namespaces and nftables");
-        return;
-    }
-    let lab = routed_lab();
-    let mut helper = lab
-        .exec(1, &std::env::current_exe().unwrap().to_string_lossy())
-        .args(["--ignored", "--exact", "censor_process", "--nocapture", "--test-threads", "1"])
+/// Starts the censor in the router (host 1) of a [`routed_lab`] with `env` added, and waits
+/// until it is ready; its report lines are gathered as they come.
+fn start_censor(lab: &Lab, env: &[(&str, &str)]) -> (Testnet, Report) {
+    let mut cmd = lab.exec(1, &std::env::current_exe().unwrap().to_string_lossy());
+    cmd.args(["--ignored", "--exact", "censor_process", "--nocapture", "--test-threads", "1"])
         .env(CENSOR_FROM, "10.78.1.0/24")
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut helper = cmd.spawn().unwrap();
     let lines = BufReader::new(helper.stdout.take().unwrap()).lines();
     let censor = Testnet(helper);
     let report: Report = Report::default();
@@ -619,6 +623,22 @@ fn the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session() {
         }
     });
     ready_rx.recv_timeout(Duration::from_secs(60)).expect("the censor started");
+    (censor, report)
+}
+
+/// A censor process on a real router applies the fully-encrypted rules (Wu et al. 2023) to
+/// every TCP flow leaving the censored region, blocking every flow that has no exemption:
+/// fetches over the HTTPS transport all pass (each flow judged `known_protocol`) and arrive
+/// byte-identical, while a fetch over today's bare session is judged `fully_encrypted`,
+/// blocked, and never completes.
+#[test]
+fn the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root for network namespaces and nftables");
+        return;
+    }
+    let lab = routed_lab();
+    let (censor, report) = start_censor(&lab, &[]);
 
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("quarter.bin");
@@ -632,11 +652,11 @@ fn the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session() {
 
     // Over HTTPS: three fetchers, each a new flow through the censor.
     let seed_https = tmp.path().join("seed-https");
-    let _seeder = routed_node(&lab, 2, &seed_https, "https/10.78.2.2:443");
+    let _seeder = routed_node(&lab, 2, &seed_https, &["https/10.78.2.2:443"]);
     let link = share(&seed_https);
     for k in 0..3 {
         let data = tmp.path().join(format!("fetch-https-{k}"));
-        let _fetcher = routed_node(&lab, 0, &data, "tcp/10.78.1.2:7071");
+        let _fetcher = routed_node(&lab, 0, &data, &["tcp/10.78.1.2:7071"]);
         let dest = tmp.path().join(format!("https-{k}.out"));
         let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&data)]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -652,12 +672,12 @@ fn the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session() {
     // popcount (its cleartext length prefix pulls the average down); such a flow passes, as it
     // would through the real firewall, and the test tries again from a new node.
     let seed_tcp = tmp.path().join("seed-tcp");
-    let _seeder_tcp = routed_node(&lab, 2, &seed_tcp, "tcp/10.78.2.2:7070");
+    let _seeder_tcp = routed_node(&lab, 2, &seed_tcp, &["tcp/10.78.2.2:7070"]);
     let link = share(&seed_tcp);
     let mut blocked = None;
     for k in 0..4 {
         let data = tmp.path().join(format!("fetch-tcp-{k}"));
-        let _fetcher = routed_node(&lab, 0, &data, "tcp/10.78.1.2:7071");
+        let _fetcher = routed_node(&lab, 0, &data, &["tcp/10.78.1.2:7071"]);
         let seen = flows_to(&report, 7070).len();
         let dest = tmp.path().join(format!("tcp-{k}.out"));
         let mut fetch = Command::new(BIN)
@@ -701,6 +721,55 @@ fn the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session() {
          blocked (fully_encrypted) on attempt {}",
         https.len(),
         attempt + 1
+    );
+    drop(censor);
+}
+
+/// A censor on the router resets every TLS flow naming the seeder's HTTPS host (an SNI
+/// blocklist with RST injection, the fully-encrypted rules off): a fetch from a seeder
+/// reachable over HTTPS and obfs4 completes over obfs4 by itself, the HTTPS address is marked
+/// `reset`, and the censor saw the HTTPS flow and reset it.
+#[test]
+fn an_sni_blocking_censor_resets_https_and_the_fetch_moves_to_obfs4() {
+    if !is_root() || !Path::new("/usr/bin/obfs4proxy").exists() {
+        eprintln!("SKIPPED: needs root for network namespaces and nftables, and obfs4proxy");
+        return;
+    }
+    let lab = routed_lab();
+    let (censor, report) = start_censor(&lab, &[(CENSOR_P, "0"), (CENSOR_SNI, "example.org")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("half.bin");
+    let content = common::write_random(&file, 512 << 10, 0x5a1);
+    let seed = tmp.path().join("seed");
+    let _seeder = routed_node(&lab, 2, &seed, &["https/10.78.2.2:443", "obfs4/10.78.2.2:9443"]);
+    let link = common::share_link(&file, &seed);
+    let data = tmp.path().join("fetch");
+    let _fetcher = routed_node(&lab, 0, &data, &["tcp/10.78.1.2:7071"]);
+    let dest = tmp.path().join("half.out");
+    let t0 = Instant::now();
+    let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&data)]);
+    let took = t0.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&dest).unwrap() == content);
+
+    let https = flows_to(&report, 443);
+    assert!(!https.is_empty(), "the HTTPS dial went through the censor");
+    for f in &https {
+        assert!(f["verdict"] == "sni_blocklist" && f["blocked"] == true, "{f}");
+        assert_eq!(f["sni"], "www.example.org");
+    }
+    let obfs4 = flows_to(&report, 9443);
+    assert!(obfs4.iter().any(|f| f["blocked"] == false), "{obfs4:?}");
+    let out = cli(&["--json", "peers", "--data", s(&data)]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let transports = v["transports"].as_array().unwrap();
+    let of = |t: &str| transports.iter().find(|x| x["transport"] == t).unwrap().clone();
+    assert_eq!(of("https")["last_failure"], "reset", "{transports:?}");
+    assert_eq!(of("obfs4")["working"], true, "{transports:?}");
+    println!(
+        "netns SNI censor: {} HTTPS flow(s) reset (sni_blocklist), fetch of 512 KiB completed \
+         over obfs4 in {took:?}",
+        https.len()
     );
     drop(censor);
 }

@@ -10,6 +10,9 @@
 //! an nftables set whose packets are dropped for `block_for` (180 s in the paper), so the
 //! flow and every new one on that 3-tuple die in silence. One JSON line per judged flow goes
 //! to the report writer.
+//!
+//! Before those rules, a TLS ClientHello naming a server on the SNI blocklist gets its flow
+//! reset at once, both ways (RST injection, as SNI-filtering firewalls do).
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -42,6 +45,18 @@ pub struct CensorConfig {
     pub block_for: Duration,
     /// Seeds the block rolls.
     pub seed: u64,
+    /// TLS server names (SNI) whose flows are reset at once, with every name under them
+    /// (`example.org` also blocks `www.example.org`).
+    pub block_sni: Vec<String>,
+}
+
+/// Whether `sni` is `blocked` or a name under it (DNS names compare case-insensitively).
+pub fn sni_blocked(sni: &str, blocked: &[String]) -> bool {
+    let sni = sni.trim_end_matches('.').to_ascii_lowercase();
+    blocked.iter().any(|b| {
+        let b = b.trim_end_matches('.').to_ascii_lowercase();
+        sni == b || sni.strip_suffix(&b).is_some_and(|head| head.ends_with('.'))
+    })
 }
 
 /// Parses the censored region, an IPv4 prefix such as `10.78.1.0/24` (a bare address is a
@@ -182,6 +197,25 @@ fn flow(shared: &Shared, mut client: TcpStream, peer: SocketAddr) -> io::Result<
     };
     client.set_read_timeout(None)?;
     first.truncate(n);
+    let sni = samizdat_sim::ClientHello::parse(&first).and_then(|h| h.server_name);
+    if let Some(name) = sni.as_deref().filter(|s| sni_blocked(s, &shared.config.block_sni)) {
+        let judged = shared.judged.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut w) = shared.report.lock() {
+            let _ = writeln!(
+                w,
+                "{{\"flow\":{judged},\"client\":\"{peer}\",\"server\":\"{server}\",\"first_bytes\":{n},\"verdict\":\"sni_blocklist\",\"sni\":\"{}\",\"blocked\":true}}",
+                name.escape_default()
+            );
+            let _ = w.flush();
+        }
+        // RST injection, both ways: closing with a zero linger time sends a reset.
+        silenced.store(true, Ordering::SeqCst);
+        let _ = socket2::SockRef::from(&upstream).set_linger(Some(Duration::ZERO));
+        let _ = upstream.shutdown(Shutdown::Both);
+        let _ = down.join();
+        socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO))?;
+        return Ok(());
+    }
     let verdict = classify_first_payload(&first);
     let roll = f64::from(shared.rng.lock().map_err(|_| io::Error::other("poisoned"))?.next_u32())
         / f64::from(u32::MAX);
@@ -231,7 +265,20 @@ mod tests {
             block_probability: 0.26,
             block_for: Duration::from_secs(180),
             seed: 1,
+            block_sni: Vec::new(),
         }
+    }
+
+    #[test]
+    fn sni_blocking_covers_the_name_and_the_names_under_it_only() {
+        let blocked = vec!["Example.org.".to_owned()];
+        for yes in ["example.org", "www.example.org", "WWW.EXAMPLE.ORG.", "a.b.example.org"] {
+            assert!(sni_blocked(yes, &blocked), "{yes}");
+        }
+        for no in ["notexample.org", "example.org.evil", "org", "example.com"] {
+            assert!(!sni_blocked(no, &blocked), "{no}");
+        }
+        assert!(!sni_blocked("example.org", &[]));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! samizdat-lab discovery --block all --seed 1 --json
 //! samizdat-lab dht-contact --rounds 2000 --json
 //! samizdat-lab censor --from 10.78.1.0/24 --port 15000 --block-probability 1
+//! samizdat-lab censor --from 10.78.1.0/24 --block-probability 0 --block-sni www.example.org
 //! ```
 //!
 //! `censor` is not a simulation: run as root on a Linux router (a network namespace), it
@@ -150,6 +151,9 @@ enum Scenario {
         /// Seeds the block rolls.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Reset every TLS flow whose SNI is this name or a name under it (repeatable).
+        #[arg(long, value_name = "NAME")]
+        block_sni: Vec<String>,
     },
 }
 
@@ -174,13 +178,14 @@ fn main() {
     // Virtual time in the scenarios is an offset from this instant; nothing waits on it.
     let base = started;
     match Cli::parse().scenario {
-        Scenario::Censor { from, port, block_probability, block_for, seed } => {
+        Scenario::Censor { from, port, block_probability, block_for, seed, block_sni } => {
             let config = samizdat_lab::censor::CensorConfig {
                 port,
                 from,
                 block_probability,
                 block_for: std::time::Duration::from_secs(block_for),
                 seed,
+                block_sni,
             };
             if let Err(e) = samizdat_lab::censor::run(config, Box::new(std::io::stdout())) {
                 eprintln!("samizdat-lab censor: {e}");
