@@ -500,6 +500,8 @@ const CENSOR_FROM: &str = "SAMIZDAT_TEST_CENSOR_FROM";
 /// The helper's block probability (default 1) and SNI blocklist (comma-separated).
 const CENSOR_P: &str = "SAMIZDAT_TEST_CENSOR_P";
 const CENSOR_SNI: &str = "SAMIZDAT_TEST_CENSOR_SNI";
+/// Set (to anything) to turn active probing on in the helper.
+const CENSOR_PROBE: &str = "SAMIZDAT_TEST_CENSOR_PROBE";
 
 /// Not a test: the censor (`samizdat_lab::censor`, as `samizdat-lab censor` runs it), run by
 /// [`the_fully_encrypted_censor_passes_https_and_blocks_the_bare_session`] in the router's
@@ -528,6 +530,7 @@ fn censor_process() {
         block_for: Duration::from_secs(120),
         seed: 1,
         block_sni,
+        probe: std::env::var(CENSOR_PROBE).is_ok(),
     };
     samizdat_lab::censor::run(config, Box::new(std::io::stdout())).unwrap();
 }
@@ -771,5 +774,89 @@ fn an_sni_blocking_censor_resets_https_and_the_fetch_moves_to_obfs4() {
          over obfs4 in {took:?}",
         https.len()
     );
+    drop(censor);
+}
+
+/// Lines of the censor's report about probes of `server`.
+fn probes_of(report: &Report, server: &str) -> Vec<serde_json::Value> {
+    report.lock().unwrap().iter().filter(|v| v["probe"] == server).cloned().collect()
+}
+
+/// Waits up to 30 s for the censor's probe of `server`.
+fn probe_of(report: &Report, server: &str) -> serde_json::Value {
+    let t0 = Instant::now();
+    loop {
+        if let Some(p) = probes_of(report, server).pop() {
+            return p;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{server} was never probed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A censor that actively probes the servers of fully-encrypted flows (replaying the flow's
+/// first payload, and random bytes), with no random blocking: the bare session answers the
+/// replay, so the censor blocks the server and a later fetch from it never completes; obfs4
+/// ignores the replay (its replay filter), stays reachable, and a second fetch works.
+#[test]
+fn an_actively_probing_censor_finds_the_bare_session_but_not_obfs4() {
+    if !is_root() || !Path::new("/usr/bin/obfs4proxy").exists() {
+        eprintln!("SKIPPED: needs root for network namespaces and nftables, and obfs4proxy");
+        return;
+    }
+    let lab = routed_lab();
+    let (censor, report) = start_censor(&lab, &[(CENSOR_P, "0"), (CENSOR_PROBE, "1")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("small.bin");
+    let content = common::write_random(&file, 64 << 10, 0x9b0);
+    let port = std::cell::Cell::new(7100);
+    let fetch_with_new_node = |tag: &str, link: &str| {
+        let data = tmp.path().join(format!("fetch-{tag}"));
+        port.set(port.get() + 1);
+        let node = routed_node(&lab, 0, &data, &[&format!("tcp/10.78.1.2:{}", port.get())]);
+        let dest = tmp.path().join(format!("{tag}.out"));
+        let child = Command::new(BIN)
+            .args(["--json", "fetch", link, "-o", s(&dest), "--data", s(&data)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (node, Testnet(child), dest)
+    };
+    let finished = |mut fetch: Testnet, dest: &Path, within: Duration| {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if let Some(st) = fetch.0.try_wait().unwrap() {
+                return st.success() && std::fs::read(dest).unwrap() == content;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+
+    for (transport, server) in [("obfs4", "10.78.2.2:9443"), ("tcp", "10.78.2.2:7070")] {
+        let seed = tmp.path().join(format!("seed-{transport}"));
+        let _seeder = routed_node(&lab, 2, &seed, &[&format!("{transport}/{server}")]);
+        let link = common::share_link(&file, &seed);
+        // The first fetch makes the censor suspicious; it probes the server meanwhile.
+        let (_n1, fetch, dest) = fetch_with_new_node(&format!("{transport}-1"), &link);
+        let first_done = finished(fetch, &dest, Duration::from_secs(30));
+        let probe = probe_of(&report, server);
+        let (_n2, fetch, dest) = fetch_with_new_node(&format!("{transport}-2"), &link);
+        let second_done = finished(fetch, &dest, Duration::from_secs(20));
+        println!(
+            "netns probing censor, {transport}: probe {probe}; first fetch done: {first_done}, \
+             second: {second_done}"
+        );
+        if transport == "obfs4" {
+            assert!(first_done, "the first obfs4 fetch failed");
+            assert_eq!(probe["confirmed"], false, "{probe}");
+            assert_eq!(probe["replay_answer_bytes"], 0, "{probe}");
+            assert!(second_done, "obfs4 was blocked after probing");
+        } else {
+            assert_eq!(probe["confirmed"], true, "{probe}");
+            assert!(!second_done, "a fetch from a server found by probing completed");
+        }
+    }
     drop(censor);
 }

@@ -12,7 +12,8 @@
 //! to the report writer.
 //!
 //! Before those rules, a TLS ClientHello naming a server on the SNI blocklist gets its flow
-//! reset at once, both ways (RST injection, as SNI-filtering firewalls do).
+//! reset at once, both ways (RST injection, as SNI-filtering firewalls do). With probing on,
+//! the servers of suspect flows are probed actively (see [`CensorConfig::probe`]).
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -48,6 +49,34 @@ pub struct CensorConfig {
     /// TLS server names (SNI) whose flows are reset at once, with every name under them
     /// (`example.org` also blocks `www.example.org`).
     pub block_sni: Vec<String>,
+    /// Active probing: the server of a flow judged fully encrypted (and not blocked) is
+    /// probed once from the router with a replay of the flow's first payload and with random
+    /// bytes; a server that answers the replay runs a handshake without replay protection,
+    /// and the region loses it (its address and port are dropped for `block_for`).
+    pub probe: bool,
+}
+
+/// How long after a suspect flow its server is probed (the measured firewalls probe seconds to
+/// minutes later; never before the flow's own handshake reached the server).
+const PROBE_DELAY: Duration = Duration::from_secs(2);
+/// How long a probe waits for the server's answer.
+const PROBE_WAIT: Duration = Duration::from_secs(3);
+/// Servers remembered as probed (more are not probed).
+const MAX_PROBED: usize = 4096;
+
+/// The bytes a server sends back (up to 4 KiB) to `payload` on a fresh connection.
+fn probe_once(server: SocketAddr, payload: &[u8]) -> io::Result<usize> {
+    let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(PROBE_WAIT))?;
+    s.write_all(payload)?;
+    let (mut buf, mut total) = ([0u8; 4096], 0);
+    while total < buf.len() {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => total += k,
+        }
+    }
+    Ok(total)
 }
 
 /// Whether `sni` is `blocked` or a name under it (DNS names compare case-insensitively).
@@ -85,8 +114,10 @@ pub fn ruleset(config: &CensorConfig) -> io::Result<String> {
     Ok(format!(
         "table ip {TABLE} {{\n\
          \x20set blocked {{ type ipv4_addr . ipv4_addr . inet_service; flags timeout; }}\n\
+         \x20set servers {{ type ipv4_addr . inet_service; flags timeout; }}\n\
          \x20chain raw {{ type filter hook prerouting priority -300; policy accept;\n\
-         \x20  ip saddr . ip daddr . tcp dport @blocked counter drop\n }}\n\
+         \x20  ip saddr . ip daddr . tcp dport @blocked counter drop\n\
+         \x20  ip saddr {addr}/{len} ip daddr . tcp dport @servers counter drop\n }}\n\
          \x20chain nat {{ type nat hook prerouting priority dstnat; policy accept;\n\
          \x20  ip saddr {addr}/{len} meta l4proto tcp redirect to :{}\n }}\n}}\n",
         config.port
@@ -132,6 +163,38 @@ struct Shared {
     report: Mutex<Box<dyn Write + Send>>,
     flows: AtomicUsize,
     judged: AtomicUsize,
+    probed: Mutex<std::collections::HashSet<SocketAddr>>,
+}
+
+impl Shared {
+    fn line(&self, line: &str) {
+        if let Ok(mut w) = self.report.lock() {
+            let _ = writeln!(w, "{line}");
+            let _ = w.flush();
+        }
+    }
+}
+
+/// Probes `server` (see [`CensorConfig::probe`]) and blocks it when it answers a replay.
+fn probe(shared: &Shared, server: SocketAddr, first: &[u8]) -> io::Result<()> {
+    std::thread::sleep(PROBE_DELAY);
+    let replay = probe_once(server, first)?;
+    let mut random = vec![0u8; first.len()];
+    shared.rng.lock().map_err(|_| io::Error::other("poisoned"))?.fill_bytes(&mut random);
+    let random = probe_once(server, &random)?;
+    let confirmed = replay > 0;
+    shared.line(&format!(
+        "{{\"probe\":\"{server}\",\"replay_answer_bytes\":{replay},\"random_answer_bytes\":{random},\"confirmed\":{confirmed}}}"
+    ));
+    if confirmed {
+        nft(&format!(
+            "add element ip {TABLE} servers {{ {} . {} timeout {}s }}\n",
+            server.ip(),
+            server.port(),
+            shared.config.block_for.as_secs().max(1)
+        ))?;
+    }
+    Ok(())
 }
 
 /// Installs the rules and judges flows until the listener fails; the rules go with it.
@@ -157,6 +220,7 @@ pub fn run(config: CensorConfig, report: Box<dyn Write + Send>) -> io::Result<()
         report: Mutex::new(report),
         flows: AtomicUsize::new(0),
         judged: AtomicUsize::new(0),
+        probed: Mutex::default(),
     });
     loop {
         let (client, peer) = listener.accept()?;
@@ -172,7 +236,7 @@ pub fn run(config: CensorConfig, report: Box<dyn Write + Send>) -> io::Result<()
     }
 }
 
-fn flow(shared: &Shared, mut client: TcpStream, peer: SocketAddr) -> io::Result<()> {
+fn flow(shared: &Arc<Shared>, mut client: TcpStream, peer: SocketAddr) -> io::Result<()> {
     let server = match socket2::SockRef::from(&client).original_dst_v4()?.as_socket() {
         Some(s) => s,
         None => return Err(io::Error::other("no original destination")),
@@ -200,14 +264,10 @@ fn flow(shared: &Shared, mut client: TcpStream, peer: SocketAddr) -> io::Result<
     let sni = samizdat_sim::ClientHello::parse(&first).and_then(|h| h.server_name);
     if let Some(name) = sni.as_deref().filter(|s| sni_blocked(s, &shared.config.block_sni)) {
         let judged = shared.judged.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut w) = shared.report.lock() {
-            let _ = writeln!(
-                w,
-                "{{\"flow\":{judged},\"client\":\"{peer}\",\"server\":\"{server}\",\"first_bytes\":{n},\"verdict\":\"sni_blocklist\",\"sni\":\"{}\",\"blocked\":true}}",
-                name.escape_default()
-            );
-            let _ = w.flush();
-        }
+        shared.line(&format!(
+            "{{\"flow\":{judged},\"client\":\"{peer}\",\"server\":\"{server}\",\"first_bytes\":{n},\"verdict\":\"sni_blocklist\",\"sni\":\"{}\",\"blocked\":true}}",
+            name.escape_default()
+        ));
         // RST injection, both ways: closing with a zero linger time sends a reset.
         silenced.store(true, Ordering::SeqCst);
         let _ = socket2::SockRef::from(&upstream).set_linger(Some(Duration::ZERO));
@@ -221,13 +281,22 @@ fn flow(shared: &Shared, mut client: TcpStream, peer: SocketAddr) -> io::Result<
         / f64::from(u32::MAX);
     let blocked = n > 0 && !verdict.is_exempt() && roll < shared.config.block_probability;
     let judged = shared.judged.fetch_add(1, Ordering::SeqCst);
-    if let Ok(mut w) = shared.report.lock() {
-        let _ = writeln!(
-            w,
-            "{{\"flow\":{judged},\"client\":\"{peer}\",\"server\":\"{server}\",\"first_bytes\":{n},\"verdict\":\"{}\",\"blocked\":{blocked}}}",
-            verdict_name(verdict)
-        );
-        let _ = w.flush();
+    shared.line(&format!(
+        "{{\"flow\":{judged},\"client\":\"{peer}\",\"server\":\"{server}\",\"first_bytes\":{n},\"verdict\":\"{}\",\"blocked\":{blocked}}}",
+        verdict_name(verdict)
+    ));
+    let suspect = shared.config.probe && n > 0 && verdict == FetVerdict::FullyEncrypted;
+    if suspect && !blocked {
+        let fresh =
+            shared.probed.lock().is_ok_and(|mut p| p.len() < MAX_PROBED && p.insert(server));
+        if fresh {
+            let (shared, payload) = (Arc::clone(shared), first.clone());
+            std::thread::spawn(move || {
+                if let Err(e) = probe(&shared, server, &payload) {
+                    shared.line(&format!("{{\"probe\":\"{server}\",\"error\":\"{}\"}}", e.kind()));
+                }
+            });
+        }
     }
     if blocked {
         let element = format!(
@@ -266,7 +335,30 @@ mod tests {
             block_for: Duration::from_secs(180),
             seed: 1,
             block_sni: Vec::new(),
+            probe: false,
         }
+    }
+
+    #[test]
+    fn a_probe_counts_what_the_server_answers() {
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (e, q) = (echo.local_addr().unwrap(), silent.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut c, _) = echo.accept().unwrap();
+            let mut buf = [0u8; 5];
+            c.read_exact(&mut buf).unwrap();
+            c.write_all(&buf).unwrap();
+        });
+        std::thread::spawn(move || {
+            let (mut c, _) = silent.accept().unwrap();
+            let mut buf = [0u8; 5];
+            let _ = c.read_exact(&mut buf);
+        });
+        assert_eq!(probe_once(e, b"hello").unwrap(), 5);
+        assert_eq!(probe_once(q, b"hello").unwrap(), 0);
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert!(probe_once(closed, b"hello").is_err());
     }
 
     #[test]
@@ -288,6 +380,9 @@ mod tests {
         let redirect = rules.find("ip saddr 10.78.1.0/24 meta l4proto tcp redirect to :15000");
         assert!(drop < redirect.unwrap(), "{rules}");
         assert!(rules.contains("priority -300") && rules.contains("flags timeout"), "{rules}");
+        // Servers found by probing are lost to the region only.
+        let servers = "ip saddr 10.78.1.0/24 ip daddr . tcp dport @servers counter drop";
+        assert!(rules.find(servers).unwrap() < redirect.unwrap(), "{rules}");
         assert!(ruleset(&config("10.0.0.7")).unwrap().contains("ip saddr 10.0.0.7/32 "));
     }
 

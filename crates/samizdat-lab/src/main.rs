@@ -154,6 +154,10 @@ enum Scenario {
         /// Reset every TLS flow whose SNI is this name or a name under it (repeatable).
         #[arg(long, value_name = "NAME")]
         block_sni: Vec<String>,
+        /// Probe the server of every flow judged fully encrypted with a replay of its first
+        /// payload and with random bytes; a server answering the replay is blocked.
+        #[arg(long)]
+        probe: bool,
     },
 }
 
@@ -178,7 +182,7 @@ fn main() {
     // Virtual time in the scenarios is an offset from this instant; nothing waits on it.
     let base = started;
     match Cli::parse().scenario {
-        Scenario::Censor { from, port, block_probability, block_for, seed, block_sni } => {
+        Scenario::Censor { from, port, block_probability, block_for, seed, block_sni, probe } => {
             let config = samizdat_lab::censor::CensorConfig {
                 port,
                 from,
@@ -186,6 +190,7 @@ fn main() {
                 block_for: std::time::Duration::from_secs(block_for),
                 seed,
                 block_sni,
+                probe,
             };
             if let Err(e) = samizdat_lab::censor::run(config, Box::new(std::io::stdout())) {
                 eprintln!("samizdat-lab censor: {e}");
