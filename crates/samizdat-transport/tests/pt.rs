@@ -146,3 +146,94 @@ async fn bad_programs_addresses_and_dial_only_transports_give_typed_errors() {
         );
     }
 }
+
+/// A misbehaving pluggable-transport program: a shell script printing `lines`, then doing
+/// `then` (for example waiting on its standard input).
+fn script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn programs_that_break_the_protocol_give_typed_errors_and_leave_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dial = |program: std::path::PathBuf| async move {
+        PtTransport::client("obfs4", program).dial("192.0.2.1:9?cert=x").await.err().unwrap()
+    };
+    let v2 = script(tmp.path(), "v2", "echo 'VERSION 2'; /bin/cat");
+    assert_eq!(dial(v2).await.kind(), io::ErrorKind::Unsupported);
+    let none = script(tmp.path(), "none", "echo 'VERSION 1'; echo 'CMETHODS DONE'; /bin/cat");
+    assert_eq!(dial(none.clone()).await.kind(), io::ErrorKind::Unsupported);
+    let e =
+        PtTransport::with_server("obfs4", none, vec![]).listen("127.0.0.1:0").await.err().unwrap();
+    assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+    let env_error = script(tmp.path(), "enverr", "echo 'ENV-ERROR no state location'");
+    let e = dial(env_error).await;
+    assert!(e.to_string().contains("ENV-ERROR no state location"), "{e}");
+    let garbled =
+        script(tmp.path(), "garbled", "echo 'VERSION 1'; echo 'CMETHOD obfs4 socks5 nowhere'");
+    assert_eq!(dial(garbled).await.kind(), io::ErrorKind::InvalidData);
+    // A server publishing arguments peers could not parse back is refused.
+    let odd = script(
+        tmp.path(),
+        "odd",
+        "echo 'VERSION 1'; echo 'SMETHOD obfs4 127.0.0.1:9 ARGS:cert=a\\;b'; echo 'SMETHODS DONE'; /bin/cat",
+    );
+    let e =
+        PtTransport::with_server("obfs4", odd, vec![]).listen("127.0.0.1:0").await.err().unwrap();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    // What a server writes in its state directory (files, directories) goes once it is up;
+    // only the extended ORPort cookie stays, and it goes with the listener.
+    let writes = script(
+        tmp.path(),
+        "writes",
+        "/bin/mkdir \"$TOR_PT_STATE_LOCATION/sub\"; echo key > \"$TOR_PT_STATE_LOCATION/sub/k\"; \
+         echo state > \"$TOR_PT_STATE_LOCATION/s.json\"; echo \"$TOR_PT_STATE_LOCATION\" > \"$0.dir\"; \
+         echo 'VERSION 1'; echo 'SMETHOD obfs4 127.0.0.1:9 ARGS:cert=abc,iat-mode=0'; echo 'SMETHODS DONE'; /bin/cat",
+    );
+    let t = PtTransport::with_server("obfs4", writes.clone(), vec![("k".into(), "v".into())]);
+    let listener = t.listen("127.0.0.1:0").await.unwrap();
+    assert_eq!(listener.local_addr(), "obfs4/127.0.0.1:9?cert=abc&iat-mode=0");
+    let dir = std::fs::read_to_string(writes.with_extension("dir")).unwrap();
+    let dir = std::path::PathBuf::from(dir.trim());
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["extended_orport_auth_cookie"]);
+    drop(listener);
+    assert!(!dir.exists(), "the state directory outlived the listener");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_proxy_that_died_is_started_again() {
+    if !obfs4_present() {
+        return;
+    }
+    let (_server, mut listener) = server(obfs4_keys()).await;
+    let addr = listener.local_addr().strip_prefix("obfs4/").unwrap().to_owned();
+    let client = PtTransport::client("obfs4", PROGRAM);
+    let (a, b) = tokio::join!(client.dial(&addr), listener.accept());
+    drop((a.unwrap(), b.unwrap()));
+    // Kill the client proxy (the child whose environment names client transports).
+    let me = std::process::id().to_string();
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let ppid = stat.rsplit(')').next().unwrap().split(' ').nth(2).unwrap_or("");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if ppid == me && environ.windows(24).any(|w| w == b"TOR_PT_CLIENT_TRANSPORTS") {
+            std::process::Command::new("kill").args(["-9", &pid]).status().unwrap();
+            killed += 1;
+        }
+    }
+    assert_eq!(killed, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (a, b) = tokio::join!(client.dial(&addr), listener.accept());
+    let (mut a, mut b) = (a.unwrap(), b.unwrap().stream);
+    a.write_all(b"back").await.unwrap();
+    let mut four = [0u8; 4];
+    b.read_exact(&mut four).await.unwrap();
+    assert_eq!(&four, b"back");
+}
