@@ -140,19 +140,22 @@ impl SavedHealth {
     }
 }
 
-/// The instant `age` before `now`, or the earliest one the clock can name (a monotonic clock
-/// starts at boot, so an age from before a reboot may not fit).
+/// The instant `age` before `now`, or (for an age the clock cannot name: a monotonic clock may
+/// start at boot) an early instant every such age shares, so order is kept among the rest.
 fn before(now: Instant, age: Duration) -> Instant {
-    let mut age = age;
-    loop {
-        if let Some(t) = now.checked_sub(age) {
-            return t;
+    now.checked_sub(age).unwrap_or_else(|| {
+        // The earliest instant found by halving from a year: the same for every such age.
+        let mut back = Duration::from_secs(365 * 24 * 3600);
+        loop {
+            if let Some(t) = now.checked_sub(back) {
+                return t;
+            }
+            if back.is_zero() {
+                return now;
+            }
+            back /= 2;
         }
-        if age.is_zero() {
-            return now;
-        }
-        age /= 2;
-    }
+    })
 }
 
 /// The table of addresses and what they did.
@@ -215,9 +218,12 @@ impl HealthTable {
             if self.entries.len() >= MAX_TRACKED {
                 break;
             }
+            // A failure the clock cannot place is older than anything it can, so long past
+            // FAIL_MEMORY: it is forgotten rather than clamped into looking recent.
+            let last_fail = s.fail.and_then(|(age, why)| Some((now.checked_sub(age)?, why)));
             self.entries.entry(addr).or_insert(Health {
                 last_ok: s.ok_ago.map(|age| before(now, age)),
-                last_fail: s.fail.map(|(age, why)| (before(now, age), why)),
+                last_fail,
                 fails: s.fails,
             });
         }

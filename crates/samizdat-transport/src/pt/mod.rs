@@ -69,9 +69,18 @@ pub fn obfs4_keys() -> Vec<(String, String)> {
 /// Where `name` is on this process's `PATH` (the program then runs with an empty
 /// environment), else `/usr/bin/NAME`, Debian's place for `obfs4proxy`.
 pub fn find_program(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &PathBuf| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     std::env::var_os("PATH")
         .and_then(|path| {
-            std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+            // Only absolute entries: an empty or relative one would run what is in the
+            // working directory.
+            std::env::split_paths(&path)
+                .filter(|dir| dir.is_absolute())
+                .map(|dir| dir.join(name))
+                .find(runnable)
         })
         .unwrap_or_else(|| Path::new("/usr/bin").join(name))
 }
@@ -183,14 +192,35 @@ async fn start(
     Ok((Proxy { child, _stdin: stdin, _dir: dir }, methods))
 }
 
+/// After a program fails to start, dials fail at once with the same error for this long
+/// (so peers handing out addresses of a transport that cannot run cost nothing).
+pub const START_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The client side's proxy, or why it last failed to start.
+#[derive(Debug, Default)]
+struct Client {
+    running: Option<(Proxy, SocketAddr)>,
+    failed: Option<(tokio::time::Instant, io::ErrorKind, String)>,
+}
+
 /// A transport carried by an external program speaking the pluggable-transport protocol,
 /// named after the method it runs (`obfs4`).
-#[derive(Debug)]
 pub struct PtTransport {
     method: &'static str,
     program: PathBuf,
     server: Option<Vec<(String, String)>>,
-    client: tokio::sync::Mutex<Option<(Proxy, SocketAddr)>>,
+    client: tokio::sync::Mutex<Client>,
+}
+
+impl std::fmt::Debug for PtTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the server keys.
+        f.debug_struct("PtTransport")
+            .field("method", &self.method)
+            .field("program", &self.program)
+            .field("server", &self.server.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PtTransport {
@@ -224,12 +254,36 @@ impl PtTransport {
     /// The running client proxy's SOCKS5 address, starting it when it is not running.
     async fn socks(&self) -> io::Result<SocketAddr> {
         let mut client = self.client.lock().await;
-        if let Some((proxy, socks)) = client.as_mut() {
+        if let Some((proxy, socks)) = client.running.as_mut() {
             if proxy.child.try_wait()?.is_none() {
                 return Ok(*socks);
             }
         }
-        *client = None;
+        client.running = None;
+        if let Some((at, kind, why)) = &client.failed {
+            if at.elapsed() < START_BACKOFF {
+                return Err(io::Error::new(*kind, why.clone()));
+            }
+        }
+        match self.start_client().await {
+            Ok((proxy, socks)) => {
+                client.running = Some((proxy, socks));
+                client.failed = None;
+                Ok(socks)
+            }
+            Err(e) => {
+                client.failed = Some((tokio::time::Instant::now(), e.kind(), e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// The process id of the running client proxy, if one runs (for monitoring).
+    pub async fn client_pid(&self) -> Option<u32> {
+        self.client.lock().await.running.as_ref().and_then(|(p, _)| p.child.id())
+    }
+
+    async fn start_client(&self) -> io::Result<(Proxy, SocketAddr)> {
         let dir = PrivateDir::new()?;
         let mut cmd = self.command(&dir.0);
         cmd.env("TOR_PT_CLIENT_TRANSPORTS", self.method);
@@ -243,14 +297,14 @@ impl PtTransport {
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::Unsupported, "the program does not offer the method")
             })?;
-        *client = Some((proxy, socks));
-        Ok(socks)
+        Ok((proxy, socks))
     }
 }
 
-/// How long the proxy may take to hand a stream over on the extended ORPort.
-const HANDOVER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Hand-overs in progress at once; more connections to the extended ORPort are closed.
+/// How long the proxy may take to hand a stream over on the extended ORPort (it answers at
+/// once; goptlib allows itself 5 s).
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Hand-overs in progress at once; further connections wait for a slot.
 const MAX_HANDOVERS: usize = 64;
 
 struct PtListener {
@@ -273,7 +327,18 @@ impl Listener for PtListener {
 
     fn accept(&mut self) -> BoxFuture<'_, io::Result<Incoming>> {
         Box::pin(async move {
-            self.streams.recv().await.ok_or_else(|| io::Error::other("the transport stopped"))
+            let exited = || io::Error::other("the pluggable transport's program exited");
+            if self._proxy.child.try_wait()?.is_some() {
+                // Not restarted (yet): say so, slowly, rather than wait forever.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return Err(exited());
+            }
+            tokio::select! {
+                stream = self.streams.recv() => {
+                    stream.ok_or_else(|| io::Error::other("the transport stopped"))
+                }
+                _ = self._proxy.child.wait() => Err(exited()),
+            }
         })
     }
 }
@@ -292,7 +357,7 @@ async fn hand_over(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Ok(permit) = std::sync::Arc::clone(&permits).try_acquire_owned() else { continue };
+        let Ok(permit) = std::sync::Arc::clone(&permits).acquire_owned().await else { return };
         let (tx, cookie) = (tx.clone(), std::sync::Arc::clone(&cookie));
         tokio::spawn(async move {
             let _permit = permit;

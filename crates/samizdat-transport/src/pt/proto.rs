@@ -33,8 +33,9 @@ fn value_ok(v: &str) -> bool {
 }
 
 /// A pluggable-transport peer address: where the proxy's server listens and the arguments a
-/// client needs to reach it (for obfs4: `cert` and `iat-mode`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// client needs to reach it (for obfs4: `cert` and `iat-mode`). Its `Debug` form names
+/// neither the peer nor the arguments' values.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PtAddr {
     /// The server's IP address and port (never a host name).
     pub endpoint: SocketAddr,
@@ -57,6 +58,9 @@ impl PtAddr {
         }
         let mut args = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
+            if args.len() == MAX_ARGS {
+                return Err(bad("too many arguments"));
+            }
             let (k, v) = pair.split_once('=').ok_or_else(|| bad("argument without '='"))?;
             if !key_ok(k) || !value_ok(v) {
                 return Err(bad("argument outside the allowed alphabet"));
@@ -66,10 +70,14 @@ impl PtAddr {
             }
             args.push((k.to_owned(), v.to_owned()));
         }
-        if args.len() > MAX_ARGS {
-            return Err(bad("too many arguments"));
-        }
         Ok(PtAddr { endpoint, args })
+    }
+}
+
+impl std::fmt::Debug for PtAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.args.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("PtAddr").field("args", &keys).finish_non_exhaustive()
     }
 }
 
@@ -240,7 +248,9 @@ fn socks_error(code: u8) -> io::Error {
         5 => (io::ErrorKind::ConnectionRefused, "connection refused"),
         6 => (io::ErrorKind::TimedOut, "TTL expired"),
         7 | 8 => (io::ErrorKind::Unsupported, "not supported by the proxy"),
-        _ => (io::ErrorKind::ConnectionRefused, "general failure"),
+        // What obfs4proxy answers when the transport's handshake fails (a wrong cert, a
+        // server that drops it): the transport refused the peer.
+        _ => (io::ErrorKind::PermissionDenied, "the transport's handshake failed"),
     };
     io::Error::new(kind, format!("pluggable transport: {what}"))
 }
@@ -347,6 +357,8 @@ mod tests {
         let a = PtAddr::parse(s).unwrap();
         assert_eq!(a.args[1], ("iat-mode".into(), "0".into()));
         assert_eq!(a.to_string(), s);
+        let debug = format!("{a:?}");
+        assert!(!debug.contains("192.0.2.7") && !debug.contains("ASNF"), "{debug}");
         assert_eq!(PtAddr::parse("[2001:db8::1]:9").unwrap().to_string(), "[2001:db8::1]:9");
         let many: Vec<String> = (0..9).map(|i| format!("k{i}=v")).collect();
         let many = format!("192.0.2.7:1?{}", many.join("&"));
@@ -476,7 +488,7 @@ mod tests {
         let e = proxy(vec![], v4, &"a".repeat(511)).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         for (code, kind) in [
-            (1, io::ErrorKind::ConnectionRefused),
+            (1, io::ErrorKind::PermissionDenied),
             (4, io::ErrorKind::HostUnreachable),
             (5, io::ErrorKind::ConnectionRefused),
             (6, io::ErrorKind::TimedOut),
