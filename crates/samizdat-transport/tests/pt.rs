@@ -235,3 +235,28 @@ async fn a_client_proxy_that_died_is_started_again() {
     b.read_exact(&mut four).await.unwrap();
     assert_eq!(&four, b"back");
 }
+
+#[tokio::test]
+async fn lookup_debug_output_and_a_server_program_that_exits() {
+    let sh = samizdat_transport::pt::find_program("sh");
+    assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+    let none = samizdat_transport::pt::find_program("no-such-program-here");
+    assert_eq!(none, std::path::Path::new("/usr/bin/no-such-program-here"));
+    let keys = obfs4_keys();
+    let t = PtTransport::with_server("obfs4", PROGRAM, keys.clone());
+    let debug = format!("{t:?}");
+    assert!(keys.iter().all(|(_, v)| v == "0" || !debug.contains(v.as_str())), "{debug}");
+    // A server program that names its method and exits: accept says so instead of waiting.
+    let tmp = tempfile::tempdir().unwrap();
+    let quits = script(
+        tmp.path(),
+        "quits",
+        "echo 'VERSION 1'; echo 'SMETHOD obfs4 127.0.0.1:9 ARGS:cert=abc'; echo 'SMETHODS DONE'",
+    );
+    let t = PtTransport::with_server("obfs4", quits, vec![]);
+    let mut listener = t.listen("127.0.0.1:0").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.unwrap();
+    assert!(e.err().unwrap().to_string().contains("exited"));
+    let again = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.unwrap();
+    assert!(again.is_err(), "still reported");
+}
