@@ -63,3 +63,25 @@ fn a_missing_obfs4proxy_fails_the_node_with_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad_address"));
 }
+
+#[test]
+fn an_announced_obfs4_address_carries_the_listeners_cert() {
+    if !Path::new("/usr/bin/obfs4proxy").exists() {
+        eprintln!("SKIPPED: obfs4proxy is not installed (apt-get install obfs4proxy)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("a");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--json", "node", "--listen", "obfs4/127.0.0.1:0"]).args([
+        "--announce",
+        "obfs4/192.0.2.5:9443",
+        "--data",
+        s(&data),
+    ]);
+    let (_daemon, v) = spawn_daemon(cmd, &data);
+    let listen = v["listen"][0].as_str().unwrap();
+    let advertised = v["advertised"][0].as_str().unwrap();
+    let cert = listen.split_once('?').unwrap().1;
+    assert_eq!(advertised, format!("obfs4/192.0.2.5:9443?{cert}"), "{v}");
+}

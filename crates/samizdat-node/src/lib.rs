@@ -528,10 +528,13 @@ impl NodeBuilder {
         let mut peers: Vec<(PeerAddr, Option<NodeId>)> =
             parse(&self.peers)?.into_iter().map(|a| (a, None)).collect();
         peers.extend(self.invites.iter().flat_map(Invite::hints).map(|h| (h.addr, Some(h.node))));
-        let advertised = if self.announce.is_empty() {
+        let advertised: Vec<PeerAddr> = if self.announce.is_empty() {
             listen_addrs.iter().filter(|a| !is_unspecified(a)).cloned().collect()
         } else {
             parse(&self.announce)?
+                .into_iter()
+                .map(|a| with_listener_params(a, &listen_addrs))
+                .collect()
         };
         let node_id = identity.node_id();
         let shares = {
@@ -684,6 +687,26 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// An announced address of a transport whose peers need parameters (an https name, pin and
+/// secret; an obfs4 cert) gets them from the listener of that transport (the one on the same
+/// port, else the first): `--announce https/203.0.113.5:443` is the public side of
+/// `--listen https/0.0.0.0:443`. An address given with parameters is kept as it is.
+fn with_listener_params(addr: PeerAddr, listeners: &[PeerAddr]) -> PeerAddr {
+    if addr.params().is_some() {
+        return addr;
+    }
+    let port = |a: &PeerAddr| a.endpoint().rsplit_once(':').map(|(_, p)| p.to_owned());
+    let same: Vec<&PeerAddr> = listeners
+        .iter()
+        .filter(|l| l.transport() == addr.transport() && l.params().is_some())
+        .collect();
+    let pick = same.iter().find(|l| port(l) == port(&addr)).or(same.first());
+    match pick.and_then(|l| l.params()) {
+        Some(params) => PeerAddr::new(&format!("{}?{params}", addr.as_str())).unwrap_or(addr),
+        None => addr,
+    }
 }
 
 /// Whether a TCP address names no host in particular (`0.0.0.0`, `[::]`): such an address is
@@ -1113,7 +1136,30 @@ fn prepare_share(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn announced_addresses_take_their_transport_parameters_from_the_listener() {
+        let a = |s: &str| PeerAddr::new(s).unwrap();
+        let listeners = [
+            a("tcp/0.0.0.0:7070"),
+            a("obfs4/0.0.0.0:9443?cert=AAA&iat-mode=0"),
+            a("https/0.0.0.0:8443?name=n&pin=P1&key=K1"),
+            a("https/0.0.0.0:443?name=n&pin=P2&key=K2"),
+        ];
+        let got = |s: &str| with_listener_params(a(s), &listeners).to_string();
+        assert_eq!(got("obfs4/203.0.113.5:9443"), "obfs4/203.0.113.5:9443?cert=AAA&iat-mode=0");
+        assert_eq!(got("https/203.0.113.5:443"), "https/203.0.113.5:443?name=n&pin=P2&key=K2");
+        // Another port (a port forward): the first listener of the transport.
+        assert_eq!(got("https/203.0.113.5:10443"), "https/203.0.113.5:10443?name=n&pin=P1&key=K1");
+        assert_eq!(got("tcp/203.0.113.5:7070"), "tcp/203.0.113.5:7070");
+        assert_eq!(got("obfs4/203.0.113.5:1?cert=B"), "obfs4/203.0.113.5:1?cert=B");
+        assert_eq!(
+            with_listener_params(a("obfs4/203.0.113.5:1"), &[]).to_string(),
+            "obfs4/203.0.113.5:1"
+        );
+    }
 
     #[test]
     fn a_bad_address_error_names_no_secret() {
