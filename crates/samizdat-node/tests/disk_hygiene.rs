@@ -217,8 +217,16 @@ async fn a_failed_fetch_leaves_no_part_file_and_a_failed_seed_fetch_no_blob() {
     let r = node.fetch_into(&link, FetchTarget::Dir(into.clone())).await.unwrap().outcome().await;
     assert!(matches!(r, Err(NodeError::NoSources)), "{r:?}");
     node.shutdown().await;
+    // The node's own state stays: its identity and, sealed, what each dialled address did
+    // (transports.rec; it names the dead peer only under the node's key).
+    let state = dir.path().join("n/transports.rec");
+    let sealed = std::fs::read(&state).unwrap();
+    assert!(!sealed.windows(9).any(|w| w == b"127.0.0.1"), "sealed, no address in the clear");
     let left: Vec<_> = walk(dir.path()).into_iter().filter(|p| !p.is_dir()).collect();
-    let left: Vec<_> = left.iter().filter(|p| !p.ends_with("n/identity.key")).collect();
+    let left: Vec<_> = left
+        .iter()
+        .filter(|p| !p.ends_with("n/identity.key") && !p.ends_with("n/transports.rec"))
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
