@@ -18,16 +18,22 @@ use tokio::net::TcpListener;
 
 const NAME: &str = "www.example.org";
 
-/// Reads the first TLS record a client sends to `listener`.
+/// Reads the first TLS record a client sends to `listener`. Connections closed before a
+/// whole record (a browser's speculative preconnect, say) are skipped.
 async fn first_record(listener: &TcpListener) -> Vec<u8> {
-    let (mut tcp, _) = listener.accept().await.unwrap();
-    let mut head = [0u8; 5];
-    tcp.read_exact(&mut head).await.unwrap();
-    let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
-    let mut rec = head.to_vec();
-    rec.resize(5 + len, 0);
-    tcp.read_exact(&mut rec[5..]).await.unwrap();
-    rec
+    loop {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut head = [0u8; 5];
+        if tcp.read_exact(&mut head).await.is_err() {
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
+        let mut rec = head.to_vec();
+        rec.resize(5 + len, 0);
+        if tcp.read_exact(&mut rec[5..]).await.is_ok() {
+            return rec;
+        }
+    }
 }
 
 /// The first record our transport's dial sends.
