@@ -252,3 +252,32 @@ fn a_restarted_node_remembers_which_transport_worked() {
     let raw = std::fs::read(fetch.join("transports.rec")).unwrap();
     assert!(!raw.windows(9).any(|w| w == b"127.0.0.1"), "sealed, no address in the clear");
 }
+
+#[test]
+fn a_fetching_daemon_is_a_stranger_to_its_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (_a, addr_a) = start_node(&da, None);
+    // The fetcher is an identified peer of the seeder too (it bootstraps from it).
+    let (_b, vb) = start_daemon(&db, &["--peer", &addr_a]);
+    let fetcher = vb["node_id"].as_str().unwrap().to_owned();
+    let file = tmp.path().join("f.bin");
+    let content = write_random(&file, 1 << 20, 0xa40);
+    let link = common::share_link(&file, &da);
+    let dest = tmp.path().join("copy.bin");
+    let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&db)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&dest).unwrap() == content);
+    // The fetcher's side: the download had a link of its own to the seeder, anonymous.
+    let out = cli(&["--json", "peers", "--data", s(&db)]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let peers = v["peers"].as_array().unwrap();
+    let seeder = common::established(&da);
+    let anon: Vec<_> = peers.iter().filter(|p| p["anonymous"] == true).collect();
+    assert!(!anon.is_empty(), "{peers:?}");
+    assert!(peers.iter().any(|p| p["anonymous"] == false), "the overlay link: {peers:?}");
+    // The seeder's side: the overlay link names the fetcher; the download's link names a
+    // stranger.
+    assert_eq!(seeder.iter().filter(|id| **id == fetcher).count(), 1, "{seeder:?}");
+    assert!(seeder.iter().any(|id| *id != fetcher), "{seeder:?}");
+}

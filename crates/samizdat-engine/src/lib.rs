@@ -313,6 +313,12 @@ pub struct EngineConfig {
     pub request_timeout: Duration,
     /// Whether this node relays streams between its peers.
     pub relay: bool,
+    /// Fetch over anonymous links: each download dials its sources under a throwaway
+    /// identity ([`Session::anonymous_initiator`]) and uses no other link to them, so a source
+    /// learns what is fetched but not which node fetches it, and two sources cannot match
+    /// their records of a fetcher by identity. (Without onion circuits they still see its IP
+    /// address.) Off: downloads use any link to a source, identified or not.
+    pub anonymous_downloads: bool,
     /// Longest back-off between redials of a persistent peer.
     pub max_redial_backoff: Duration,
     /// Outbound connections the node keeps up by dialling addresses picked at random from its
@@ -355,6 +361,7 @@ impl EngineConfig {
             max_blob_len: 64 << 30,
             request_timeout: Duration::from_secs(30),
             relay: false,
+            anonymous_downloads: true,
             max_redial_backoff: Duration::from_secs(15),
             target_outbound: 8,
             dht: Some(samizdat_dht::DhtConfig {
@@ -381,6 +388,8 @@ pub struct PeerSummary {
     pub established: bool,
     /// The peer's user agent.
     pub user_agent: Option<String>,
+    /// Whether we opened it under a throwaway identity (a download's link).
+    pub anonymous: bool,
 }
 
 /// One queued request of a peer.
@@ -481,6 +490,21 @@ impl Conn {
     pub(crate) fn can_serve(&self) -> bool {
         self.peer.as_ref().is_some_and(|p| p.features & features::SERVE_CONTENT != 0)
     }
+
+    /// Whether this link may carry more than a download: ours or the peer's identified link
+    /// (not one we opened anonymously).
+    pub(crate) fn is_overlay(&self) -> bool {
+        !self.session.is_anonymous()
+    }
+}
+
+/// Which side of a new session we take.
+#[derive(Clone, Copy)]
+enum Side {
+    Initiator,
+    /// An initiator under a throwaway identity ([`Session::anonymous_initiator`]).
+    Anonymous,
+    Responder,
 }
 
 struct Download {
@@ -661,15 +685,15 @@ impl<S: ContentSource> Engine<S> {
         self.clock_anchor.1 + now.saturating_duration_since(self.clock_anchor.0).as_secs()
     }
 
-    fn new_session(&mut self, now: Instant, initiator: bool) -> Result<Session, SessionError> {
+    fn new_session(&mut self, now: Instant, side: Side) -> Result<Session, SessionError> {
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
         let cfg = self.config.session.clone();
         let wall = self.wall_secs(now);
-        if initiator {
-            Session::initiator(cfg, seed, wall, now)
-        } else {
-            Ok(Session::responder(cfg, seed, wall, now))
+        match side {
+            Side::Initiator => Session::initiator(cfg, seed, wall, now),
+            Side::Anonymous => Session::anonymous_initiator(cfg, seed, wall, now),
+            Side::Responder => Ok(Session::responder(cfg, seed, wall, now)),
         }
     }
 
@@ -723,7 +747,8 @@ impl<S: ContentSource> Engine<S> {
     /// connected or being dialled.
     pub fn connect_pinned(&mut self, now: Instant, addr: PeerAddr, node: NodeId) -> Option<ConnId> {
         let addr = self.addrs.check(&addr).ok()?;
-        let known = |c: &Conn| c.expect == Some(node) || c.session.peer_id() == Some(node);
+        let known =
+            |c: &Conn| c.is_overlay() && (c.expect == Some(node) || c.peer_id() == Some(node));
         if self.conns.values().any(known) {
             return None;
         }
@@ -734,13 +759,24 @@ impl<S: ContentSource> Engine<S> {
     }
 
     fn dial(&mut self, now: Instant, addr: PeerAddr, expect: Option<NodeId>) -> Option<ConnId> {
+        self.dial_as(now, addr, expect, Side::Initiator)
+    }
+
+    /// Dials `addr` as `side` (identified or anonymous).
+    fn dial_as(
+        &mut self,
+        now: Instant,
+        addr: PeerAddr,
+        expect: Option<NodeId>,
+        side: Side,
+    ) -> Option<ConnId> {
         if self.self_addrs.contains(&addr) || self.config.session.listen.contains(&addr) {
             return None;
         }
         if self.count(true) >= self.config.max_outbound {
             return None;
         }
-        let session = self.new_session(now, true).ok()?;
+        let session = self.new_session(now, side).ok()?;
         let conn = self.insert_conn(now, session, true);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.addr = Some(addr.clone());
@@ -794,7 +830,7 @@ impl<S: ContentSource> Engine<S> {
     /// Dials random address-book entries until [`EngineConfig::target_outbound`] outbound
     /// connections (up or being set up, DHT exchanges not counted) exist.
     fn fill_outbound(&mut self, now: Instant) {
-        let have = self.count(true);
+        let have = self.conns.values().filter(|c| c.outbound && c.is_overlay()).count();
         let want = self.config.target_outbound.saturating_sub(have);
         if want == 0 || self.addrs.is_empty() {
             return;
@@ -806,7 +842,9 @@ impl<S: ContentSource> Engine<S> {
             }
             let pin = self.addrs.pin(&addr);
             if let Some(pin) = pin {
-                let known = |c: &Conn| c.expect == Some(pin.node) || c.peer_id() == Some(pin.node);
+                let known = |c: &Conn| {
+                    c.is_overlay() && (c.expect == Some(pin.node) || c.peer_id() == Some(pin.node))
+                };
                 if pin.node == self.node_id() || self.conns.values().any(known) {
                     continue;
                 }
@@ -822,9 +860,10 @@ impl<S: ContentSource> Engine<S> {
         }
     }
 
-    /// Whether a connection to `addr` exists (dialled by us).
+    /// Whether an identified connection to `addr` exists (dialled by us; a download's
+    /// anonymous links do not count: they carry nothing but that download).
     pub fn is_connected_to(&self, addr: &PeerAddr) -> bool {
-        self.conns.values().any(|c| c.addr.as_ref() == Some(addr))
+        self.conns.values().any(|c| c.is_overlay() && c.addr.as_ref() == Some(addr))
     }
 
     /// A new inbound transport connection from `remote` (when the transport knows it).
@@ -845,7 +884,7 @@ impl<S: ContentSource> Engine<S> {
             let victim = self.eviction_candidate(now, None);
             self.drop_conn(now, victim?, true);
         }
-        let session = self.new_session(now, false).ok()?;
+        let session = self.new_session(now, Side::Responder).ok()?;
         let conn = self.insert_conn(now, session, false);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.group = group;
@@ -1138,6 +1177,9 @@ impl<S: ContentSource> Engine<S> {
 
     /// Handles one message; `false` means the peer broke the protocol.
     fn on_message(&mut self, now: Instant, conn: ConnId, msg: Message) -> bool {
+        if self.conns.get(&conn).is_some_and(|c| c.session.is_anonymous()) {
+            return self.on_anonymous_message(now, conn, msg);
+        }
         match msg {
             Message::Ping { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -1151,6 +1193,35 @@ impl<S: ContentSource> Engine<S> {
             Message::Dht { pow, payload } => self.on_dht(now, conn, pow, &payload),
             // Pong needs nothing; a second Hello is rejected by the session; unknown future
             // variants are ignored.
+            _ => true,
+        }
+    }
+
+    /// A message on a link we opened anonymously: it carries our download and nothing else.
+    /// Whatever the peer asks of us is refused the same way whatever we hold (an answer would
+    /// tell it what this node holds, relays or knows, and so which node it is).
+    fn on_anonymous_message(&mut self, now: Instant, conn: ConnId, msg: Message) -> bool {
+        let refusal = match &msg {
+            Message::Transfer(
+                TransferMsg::GetOutboard { req, .. } | TransferMsg::GetGroups { req, .. },
+            ) => Some(Message::Transfer(TransferMsg::NotFound { req: *req })),
+            Message::Relay(RelayMsg::Open { stream, .. }) => {
+                Some(Message::Relay(RelayMsg::Close { stream: *stream }))
+            }
+            Message::Ping { nonce } => Some(Message::Pong { nonce: *nonce }),
+            _ => None,
+        };
+        if let Some(reply) = refusal {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                let _ = c.session.send(&reply);
+            }
+            return true;
+        }
+        match msg {
+            Message::Transfer(m) => self.on_stream_message(now, StreamId::Direct(conn), m),
+            Message::Relay(m) => self.on_relay(now, conn, m),
+            // Peer exchange and the DHT are off on this link (the session did not offer
+            // them); what arrives anyway is ignored.
             _ => true,
         }
     }
@@ -1264,7 +1335,9 @@ impl<S: ContentSource> Engine<S> {
                 let next = self
                     .conns
                     .iter()
-                    .find(|(id, o)| **id != conn && o.peer_id() == Some(NodeId(target)))
+                    .find(|(id, o)| {
+                        **id != conn && o.is_overlay() && o.peer_id() == Some(NodeId(target))
+                    })
                     .map(|(id, _)| *id);
                 let far = next.filter(|n| {
                     self.config.relay
@@ -1507,10 +1580,12 @@ impl<S: ContentSource> Engine<S> {
             }
         }
         let mut dials = Vec::new();
+        let anonymous = self.config.anonymous_downloads;
         for (node, addrs) in &peers {
             let tries: Vec<&Conn> = self
                 .conns
                 .values()
+                .filter(|c| !anonymous || c.session.is_anonymous())
                 .filter(|c| {
                     addrs.iter().any(|a| c.addr.as_ref() == Some(a))
                         || (node.is_some() && (c.peer_id() == *node || c.expect == *node))
@@ -1537,8 +1612,9 @@ impl<S: ContentSource> Engine<S> {
                 dials.push(((*best).clone(), *node));
             }
         }
+        let side = if anonymous { Side::Anonymous } else { Side::Initiator };
         for (addr, node) in dials {
-            self.dial(now, addr, node);
+            self.dial_as(now, addr, node, side);
         }
     }
 
@@ -1556,6 +1632,9 @@ impl<S: ContentSource> Engine<S> {
                     SourceSpec::Direct { node, addr } => {
                         for (id, c) in &self.conns {
                             let Some(peer) = c.peer_id() else { continue };
+                            if self.config.anonymous_downloads && !c.session.is_anonymous() {
+                                continue;
+                            }
                             let matches = match node {
                                 Some(n) => peer == *n,
                                 None => c.addr.as_ref() == Some(addr),
@@ -1883,6 +1962,7 @@ impl<S: ContentSource> Engine<S> {
                 outbound: c.outbound,
                 established: c.session.is_established(),
                 user_agent: c.peer.as_ref().map(|p| p.hello.user_agent.clone()),
+                anonymous: c.session.is_anonymous(),
             })
             .collect()
     }

@@ -225,6 +225,80 @@ fn downloads_and_verifies_a_blob() {
 }
 
 #[test]
+fn a_download_reaches_its_sources_anonymously_and_answers_them_nothing() {
+    let b = blob(600_000);
+    // Node 1 fetches from nodes 0 and 2; it also has the file itself, and is an identified
+    // peer of node 0 already (an overlay link node 0 must not see the download on).
+    let sources: Vec<Box<dyn ContentSource>> =
+        vec![Box::new(b.source()), Box::new(b.source()), Box::new(b.source())];
+    let mut net = Net::with(sources, |c| c.relay = true);
+    let now = net.now;
+    let overlay = net.nodes[1].connect(now, addr(0)).unwrap();
+    net.run();
+    let fetcher = net.nodes[1].node_id();
+    let (src0, src2) = (net.pinned(0), net.pinned(2));
+    net.nodes[1].fetch(now, b.spec, vec![src0, src2], Resume::default());
+    net.run();
+    assert!(net.completed(1, b.spec.root));
+    assert_eq!(reassemble(net.verified_bytes(1, b.spec.root)), b.data);
+    // The download went over new anonymous links only, not over the overlay link.
+    let links = net.nodes[1].peers();
+    let anon: Vec<_> = links.iter().filter(|p| p.anonymous).collect();
+    assert_eq!(anon.len(), 2, "{links:?}");
+    assert!(links.iter().any(|p| p.conn == overlay && !p.anonymous));
+    // Each source saw a stranger, a different one: never the fetcher's identity.
+    let seen = |j: usize| -> Vec<NodeId> {
+        let peers = net.nodes[j].peers();
+        peers.iter().filter_map(|p| p.node_id).collect()
+    };
+    let (at0, at2) = (seen(0), seen(2));
+    assert_eq!(at0.iter().filter(|n| **n == fetcher).count(), 1, "only the overlay link");
+    assert!(!at2.contains(&fetcher));
+    let stranger0 = *at0.iter().find(|n| **n != fetcher).unwrap();
+    assert!(!at2.contains(&stranger0), "two sources can match the fetcher by identity");
+    let pinned = |j: usize| net.nodes[j].peers().iter().any(|p| p.user_agent.is_some());
+    assert!(pinned(0) && pinned(2));
+    // Nothing of the fetcher comes back on such a link: not the file it holds, not a relay
+    // to itself, not its peers.
+    let anon_conn = anon.iter().find(|p| p.node_id == Some(net.nodes[2].node_id())).unwrap().conn;
+    let (_, remote) = net.links[&(1, anon_conn)];
+    let reads = net.reads[1];
+    let locator = b.spec.locator;
+    let s = &mut net.nodes[2].conns.get_mut(&remote).unwrap().session;
+    s.send(&Message::Transfer(TransferMsg::GetOutboard { req: 77, locator, first: 0, count: 1 }))
+        .unwrap();
+    s.send(&Message::Transfer(TransferMsg::GetGroups { req: 78, locator, first: 0, count: 1 }))
+        .unwrap();
+    s.send(&Message::Relay(RelayMsg::Open { stream: 2, target: fetcher.0 })).unwrap();
+    s.send(&Message::Peers(PeersMsg::GetAddr)).unwrap();
+    net.nodes[2].flush(remote);
+    net.run();
+    assert_eq!(net.reads[1], reads, "the fetcher read nothing for the source");
+    let c = &net.nodes[1].conns[&anon_conn];
+    assert!(!c.answered_getaddr && c.relayed.is_empty() && c.serve.is_empty());
+    assert!(net.nodes[2].conns.contains_key(&remote), "refused, not cut off");
+}
+
+#[test]
+fn without_anonymous_downloads_a_download_uses_the_identified_link() {
+    let b = blob(200_000);
+    let sources: Vec<Box<dyn ContentSource>> =
+        vec![Box::new(b.source()), Box::new(MemorySource::new())];
+    let mut net = Net::with(sources, |c| c.anonymous_downloads = false);
+    let now = net.now;
+    net.nodes[1].connect(now, addr(0)).unwrap();
+    net.run();
+    let src = net.pinned(0);
+    net.nodes[1].fetch(now, b.spec, vec![src], Resume::default());
+    net.run();
+    assert!(net.completed(1, b.spec.root));
+    let links = net.nodes[1].peers();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert!(!links[0].anonymous);
+    assert_eq!(net.nodes[0].peers()[0].node_id, Some(net.nodes[1].node_id()));
+}
+
+#[test]
 fn a_pinned_hint_with_another_identity_is_refused() {
     let b = blob(200_000);
     // Node 0 serves the file at the address the link names, but the link pins node 2.

@@ -191,6 +191,7 @@ async fn handle(node: Arc<Node>, stream: UnixStream) -> std::io::Result<()> {
                     "outbound": p.outbound,
                     "established": p.established,
                     "user_agent": p.user_agent,
+                    "anonymous": p.anonymous,
                 })).collect::<Vec<_>>(), "transports": transports_json(&health) })
                 }
                 (Err(e), _) | (_, Err(e)) => error_json(&e),

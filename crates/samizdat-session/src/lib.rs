@@ -28,6 +28,10 @@
 //!    length of the first message: [`SessionEvent::Query`], then [`Session::answer`]; the
 //!    asking side is [`Session::exchange`], which ends with [`SessionEvent::Answer`].
 //!
+//! 5. **Anonymous initiator.** [`Session::anonymous_initiator`] opens a link under a
+//!    throwaway identity with a `Hello` that carries nothing particular to the node: the
+//!    responder can neither tell who dialled nor link two such links to each other.
+//!
 //! A peer that authenticates with our own identity is ourselves (only the holder of the
 //! identity key can sign for its node ID): the handshake ends with
 //! [`SessionError::SelfConnection`] as soon as the peer's identity is verified.
@@ -251,6 +255,8 @@ pub struct Session {
     exchange_key: Option<Box<exchange::ResponderKey>>,
     /// Whether this is (or was, even once failed) an exchange rather than a session.
     exchange: bool,
+    /// Whether we opened this link under a throwaway identity.
+    anonymous: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -283,6 +289,48 @@ impl Session {
         let n = hs.write_message(&[], &mut msg)?;
         s.push_handshake(&msg[..n]);
         Ok(s)
+    }
+
+    /// Starts an initiating side that does not reveal who it is: the session is authenticated
+    /// with a throwaway identity drawn from `seed` (so the responder sees a different node ID on
+    /// every link, unrelated to ours), and our `Hello` carries nothing constant of this node:
+    /// no listen addresses, the generic user agent, no privacy flags, and of the features only
+    /// [`features::SERVE_CONTENT`] (so the responder may serve us; peer exchange and the DHT,
+    /// which would name us, stay off). Whether the peer is ourselves is still checked against
+    /// our real identity ([`SessionError::SelfConnection`]).
+    ///
+    /// This is the link a fetcher (and later an onion client) uses with a peer that must not
+    /// learn which node asks. The owner must hold up its side too: answer no content, relay
+    /// or peer-exchange requests on such a link (they would tell the peer what this node holds
+    /// or is; see [`Session::is_anonymous`]).
+    pub fn anonymous_initiator(
+        mut config: SessionConfig,
+        seed: [u8; 32],
+        wall_secs: u64,
+        now: Instant,
+    ) -> Result<Self, SessionError> {
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::{RngCore, SeedableRng};
+        let own_id = config.identity.node_id();
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut secret[..]);
+        let mut noise_seed = [0u8; 32];
+        rng.fill_bytes(&mut noise_seed);
+        config.identity = Identity::from_secret_bytes(&secret[..])?;
+        config.listen.clear();
+        config.user_agent = DEFAULT_USER_AGENT.to_owned();
+        config.privacy = 0;
+        config.features &= features::SERVE_CONTENT;
+        let mut s = Self::initiator(config, noise_seed, wall_secs, now)?;
+        s.own_id = own_id;
+        s.anonymous = true;
+        Ok(s)
+    }
+
+    /// Whether this is our side of a link opened by [`Session::anonymous_initiator`].
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
     }
 
     /// Starts the responding side; it waits for the initiator's first message.
@@ -357,6 +405,7 @@ impl Session {
             events: VecDeque::new(),
             exchange_key: None,
             exchange: false,
+            anonymous: false,
         };
         (session, config.identity)
     }

@@ -153,6 +153,62 @@ fn dialling_ourselves_is_detected_by_node_id() {
 }
 
 #[test]
+fn an_anonymous_initiator_shows_a_different_throwaway_identity_on_every_link() {
+    let now = Instant::now();
+    let mut ca = config();
+    let real = ca.identity.node_id();
+    ca.listen = vec!["tcp/192.0.2.7:7070".parse().unwrap()];
+    ca.user_agent = "samizdat/0.3 (linux)".to_owned();
+    ca.privacy = privacy_bits();
+    let cb = config();
+    let responder_id = cb.identity.node_id();
+    let mut seen = Vec::new();
+    for seed in 1..=3u8 {
+        let mut a = Session::anonymous_initiator(ca.clone(), [seed; 32], T0, now).unwrap();
+        assert!(a.is_anonymous());
+        let mut b = Session::responder(cb.clone(), [9; 32], T0, now);
+        assert!(!b.is_anonymous());
+        pump(&mut a, &mut b, now).unwrap();
+        let Some(SessionEvent::Established(pa)) = a.poll_event() else { panic!("a not up") };
+        let Some(SessionEvent::Established(pb)) = b.poll_event() else { panic!("b not up") };
+        // We still authenticate the responder; it sees a stranger.
+        assert_eq!(pa.node_id, responder_id);
+        assert_ne!(pb.node_id, real);
+        assert!(!seen.contains(&pb.node_id), "the same throwaway identity twice");
+        seen.push(pb.node_id);
+        // Nothing in our Hello is particular to this node.
+        assert!(pb.hello.listen.is_empty());
+        assert_eq!(pb.hello.user_agent, DEFAULT_USER_AGENT);
+        assert_eq!(pb.hello.privacy, 0);
+        assert_eq!(pb.hello.features, features::SERVE_CONTENT);
+        assert_eq!(pb.features, features::SERVE_CONTENT);
+        // Messages flow as on any link.
+        a.send(&Message::Ping { nonce: 5 }).unwrap();
+        pump(&mut a, &mut b, now).unwrap();
+        assert!(matches!(b.poll_event(), Some(SessionEvent::Message(Message::Ping { nonce: 5 }))));
+    }
+    // The same seed gives the same link bytes (the simulator replays anonymous dials too).
+    let first = |seed| {
+        let mut a = Session::anonymous_initiator(ca.clone(), seed, T0, now).unwrap();
+        a.poll_transmit().unwrap()
+    };
+    assert_eq!(first([4; 32]), first([4; 32]));
+    assert_ne!(first([4; 32]), first([5; 32]));
+}
+
+#[test]
+fn an_anonymous_initiator_still_recognises_itself() {
+    let now = Instant::now();
+    let id = Identity::generate(&mut rand_core::OsRng);
+    let mut a =
+        Session::anonymous_initiator(SessionConfig::new(id.clone()), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(SessionConfig::new(id), [2; 32], T0, now);
+    b.handle_input(now, &a.poll_transmit().unwrap()).unwrap();
+    let msg2 = b.poll_transmit().unwrap();
+    assert!(matches!(a.handle_input(now, &msg2), Err(SessionError::SelfConnection)));
+}
+
+#[test]
 fn responder_detects_an_initiator_with_its_own_identity() {
     let now = Instant::now();
     let id = Identity::generate(&mut rand_core::OsRng);
