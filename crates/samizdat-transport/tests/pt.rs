@@ -246,17 +246,77 @@ async fn lookup_debug_output_and_a_server_program_that_exits() {
     let t = PtTransport::with_server("obfs4", PROGRAM, keys.clone());
     let debug = format!("{t:?}");
     assert!(keys.iter().all(|(_, v)| v == "0" || !debug.contains(v.as_str())), "{debug}");
-    // A server program that names its method and exits: accept says so instead of waiting.
+    // A server program that names its method and exits is started again by accept, at most
+    // every 5 s; once it can no longer start, accept says why instead of waiting.
     let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
     let quits = script(
         tmp.path(),
         "quits",
-        "echo 'VERSION 1'; echo 'SMETHOD obfs4 127.0.0.1:9 ARGS:cert=abc'; echo 'SMETHODS DONE'",
+        &format!(
+            "echo run >> {}; echo 'VERSION 1'; echo 'SMETHOD obfs4 127.0.0.1:9 ARGS:cert=abc'; \
+             echo 'SMETHODS DONE'",
+            runs.display()
+        ),
     );
-    let t = PtTransport::with_server("obfs4", quits, vec![]);
+    let t = PtTransport::with_server("obfs4", &quits, vec![]);
     let mut listener = t.listen("127.0.0.1:0").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.unwrap();
-    assert!(e.err().unwrap().to_string().contains("exited"));
-    let again = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.unwrap();
-    assert!(again.is_err(), "still reported");
+    assert!(t.server_pid().is_some());
+    let started = tokio::time::Instant::now();
+    let waited = tokio::time::timeout(Duration::from_secs(7), listener.accept()).await;
+    assert!(waited.is_err(), "no stream, and no error while the program restarts");
+    let count = || std::fs::read_to_string(&runs).unwrap().lines().count();
+    assert_eq!(count(), 2, "started once more in 7 s, not more often");
+    std::fs::remove_file(&quits).unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await.unwrap();
+    let e = e.err().unwrap().to_string();
+    assert!(e.contains("exited") && e.contains("cannot start"), "{e}");
+    assert!(started.elapsed() >= Duration::from_secs(10), "restarts are spaced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_proxy_that_dies_is_started_again_with_the_same_address() {
+    if !obfs4_present() {
+        return;
+    }
+    let (server, mut listener) = server(obfs4_keys()).await;
+    let local = listener.local_addr();
+    let first = server.server_pid().unwrap();
+    // The node's accept loop: echo what each stream sends.
+    let accepting = tokio::spawn(async move {
+        loop {
+            let Ok(incoming) = listener.accept().await else { continue };
+            let mut s = incoming.stream;
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4];
+                if s.read_exact(&mut buf).await.is_ok() {
+                    let _ = s.write_all(&buf).await;
+                }
+            });
+        }
+    });
+    let client = PtTransport::client("obfs4", PROGRAM);
+    let round_trip = || async {
+        let mut s = client.dial(local.strip_prefix("obfs4/").unwrap()).await?;
+        s.write_all(b"ping").await?;
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"ping");
+        Ok::<_, io::Error>(())
+    };
+    round_trip().await.unwrap();
+    let killed = std::process::Command::new("kill").args(["-KILL", &first.to_string()]).status();
+    assert!(killed.unwrap().success());
+    // Within the restart spacing and a start, the same address (port and cert) works again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = tokio::time::timeout(Duration::from_secs(5), round_trip()).await;
+        if matches!(attempt, Ok(Ok(()))) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never back: {attempt:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_ne!(server.server_pid(), Some(first), "a new process");
+    accepting.abort();
 }

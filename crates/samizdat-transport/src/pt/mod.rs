@@ -125,6 +125,21 @@ impl Drop for PrivateDir {
     }
 }
 
+/// `program` as a managed proxy: an empty environment but for the pt-spec's variables, its
+/// state in `dir`, standard error discarded, killed when dropped.
+fn pt_command(program: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
+        .env("TOR_PT_STATE_LOCATION", dir)
+        .env("TOR_PT_EXIT_ON_STDIN_CLOSE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
 /// A running managed proxy: killed, and its directory removed, when dropped.
 #[derive(Debug)]
 struct Proxy {
@@ -210,6 +225,8 @@ pub struct PtTransport {
     program: PathBuf,
     server: Option<Vec<(String, String)>>,
     client: tokio::sync::Mutex<Client>,
+    /// The process id of the last server proxy started (0: none).
+    server_pid: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl std::fmt::Debug for PtTransport {
@@ -226,7 +243,13 @@ impl std::fmt::Debug for PtTransport {
 impl PtTransport {
     /// Dials `method/IP:PORT?args` through `program` (started on the first dial).
     pub fn client(method: &'static str, program: impl Into<PathBuf>) -> Self {
-        PtTransport { method, program: program.into(), server: None, client: Default::default() }
+        PtTransport {
+            method,
+            program: program.into(),
+            server: None,
+            client: Default::default(),
+            server_pid: Default::default(),
+        }
     }
 
     /// Also listens, passing `options` (for obfs4, [`obfs4_keys`]) to the program's server.
@@ -239,16 +262,7 @@ impl PtTransport {
     }
 
     fn command(&self, dir: &Path) -> Command {
-        let mut cmd = Command::new(&self.program);
-        cmd.env_clear()
-            .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
-            .env("TOR_PT_STATE_LOCATION", dir)
-            .env("TOR_PT_EXIT_ON_STDIN_CLOSE", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        cmd
+        pt_command(&self.program, dir)
     }
 
     /// The running client proxy's SOCKS5 address, starting it when it is not running.
@@ -276,6 +290,12 @@ impl PtTransport {
                 Err(e)
             }
         }
+    }
+
+    /// The process id of the server proxy a listener last started, if any (for monitoring;
+    /// it may have exited since, and its listener starts it again).
+    pub fn server_pid(&self) -> Option<u32> {
+        Some(self.server_pid.load(std::sync::atomic::Ordering::Relaxed)).filter(|p| *p != 0)
     }
 
     /// The process id of the running client proxy, if one runs (for monitoring).
@@ -307,11 +327,88 @@ const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Hand-overs in progress at once; further connections wait for a slot.
 const MAX_HANDOVERS: usize = 64;
 
+/// A server proxy that exited is started again at most this often.
+const RESTART_EVERY: Duration = Duration::from_secs(5);
+
+/// What it takes to start a listener's server proxy (again).
+struct ServerSpec {
+    method: &'static str,
+    program: PathBuf,
+    options: Vec<(String, String)>,
+    bind: SocketAddr,
+    /// The extended ORPort the proxy hands streams to (ours, kept across restarts).
+    ext: String,
+    /// The contents of the cookie file each run reads.
+    cookie_file: zeroize::Zeroizing<Vec<u8>>,
+    pid: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl ServerSpec {
+    /// Starts the proxy in a fresh private directory; returns it with the address it serves.
+    async fn start(&self) -> io::Result<(Proxy, PtAddr)> {
+        let dir = PrivateDir::new()?;
+        let cookie_path = dir.0.join(extor::COOKIE_FILE);
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&cookie_path)?
+                .write_all(&self.cookie_file)?;
+        }
+        let mut cmd = pt_command(&self.program, &dir.0);
+        cmd.env("TOR_PT_SERVER_TRANSPORTS", self.method)
+            .env("TOR_PT_SERVER_BINDADDR", format!("{}-{}", self.method, self.bind))
+            .env("TOR_PT_ORPORT", &self.ext)
+            .env("TOR_PT_EXTENDED_SERVER_PORT", &self.ext)
+            .env("TOR_PT_AUTH_COOKIE_FILE", &cookie_path)
+            .env("TOR_PT_SERVER_TRANSPORT_OPTIONS", server_options(self.method, &self.options));
+        let (proxy, methods) = start(cmd, dir, &self.program).await?;
+        self.pid.store(proxy.child.id().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        // The proxy reads the cookie for every stream; everything else it wrote goes.
+        proxy._dir.empty(extor::COOKIE_FILE)?;
+        let (addr, args) = methods
+            .into_iter()
+            .find_map(|m| match m {
+                PtLine::SMethod { name, addr, args } if name == self.method => Some((addr, args)),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "the program does not offer the method")
+            })?;
+        let public = PtAddr { endpoint: addr, args };
+        // What the program published must be an address peers can parse back.
+        let checked = PtAddr::parse(&public.to_string()).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidData, "the program published an odd address")
+        })?;
+        Ok((proxy, checked))
+    }
+}
+
 struct PtListener {
     streams: tokio::sync::mpsc::Receiver<Incoming>,
     acceptor: tokio::task::JoinHandle<()>,
     local: String,
-    _proxy: Proxy,
+    proxy: Proxy,
+    spec: ServerSpec,
+    started: tokio::time::Instant,
+}
+
+impl PtListener {
+    /// Starts the server proxy again after it exited (at most every [`RESTART_EVERY`]). The
+    /// same keys on the same port: peers' addresses stay good.
+    async fn restart(&mut self) -> io::Result<()> {
+        tokio::time::sleep_until(self.started + RESTART_EVERY).await;
+        self.started = tokio::time::Instant::now();
+        let (proxy, addr) = self.spec.start().await.map_err(|e| {
+            io::Error::new(e.kind(), format!("the pluggable transport's program exited: {e}"))
+        })?;
+        self.proxy = proxy;
+        self.local = format!("{}/{addr}", self.spec.method);
+        Ok(())
+    }
 }
 
 impl Drop for PtListener {
@@ -327,17 +424,17 @@ impl Listener for PtListener {
 
     fn accept(&mut self) -> BoxFuture<'_, io::Result<Incoming>> {
         Box::pin(async move {
-            let exited = || io::Error::other("the pluggable transport's program exited");
-            if self._proxy.child.try_wait()?.is_some() {
-                // Not restarted (yet): say so, slowly, rather than wait forever.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                return Err(exited());
-            }
-            tokio::select! {
-                stream = self.streams.recv() => {
-                    stream.ok_or_else(|| io::Error::other("the transport stopped"))
+            loop {
+                if self.proxy.child.try_wait()?.is_some() {
+                    self.restart().await?;
                 }
-                _ = self._proxy.child.wait() => Err(exited()),
+                tokio::select! {
+                    stream = self.streams.recv() => {
+                        return stream.ok_or_else(|| io::Error::other("the transport stopped"));
+                    }
+                    // Exited: started again at the top.
+                    _ = self.proxy.child.wait() => {}
+                }
             }
         })
     }
@@ -408,53 +505,27 @@ impl Transport for PtTransport {
                 io::Error::new(io::ErrorKind::Unsupported, "this transport was set up to dial only")
             })?;
             let inner = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-            let ext = inner.local_addr()?.to_string();
-            let dir = PrivateDir::new()?;
             let (cookie, cookie_file) = extor::new_cookie();
-            let cookie_path = dir.0.join(extor::COOKIE_FILE);
-            {
-                use std::io::Write;
-                use std::os::unix::fs::OpenOptionsExt;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&cookie_path)?
-                    .write_all(&cookie_file)?;
+            let spec = ServerSpec {
+                method: self.method,
+                program: self.program.clone(),
+                options: options.clone(),
+                bind,
+                ext: inner.local_addr()?.to_string(),
+                cookie_file,
+                pid: std::sync::Arc::clone(&self.server_pid),
+            };
+            let mut spec = spec;
+            let (proxy, addr) = spec.start().await?;
+            // A restart binds where the first run did (the port it chose for :0).
+            if spec.bind.port() == 0 && addr.endpoint.ip() == spec.bind.ip() {
+                spec.bind = addr.endpoint;
             }
-            let mut cmd = self.command(&dir.0);
-            cmd.env("TOR_PT_SERVER_TRANSPORTS", self.method)
-                .env("TOR_PT_SERVER_BINDADDR", format!("{}-{bind}", self.method))
-                .env("TOR_PT_ORPORT", &ext)
-                .env("TOR_PT_EXTENDED_SERVER_PORT", &ext)
-                .env("TOR_PT_AUTH_COOKIE_FILE", &cookie_path)
-                .env("TOR_PT_SERVER_TRANSPORT_OPTIONS", server_options(self.method, options));
-            let (proxy, methods) = start(cmd, dir, &self.program).await?;
-            // The proxy reads the cookie for every stream; everything else it wrote goes.
-            proxy._dir.empty(extor::COOKIE_FILE)?;
-            let (addr, args) = methods
-                .into_iter()
-                .find_map(|m| match m {
-                    PtLine::SMethod { name, addr, args } if name == self.method => {
-                        Some((addr, args))
-                    }
-                    _ => None,
-                })
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "the program does not offer the method",
-                    )
-                })?;
-            let public = PtAddr { endpoint: addr, args };
-            // What the program published must be an address peers can parse back.
-            let checked = PtAddr::parse(&public.to_string()).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, "the program published an odd address")
-            })?;
-            let local = format!("{}/{checked}", self.method);
+            let local = format!("{}/{addr}", self.method);
             let (tx, streams) = tokio::sync::mpsc::channel(16);
             let acceptor = tokio::spawn(hand_over(inner, std::sync::Arc::new(cookie), tx));
-            Ok(Box::new(PtListener { streams, acceptor, local, _proxy: proxy })
+            let started = tokio::time::Instant::now();
+            Ok(Box::new(PtListener { streams, acceptor, local, proxy, spec, started })
                 as Box<dyn Listener>)
         })
     }
