@@ -107,11 +107,18 @@ enum Command {
         /// instead of failing at once. The node holds the container until it stops.
         #[arg(long, requires = "vault")]
         wait: bool,
-        /// Address to accept peers on (repeatable).
+        /// Address to accept peers on (repeatable): tcp/IP:PORT (the bare session, for local
+        /// networks), veil/IP:PORT (the session behind a layer that looks like random bytes
+        /// and answers no probe), https/IP:PORT (HTTPS camouflage; needs --tls-name),
+        /// obfs4/IP:PORT (obfs4 through obfs4proxy). Share links and invite lines carry each
+        /// address with what peers need to dial it (the veil key, the HTTPS pin and secret,
+        /// the obfs4 cert).
         #[arg(long, value_name = "ADDR", default_value = "tcp/127.0.0.1:7070")]
         listen: Vec<String>,
         /// Address to give peers and put in share links instead of the listen addresses
-        /// (repeatable), e.g. a public IP or port forward: tcp/203.0.113.5:7070.
+        /// (repeatable), e.g. a public IP or port forward: tcp/203.0.113.5:7070. A veil/,
+        /// https/ or obfs4/ address takes its parameters from this node's listener of that
+        /// transport, so https/203.0.113.5:443 is enough.
         #[arg(long, value_name = "ADDR")]
         announce: Vec<String>,
         /// Peer to connect to at start (repeatable), e.g. tcp/192.0.2.1:7070.
@@ -509,9 +516,13 @@ fn check_addr(addr: &str) -> anyhow::Result<PeerAddr> {
                 .map_err(|_| bad()),
         };
     }
-    if parsed.transport() == "obfs4" {
-        // Peers' obfs4 addresses carry the server's cert; a listen address is just IP:PORT.
+    if parsed.transport() == "obfs4" || parsed.transport() == "veil" {
+        // Peers' obfs4 and veil addresses carry the server's key; a listen address is just
+        // IP:PORT.
         let ok = match parsed.params() {
+            Some(_) if parsed.transport() == "veil" => {
+                samizdat_transport::veil::VeilAddr::parse(parsed.address()).is_ok()
+            }
             Some(_) => samizdat_transport::pt::PtAddr::parse(parsed.address()).is_ok(),
             None => parsed.endpoint().parse::<std::net::SocketAddr>().is_ok(),
         };

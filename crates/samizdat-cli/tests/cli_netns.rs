@@ -799,7 +799,7 @@ fn probe_of(report: &Report, server: &str) -> serde_json::Value {
 /// replay, so the censor blocks the server and a later fetch from it never completes; obfs4
 /// ignores the replay (its replay filter), stays reachable, and a second fetch works.
 #[test]
-fn an_actively_probing_censor_finds_the_bare_session_but_not_obfs4() {
+fn an_actively_probing_censor_finds_the_bare_session_but_not_obfs4_or_veil() {
     if !is_root() || !Path::new("/usr/bin/obfs4proxy").exists() {
         eprintln!("SKIPPED: needs root for network namespaces and nftables, and obfs4proxy");
         return;
@@ -834,7 +834,9 @@ fn an_actively_probing_censor_finds_the_bare_session_but_not_obfs4() {
         false
     };
 
-    for (transport, server) in [("obfs4", "10.78.2.2:9443"), ("tcp", "10.78.2.2:7070")] {
+    let servers =
+        [("obfs4", "10.78.2.2:9443"), ("veil", "10.78.2.2:7443"), ("tcp", "10.78.2.2:7070")];
+    for (transport, server) in servers {
         let seed = tmp.path().join(format!("seed-{transport}"));
         let _seeder = routed_node(&lab, 2, &seed, &[&format!("{transport}/{server}")]);
         let link = common::share_link(&file, &seed);
@@ -848,11 +850,11 @@ fn an_actively_probing_censor_finds_the_bare_session_but_not_obfs4() {
             "netns probing censor, {transport}: probe {probe}; first fetch done: {first_done}, \
              second: {second_done}"
         );
-        if transport == "obfs4" {
-            assert!(first_done, "the first obfs4 fetch failed");
+        if transport != "tcp" {
+            assert!(first_done, "the first {transport} fetch failed");
             assert_eq!(probe["confirmed"], false, "{probe}");
             assert_eq!(probe["replay_answer_bytes"], 0, "{probe}");
-            assert!(second_done, "obfs4 was blocked after probing");
+            assert!(second_done, "{transport} was blocked after probing");
         } else {
             assert_eq!(probe["confirmed"], true, "{probe}");
             assert!(!second_done, "a fetch from a server found by probing completed");

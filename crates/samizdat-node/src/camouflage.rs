@@ -143,6 +143,40 @@ pub(crate) fn obfs4_keys(
     Ok(keys)
 }
 
+static VEIL: DocKind = DocKind {
+    vault_file: "node/veil",
+    dir_file: "veil.rec",
+    key_context: "samizdat 2026 veil server key v1",
+    aad: b"samizdat veil server key v1",
+    max_len: 1024,
+    what: "veil server key (not written by this node's identity, or damaged)",
+};
+
+/// The veil server key the node listens with (`--listen veil/IP:PORT`), made once and kept
+/// sealed, so the `k` in its veil address stays valid. Blocking.
+pub(crate) fn veil_key(
+    store: &Store,
+    identity: &Identity,
+) -> Result<samizdat_transport::veil::ServerKey, NodeError> {
+    use samizdat_transport::veil::ServerKey;
+    let doc = SealedDoc::new(store, identity, &VEIL);
+    if let Some(doc) = &doc {
+        if let Some(hex) = doc.load_json::<String>()? {
+            let secret = data_encoding::HEXLOWER
+                .decode(hex.as_bytes())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or(bad("veil server key"))?;
+            return Ok(ServerKey::from_secret(secret));
+        }
+    }
+    let key = ServerKey::generate(&mut rand_core::OsRng);
+    if let Some(doc) = &doc {
+        doc.save_json(&data_encoding::HEXLOWER.encode(key.secret()))?;
+    }
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -191,6 +225,24 @@ mod tests {
         let b = server_config(&store, &identity, &options("www.example.org")).unwrap();
         assert_ne!(a.secret, b.secret);
         assert!(server_config(&store, &identity, &options("192.0.2.1")).is_err());
+    }
+
+    #[test]
+    fn the_veil_key_is_kept_sealed_and_unreadable_by_another_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::generate(&mut OsRng);
+        let open = || crate::state::Store::open_dir(dir.path()).unwrap().store;
+        let a = veil_key(&open(), &identity).unwrap();
+        let again = veil_key(&open(), &identity).unwrap();
+        assert_eq!(a.public(), again.public(), "the same key after a restart");
+        let raw = std::fs::read(dir.path().join("veil.rec")).unwrap();
+        let hex = data_encoding::HEXLOWER.encode(a.secret());
+        assert!(!raw.windows(16).any(|w| w == &hex.as_bytes()[..16]), "no plaintext on disk");
+        let other = Identity::generate(&mut OsRng);
+        assert!(veil_key(&open(), &other).is_err());
+        assert_eq!(std::fs::read(dir.path().join("veil.rec")).unwrap(), raw, "left alone");
+        let store = crate::state::Store::ephemeral().store;
+        assert_ne!(veil_key(&store, &identity).unwrap().public(), a.public());
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub use samizdat_identity::NodeId;
 pub use samizdat_transport::https::{Decoy, ServerCert};
 pub use samizdat_transport::{
     HttpsTransport, MemoryTransport, PtTransport, TcpTransport, Transport, Transports,
+    VeilTransport,
 };
 pub use samizdat_vault::VaultError;
 pub use samizdat_wire::PeerAddr;
@@ -488,8 +489,16 @@ impl NodeBuilder {
             let mut t = Transports::tcp();
             t.register(HttpsTransport::client());
             t.register(PtTransport::client("obfs4", obfs4proxy.clone()));
+            t.register(VeilTransport::client());
             t
         });
+        if !custom && self.listen.iter().any(|l| l.starts_with("veil/")) {
+            let (store, id) = (store.clone(), identity.clone());
+            let key = tokio::task::spawn_blocking(move || camouflage::veil_key(&store, &id))
+                .await
+                .map_err(|_| NodeError::Stopped)??;
+            transports.register(VeilTransport::with_server(key));
+        }
         if !custom && self.listen.iter().any(|l| l.starts_with("obfs4/")) {
             let (store, id) = (store.clone(), identity.clone());
             let keys = tokio::task::spawn_blocking(move || camouflage::obfs4_keys(&store, &id))
@@ -712,7 +721,7 @@ fn with_listener_params(addr: PeerAddr, listeners: &[PeerAddr]) -> PeerAddr {
 /// Whether a TCP address names no host in particular (`0.0.0.0`, `[::]`): such an address is
 /// only meaningful for binding, and must not be handed to peers.
 fn is_unspecified(addr: &PeerAddr) -> bool {
-    matches!(addr.transport(), "tcp" | "https" | "obfs4")
+    matches!(addr.transport(), "tcp" | "https" | "obfs4" | "veil")
         && addr.endpoint().parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_unspecified())
 }
 

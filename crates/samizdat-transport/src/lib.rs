@@ -28,11 +28,13 @@ pub mod https;
 mod memory;
 pub mod pt;
 mod tcp;
+pub mod veil;
 
 pub use https::HttpsTransport;
 pub use memory::MemoryTransport;
 pub use pt::PtTransport;
 pub use tcp::TcpTransport;
+pub use veil::VeilTransport;
 
 use std::collections::BTreeMap;
 use std::future::Future;

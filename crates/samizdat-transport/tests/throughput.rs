@@ -12,6 +12,7 @@
 
 use samizdat_transport::https::{Decoy, HttpsServerConfig, ServerCert};
 use samizdat_transport::pt::{PtTransport, obfs4_keys};
+use samizdat_transport::veil::{ServerKey, VeilTransport};
 use samizdat_transport::{HttpsTransport, Listener, TcpTransport, Transport};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,8 +92,9 @@ async fn throughput_per_transport() {
     )
     .unwrap();
     let obfs4 = PtTransport::with_server("obfs4", "/usr/bin/obfs4proxy", obfs4_keys());
+    let veil = VeilTransport::with_server(ServerKey::from_secret([3; 32]));
     let mut transports: Vec<(&str, Box<dyn Transport>)> =
-        vec![("tcp", Box::new(TcpTransport)), ("https", Box::new(https))];
+        vec![("tcp", Box::new(TcpTransport)), ("veil", Box::new(veil)), ("https", Box::new(https))];
     if std::path::Path::new("/usr/bin/obfs4proxy").exists() {
         transports.push(("obfs4", Box::new(obfs4)));
     }
