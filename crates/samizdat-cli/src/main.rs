@@ -499,6 +499,26 @@ fn read_link(arg: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
     }
 }
 
+/// Whether `addr` is a bare `tcp/` address others outside this machine and its private
+/// networks can reach (a public IP, or the unspecified address, which binds them all).
+fn is_public_bare(addr: &str) -> bool {
+    let Ok(parsed) = PeerAddr::new(addr) else { return false };
+    if parsed.transport() != "tcp" {
+        return false;
+    }
+    match parsed.endpoint().parse::<std::net::SocketAddr>().map(|a| a.ip()) {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            !(ip.is_loopback() || ip.is_private() || ip.is_link_local())
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let local = ip.segments()[0] & 0xfe00 == 0xfc00 || ip.segments()[0] & 0xffc0 == 0xfe80;
+            !(ip.is_loopback() || local)
+        }
+        // A host name: taken for public.
+        Err(_) => true,
+    }
+}
+
 /// Checks an address of the form `tcp/HOST:PORT`.
 fn check_addr(addr: &str) -> anyhow::Result<PeerAddr> {
     let bad = || failure("bad_address", NodeError::BadAddr(addr.to_owned()).to_string());
@@ -749,6 +769,15 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
     };
     for a in listen.iter().chain(&announce).chain(&peers) {
         check_addr(a)?;
+    }
+    if listen.iter().chain(&announce).any(|a| is_public_bare(a)) {
+        // No address in the line: logs never name one.
+        tracing::warn!(
+            target: "samizdat::status",
+            "a tcp/ address reachable from outside answers anyone who dials it with a Samizdat \
+             handshake, so a censor's prober recognises the node: listen on veil/ (or https/, \
+             obfs4/) where one may look"
+        );
     }
     let mut b = match &state {
         State::Dir => NodeBuilder::new().data_dir(dir),
@@ -1336,6 +1365,30 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use samizdat_discovery::MethodReport;
+
+    #[test]
+    fn bare_tcp_reachable_from_outside_is_told_apart() {
+        for public in
+            ["tcp/0.0.0.0:7070", "tcp/203.0.113.5:7070", "tcp/[2001:db8::1]:1", "tcp/[::]:1"]
+        {
+            assert!(is_public_bare(public), "{public}");
+        }
+        for private in [
+            "tcp/127.0.0.1:7070",
+            "tcp/10.1.2.3:1",
+            "tcp/192.168.1.5:1",
+            "tcp/169.254.0.1:1",
+            "tcp/[::1]:1",
+            "tcp/[fd00::1]:1",
+            "tcp/[fe80::1]:1",
+            "veil/0.0.0.0:7070",
+            "https/203.0.113.5:443",
+            "not an address",
+        ] {
+            assert!(!is_public_bare(private), "{private}");
+        }
+        assert!(is_public_bare("tcp/node.example:7070"));
+    }
 
     #[test]
     fn the_advice_when_alone_names_counts_and_ways_in_but_no_address() {

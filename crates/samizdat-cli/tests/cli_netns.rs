@@ -441,13 +441,8 @@ fn fetch_with_censor(
     assert!(status.success(), "{err}");
     assert!(std::fs::read(&dest).unwrap() == std::fs::read(file).unwrap());
     if block_after.is_some() {
-        let links = peer_addrs(df);
-        assert!(
-            links.iter().any(|a| a.starts_with("tcp/10.77.0.2:"))
-                && !links.iter().any(|a| a.starts_with("https/")),
-            "the fetch moved to TCP: {links:?}"
-        );
-        // The fetcher remembers why HTTPS failed and that TCP works, and says so.
+        // The download's links ended with it (they were its own, anonymous ones); the
+        // fetcher remembers why HTTPS failed and that TCP worked, and says so.
         let out = cli(&["--json", "peers", "--data", s(df)]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let transports = v["transports"].as_array().unwrap();

@@ -268,16 +268,49 @@ fn a_fetching_daemon_is_a_stranger_to_its_source() {
     let out = cli(&["--json", "fetch", &link, "-o", s(&dest), "--data", s(&db)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(&dest).unwrap() == content);
-    // The fetcher's side: the download had a link of its own to the seeder, anonymous.
-    let out = cli(&["--json", "peers", "--data", s(&db)]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let peers = v["peers"].as_array().unwrap();
+    // The download's link ended with it: only the overlay link is left, both sides.
+    let peers = |data: &Path| -> Vec<serde_json::Value> {
+        let out = cli(&["--json", "peers", "--data", s(data)]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["peers"].as_array().unwrap().clone()
+    };
+    let wait_for = |data: &Path, what: &dyn Fn(&[serde_json::Value]) -> bool| {
+        let t0 = Instant::now();
+        loop {
+            let list = peers(data);
+            if what(&list) {
+                return list;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "{list:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(&db, &|l| l.len() == 1 && l[0]["anonymous"] == false);
+    assert_eq!(common::established(&da), std::slice::from_ref(&fetcher));
+    // A fetch that cannot finish (the seeder stopped sharing the file) keeps its link up:
+    // the fetcher's side has an anonymous link to the seeder, the seeder sees a stranger.
+    let mut unshare = Command::new(BIN)
+        .args(["--json", "unshare", "-", "--data", s(&da)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    unshare.stdin.take().unwrap().write_all(link.as_bytes()).unwrap();
+    assert!(unshare.wait().unwrap().success());
+    let dest2 = tmp.path().join("again.bin");
+    let mut stalled = Command::new(BIN)
+        .args(["--json", "fetch", &link, "-o", s(&dest2), "--data", s(&db)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let list =
+        wait_for(&db, &|l| l.iter().any(|p| p["anonymous"] == true && p["established"] == true));
+    assert!(list.iter().any(|p| p["anonymous"] == false), "the overlay link: {list:?}");
     let seeder = common::established(&da);
-    let anon: Vec<_> = peers.iter().filter(|p| p["anonymous"] == true).collect();
-    assert!(!anon.is_empty(), "{peers:?}");
-    assert!(peers.iter().any(|p| p["anonymous"] == false), "the overlay link: {peers:?}");
-    // The seeder's side: the overlay link names the fetcher; the download's link names a
-    // stranger.
     assert_eq!(seeder.iter().filter(|id| **id == fetcher).count(), 1, "{seeder:?}");
-    assert!(seeder.iter().any(|id| *id != fetcher), "{seeder:?}");
+    assert!(seeder.iter().any(|id| *id != fetcher), "no stranger: {seeder:?}");
+    let _ = stalled.kill();
+    let _ = stalled.wait();
 }

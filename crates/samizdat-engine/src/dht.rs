@@ -604,7 +604,7 @@ impl<S: ContentSource> Engine<S> {
         if let Some(linked) = self
             .conns
             .iter()
-            .find(|(_, c)| c.peer_id() == Some(to) && c.session.is_established())
+            .find(|(_, c)| c.is_overlay() && c.peer_id() == Some(to) && c.session.is_established())
             .map(|(id, _)| *id)
         {
             if self.dht_peer(linked) {
@@ -627,7 +627,7 @@ impl<S: ContentSource> Engine<S> {
         let dialling = self
             .conns
             .iter()
-            .find(|(_, c)| c.expect == Some(to) && c.peer.is_none())
+            .find(|(_, c)| c.is_overlay() && c.expect == Some(to) && c.peer.is_none())
             .map(|(id, _)| *id);
         let Some(conn) = dialling else { return self.start_exchange(now, t) };
         let Some(g) = self.dht.as_mut() else { return };

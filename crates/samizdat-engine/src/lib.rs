@@ -460,6 +460,9 @@ pub(crate) struct Conn {
     /// For a connection dialled to carry one DHT request as a one-round-trip exchange (not a
     /// session; it has a budget of its own): that request.
     exchange: Option<(samizdat_dht::codec::RequestId, NodeId)>,
+    /// For a link opened anonymously for a download: that download's root (it carries that
+    /// download alone, and is closed when it ends).
+    for_download: Option<ContentRoot>,
 }
 
 impl Conn {
@@ -530,6 +533,9 @@ struct Download {
     looked_up: bool,
     /// Until when a running provider lookup keeps it from stalling.
     finding_until: Option<Instant>,
+    /// The last request id this download used: its own sequence from a random start, so the
+    /// ids a source sees say nothing of the node's other downloads.
+    next_req: RequestId,
 }
 
 /// A peer the node keeps connected to (bootstrap peers, `--peer` addresses).
@@ -554,7 +560,6 @@ pub struct Engine<S> {
     rng: ChaCha20Rng,
     clock_anchor: (Instant, u64),
     next_conn: u64,
-    next_req: RequestId,
     next_read: u64,
     /// Numbers each download started, so a lookup begun for a cancelled download of the same
     /// root is not counted for the next one.
@@ -648,7 +653,6 @@ impl<S: ContentSource> Engine<S> {
             rng,
             clock_anchor: (now, wall_secs),
             next_conn: 0,
-            next_req: 0,
             next_read: 0,
             next_download: 0,
             conns: BTreeMap::new(),
@@ -725,6 +729,7 @@ impl<S: ContentSource> Engine<S> {
             teller: None,
             dht_contact: None,
             exchange: None,
+            for_download: None,
         };
         self.conns.insert(conn, c);
         conn
@@ -1143,7 +1148,11 @@ impl<S: ContentSource> Engine<S> {
         let Some(c) = self.conns.get(&conn) else { return true };
         let exchange = info.features & features::PEER_EXCHANGE != 0;
         let addr = c.addr.clone();
-        let listen: Vec<PeerAddr> = info.hello.listen.iter().take(4).cloned().collect();
+        // A link we opened anonymously teaches the address book nothing: what it learnt
+        // there could later have this node dial the peer under its own identity.
+        let learn = c.is_overlay();
+        let listen: Vec<PeerAddr> =
+            info.hello.listen.iter().take(4).filter(|_| learn).cloned().collect();
         let origin = source_addr(c, peer);
         let teller = c.teller;
         // What an authenticated peer says about itself is pinned to it.
@@ -1157,7 +1166,9 @@ impl<S: ContentSource> Engine<S> {
             self.judge_teller(teller, Some(true));
         }
         if let Some(addr) = &addr {
-            self.addrs.mark_good(addr, now);
+            if learn {
+                self.addrs.mark_good(addr, now);
+            }
             self.health.ok(addr, now);
             if let Some(p) = self.persistent.get_mut(addr) {
                 p.backoff = REDIAL_BASE;
@@ -1202,9 +1213,6 @@ impl<S: ContentSource> Engine<S> {
     /// tell it what this node holds, relays or knows, and so which node it is).
     fn on_anonymous_message(&mut self, now: Instant, conn: ConnId, msg: Message) -> bool {
         let refusal = match &msg {
-            Message::Transfer(
-                TransferMsg::GetOutboard { req, .. } | TransferMsg::GetGroups { req, .. },
-            ) => Some(Message::Transfer(TransferMsg::NotFound { req: *req })),
             Message::Relay(RelayMsg::Open { stream, .. }) => {
                 Some(Message::Relay(RelayMsg::Close { stream: *stream }))
             }
@@ -1251,6 +1259,14 @@ impl<S: ContentSource> Engine<S> {
     fn on_stream_message(&mut self, now: Instant, stream: StreamId, msg: TransferMsg) -> bool {
         let max_queue = self.config.max_queued_requests;
         let conn = stream.conn();
+        // On a link we opened anonymously, direct or relayed through it, nothing is served:
+        // every request gets the same answer whatever this node holds.
+        if self.conns.get(&conn).is_some_and(|c| c.session.is_anonymous()) {
+            if let TransferMsg::GetOutboard { req, .. } | TransferMsg::GetGroups { req, .. } = msg {
+                send_on(&mut self.conns, stream, TransferMsg::NotFound { req });
+                return true;
+            }
+        }
         match msg {
             TransferMsg::GetOutboard { req, locator, first, count } => {
                 let Some(c) = self.conns.get_mut(&conn) else { return true };
@@ -1296,10 +1312,9 @@ impl<S: ContentSource> Engine<S> {
                     | TransferMsg::NotFound { req } => *req,
                     _ => return true,
                 };
-                let next_req = &mut self.next_req;
                 if let Some(d) = self.downloads.values_mut().find(|d| d.transfer.owns(stream, req))
                 {
-                    d.transfer.on_message(now, stream, answer, next_req);
+                    d.transfer.on_message(now, stream, answer, &mut d.next_req);
                     // Only answers we asked for count as use.
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.last_used = now;
@@ -1506,6 +1521,21 @@ impl<S: ContentSource> Engine<S> {
         for (conn, n) in relayed {
             self.close_relayed(conn, n);
         }
+        // The download's anonymous links carried it and nothing else: they end with it, so
+        // no later download reuses one (and its throwaway identity).
+        let root = d.transfer.spec.root;
+        let own: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.for_download == Some(root))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in own {
+            if let Some(c) = self.conns.remove(&conn) {
+                self.actions.push_back(Action::Close { conn });
+                self.events.push_back(Event::PeerDown { conn, peer: c.peer_id() });
+            }
+        }
     }
 
     /// Starts a download of `spec`, fetching only from `sources` (the link's pinned hints and
@@ -1543,6 +1573,7 @@ impl<S: ContentSource> Engine<S> {
             finding: 0,
             looked_up: false,
             finding_until: None,
+            next_req: self.rng.next_u32(),
         };
         self.downloads.insert(spec.root, d);
         if complete {
@@ -1585,7 +1616,7 @@ impl<S: ContentSource> Engine<S> {
             let tries: Vec<&Conn> = self
                 .conns
                 .values()
-                .filter(|c| !anonymous || c.session.is_anonymous())
+                .filter(|c| !anonymous || c.for_download == Some(root))
                 .filter(|c| {
                     addrs.iter().any(|a| c.addr.as_ref() == Some(a))
                         || (node.is_some() && (c.peer_id() == *node || c.expect == *node))
@@ -1614,7 +1645,10 @@ impl<S: ContentSource> Engine<S> {
         }
         let side = if anonymous { Side::Anonymous } else { Side::Initiator };
         for (addr, node) in dials {
-            self.dial_as(now, addr, node, side);
+            let conn = self.dial_as(now, addr, node, side);
+            if let Some(c) = conn.filter(|_| anonymous).and_then(|id| self.conns.get_mut(&id)) {
+                c.for_download = Some(root);
+            }
         }
     }
 
@@ -1632,7 +1666,7 @@ impl<S: ContentSource> Engine<S> {
                     SourceSpec::Direct { node, addr } => {
                         for (id, c) in &self.conns {
                             let Some(peer) = c.peer_id() else { continue };
-                            if self.config.anonymous_downloads && !c.session.is_anonymous() {
+                            if self.config.anonymous_downloads && c.for_download != Some(root) {
                                 continue;
                             }
                             let matches = match node {
@@ -1646,9 +1680,11 @@ impl<S: ContentSource> Engine<S> {
                     }
                     SourceSpec::Relayed { relay, target, .. } => {
                         let source = SourceId::Relayed { relay: *relay, target: *target };
-                        let Some((id, c)) =
-                            self.conns.iter().find(|(_, c)| c.peer_id() == Some(*relay))
-                        else {
+                        let anonymous = self.config.anonymous_downloads;
+                        let Some((id, c)) = self.conns.iter().find(|(_, c)| {
+                            c.peer_id() == Some(*relay)
+                                && (!anonymous || c.for_download == Some(root))
+                        }) else {
                             continue;
                         };
                         if !d.relay_tried.contains(id)
@@ -1762,7 +1798,7 @@ impl<S: ContentSource> Engine<S> {
     fn schedule(&mut self, now: Instant) {
         let (window, store_window) = (self.config.window, self.config.store_window);
         for d in self.downloads.values_mut() {
-            d.transfer.schedule(now, window, store_window, &mut self.next_req);
+            d.transfer.schedule(now, window, store_window, &mut d.next_req);
             while let Some((stream, msg)) = d.transfer.poll_transmit() {
                 send_on(&mut self.conns, stream, msg);
             }

@@ -231,7 +231,11 @@ fn a_download_reaches_its_sources_anonymously_and_answers_them_nothing() {
     // peer of node 0 already (an overlay link node 0 must not see the download on).
     let sources: Vec<Box<dyn ContentSource>> =
         vec![Box::new(b.source()), Box::new(b.source()), Box::new(b.source())];
-    let mut net = Net::with(sources, |c| c.relay = true);
+    let mut net = Net::with(sources, |c| {
+        c.relay = true;
+        local_test_net(c);
+        c.target_outbound = 0;
+    });
     let now = net.now;
     let overlay = net.nodes[1].connect(now, addr(0)).unwrap();
     net.run();
@@ -241,27 +245,41 @@ fn a_download_reaches_its_sources_anonymously_and_answers_them_nothing() {
     net.run();
     assert!(net.completed(1, b.spec.root));
     assert_eq!(reassemble(net.verified_bytes(1, b.spec.root)), b.data);
-    // The download went over new anonymous links only, not over the overlay link.
-    let links = net.nodes[1].peers();
-    let anon: Vec<_> = links.iter().filter(|p| p.anonymous).collect();
-    assert_eq!(anon.len(), 2, "{links:?}");
-    assert!(links.iter().any(|p| p.conn == overlay && !p.anonymous));
-    // Each source saw a stranger, a different one: never the fetcher's identity.
-    let seen = |j: usize| -> Vec<NodeId> {
-        let peers = net.nodes[j].peers();
-        peers.iter().filter_map(|p| p.node_id).collect()
+    // Each source saw a stranger, a different one, never the fetcher's identity (node 0 saw
+    // it once: on the overlay link, which the download did not use).
+    let ups = |j: usize| -> Vec<NodeId> {
+        let events = &net.events[j];
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PeerUp { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect()
     };
-    let (at0, at2) = (seen(0), seen(2));
-    assert_eq!(at0.iter().filter(|n| **n == fetcher).count(), 1, "only the overlay link");
-    assert!(!at2.contains(&fetcher));
+    let (at0, at2) = (ups(0), ups(2));
+    assert_eq!(at0.iter().filter(|n| **n == fetcher).count(), 1, "{at0:?}");
+    assert!(!at2.contains(&fetcher), "{at2:?}");
     let stranger0 = *at0.iter().find(|n| **n != fetcher).unwrap();
     assert!(!at2.contains(&stranger0), "two sources can match the fetcher by identity");
-    let pinned = |j: usize| net.nodes[j].peers().iter().any(|p| p.user_agent.is_some());
-    assert!(pinned(0) && pinned(2));
-    // Nothing of the fetcher comes back on such a link: not the file it holds, not a relay
-    // to itself, not its peers.
-    let anon_conn = anon.iter().find(|p| p.node_id == Some(net.nodes[2].node_id())).unwrap().conn;
-    let (_, remote) = net.links[&(1, anon_conn)];
+    // The download's links ended with it; the overlay link stays. Nothing the sources said
+    // about themselves on those links went into the address book.
+    let links = net.nodes[1].peers();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert!(links[0].conn == overlay && !links[0].anonymous);
+    assert!(!net.nodes[1].addrs().contains(&addr(2)), "learnt from an anonymous link");
+
+    // A download from node 2 of a file it does not have keeps its anonymous link open.
+    // Nothing of the fetcher comes back on it: not the file it holds (asked directly or on a
+    // relayed stream), not a relay to itself, not its peers.
+    let other = blob(50_000);
+    let other_spec = FetchSpec { root: ContentRoot([9; 32]), ..other.spec };
+    let src2 = net.pinned(2);
+    net.nodes[1].fetch(now, other_spec, vec![src2], Resume::default());
+    net.run();
+    let links = net.nodes[1].peers();
+    let anon = links.iter().find(|p| p.anonymous).expect("an anonymous link");
+    let (_, remote) = net.links[&(1, anon.conn)];
     let reads = net.reads[1];
     let locator = b.spec.locator;
     let s = &mut net.nodes[2].conns.get_mut(&remote).unwrap().session;
@@ -274,9 +292,25 @@ fn a_download_reaches_its_sources_anonymously_and_answers_them_nothing() {
     net.nodes[2].flush(remote);
     net.run();
     assert_eq!(net.reads[1], reads, "the fetcher read nothing for the source");
-    let c = &net.nodes[1].conns[&anon_conn];
+    let c = &net.nodes[1].conns[&anon.conn];
     assert!(!c.answered_getaddr && c.relayed.is_empty() && c.serve.is_empty());
     assert!(net.nodes[2].conns.contains_key(&remote), "refused, not cut off");
+    // A relayed stream over that link (one the fetcher opened) is refused the same way.
+    let anon_conn = anon.conn;
+    let n = {
+        let c = net.nodes[1].conns.get_mut(&anon_conn).unwrap();
+        let n = c.alloc_stream();
+        c.relayed.insert(n, RelayEnd::Local);
+        n
+    };
+    let get = TransferMsg::GetGroups { req: 79, locator, first: 0, count: 1 };
+    assert!(net.nodes[1].on_stream_message(now, StreamId::Relayed(anon_conn, n), get));
+    net.run();
+    assert_eq!(net.reads[1], reads, "served on a relayed stream of an anonymous link");
+    // Cancelled, the download's link is closed.
+    net.nodes[1].cancel(&other_spec.root);
+    net.run();
+    assert!(net.nodes[1].peers().iter().all(|p| !p.anonymous));
 }
 
 #[test]

@@ -492,8 +492,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(kind(e), "link_invalid");
 
+        // The download's link (anonymous) ended with it; what it dialled is remembered.
         let peers = ask(&dir_b, json!({ "op": "peers" })).await.unwrap();
-        assert!(!peers["peers"].as_array().unwrap().is_empty());
+        assert!(peers["peers"].as_array().unwrap().iter().all(|p| p["anonymous"] == true));
+        assert!(!peers["transports"].as_array().unwrap().is_empty(), "{peers}");
 
         // Unshare by link: A stops serving, so a new fetch finds no source.
         let v = ask(&dir_a, json!({ "op": "unshare", "target": link })).await.unwrap();

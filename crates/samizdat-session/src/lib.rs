@@ -294,9 +294,9 @@ impl Session {
     /// Starts an initiating side that does not reveal who it is: the session is authenticated
     /// with a throwaway identity drawn from `seed` (so the responder sees a different node ID on
     /// every link, unrelated to ours), and our `Hello` carries nothing constant of this node:
-    /// no listen addresses, the generic user agent, no privacy flags, and of the features only
-    /// [`features::SERVE_CONTENT`] (so the responder may serve us; peer exchange and the DHT,
-    /// which would name us, stay off). Whether the peer is ourselves is still checked against
+    /// no listen addresses, the generic user agent, no privacy flags, the time rounded down to
+    /// the minute, and as features exactly [`features::SERVE_CONTENT`] (so the responder may
+    /// serve us; peer exchange and the DHT, which would name us, stay off). Whether the peer is ourselves is still checked against
     /// our real identity ([`SessionError::SelfConnection`]).
     ///
     /// This is the link a fetcher (and later an onion client) uses with a peer that must not
@@ -321,7 +321,10 @@ impl Session {
         config.listen.clear();
         config.user_agent = DEFAULT_USER_AGENT.to_owned();
         config.privacy = 0;
-        config.features &= features::SERVE_CONTENT;
+        config.features = features::SERVE_CONTENT;
+        // The whole minute: the clock's offset and phase, constant for a running node, would
+        // otherwise tell its links apart from everyone else's.
+        let wall_secs = wall_secs - wall_secs % 60;
         let mut s = Self::initiator(config, noise_seed, wall_secs, now)?;
         s.own_id = own_id;
         s.anonymous = true;

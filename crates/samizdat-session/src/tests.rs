@@ -180,6 +180,7 @@ fn an_anonymous_initiator_shows_a_different_throwaway_identity_on_every_link() {
         assert!(pb.hello.listen.is_empty());
         assert_eq!(pb.hello.user_agent, DEFAULT_USER_AGENT);
         assert_eq!(pb.hello.privacy, 0);
+        assert_eq!(pb.hello.timestamp % 60, 0, "the time to the minute only");
         assert_eq!(pb.hello.features, features::SERVE_CONTENT);
         assert_eq!(pb.features, features::SERVE_CONTENT);
         // Messages flow as on any link.

@@ -66,3 +66,34 @@ async fn a_prober_or_a_wrong_key_gets_nothing_and_the_node_is_handed_nothing() {
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_one_host_do_not_lock_out_another() {
+    let (_t, mut listener, addr) = server().await;
+    // A host that opens connections and sends nothing takes its own share of the handshake
+    // slots, no more: past it, its connections are closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(tokio::net::TcpStream::connect(addr.endpoint).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(addr.endpoint).await.unwrap();
+    let mut buf = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(3), extra.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    // Another host still gets in.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(addr.endpoint).await.unwrap();
+    let (dialled, accepted) =
+        tokio::join!(samizdat_transport::veil::client(stream, &addr.key), listener.accept());
+    let (mut a, incoming) = (dialled.unwrap(), accepted.unwrap());
+    assert_eq!(incoming.remote, Some("127.0.0.2".parse().unwrap()));
+    a.write_all(b"in").await.unwrap();
+    a.flush().await.unwrap();
+    let mut two = [0u8; 2];
+    let mut b = incoming.stream;
+    b.read_exact(&mut two).await.unwrap();
+    assert_eq!(&two, b"in");
+    drop(idle);
+}

@@ -52,9 +52,6 @@ pub enum Refusal {
     /// This hello was seen before (a replay).
     #[error("replayed hello")]
     Replay,
-    /// Too many handshakes for the replay memory, until it turns over.
-    #[error("replay memory full")]
-    Full,
 }
 
 impl From<Refusal> for io::Error {
@@ -100,11 +97,11 @@ impl ServerKey {
         self.public
     }
 
-    /// Bytes derived from the secret for `label`: per-server constants such as how long a
+    /// Bytes derived from the secret for `info`: per-server values such as how long a
     /// refused connection is held.
-    pub(crate) fn derive(&self, label: &[u8]) -> [u8; 8] {
+    pub(crate) fn derive(&self, info: &[u8]) -> [u8; 8] {
         let mut out = [0u8; 8];
-        expand(b"samizdat veil v1 server", &self.secret[..], label, &mut out);
+        expand(b"samizdat veil v1 server", &self.secret[..], info, &mut out);
         out
     }
 }
@@ -325,13 +322,6 @@ pub struct HelloHead {
     pub body_len: usize,
 }
 
-impl HelloHead {
-    /// The representative the client sent (what a replay repeats).
-    pub fn representative(&self) -> &[u8; KEY_LEN] {
-        &self.representative
-    }
-}
-
 /// Reads the hello's first [`HELLO_HEAD`] bytes.
 pub fn server_hello_head(key: &ServerKey, head: &[u8; HELLO_HEAD]) -> Result<HelloHead, Refusal> {
     let mut representative = [0u8; KEY_LEN];
@@ -343,24 +333,37 @@ pub fn server_hello_head(key: &ServerKey, head: &[u8; HELLO_HEAD]) -> Result<Hel
     Ok(HelloHead { representative, point, es, dir, body_len })
 }
 
-/// Checks the hello's record (`body`, [`HelloHead::body_len`] bytes) and, if it is good,
-/// writes the reply into `out` (the server's representative and a record of `pad` bytes of
-/// padding) and returns the established keys. Replays are the caller's to refuse (by
-/// [`HelloHead::representative`]), before this.
-pub fn server_finish<R: RngCore + CryptoRng>(
-    rng: &mut R,
-    key: &ServerKey,
-    mut head: HelloHead,
-    body: &mut [u8],
-    now: u64,
-    pad: usize,
-    out: &mut Vec<u8>,
-) -> Result<Keys, io::Error> {
+/// A hello whose record opened and whose time is in the window: made with the server key,
+/// unless it is a replay, which is the caller's to refuse (by [`HelloHead::representative`]).
+pub struct GoodHello(HelloHead);
+
+impl GoodHello {
+    /// The representative the client sent (what a replay repeats).
+    pub fn representative(&self) -> &[u8; KEY_LEN] {
+        &self.0.representative
+    }
+}
+
+/// Checks the hello's record (`body`, [`HelloHead::body_len`] bytes) and its time.
+pub fn server_open(mut head: HelloHead, body: &mut [u8], now: u64) -> Result<GoodHello, Refusal> {
     let data = head.dir.open(body, &head.representative)?;
     let time: [u8; 8] = body[data].try_into().map_err(|_| Refusal::Length)?;
     if u64::from_be_bytes(time).abs_diff(now) > CLOCK_WINDOW {
-        return Err(Refusal::Clock.into());
+        return Err(Refusal::Clock);
     }
+    Ok(GoodHello(head))
+}
+
+/// Writes the reply to a good hello into `out` (the server's representative and a record of
+/// `pad` bytes of padding) and returns the established keys.
+pub fn server_reply<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    key: &ServerKey,
+    hello: GoodHello,
+    pad: usize,
+    out: &mut Vec<u8>,
+) -> Result<Keys, io::Error> {
+    let head = hello.0;
     let eph = Ephemeral::generate(rng)?;
     let ee = dh(&eph.secret, &head.point)?;
     let (c2s, mut s2c) = session_keys(&head.es, &ee, &head.point, &eph.point, &key.public);
@@ -423,5 +426,6 @@ pub fn server_read_all<R: RngCore + CryptoRng>(
     let head = server_hello_head(key, head)?;
     let mut body =
         bytes.get(HELLO_HEAD..HELLO_HEAD + head.body_len).ok_or(Refusal::Length)?.to_vec();
-    server_finish(rng, key, head, &mut body, now, 0, out)
+    let hello = server_open(head, &mut body, now)?;
+    server_reply(rng, key, hello, 0, out)
 }

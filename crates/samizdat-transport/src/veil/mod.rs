@@ -12,12 +12,14 @@
 //! * `X'`, `Y'` are Elligator2 representatives of ephemeral X25519 keys whose points carry a
 //!   random low-order component and whose two spare bits are random, so they are uniform
 //!   32-byte strings (a raw key fails a Legendre-symbol test one time in two).
-//! * The hello's key comes from `x·K`, `K` the server's static key from the address, which
-//!   only holders of a link or invite line know. A server that cannot open the hello — a
-//!   prober's bytes, a replay (`X'` seen in the last hour or two), a hello more than 20
-//!   minutes off its clock, an altered byte — never sends a byte: it reads and discards until
-//!   a per-server time between 20 and 60 s after the connection came, then closes. So a
-//!   probe learns nothing, and the close time says nothing about where the check failed.
+//! * The hello's key comes from `x·K`, `K` the server's static key from the address (which
+//!   holders of its links and invite lines know, and its peers in the overlay: it is in the
+//!   node's announced addresses). A server that cannot open the hello — a prober's bytes, a
+//!   replay (`X'` seen in the last hour or two), a hello more than 20 minutes off its clock,
+//!   an altered byte — never sends a byte: it reads and discards until a time between 20 and
+//!   60 s after the connection came (drawn per client address and hour from the server's
+//!   secret), then closes. So a probe learns nothing, and the close time says nothing about
+//!   where the check failed. Only hellos that open are remembered against replays.
 //! * The session keys come from `x·K || x·Y` (forward secret), bound to `X, Y, K`; the reply's
 //!   record proves the server holds `K`'s secret.
 //! * Every length is masked with an AES keystream per record (QUIC's header protection);
@@ -55,8 +57,12 @@ use tokio::net::{TcpListener, TcpStream};
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a client has to send its whole hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections in their handshake (or held after a refusal) at once; more are closed.
+/// Connections in their handshake at once; more are closed.
 const MAX_PENDING: usize = 512;
+/// Connections in their handshake at once from one source (an IPv4 address, an IPv6 /64).
+const MAX_PENDING_PER_SOURCE: usize = 16;
+/// Refused connections held silent at once; more are closed at once.
+const MAX_HELD: usize = 2048;
 /// Hellos remembered per replay generation (two generations, turned over hourly).
 const REPLAY_GENERATION: usize = 1 << 17;
 /// How often the replay memory turns over (it remembers a hello for one to two periods,
@@ -148,10 +154,11 @@ struct Replays {
 }
 
 impl Replays {
-    /// Remembers `x`; `Err` if it was seen (a replay) or the memory is full.
+    /// Remembers `x` (of a hello that opened); `Err` if it was seen: a replay.
     fn check(&mut self, x: &[u8; 32], now: u64) -> Result<(), Refusal> {
         let period = now / REPLAY_PERIOD;
-        if period != self.period {
+        // Forward only: a clock stepped back keeps what is remembered.
+        if period > self.period {
             self.previous = if period == self.period + 1 {
                 std::mem::take(&mut self.current)
             } else {
@@ -166,7 +173,9 @@ impl Replays {
             return Err(Refusal::Replay);
         }
         if self.current.len() >= REPLAY_GENERATION {
-            return Err(Refusal::Full);
+            // Only hellos made with the key get here, so only a holder of the key fills the
+            // memory, and it can make fresh hellos anyway: turn over early rather than refuse.
+            self.previous = std::mem::take(&mut self.current);
         }
         self.current.insert(id);
         Ok(())
@@ -177,16 +186,27 @@ impl Replays {
 pub struct Server {
     key: ServerKey,
     replays: Mutex<Replays>,
-    /// How long a refused connection is held, from its arrival.
-    hold: Duration,
 }
 
 impl Server {
     /// A server with `key`.
     pub fn new(key: ServerKey) -> Self {
-        let d = key.derive(b"hold");
-        let hold = Duration::from_millis(20_000 + u64::from_be_bytes(d) % 40_000);
-        Server { key, replays: Mutex::new(Replays::default()), hold }
+        Server { key, replays: Mutex::new(Replays::default()) }
+    }
+
+    /// How long a refused connection from `from` is held, from its arrival: 20–60 s, fixed
+    /// for one client address in one hour, different across addresses and hours.
+    fn hold_time(&self, from: Option<IpAddr>, now: u64) -> Duration {
+        let mut info = Vec::with_capacity(32);
+        info.extend_from_slice(b"hold");
+        info.extend_from_slice(&(now / 3600).to_be_bytes());
+        match from {
+            Some(IpAddr::V4(ip)) => info.extend_from_slice(&ip.octets()),
+            Some(IpAddr::V6(ip)) => info.extend_from_slice(&ip.octets()),
+            None => {}
+        }
+        let d = self.key.derive(&info);
+        Duration::from_millis(20_000 + u64::from_be_bytes(d) % 40_000)
     }
 
     /// The address peers dial for a listener bound at `endpoint`.
@@ -194,13 +214,12 @@ impl Server {
         VeilAddr { endpoint, key: self.key.public() }
     }
 
-    /// The server's half of the handshake on `stream`, within [`HELLO_TIMEOUT`]. A refused
-    /// connection is held silent until [`Server::hold`] after `arrived`, then dropped.
-    pub async fn accept<S: AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    /// The server's half of the handshake on `stream`, within [`HELLO_TIMEOUT`]: the keys, or
+    /// why the connection is refused (then send it nothing: see [`Server::hold`]).
+    pub async fn handshake<S: AsyncRead + tokio::io::AsyncWrite + Unpin>(
         &self,
-        mut stream: S,
-        arrived: tokio::time::Instant,
-    ) -> io::Result<VeilStream<S>> {
+        stream: &mut S,
+    ) -> io::Result<handshake::Keys> {
         let handshake = async {
             let mut head = [0u8; HELLO_HEAD];
             stream.read_exact(&mut head).await?;
@@ -208,29 +227,93 @@ impl Server {
             let mut body = vec![0u8; head.body_len];
             stream.read_exact(&mut body).await?;
             let now = unix_now();
+            let hello = handshake::server_open(head, &mut body, now)?;
             {
                 let mut replays = self.replays.lock().unwrap_or_else(|e| e.into_inner());
-                replays.check(head.representative(), now)?;
+                replays.check(hello.representative(), now)?;
             }
             let mut reply = Vec::with_capacity(2048);
             let pad = random_pad(handshake::MAX_HANDSHAKE_PAD);
-            let keys = handshake::server_finish(
-                &mut OsRng, &self.key, head, &mut body, now, pad, &mut reply,
-            )?;
+            let keys = handshake::server_reply(&mut OsRng, &self.key, hello, pad, &mut reply)?;
             stream.write_all(&reply).await?;
             stream.flush().await?;
             Ok::<_, io::Error>(keys)
         };
-        let outcome = tokio::time::timeout(HELLO_TIMEOUT, handshake).await;
-        match outcome {
-            Ok(Ok(keys)) => Ok(VeilStream::new(stream, keys, Vec::new())),
-            Ok(Err(e)) => {
-                hold(&mut stream, arrived + self.hold).await;
+        match tokio::time::timeout(HELLO_TIMEOUT, handshake).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "veil: no hello in time")),
+        }
+    }
+
+    /// Holds a refused connection from `from`: reads and discards, sending nothing, until its
+    /// hold time after `arrived` or the peer's end.
+    pub async fn hold<S: AsyncRead + Unpin>(
+        &self,
+        stream: &mut S,
+        arrived: tokio::time::Instant,
+        from: Option<IpAddr>,
+    ) {
+        hold(stream, arrived + self.hold_time(from, unix_now())).await;
+    }
+
+    /// [`Server::handshake`], then [`Server::hold`] if it was refused.
+    pub async fn accept<S: AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        arrived: tokio::time::Instant,
+        from: Option<IpAddr>,
+    ) -> io::Result<VeilStream<S>> {
+        match self.handshake(&mut stream).await {
+            Ok(keys) => Ok(VeilStream::new(stream, keys, Vec::new())),
+            Err(e) => {
+                self.hold(&mut stream, arrived, from).await;
                 Err(e)
             }
-            Err(_) => {
-                hold(&mut stream, arrived + self.hold).await;
-                Err(io::Error::new(io::ErrorKind::TimedOut, "veil: no hello in time"))
+        }
+    }
+}
+
+/// A source's share of the pending handshakes: an IPv4 address, an IPv6 /64.
+fn source_of(ip: IpAddr) -> [u8; 8] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            [4, 0, 0, 0, o[0], o[1], o[2], o[3]]
+        }
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]
+        }
+    }
+}
+
+/// Handshakes pending per source.
+#[derive(Default)]
+struct Sources(Mutex<std::collections::HashMap<[u8; 8], usize>>);
+
+/// One pending handshake of a source, released when dropped.
+struct SourceSlot(Arc<Sources>, [u8; 8]);
+
+impl Sources {
+    fn take(this: &Arc<Sources>, ip: IpAddr) -> Option<SourceSlot> {
+        let key = source_of(ip);
+        let mut map = this.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= MAX_PENDING_PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot(Arc::clone(this), key))
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
             }
         }
     }
@@ -298,30 +381,44 @@ impl Listener for VeilListener {
 }
 
 /// Accepts TCP connections and runs each handshake in a task of its own (at most
-/// [`MAX_PENDING`] at once), handing the good ones over.
+/// [`MAX_PENDING`] at once, [`MAX_PENDING_PER_SOURCE`] from one source), handing the good
+/// ones over and holding the refused ones apart (at most [`MAX_HELD`]), so neither a flood
+/// of idle connections from a few hosts nor one of probes locks honest clients out.
 async fn run_listener(
     listener: TcpListener,
     server: Arc<Server>,
     tx: tokio::sync::mpsc::Sender<Incoming>,
 ) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING));
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING));
+    let held = Arc::new(tokio::sync::Semaphore::new(MAX_HELD));
+    let sources = Arc::new(Sources::default());
     while !tx.is_closed() {
-        let Ok((stream, remote)) = listener.accept().await else {
+        let Ok((mut stream, remote)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let arrived = tokio::time::Instant::now();
-        // Full: this one is closed at once (a flood is told apart, an honest client retries).
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else { continue };
-        let (server, tx) = (Arc::clone(&server), tx.clone());
+        let from = remote.ip();
+        // Full: closed at once (an honest client retries; its source is not the one flooding).
+        let Some(slot) = Sources::take(&sources, from) else { continue };
+        let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else { continue };
+        let (server, tx, held) = (Arc::clone(&server), tx.clone(), Arc::clone(&held));
         tokio::spawn(async move {
-            let _permit = permit;
             if stream.set_nodelay(true).is_err() {
                 return;
             }
-            if let Ok(s) = server.accept(stream, arrived).await {
-                let remote: Option<IpAddr> = Some(remote.ip());
-                let _ = tx.send(Incoming { stream: Box::new(s), remote }).await;
+            let outcome = server.handshake(&mut stream).await;
+            drop((permit, slot));
+            match outcome {
+                Ok(keys) => {
+                    let s = VeilStream::new(stream, keys, Vec::new());
+                    let _ = tx.send(Incoming { stream: Box::new(s), remote: Some(from) }).await;
+                }
+                Err(_) => {
+                    if let Ok(_held) = held.try_acquire_owned() {
+                        server.hold(&mut stream, arrived, Some(from)).await;
+                    }
+                }
             }
         });
     }

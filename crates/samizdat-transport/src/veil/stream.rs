@@ -10,8 +10,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Records padded at random at the start of each direction, where a connection's shape is
 /// most telling (the session's handshake messages have fixed sizes).
 const PADDED_RECORDS: u8 = 8;
-/// How much is read from the inner stream at once.
-const READ_CHUNK: usize = 64 * 1024;
+/// How much is read from the inner stream at once, at least.
+const READ_CHUNK: usize = 32 * 1024;
+/// The receive buffer: room for a whole record and a read behind it. Allocated (and zeroed)
+/// once, on the first read: reads never zero it again, so a peer sending tiny segments costs
+/// no more than their bytes.
+const INBUF: usize = 2 + MAX_RECORD + READ_CHUNK;
 
 /// A stream whose bytes travel as veil records: lengths masked, contents sealed.
 pub struct VeilStream<S> {
@@ -21,8 +25,10 @@ pub struct VeilStream<S> {
     /// Sealed records not yet written.
     out: Vec<u8>,
     out_pos: usize,
-    /// Received bytes: `inbuf[plain]` is opened data not yet read, `inbuf[next..]` the rest.
+    /// Received bytes: `inbuf[plain]` is opened data not yet read, `inbuf[next..filled]` the
+    /// rest.
     inbuf: Vec<u8>,
+    filled: usize,
     plain: std::ops::Range<usize>,
     next: usize,
     padded_out: u8,
@@ -39,6 +45,7 @@ impl<S> VeilStream<S> {
             recv: keys.recv,
             out: Vec::new(),
             out_pos: 0,
+            filled: early.len(),
             inbuf: early,
             plain: 0..0,
             next: 0,
@@ -49,7 +56,7 @@ impl<S> VeilStream<S> {
 
     /// Opens the next whole record in `inbuf[next..]`, if one is there.
     fn open_record(&mut self) -> io::Result<bool> {
-        let avail = &self.inbuf[self.next..];
+        let avail = &self.inbuf[self.next..self.filled];
         let [a, b, ..] = *avail else { return Ok(false) };
         let len = self.recv.body_len([a, b], MAX_RECORD)?;
         if avail.len() < 2 + len {
@@ -97,7 +104,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for VeilStream<S> {
                 continue;
             }
             if this.eof {
-                if this.next < this.inbuf.len() {
+                if this.next < this.filled {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "veil: stream cut inside a record",
@@ -107,16 +114,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for VeilStream<S> {
             }
             // Keep only the unread part of the buffer, then read more behind it.
             if this.next > 0 {
-                this.inbuf.drain(..this.next);
+                this.inbuf.copy_within(this.next..this.filled, 0);
+                this.filled -= this.next;
                 this.next = 0;
                 this.plain = 0..0;
             }
-            let filled = this.inbuf.len();
-            this.inbuf.resize(filled + READ_CHUNK, 0);
-            let mut rb = ReadBuf::new(&mut this.inbuf[filled..]);
+            if this.inbuf.len() < INBUF {
+                this.inbuf.resize(INBUF, 0);
+            }
+            let mut rb = ReadBuf::new(&mut this.inbuf[this.filled..]);
             let polled = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
             let got = rb.filled().len();
-            this.inbuf.truncate(filled + got);
+            this.filled += got;
             ready!(polled)?;
             if got == 0 {
                 this.eof = true;
