@@ -146,6 +146,119 @@ where
     }
 }
 
+/// Reads a response's body to its end (`read` counts what the dial read in all, at most
+/// [`MAX_COVER_PAGE`]); keeps it if `keep`.
+async fn drain(response: wreq::Response, read: &mut usize, keep: bool) -> io::Result<Vec<u8>> {
+    let mut body = response.bytes_stream();
+    let mut kept = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(wreq_err)?;
+        *read += chunk.len();
+        if *read > MAX_COVER_PAGE {
+            return Err(refused("cover page too large"));
+        }
+        if keep {
+            kept.extend_from_slice(&chunk);
+        }
+    }
+    Ok(kept)
+}
+
+/// Most subresources a dial loads with the page.
+pub const MAX_SUBRESOURCES: usize = 12;
+
+/// What a page refers to, and how Chromium asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resource {
+    Style,
+    Script,
+    Image,
+}
+
+impl Resource {
+    fn headers(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Resource::Style => &[
+                ("accept", "text/css,*/*;q=0.1"),
+                ("sec-fetch-site", "same-origin"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "style"),
+            ],
+            Resource::Script => &[
+                ("accept", "*/*"),
+                ("sec-fetch-site", "same-origin"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "script"),
+            ],
+            Resource::Image => &[
+                ("accept", "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"),
+                ("sec-fetch-site", "same-origin"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "image"),
+            ],
+        }
+    }
+}
+
+/// The same-origin style sheets (`<link … href>`), scripts and images (`src`) a page names
+/// by absolute path, in order, each once, at most [`MAX_SUBRESOURCES`].
+pub(crate) fn subresources(page: &[u8]) -> Vec<(String, Resource)> {
+    let text = String::from_utf8_lossy(page);
+    let lower = text.to_ascii_lowercase();
+    let mut found: Vec<(String, Resource)> = Vec::new();
+    let mut at = 0;
+    while let Some(open) = lower[at..].find('<') {
+        let start = at + open + 1;
+        let end = lower[start..].find('>').map_or(lower.len(), |e| start + e);
+        let tag = &lower[start..end];
+        let original = &text[start..end];
+        let name: String = tag.chars().take_while(char::is_ascii_alphanumeric).collect();
+        let (attr, kind) = match name.as_str() {
+            "link" if tag.contains("stylesheet") => ("href", Resource::Style),
+            "script" => ("src", Resource::Script),
+            "img" => ("src", Resource::Image),
+            _ => ("", Resource::Image),
+        };
+        if !attr.is_empty() {
+            if let Some(path) = attribute(tag, original, attr) {
+                let same_origin = path.starts_with('/') && !path.starts_with("//");
+                let plain = path.bytes().all(|b| b.is_ascii_graphic());
+                if same_origin && plain && !found.iter().any(|(p, _)| *p == path) {
+                    found.push((path, kind));
+                }
+            }
+        }
+        if found.len() >= MAX_SUBRESOURCES || end >= lower.len() {
+            break;
+        }
+        at = end;
+    }
+    found
+}
+
+/// The value of attribute `name` in a tag (`tag` lowercased, `original` as written).
+fn attribute(tag: &str, original: &str, name: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(i) = tag[from..].find(name) {
+        let i = from + i;
+        from = i + name.len();
+        let before = tag[..i].chars().next_back();
+        if !before.is_some_and(char::is_whitespace) {
+            continue;
+        }
+        let rest = tag[from..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else { continue };
+        let offset = tag.len() - rest.len();
+        let value = original[offset..].trim_start();
+        let value = match value.chars().next() {
+            Some(q @ ('"' | '\'')) => value[1..].split(q).next().unwrap_or(""),
+            _ => value.split(|c: char| c.is_whitespace() || c == '>').next().unwrap_or(""),
+        };
+        return Some(value.to_owned());
+    }
+    None
+}
+
 /// Opens a tunnel to `addr`.
 pub async fn dial(addr: &HttpsAddr) -> io::Result<BoxStream> {
     tokio::time::timeout(DIAL_TIMEOUT, dial_inner(addr))
@@ -174,15 +287,19 @@ async fn dial_inner(addr: &HttpsAddr) -> io::Result<BoxStream> {
     // First what a browser does: load the page. Nothing secret is sent before the pin holds.
     let page = client.get(format!("{origin}/")).send().await.map_err(wreq_err)?;
     check_pin(&page, &addr.pin)?;
-    let mut body = page.bytes_stream();
     let mut read = 0usize;
-    while let Some(chunk) = body.next().await {
-        read += chunk.map_err(wreq_err)?.len();
-        if read > MAX_COVER_PAGE {
-            return Err(refused("cover page too large"));
+    let page = drain(page, &mut read, true).await?;
+    // Then the page's own style sheets, scripts and images, on the same connection, as a
+    // browser would before anything else: the connection's first packets are a page load.
+    for (path, kind) in subresources(&page) {
+        let mut request = client.get(format!("{origin}{path}"));
+        for (name, value) in kind.headers() {
+            request = request.header(*name, HeaderValue::from_static(value));
         }
+        let referer = HeaderValue::from_str(&format!("{origin}/")).map_err(|_| refused("name"))?;
+        let response = request.header("referer", referer).send().await.map_err(wreq_err)?;
+        drain(response, &mut read, false).await?;
     }
-    drop(body);
     let mut nonce = [0u8; 16];
     OsRng.fill_bytes(&mut nonce);
     let mut ws_key = [0u8; 16];
@@ -217,4 +334,32 @@ async fn dial_inner(addr: &HttpsAddr) -> io::Result<BoxStream> {
     }
     let upgraded = response.upgrade().await.map_err(wreq_err)?;
     Ok(Box::new(upgraded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pages_same_origin_subresources_are_found_in_order_once() {
+        let page = br#"<!doctype html><html><head>
+            <LINK rel="stylesheet" href="/style.css"><link rel=icon href=/favicon.ico>
+            <script src='/app.js' defer></script><script>var x = "<img src=/no>";</script>
+            <link rel=stylesheet href=//cdn.example/x.css><img alt="a" src="/logo.png">
+            <img src="https://elsewhere.example/a.png"><img data-src="/lazy.png">
+            <img src=/logo.png><img src="/has space.png"><img src=relative.png></head>"#;
+        let found = subresources(page);
+        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        // (The image inside the script's string is taken too, as a preload scanner might.)
+        assert_eq!(paths, ["/style.css", "/app.js", "/no", "/logo.png"]);
+        assert_eq!(found[0].1, Resource::Style);
+        assert_eq!(found[1].1, Resource::Script);
+        assert_eq!(found[3].1, Resource::Image);
+        assert!(Resource::Image.headers().iter().any(|(_, v)| v.contains("image/avif")));
+        let many: String = (0..40).map(|i| format!("<img src=/{i}.png>")).collect();
+        assert_eq!(subresources(many.as_bytes()).len(), MAX_SUBRESOURCES);
+        assert!(subresources(b"<img src=").is_empty());
+        assert!(subresources(b"no tags at all").is_empty());
+        assert!(subresources(&[0xff, b'<', 0xfe, b'>']).is_empty());
+    }
 }
