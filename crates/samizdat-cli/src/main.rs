@@ -1333,7 +1333,10 @@ async fn peers(dir: &Path, json: bool) -> anyhow::Result<()> {
             "in"
         };
         let addr = p.get("addr").and_then(|a| a.as_str()).unwrap_or("-");
-        println!("{dir:3} {id} {}", endpoint(addr));
+        // A download's own link, opened under a throwaway identity.
+        let anonymous = p.get("anonymous").and_then(serde_json::Value::as_bool) == Some(true);
+        let note = if anonymous { " (anonymous, a download's)" } else { "" };
+        println!("{dir:3} {id} {}{note}", endpoint(addr));
     }
     let transports = v.get("transports").and_then(|t| t.as_array()).cloned().unwrap_or_default();
     if !transports.is_empty() {

@@ -311,6 +311,9 @@ fn a_fetching_daemon_is_a_stranger_to_its_source() {
     let seeder = common::established(&da);
     assert_eq!(seeder.iter().filter(|id| **id == fetcher).count(), 1, "{seeder:?}");
     assert!(seeder.iter().any(|id| *id != fetcher), "no stranger: {seeder:?}");
+    let human = cli(&["peers", "--data", s(&db)]);
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(human.contains("(anonymous, a download's)"), "{human}");
     let _ = stalled.kill();
     let _ = stalled.wait();
 }
