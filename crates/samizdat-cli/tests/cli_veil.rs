@@ -48,7 +48,9 @@ fn a_file_crosses_veil_and_the_key_survives_a_restart() {
     let again = v["listen"][0].as_str().unwrap();
     assert_eq!(again.split_once('?').unwrap().1, params);
     let raw = std::fs::read(data.join("veil.rec")).unwrap();
-    assert!(!raw.windows(4).any(|w| w == b"veil"), "sealed");
+    // Sealed: not the plaintext record (the secret as 64 hex digits).
+    let hex_run = raw.windows(64).any(|w| w.iter().all(u8::is_ascii_hexdigit));
+    assert!(!hex_run && !raw.starts_with(b"\""), "the key in the clear on disk");
     let out = cli(&["--json", "invite", "--data", s(&data)]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let announced = format!("veil/192.0.2.5:7443?{params}");

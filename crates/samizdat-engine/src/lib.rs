@@ -1212,14 +1212,14 @@ impl<S: ContentSource> Engine<S> {
     /// Whatever the peer asks of us is refused the same way whatever we hold (an answer would
     /// tell it what this node holds, relays or knows, and so which node it is).
     fn on_anonymous_message(&mut self, now: Instant, conn: ConnId, msg: Message) -> bool {
-        let refusal = match &msg {
+        let reply = match &msg {
             Message::Relay(RelayMsg::Open { stream, .. }) => {
                 Some(Message::Relay(RelayMsg::Close { stream: *stream }))
             }
             Message::Ping { nonce } => Some(Message::Pong { nonce: *nonce }),
             _ => None,
         };
-        if let Some(reply) = refusal {
+        if let Some(reply) = reply {
             if let Some(c) = self.conns.get_mut(&conn) {
                 let _ = c.session.send(&reply);
             }

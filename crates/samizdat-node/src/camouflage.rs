@@ -124,23 +124,32 @@ static OBFS4: DocKind = DocKind {
     what: "obfs4 server keys (not written by this node's identity, or damaged)",
 };
 
+/// What the store keeps under `kind`, or `make()`'s value, saved for next time (an ephemeral
+/// store keeps nothing: a fresh value every run). Blocking.
+fn kept<T: Serialize + serde::de::DeserializeOwned>(
+    store: &Store,
+    identity: &Identity,
+    kind: &'static DocKind,
+    make: impl FnOnce() -> T,
+) -> Result<T, NodeError> {
+    let doc = SealedDoc::new(store, identity, kind);
+    if let Some(value) = doc.as_ref().map(SealedDoc::load_json::<T>).transpose()?.flatten() {
+        return Ok(value);
+    }
+    let value = make();
+    if let Some(doc) = &doc {
+        doc.save_json(&value)?;
+    }
+    Ok(value)
+}
+
 /// The obfs4 server keys the node listens with (`--listen obfs4/IP:PORT`), made once and kept
 /// sealed like the HTTPS keys, so the `cert` in its obfs4 address stays valid. Blocking.
 pub(crate) fn obfs4_keys(
     store: &Store,
     identity: &Identity,
 ) -> Result<Vec<(String, String)>, NodeError> {
-    let doc = SealedDoc::new(store, identity, &OBFS4);
-    if let Some(doc) = &doc {
-        if let Some(keys) = doc.load_json::<Vec<(String, String)>>()? {
-            return Ok(keys);
-        }
-    }
-    let keys = samizdat_transport::pt::obfs4_keys();
-    if let Some(doc) = &doc {
-        doc.save_json(&keys)?;
-    }
-    Ok(keys)
+    kept(store, identity, &OBFS4, samizdat_transport::pt::obfs4_keys)
 }
 
 static VEIL: DocKind = DocKind {
@@ -159,22 +168,17 @@ pub(crate) fn veil_key(
     identity: &Identity,
 ) -> Result<samizdat_transport::veil::ServerKey, NodeError> {
     use samizdat_transport::veil::ServerKey;
-    let doc = SealedDoc::new(store, identity, &VEIL);
-    if let Some(doc) = &doc {
-        if let Some(hex) = doc.load_json::<String>()? {
-            let secret = data_encoding::HEXLOWER
-                .decode(hex.as_bytes())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or(bad("veil server key"))?;
-            return Ok(ServerKey::from_secret(secret));
-        }
-    }
-    let key = ServerKey::generate(&mut rand_core::OsRng);
-    if let Some(doc) = &doc {
-        doc.save_json(&data_encoding::HEXLOWER.encode(key.secret()))?;
-    }
-    Ok(key)
+    let make = || {
+        let key = ServerKey::generate(&mut OsRng);
+        data_encoding::HEXLOWER.encode(key.secret())
+    };
+    let hex = Zeroizing::new(kept(store, identity, &VEIL, make)?);
+    let secret = data_encoding::HEXLOWER
+        .decode(hex.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or(bad("veil server key"))?;
+    Ok(ServerKey::from_secret(secret))
 }
 
 #[cfg(test)]

@@ -182,11 +182,13 @@ impl Direction {
         }
     }
 
-    fn length_mask(&self) -> [u8; 2] {
+    /// The next record's length mask (`None` only if ring refused a 16-byte sample, which
+    /// it does not: then nothing is sent or read rather than a length in clear).
+    fn length_mask(&self) -> Option<[u8; 2]> {
         let mut sample = [0u8; 16];
         sample[8..].copy_from_slice(&self.counter.to_be_bytes());
-        let m = self.mask.new_mask(&sample).unwrap_or([0; 5]);
-        [m[0], m[1]]
+        let m = self.mask.new_mask(&sample).ok()?;
+        Some([m[0], m[1]])
     }
 
     fn nonce(&mut self) -> io::Result<Nonce> {
@@ -210,7 +212,7 @@ impl Direction {
     ) -> io::Result<()> {
         let body = 2 + data.len() + pad + TAG_LEN;
         let len = u16::try_from(body).map_err(|_| io::Error::other("veil: record too long"))?;
-        let mask = self.length_mask();
+        let mask = self.length_mask().ok_or_else(|| io::Error::other("veil: length mask"))?;
         let len = len.to_be_bytes();
         out.extend_from_slice(&[len[0] ^ mask[0], len[1] ^ mask[1]]);
         let start = out.len();
@@ -229,7 +231,7 @@ impl Direction {
     /// The body length the next record's masked length `head` announces, if it is one this
     /// layer sends (at least an empty record, at most `max`).
     pub fn body_len(&self, head: [u8; 2], max: usize) -> Result<usize, Refusal> {
-        let mask = self.length_mask();
+        let mask = self.length_mask().ok_or(Refusal::Length)?;
         let len = usize::from(u16::from_be_bytes([head[0] ^ mask[0], head[1] ^ mask[1]]));
         if !(2 + TAG_LEN..=max).contains(&len) {
             return Err(Refusal::Length);
