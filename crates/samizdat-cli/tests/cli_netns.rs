@@ -777,16 +777,16 @@ fn probes_of(report: &Report, server: &str) -> Vec<serde_json::Value> {
     report.lock().unwrap().iter().filter(|v| v["probe"] == server).cloned().collect()
 }
 
-/// Waits up to 30 s for the censor's probe of `server`.
-fn probe_of(report: &Report, server: &str) -> serde_json::Value {
+/// Waits up to `within` for the censor's probe of `server`.
+fn wait_probe(report: &Report, server: &str, within: Duration) -> Option<serde_json::Value> {
     let t0 = Instant::now();
-    loop {
+    while t0.elapsed() < within {
         if let Some(p) = probes_of(report, server).pop() {
-            return p;
+            return Some(p);
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "{server} was never probed");
         std::thread::sleep(Duration::from_millis(100));
     }
+    None
 }
 
 /// A censor that actively probes the servers of fully-encrypted flows (replaying the flow's
@@ -835,10 +835,21 @@ fn an_actively_probing_censor_finds_the_bare_session_but_not_obfs4_or_veil() {
         let seed = tmp.path().join(format!("seed-{transport}"));
         let _seeder = routed_node(&lab, 2, &seed, &[&format!("{transport}/{server}")]);
         let link = common::share_link(&file, &seed);
-        // The first fetch makes the censor suspicious; it probes the server meanwhile.
-        let (_n1, fetch, dest) = fetch_with_new_node(&format!("{transport}-1"), &link);
-        let first_done = finished(fetch, &dest, Duration::from_secs(30));
-        let probe = probe_of(&report, server);
+        // The first fetch makes the censor suspicious; it probes the server meanwhile. A flow
+        // escapes the fully-encrypted rules now and then by chance (the bare session's first
+        // message is random bytes behind a length, and about one in twenty has a popcount
+        // outside the rules' band), and is then not probed: fetch again, up to three times.
+        let (mut first_done, mut probe, mut kept) = (true, None, Vec::new());
+        for attempt in 0..3 {
+            let (n1, fetch, dest) = fetch_with_new_node(&format!("{transport}-1-{attempt}"), &link);
+            first_done &= finished(fetch, &dest, Duration::from_secs(30));
+            kept.push(n1);
+            probe = wait_probe(&report, server, Duration::from_secs(12));
+            if probe.is_some() {
+                break;
+            }
+        }
+        let probe = probe.unwrap_or_else(|| panic!("{server} was never probed in 3 fetches"));
         let (_n2, fetch, dest) = fetch_with_new_node(&format!("{transport}-2"), &link);
         let second_done = finished(fetch, &dest, Duration::from_secs(20));
         println!(
