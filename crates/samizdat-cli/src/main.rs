@@ -118,7 +118,10 @@ enum Command {
         /// Address to give peers and put in share links instead of the listen addresses
         /// (repeatable), e.g. a public IP or port forward: tcp/203.0.113.5:7070. A veil/,
         /// https/ or obfs4/ address takes its parameters from this node's listener of that
-        /// transport, so https/203.0.113.5:443 is enough.
+        /// transport, so https/203.0.113.5:443 is enough. meek/EDGE-IP:PORT?front=DOMAIN
+        /// is a CDN or proxy in front of the https listener that passes plain requests
+        /// (domain fronting: the censor sees DOMAIN); it takes the rest from the https
+        /// listener (add &pin=PIN for a CDN certificate other than --tls-front-cert's).
         #[arg(long, value_name = "ADDR")]
         announce: Vec<String>,
         /// Peer to connect to at start (repeatable), e.g. tcp/192.0.2.1:7070.
@@ -408,8 +411,14 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             https,
             obfs4proxy,
         } => {
-            let HttpsArgs { tls_name, tls_cert, tls_key, decoy_dir } = *https;
-            let https = https_options(&listen, tls_name, tls_cert.zip(tls_key), decoy_dir)?;
+            let HttpsArgs { tls_name, tls_cert, tls_key, decoy_dir, tls_front_cert } = *https;
+            let https = https_options(
+                &listen,
+                tls_name,
+                tls_cert.zip(tls_key),
+                decoy_dir,
+                tls_front_cert.as_deref(),
+            )?;
             let state = match vault {
                 Some(path) => State::Vault { path, password_file, protect_password_file, wait },
                 None => State::Dir,
@@ -536,6 +545,18 @@ fn check_addr(addr: &str) -> anyhow::Result<PeerAddr> {
                 .map_err(|_| bad()),
         };
     }
+    if parsed.transport() == "meek" {
+        // A peer's meek address is whole; an announced one may leave the name, key and pin
+        // to the https listener, but names its front.
+        let ok = match parsed.params() {
+            Some(p) if p.split('&').any(|kv| kv.starts_with("front=")) => {
+                samizdat_transport::meek::MeekAddr::parse(parsed.address()).is_ok()
+                    || parsed.endpoint().parse::<std::net::SocketAddr>().is_ok()
+            }
+            _ => false,
+        };
+        return if ok { Ok(parsed) } else { Err(bad()) };
+    }
     if parsed.transport() == "obfs4" || parsed.transport() == "veil" {
         // Peers' obfs4 and veil addresses carry the server's key; a listen address is just
         // IP:PORT.
@@ -576,6 +597,14 @@ struct HttpsArgs {
     /// every visitor without the node's secret; default: nginx's welcome page.
     #[arg(long, value_name = "DIR")]
     decoy_dir: Option<PathBuf>,
+    /// For --listen https/… behind a reverse proxy or CDN that terminates TLS: the
+    /// certificate it shows (PEM; e.g. saved with `openssl s_client -showcerts`). The node
+    /// then speaks plain HTTP to the proxy, and its https/ and meek/ addresses pin this
+    /// certificate. Announce the proxy's side: --announce https/PROXY-IP:443 where it passes
+    /// upgrades, --announce meek/EDGE-IP:443?front=FRONT-DOMAIN where it passes only
+    /// requests (a CDN; the front domain is what a censor sees).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_front_cert: Option<PathBuf>,
 }
 
 /// Where `samizdat node` keeps its state.
@@ -623,12 +652,13 @@ fn https_options(
     tls_name: Option<String>,
     cert: Option<(PathBuf, PathBuf)>,
     decoy_dir: Option<PathBuf>,
+    front_cert: Option<&Path>,
 ) -> anyhow::Result<Option<HttpsOptions>> {
     let usage = |msg: &str| failure("usage", msg.to_owned());
     if !listen.iter().any(|l| l.starts_with("https/")) {
-        if tls_name.is_some() || cert.is_some() || decoy_dir.is_some() {
+        if tls_name.is_some() || cert.is_some() || decoy_dir.is_some() || front_cert.is_some() {
             return Err(usage(
-                "--tls-name, --tls-cert and --decoy-dir need --listen https/IP:PORT",
+                "--tls-name, --tls-cert, --tls-front-cert and --decoy-dir need --listen https/IP:PORT",
             ));
         }
         return Ok(None);
@@ -659,7 +689,16 @@ fn https_options(
             .map_err(|e| failure("usage", format!("--decoy-dir {}: {e}", dir.display())))?,
         None => Decoy::Welcome,
     };
-    Ok(Some(HttpsOptions { tls_name, cert, decoy }))
+    let front_pin = match front_cert {
+        Some(path) => {
+            let front = ServerCert { cert_pem: read(path)?, key_pem: Vec::new() };
+            Some(front.pin().map_err(|e| {
+                failure("bad_certificate", format!("--tls-front-cert {}: {e}", path.display()))
+            })?)
+        }
+        None => None,
+    };
+    Ok(Some(HttpsOptions { tls_name, cert, decoy, front_pin }))
 }
 
 /// Longest network secret file read.

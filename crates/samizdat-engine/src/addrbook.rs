@@ -107,7 +107,7 @@ impl Default for AddrBookConfig {
             max_trusted: 64,
             allow_local: false,
             allow_mem: false,
-            transports: ["tcp", "https", "obfs4", "veil"].map(str::to_owned).to_vec(),
+            transports: ["tcp", "https", "obfs4", "veil", "meek"].map(str::to_owned).to_vec(),
             horizon: Duration::from_secs(30 * 24 * 3600),
             max_retries: 3,
             max_failures: 10,

@@ -33,6 +33,10 @@ pub struct HttpsOptions {
     pub cert: Option<ServerCert>,
     /// What visitors without the secret get (`--decoy-dir`).
     pub decoy: Decoy,
+    /// With a reverse proxy or CDN in front that terminates TLS (`--tls-front-pin`): the pin
+    /// of the certificate it shows. The node then serves plain HTTP, and its addresses carry
+    /// this pin.
+    pub front_pin: Option<[u8; 32]>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,8 +115,13 @@ pub(crate) fn server_config(
             doc.save_json(&record)?;
         }
     }
-    HttpsServerConfig::new(*secret, &options.tls_name, cert, options.decoy.clone())
-        .map_err(https_err)
+    match options.front_pin {
+        Some(pin) => {
+            HttpsServerConfig::behind_proxy(*secret, &options.tls_name, pin, options.decoy.clone())
+        }
+        None => HttpsServerConfig::new(*secret, &options.tls_name, cert, options.decoy.clone()),
+    }
+    .map_err(https_err)
 }
 
 static OBFS4: DocKind = DocKind {
@@ -187,7 +196,7 @@ mod tests {
     use super::*;
 
     fn options(name: &str) -> HttpsOptions {
-        HttpsOptions { tls_name: name.into(), cert: None, decoy: Decoy::Welcome }
+        HttpsOptions { tls_name: name.into(), cert: None, decoy: Decoy::Welcome, front_pin: None }
     }
 
     #[test]

@@ -61,8 +61,8 @@ pub use samizdat_engine::PeerSummary;
 pub use samizdat_identity::NodeId;
 pub use samizdat_transport::https::{Decoy, ServerCert};
 pub use samizdat_transport::{
-    HttpsTransport, MemoryTransport, PtTransport, TcpTransport, Transport, Transports,
-    VeilTransport,
+    HttpsTransport, MeekTransport, MemoryTransport, PtTransport, TcpTransport, Transport,
+    Transports, VeilTransport,
 };
 pub use samizdat_vault::VaultError;
 pub use samizdat_wire::PeerAddr;
@@ -490,6 +490,7 @@ impl NodeBuilder {
             t.register(HttpsTransport::client());
             t.register(PtTransport::client("obfs4", obfs4proxy.clone()));
             t.register(VeilTransport::client());
+            t.register(MeekTransport);
             t
         });
         if !custom && self.listen.iter().any(|l| l.starts_with("veil/")) {
@@ -702,7 +703,14 @@ fn unix_now() -> u64 {
 /// secret; an obfs4 cert) gets them from the listener of that transport (the one on the same
 /// port, else the first): `--announce https/203.0.113.5:443` is the public side of
 /// `--listen https/0.0.0.0:443`. An address given with parameters is kept as it is.
+///
+/// A `meek/EDGE:PORT?front=FRONT&pin=PIN` address (a CDN or proxy in front of the node's
+/// https listener) takes the name and secret it lacks from the https listener, and its pin
+/// too when none is given (a front proxy whose certificate the listener was told of).
 fn with_listener_params(addr: PeerAddr, listeners: &[PeerAddr]) -> PeerAddr {
+    if addr.transport() == "meek" {
+        return meek_with_listener_params(addr, listeners);
+    }
     if addr.params().is_some() {
         return addr;
     }
@@ -718,10 +726,25 @@ fn with_listener_params(addr: PeerAddr, listeners: &[PeerAddr]) -> PeerAddr {
     }
 }
 
+fn meek_with_listener_params(addr: PeerAddr, listeners: &[PeerAddr]) -> PeerAddr {
+    let Some(https) = listeners.iter().find(|l| l.transport() == "https") else { return addr };
+    let given: Vec<&str> = addr.params().map(|p| p.split('&').collect()).unwrap_or_default();
+    let has = |k: &str| given.iter().any(|p| p.split_once('=').is_some_and(|(n, _)| n == k));
+    let mut params: Vec<&str> = given.clone();
+    for pair in https.params().unwrap_or_default().split('&') {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        if !has(name) {
+            params.push(pair);
+        }
+    }
+    let endpoint = addr.as_str().split_once('?').map_or(addr.as_str(), |(e, _)| e);
+    PeerAddr::new(&format!("{endpoint}?{}", params.join("&"))).unwrap_or(addr)
+}
+
 /// Whether a TCP address names no host in particular (`0.0.0.0`, `[::]`): such an address is
 /// only meaningful for binding, and must not be handed to peers.
 fn is_unspecified(addr: &PeerAddr) -> bool {
-    matches!(addr.transport(), "tcp" | "https" | "obfs4" | "veil")
+    matches!(addr.transport(), "tcp" | "https" | "obfs4" | "veil" | "meek")
         && addr.endpoint().parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_unspecified())
 }
 
@@ -1167,6 +1190,19 @@ mod tests {
         assert_eq!(
             with_listener_params(a("obfs4/203.0.113.5:1"), &[]).to_string(),
             "obfs4/203.0.113.5:1"
+        );
+        // A CDN edge in front: its front domain and pin as given, the rest from https.
+        assert_eq!(
+            got("meek/198.51.100.7:443?front=cdn.example&pin=CDN"),
+            "meek/198.51.100.7:443?front=cdn.example&pin=CDN&name=n&key=K1"
+        );
+        assert_eq!(
+            got("meek/198.51.100.7:443?front=cdn.example"),
+            "meek/198.51.100.7:443?front=cdn.example&name=n&pin=P1&key=K1"
+        );
+        assert_eq!(
+            with_listener_params(a("meek/198.51.100.7:443?front=f.example"), &[]).to_string(),
+            "meek/198.51.100.7:443?front=f.example"
         );
     }
 

@@ -25,12 +25,14 @@
 #![forbid(unsafe_code)]
 
 pub mod https;
+pub mod meek;
 mod memory;
 pub mod pt;
 mod tcp;
 pub mod veil;
 
 pub use https::HttpsTransport;
+pub use meek::MeekTransport;
 pub use memory::MemoryTransport;
 pub use pt::PtTransport;
 pub use tcp::TcpTransport;

@@ -1,5 +1,5 @@
 //! Per-transport throughput on loopback, in one run: the same bytes through plain TCP (the
-//! baseline), the HTTPS camouflage transport and obfs4 (through the real `obfs4proxy`),
+//! baseline), veil, the HTTPS camouflage transport, meek (request/response over HTTPS) and obfs4 (through the real `obfs4proxy`),
 //! reporting the median MB/s and the CPU-seconds per GiB summed over this process and the
 //! transport's helper processes. A benchmark, not a timed test: run it with
 //!
@@ -13,7 +13,9 @@
 use samizdat_transport::https::{Decoy, HttpsServerConfig, ServerCert};
 use samizdat_transport::pt::{PtTransport, obfs4_keys};
 use samizdat_transport::veil::{ServerKey, VeilTransport};
-use samizdat_transport::{HttpsTransport, Listener, TcpTransport, Transport};
+use samizdat_transport::{
+    BoxStream, HttpsTransport, Incoming, Listener, MeekTransport, TcpTransport, Transport,
+};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -46,12 +48,21 @@ fn cpu_seconds() -> f64 {
     total
 }
 
-/// Sends `bytes` one way through a fresh stream; returns (seconds, CPU-seconds).
-async fn one_way(t: &dyn Transport, listener: &mut Box<dyn Listener>, bytes: usize) -> (f64, f64) {
+/// Sends `bytes` one way through a fresh stream, from the dialler (or, with `down`, to it);
+/// returns (seconds, CPU-seconds).
+async fn one_way(
+    t: &dyn Transport,
+    listener: &mut Box<dyn Listener>,
+    bytes: usize,
+    down: bool,
+) -> (f64, f64) {
     let local = listener.local_addr();
     let addr = local.split_once('/').unwrap().1.to_owned();
     let (dialled, accepted) = tokio::join!(t.dial(&addr), listener.accept());
     let (mut a, mut b) = (dialled.unwrap(), accepted.unwrap().stream);
+    if down {
+        std::mem::swap(&mut a, &mut b);
+    }
     let chunk = vec![0x5au8; 256 << 10];
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let reader = tokio::spawn(async move {
@@ -74,6 +85,43 @@ async fn one_way(t: &dyn Transport, listener: &mut Box<dyn Listener>, bytes: usi
     (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0)
 }
 
+/// `meek` to an `https` listener (which serves it), without fronting.
+struct MeekToHttps(HttpsTransport);
+
+struct MeekListener(Box<dyn Listener>);
+
+impl Listener for MeekListener {
+    fn local_addr(&self) -> String {
+        let https = self.0.local_addr();
+        format!("meek/{}&front=www.example.org", https.strip_prefix("https/").unwrap())
+    }
+
+    fn accept(&mut self) -> samizdat_transport::BoxFuture<'_, std::io::Result<Incoming>> {
+        self.0.accept()
+    }
+}
+
+impl Transport for MeekToHttps {
+    fn name(&self) -> &'static str {
+        "meek"
+    }
+
+    fn dial(&self, addr: &str) -> samizdat_transport::BoxFuture<'_, std::io::Result<BoxStream>> {
+        MeekTransport.dial(addr)
+    }
+
+    fn listen(
+        &self,
+        addr: &str,
+    ) -> samizdat_transport::BoxFuture<'_, std::io::Result<Box<dyn Listener>>> {
+        let addr = addr.to_owned();
+        Box::pin(async move {
+            let l = self.0.listen(&addr).await?;
+            Ok(Box::new(MeekListener(l)) as Box<dyn Listener>)
+        })
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -91,10 +139,21 @@ async fn throughput_per_transport() {
         HttpsServerConfig::new([9; 32], "www.example.org", cert, Decoy::Welcome).unwrap(),
     )
     .unwrap();
+    let cert = ServerCert::generate("www.example.org").unwrap();
+    let meek = MeekToHttps(
+        HttpsTransport::with_server(
+            HttpsServerConfig::new([9; 32], "www.example.org", cert, Decoy::Welcome).unwrap(),
+        )
+        .unwrap(),
+    );
     let obfs4 = PtTransport::with_server("obfs4", "/usr/bin/obfs4proxy", obfs4_keys());
     let veil = VeilTransport::with_server(ServerKey::from_secret([3; 32]));
-    let mut transports: Vec<(&str, Box<dyn Transport>)> =
-        vec![("tcp", Box::new(TcpTransport)), ("veil", Box::new(veil)), ("https", Box::new(https))];
+    let mut transports: Vec<(&str, Box<dyn Transport>)> = vec![
+        ("tcp", Box::new(TcpTransport)),
+        ("veil", Box::new(veil)),
+        ("https", Box::new(https)),
+        ("meek", Box::new(meek)),
+    ];
     if std::path::Path::new("/usr/bin/obfs4proxy").exists() {
         transports.push(("obfs4", Box::new(obfs4)));
     }
@@ -102,10 +161,13 @@ async fn throughput_per_transport() {
     for (name, t) in &transports {
         let mut listener = t.listen("127.0.0.1:0").await.unwrap();
         // One warm-up stream (starts helper programs, fills caches).
-        one_way(t.as_ref(), &mut listener, 8 << 20).await;
+        // meek is asymmetric (an answer carries more than a request): measured downstream,
+        // the way a fetch's data goes; the others upstream.
+        let down = *name == "meek";
+        one_way(t.as_ref(), &mut listener, 8 << 20, down).await;
         let (mut rates, mut cpus) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            let (secs, cpu) = one_way(t.as_ref(), &mut listener, bytes).await;
+            let (secs, cpu) = one_way(t.as_ref(), &mut listener, bytes, down).await;
             rates.push(bytes as f64 / secs / 1e6);
             cpus.push(cpu / (bytes as f64 / f64::from(1u32 << 30)));
         }

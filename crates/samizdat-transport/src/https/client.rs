@@ -37,7 +37,7 @@ fn refused(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionRefused, format!("https: {what}"))
 }
 
-fn wreq_err(e: wreq::Error) -> io::Error {
+pub(crate) fn wreq_err(e: wreq::Error) -> io::Error {
     // The error's text can carry the URL (the host name): keep only its kind.
     io::Error::new(failure_kind(&e), "https: connection failed")
 }
@@ -76,7 +76,7 @@ fn failure_kind(e: &wreq::Error) -> io::ErrorKind {
     }
 }
 
-fn check_pin(response: &wreq::Response, pin: &[u8; 32]) -> io::Result<()> {
+pub(crate) fn check_pin(response: &wreq::Response, pin: &[u8; 32]) -> io::Result<()> {
     let info = response.extensions().get::<wreq::tls::TlsInfo>();
     let der = info.and_then(|i| i.peer_certificate()).ok_or_else(|| refused("no certificate"))?;
     if der_pin(der)? != *pin {
@@ -89,31 +89,68 @@ fn check_pin(response: &wreq::Response, pin: &[u8; 32]) -> io::Result<()> {
 }
 
 #[allow(clippy::disallowed_methods)] // the token is bound to the wall-clock hour
-fn hour_now() -> u64 {
+pub(crate) fn hour_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
         / 3600
 }
 
-/// A connector layer that lets a client open one connection only. The pin is checked on the
-/// cover page's connection before anything secret is sent; if the server (or whoever is on the
-/// path) closed it, the upgrade would go out on a new, not yet checked connection, and an
-/// on-path attacker terminating that one could harvest the token and replay it to the node.
-/// With this layer the dial fails instead.
-#[derive(Clone, Default)]
-struct OneConnection(Arc<AtomicBool>);
+/// A connector layer that lets a client open a connection only with a permit, one per
+/// permit. The pin can only be checked on an answer, after its request went out, so nothing
+/// secret may be the first request on a connection: a dial gets one permit, for the cover
+/// page's connection. If the server (or whoever is on the path) closed it, the upgrade would
+/// go out on a new, not yet checked connection, and an on-path attacker terminating that one
+/// could harvest the token and replay it to the node; with this layer the request fails
+/// instead (and [`OneConnection::take_refused`] says so, for a caller that then checks a new
+/// connection under a new permit).
+#[derive(Clone)]
+pub(crate) struct OneConnection {
+    permit: Arc<AtomicBool>,
+    refused: Arc<AtomicBool>,
+    wait: Duration,
+}
+
+impl Default for OneConnection {
+    /// One permit, and the wait of [`SECOND_CONNECTION_WAIT`].
+    fn default() -> Self {
+        OneConnection {
+            permit: Arc::new(AtomicBool::new(true)),
+            refused: Arc::new(AtomicBool::new(false)),
+            wait: SECOND_CONNECTION_WAIT,
+        }
+    }
+}
+
+impl OneConnection {
+    /// No permit yet; a refused connection fails after `wait`.
+    pub(crate) fn closed(wait: Duration) -> Self {
+        let gate = OneConnection { wait, ..Self::default() };
+        gate.permit.store(false, Ordering::SeqCst);
+        gate
+    }
+
+    /// Lets the next connection open (or, with `false`, takes an unused permit back).
+    pub(crate) fn permit(&self, yes: bool) {
+        self.permit.store(yes, Ordering::SeqCst);
+    }
+
+    /// Whether a connection was refused since the last call.
+    pub(crate) fn take_refused(&self) -> bool {
+        self.refused.swap(false, Ordering::SeqCst)
+    }
+}
 
 impl<S> tower_layer::Layer<S> for OneConnection {
     type Service = OneConnectionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        OneConnectionService { inner, used: self.0.clone() }
+        OneConnectionService { inner, gate: self.clone() }
     }
 }
 
 #[derive(Clone)]
-struct OneConnectionService<S> {
+pub(crate) struct OneConnectionService<S> {
     inner: S,
-    used: Arc<AtomicBool>,
+    gate: OneConnection,
 }
 
 type Connecting<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -134,11 +171,13 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        if self.used.swap(true, Ordering::SeqCst) {
+        if !self.gate.permit.swap(false, Ordering::SeqCst) {
+            self.gate.refused.store(true, Ordering::SeqCst);
             // The client asks for a connection while it also waits for its pooled one to come
             // back (whichever is first wins): wait, and fail only if the first never returns.
-            return Box::pin(async {
-                tokio::time::sleep(SECOND_CONNECTION_WAIT).await;
+            let wait = self.gate.wait;
+            return Box::pin(async move {
+                tokio::time::sleep(wait).await;
                 Err(refused("the server closed the connection").into())
             });
         }
@@ -148,7 +187,11 @@ where
 
 /// Reads a response's body to its end (`read` counts what the dial read in all, at most
 /// [`MAX_COVER_PAGE`]); keeps it if `keep`.
-async fn drain(response: wreq::Response, read: &mut usize, keep: bool) -> io::Result<Vec<u8>> {
+pub(crate) async fn drain(
+    response: wreq::Response,
+    read: &mut usize,
+    keep: bool,
+) -> io::Result<Vec<u8>> {
     let mut body = response.bytes_stream();
     let mut kept = Vec::new();
     while let Some(chunk) = body.next().await {

@@ -62,6 +62,7 @@ pub struct ServeCtx {
     pub(crate) tokens: Arc<Mutex<TokenCheck>>,
     boundary: Arc<AtomicU64>,
     local: Option<SocketAddr>,
+    pub(crate) meek: Option<Arc<super::meek::Sessions>>,
 }
 
 impl ServeCtx {
@@ -72,6 +73,7 @@ impl ServeCtx {
             tokens: Arc::new(Mutex::new(TokenCheck::new(secret))),
             boundary: Arc::new(AtomicU64::new(0)),
             local: None,
+            meek: None,
         }
     }
 
@@ -79,6 +81,13 @@ impl ServeCtx {
     /// do).
     pub fn at(mut self, local: SocketAddr) -> Self {
         self.local = Some(local);
+        self
+    }
+
+    /// The same server, also serving request/response tunnels ([`crate::meek`]) whose far
+    /// ends go to `tx`.
+    pub(crate) fn with_meek(mut self, tx: tokio::sync::mpsc::Sender<crate::Incoming>) -> Self {
+        self.meek = Some(Arc::new(super::meek::Sessions::new(tx)));
         self
     }
 }
@@ -218,7 +227,7 @@ pub fn http_date(unix: u64) -> String {
 }
 
 #[allow(clippy::disallowed_methods)] // the web server's Date header and the token hour
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -290,6 +299,22 @@ async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> b
             true
         }
     }
+}
+
+/// Reads a body of `n` bytes (the first of them perhaps already in `buf`) by `deadline`;
+/// `None` when the client closes or is too slow.
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    n: usize,
+    deadline: Instant,
+) -> Option<Vec<u8>> {
+    while buf.len() < n {
+        if !matches!(tokio::time::timeout_at(deadline, read_more(stream, buf)).await, Ok(true)) {
+            return None;
+        }
+    }
+    Some(buf.drain(..n).collect())
 }
 
 /// Reads (and drops) what the client still sends, as a closing nginx does: until it stops
@@ -719,6 +744,57 @@ where
                 stream.write_all(answer.as_bytes()).await?;
                 stream.flush().await?;
                 return Ok(Some(Prefixed::new(buf, stream)));
+            }
+        }
+        if head.method == b"POST" {
+            if let Some(sessions) = &ctx.meek {
+                let path = String::from_utf8_lossy(&head.path).into_owned();
+                if let Some(entry) = sessions.find_or_open(&path, &ctx.tokens) {
+                    let answer = match meaning.body {
+                        BodyLen::Length(n) if n <= super::meek::MAX_REQUEST_BODY => {
+                            let end = Instant::now() + HEAD_TIMEOUT;
+                            match read_body(&mut stream, &mut buf, n as usize, end).await {
+                                Some(body) => super::meek::exchange(&entry, &body).await,
+                                None => {
+                                    sessions.close(&path);
+                                    return Ok(None);
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
+                    let Some(answer) = answer else {
+                        sessions.close(&path);
+                        return respond_and_close(
+                            &mut stream,
+                            Response::error(400),
+                            false,
+                            head.version,
+                        )
+                        .await;
+                    };
+                    if super::meek::finished(&entry).await {
+                        sessions.close(&path);
+                    }
+                    let keep_alive = meaning.keep_alive && served + 1 < MAX_REQUESTS;
+                    let response = Response {
+                        code: 200,
+                        content_type: Some("application/octet-stream".into()),
+                        length: Some(answer.len() as u64),
+                        last_modified: None,
+                        location: None,
+                        after: vec![("Cache-Control", "no-store".into())],
+                        body: Body::Bytes(answer),
+                        close_after: false,
+                    };
+                    write_response(&mut stream, response, false, keep_alive, head.version).await?;
+                    if !keep_alive {
+                        let _ = stream.shutdown().await;
+                        linger(&mut stream).await;
+                        return Ok(None);
+                    }
+                    continue;
+                }
             }
         }
         let response = match meaning.body {

@@ -11,9 +11,10 @@
 //!   plain HTTP behind a reverse proxy that does ([`HttpsServerConfig::behind_proxy`]).
 
 mod addr;
-mod client;
+pub(crate) mod client;
 mod decoy;
 mod http1;
+pub(crate) mod meek;
 mod parse;
 mod tls;
 mod token;
@@ -244,8 +245,14 @@ async fn accept_loop(
     let mut per_source: HashMap<IpAddr, usize> = HashMap::new();
     // Behind a proxy every connection is the proxy's.
     let capped = server.acceptor.is_some();
+    let mut sweep = tokio::time::interval(meek::SESSION_IDLE / 3);
     loop {
         tokio::select! {
+            _ = sweep.tick() => {
+                if let Some(sessions) = &ctx.meek {
+                    sessions.sweep();
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote)) => {
                     let source = source_of(remote.ip());
@@ -309,7 +316,7 @@ impl Transport for HttpsTransport {
                 key: server.config.secret,
             };
             let (tx, incoming) = mpsc::channel(BACKLOG);
-            let ctx = server.ctx.clone().at(public.socket);
+            let ctx = server.ctx.clone().at(public.socket).with_meek(tx.clone());
             let task = tokio::spawn(accept_loop(listener, server, ctx, tx));
             Ok(Box::new(HttpsListener { local: format!("https/{public}"), incoming, task })
                 as Box<dyn Listener>)

@@ -1,0 +1,309 @@
+//! The web server's side of request/response tunnels ([`crate::meek`]): the sessions POSTs on
+//! a secret path feed and drain.
+//!
+//! A session opens with the first POST on a fresh, valid upgrade path (the same hour-bound,
+//! single-use token as an upgrade, so a replayed or forged path is a stranger's and gets the
+//! decoy), and the node takes its far end like any accepted stream. Every later POST of the
+//! session uses the same path. A request's body is `seq ‖ flags ‖ data`, its answer
+//! `flags ‖ data` (see [`crate::meek`]); a request repeating the last `seq` (the client's
+//! retry after a lost answer) gets the same answer again, anything else out of order ends
+//! the session. Sessions nobody polls for [`SESSION_IDLE`] are dropped.
+
+use super::token::TokenCheck;
+use crate::meek::{FIN, MAX_DOWN, REQUEST_HEAD, Request};
+use crate::{BoxStream, Incoming};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Sessions open at once (only holders of the secret can open one).
+pub const MAX_SESSIONS: usize = 256;
+/// A session nobody polled for this long is dropped (clients poll at least every
+/// [`crate::meek::MAX_POLL`]).
+pub const SESSION_IDLE: Duration = Duration::from_secs(30);
+/// How long a request without data waits for the node to have something to send.
+pub const HOLD: Duration = Duration::from_millis(100);
+/// How long a request with data waits for an answer to it.
+const HOLD_AFTER_DATA: Duration = Duration::from_millis(20);
+/// How long the node may take to read what a request brought before the session is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes buffered each way between the web server and the node.
+const WINDOW: usize = 256 * 1024;
+
+struct Session {
+    end: DuplexStream,
+    next_seq: u64,
+    last: Option<Vec<u8>>,
+    up_closed: bool,
+    down_closed: bool,
+}
+
+/// One session: its state, and when it was last used (read by the sweep without waiting for
+/// the state).
+pub(crate) struct Entry {
+    used: Mutex<Instant>,
+    session: tokio::sync::Mutex<Session>,
+}
+
+/// The sessions of one listener.
+pub(crate) struct Sessions {
+    by_path: Mutex<HashMap<String, Arc<Entry>>>,
+    tx: mpsc::Sender<Incoming>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sessions(..)")
+    }
+}
+
+impl Sessions {
+    /// Sessions whose far ends go to `tx`.
+    pub(crate) fn new(tx: mpsc::Sender<Incoming>) -> Self {
+        Sessions { by_path: Mutex::new(HashMap::new()), tx }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Entry>>> {
+        self.by_path.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sessions open now.
+    pub(crate) fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Drops the sessions nobody polled for [`SESSION_IDLE`] (their node ends read EOF).
+    pub(crate) fn sweep(&self) {
+        let now = Instant::now();
+        self.map().retain(|_, e| {
+            let used = *e.used.lock().unwrap_or_else(|e| e.into_inner());
+            now.saturating_duration_since(used) < SESSION_IDLE
+        });
+    }
+
+    /// The session at `path`, opened now if `path` is a fresh valid token; `None` for a
+    /// stranger's path, or when the sessions or the node's backlog are full.
+    pub(crate) fn find_or_open(
+        &self,
+        path: &str,
+        tokens: &Mutex<TokenCheck>,
+    ) -> Option<Arc<Entry>> {
+        if let Some(e) = self.map().get(path) {
+            return Some(e.clone());
+        }
+        self.sweep();
+        if self.len() >= MAX_SESSIONS {
+            return None;
+        }
+        let hour = super::http1::unix_now() / 3600;
+        if !tokens.lock().unwrap_or_else(|e| e.into_inner()).accept(path, hour) {
+            return None;
+        }
+        let (mine, node) = tokio::io::duplex(WINDOW);
+        let stream: BoxStream = Box::new(node);
+        // Behind a CDN or proxy the TCP peer is not the client: no address.
+        self.tx.try_send(Incoming { stream, remote: None }).ok()?;
+        let session =
+            Session { end: mine, next_seq: 0, last: None, up_closed: false, down_closed: false };
+        let entry = Arc::new(Entry {
+            used: Mutex::new(Instant::now()),
+            session: tokio::sync::Mutex::new(session),
+        });
+        self.map().insert(path.to_owned(), entry.clone());
+        Some(entry)
+    }
+
+    /// Forgets the session at `path`.
+    pub(crate) fn close(&self, path: &str) {
+        self.map().remove(path);
+    }
+}
+
+/// Serves one request of a session: its answer's body, or `None` when the request breaks the
+/// protocol (the caller then closes the session).
+pub(crate) async fn exchange(entry: &Entry, body: &[u8]) -> Option<Vec<u8>> {
+    let request = Request::parse(body)?;
+    let mut s = entry.session.lock().await;
+    *entry.used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    if request.seq.checked_add(1) == Some(s.next_seq) {
+        // The client did not get the last answer: the same again.
+        return s.last.clone();
+    }
+    if request.seq != s.next_seq {
+        return None;
+    }
+    if !request.data.is_empty() {
+        if s.up_closed {
+            return None;
+        }
+        let write = tokio::time::timeout(WRITE_TIMEOUT, s.end.write_all(request.data));
+        write.await.ok()?.ok()?;
+    }
+    if request.fin && !s.up_closed {
+        s.up_closed = true;
+        let _ = s.end.shutdown().await;
+    }
+    let mut answer = vec![0u8];
+    if !s.down_closed {
+        let hold = if request.data.is_empty() { HOLD } else { HOLD_AFTER_DATA };
+        let mut chunk = vec![0u8; 64 * 1024];
+        // Wait up to `hold` for the first bytes, then take what is there without waiting.
+        let mut first = true;
+        while answer.len() - 1 < MAX_DOWN {
+            let want = chunk.len().min(MAX_DOWN + 1 - answer.len());
+            let read = s.end.read(&mut chunk[..want]);
+            let got = if first {
+                tokio::time::timeout(hold, read).await.ok()
+            } else {
+                futures_lite::future::poll_once(read).await
+            };
+            first = false;
+            match got {
+                Some(Ok(0)) | Some(Err(_)) => {
+                    s.down_closed = true;
+                    break;
+                }
+                Some(Ok(n)) => answer.extend_from_slice(&chunk[..n]),
+                None => break,
+            }
+        }
+    }
+    if s.down_closed {
+        answer[0] |= FIN;
+    }
+    s.next_seq += 1;
+    s.last = Some(answer.clone());
+    Some(answer)
+}
+
+/// The longest request body a session takes.
+pub(crate) const MAX_REQUEST_BODY: u64 = (REQUEST_HEAD + crate::meek::MAX_UP) as u64;
+
+/// Whether the session has ended both ways (its entry can go once its last answer is out).
+pub(crate) async fn finished(entry: &Entry) -> bool {
+    let s = entry.session.lock().await;
+    s.up_closed && s.down_closed
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::meek::{MAX_UP, Request};
+
+    const SECRET: [u8; 32] = [3; 32];
+
+    fn path(n: u8) -> String {
+        super::super::token::upgrade_path(&SECRET, super::super::http1::unix_now() / 3600, [n; 16])
+    }
+
+    fn body(seq: u64, fin: bool, data: &[u8]) -> Vec<u8> {
+        let mut b = seq.to_be_bytes().to_vec();
+        b.push(if fin { FIN } else { 0 });
+        b.extend_from_slice(data);
+        assert!(Request::parse(&b).is_some());
+        b
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_orders_retries_and_closes_like_the_client_expects() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let sessions = Sessions::new(tx);
+        let tokens = Mutex::new(TokenCheck::new(SECRET));
+        assert!(sessions.find_or_open("/not/a/token", &tokens).is_none());
+        let p = path(1);
+        let entry = sessions.find_or_open(&p, &tokens).unwrap();
+        let mut node = rx.recv().await.unwrap().stream;
+        assert!(sessions.find_or_open(&p, &tokens).is_some(), "the same session again");
+        assert_eq!(sessions.len(), 1);
+
+        // Nothing to send: the request is held, then answered empty.
+        let t0 = Instant::now();
+        assert_eq!(exchange(&entry, &body(0, false, b"")).await.unwrap(), [0]);
+        assert!(t0.elapsed() >= HOLD);
+        // Data up reaches the node; its answer comes back in the same exchange.
+        let echo = async {
+            let mut got = [0u8; 4];
+            node.read_exact(&mut got).await.unwrap();
+            node.write_all(b"pong").await.unwrap();
+            node
+        };
+        let ping = body(1, false, b"ping");
+        let (answer, node) = tokio::join!(exchange(&entry, &ping), echo);
+        let answer = answer.unwrap();
+        assert!(answer == b"\0pong" || answer == b"\0", "{answer:?}");
+        // A retry of the last request gets the same answer, and the data is not sent twice.
+        assert_eq!(exchange(&entry, &body(1, false, b"ping")).await.unwrap(), answer);
+        if answer == b"\0" {
+            assert_eq!(exchange(&entry, &body(2, false, b"")).await.unwrap(), b"\0pong");
+        }
+        // Out of order, malformed: refused.
+        assert!(exchange(&entry, &body(9, false, b"")).await.is_none());
+        assert!(exchange(&entry, &[0u8; 3]).await.is_none());
+        assert!(exchange(&entry, &vec![0u8; REQUEST_HEAD + MAX_UP + 1]).await.is_none());
+
+        // The client finishing is the node's EOF; the node finishing is the answer's FIN.
+        let entry2 = sessions.find_or_open(&path(2), &tokens).unwrap();
+        let mut node2 = rx.recv().await.unwrap().stream;
+        let (much, bye) = (vec![7u8; MAX_DOWN + 10], body(0, true, b"bye"));
+        let (wrote, big) = tokio::join!(node2.write_all(&much), exchange(&entry2, &bye));
+        wrote.unwrap();
+        let big = big.unwrap();
+        assert_eq!(big.len(), 1 + MAX_DOWN, "an answer carries at most MAX_DOWN");
+        let mut rest = Vec::new();
+        node2.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"bye");
+        assert!(exchange(&entry2, &body(1, false, b"more")).await.is_none(), "data after FIN");
+        drop(node2);
+        let last = exchange(&entry2, &body(1, false, b"")).await.unwrap();
+        assert_eq!(last, [[FIN].as_slice(), &[7u8; 10]].concat());
+        assert!(finished(&entry2).await);
+        assert!(!finished(&entry).await);
+        sessions.close(&path(2));
+        assert_eq!(sessions.len(), 1);
+        drop(node);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_are_dropped_and_the_table_is_bounded() {
+        let (tx, mut rx) = mpsc::channel(MAX_SESSIONS + 8);
+        let sessions = Sessions::new(tx);
+        let tokens = Mutex::new(TokenCheck::new(SECRET));
+        let entry = sessions.find_or_open(&path(0), &tokens).unwrap();
+        let mut node = rx.recv().await.unwrap().stream;
+        tokio::time::advance(SESSION_IDLE / 2).await;
+        sessions.sweep();
+        assert_eq!(sessions.len(), 1, "not idle long enough");
+        tokio::time::advance(SESSION_IDLE).await;
+        sessions.sweep();
+        assert_eq!(sessions.len(), 0);
+        drop(entry);
+        let mut rest = Vec::new();
+        node.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "a dropped session is the node's EOF");
+
+        for i in 0..MAX_SESSIONS {
+            let p = super::super::token::upgrade_path(
+                &SECRET,
+                super::super::http1::unix_now() / 3600,
+                {
+                    let mut n = [0u8; 16];
+                    n[..8].copy_from_slice(&(i as u64 + 1000).to_be_bytes());
+                    n
+                },
+            );
+            assert!(sessions.find_or_open(&p, &tokens).is_some());
+        }
+        assert!(sessions.find_or_open(&path(9), &tokens).is_none(), "the table is full");
+
+        // A node that takes no streams: its backlog full, nothing opens.
+        let (tx, _rx) = mpsc::channel(1);
+        let sessions = Sessions::new(tx);
+        assert!(sessions.find_or_open(&path(10), &tokens).is_some());
+        assert!(sessions.find_or_open(&path(11), &tokens).is_none());
+        assert_eq!(format!("{sessions:?}"), "Sessions(..)");
+    }
+}
