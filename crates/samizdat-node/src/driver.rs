@@ -144,6 +144,8 @@ pub(crate) struct Setup {
     /// accepted).
     pub local_network: bool,
     pub rotate_transports: bool,
+    /// The most a link's writes wait when a burst starts after a pause.
+    pub jitter: Duration,
     /// Where the DHT contacts are remembered across restarts (none for an ephemeral node).
     pub peer_book: Option<crate::peers::PeerBook>,
     /// The contacts remembered from the last run.
@@ -213,7 +215,42 @@ struct Driver {
     /// Where the DHT contacts are remembered, and when they are next saved.
     peer_book: Option<Arc<crate::peers::PeerBook>>,
     next_remember: Instant,
+    /// The most a link's writes wait when a burst starts after a pause.
+    jitter: Duration,
 }
+
+/// Writes what the engine sends on one link, telling the driver what was written (or that
+/// the link failed). A burst after a pause of [`BURST_GAP`] starts a random time of at most
+/// `jitter` later; within a burst nothing waits.
+async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
+    mut wr: W,
+    mut wrx: mpsc::Receiver<Vec<u8>>,
+    jitter: Duration,
+    conn: ConnId,
+    io_tx: mpsc::Sender<Io>,
+) {
+    let mut last_write = tokio::time::Instant::now();
+    while let Some(buf) = wrx.recv().await {
+        if !jitter.is_zero() && last_write.elapsed() >= BURST_GAP {
+            let bound = u64::try_from(jitter.as_micros()).unwrap_or(u64::MAX);
+            let wait = rand_core::RngCore::next_u64(&mut rand_core::OsRng) % (bound + 1);
+            tokio::time::sleep(Duration::from_micros(wait)).await;
+        }
+        let written = wr.write_all(&buf).await;
+        last_write = tokio::time::Instant::now();
+        if written.is_err() {
+            let _ = io_tx.send(Io::Closed(conn)).await;
+            return;
+        }
+        if io_tx.send(Io::Written(conn, buf.len())).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// A link silent this long starts a new burst (whose first write gets the jitter).
+const BURST_GAP: Duration = Duration::from_millis(50);
 
 /// How often the DHT contacts are saved (and once more when the node stops).
 const REMEMBER_EVERY: Duration = Duration::from_secs(300);
@@ -292,6 +329,7 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
         next_generation: 0,
         peer_book: setup.peer_book.map(Arc::new),
         next_remember: now + REMEMBER_EVERY,
+        jitter: setup.jitter,
     };
     d.engine.restore_dht_contacts(now, setup.remembered);
     d.engine.restore_link_health(now, setup.remembered_health);
@@ -549,21 +587,10 @@ impl Driver {
     }
 
     fn install(&mut self, conn: ConnId, stream: BoxStream) {
-        let (mut rd, mut wr) = tokio::io::split(stream);
-        let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let (mut rd, wr) = tokio::io::split(stream);
+        let (wtx, wrx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         let io_tx = self.io_tx.clone();
-        tokio::spawn(async move {
-            while let Some(buf) = wrx.recv().await {
-                if wr.write_all(&buf).await.is_err() {
-                    let _ = io_tx.send(Io::Closed(conn)).await;
-                    return;
-                }
-                if io_tx.send(Io::Written(conn, buf.len())).await.is_err() {
-                    return;
-                }
-            }
-            let _ = wr.shutdown().await;
-        });
+        tokio::spawn(write_loop(wr, wrx, self.jitter, conn, io_tx));
         let io_tx = self.io_tx.clone();
         let reader = tokio::spawn(async move {
             // Each read lands in a fresh buffer that is handed to the engine as it is (the
@@ -734,6 +761,37 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    #[allow(clippy::unwrap_used)]
+    async fn a_burst_after_a_pause_waits_at_most_the_jitter_and_nothing_within_it() {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let (wtx, wrx) = mpsc::channel(8);
+        let (io_tx, mut io_rx) = mpsc::channel(8);
+        let jitter = Duration::from_millis(300);
+        tokio::spawn(write_loop(ours, wrx, jitter, ConnId(7), io_tx));
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            tokio::time::sleep(BURST_GAP * 2).await;
+            let t0 = tokio::time::Instant::now();
+            wtx.send(vec![1; 10]).await.unwrap();
+            assert!(matches!(io_rx.recv().await, Some(Io::Written(ConnId(7), 10))));
+            waits.push(t0.elapsed());
+            // The rest of the burst goes at once.
+            let t1 = tokio::time::Instant::now();
+            wtx.send(vec![2; 5]).await.unwrap();
+            assert!(matches!(io_rx.recv().await, Some(Io::Written(ConnId(7), 5))));
+            assert_eq!(t1.elapsed(), Duration::ZERO);
+        }
+        assert!(waits.iter().all(|w| *w <= jitter), "{waits:?}");
+        assert!(waits.iter().any(|w| !w.is_zero()), "{waits:?}");
+        let mut got = vec![0u8; 8 * 15];
+        tokio::io::AsyncReadExt::read_exact(&mut theirs, &mut got).await.unwrap();
+        // A failed write is the link's close.
+        drop(theirs);
+        wtx.send(vec![3; 4]).await.unwrap();
+        assert!(matches!(io_rx.recv().await, Some(Io::Closed(ConnId(7)))));
+    }
 
     #[test]
     fn read_buffers_grow_on_a_busy_link_and_shrink_on_an_idle_one() {

@@ -298,6 +298,9 @@ impl std::fmt::Debug for VaultConfig {
     }
 }
 
+/// The default bound of [`NodeBuilder::jitter`].
+pub const DEFAULT_JITTER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Configures and starts a [`Node`].
 #[derive(Debug, Default)]
 pub struct NodeBuilder {
@@ -309,6 +312,7 @@ pub struct NodeBuilder {
     invites: Vec<Invite>,
     local_network: bool,
     rotate_transports: bool,
+    jitter: Option<std::time::Duration>,
     transports: Option<Transports>,
     user_agent: Option<String>,
     seed_downloads: bool,
@@ -398,6 +402,15 @@ impl NodeBuilder {
     /// Connects to this peer at start (bootstrap).
     pub fn peer(mut self, addr: impl Into<String>) -> Self {
         self.peers.push(addr.into());
+        self
+    }
+
+    /// The most a link's writes are held back when a burst starts after a pause (bounded
+    /// timing jitter, so the moments a node starts to speak do not follow what it received
+    /// to the millisecond); default [`DEFAULT_JITTER`], zero for none. Within a burst nothing
+    /// waits. Padding and chaff are the session's ([`samizdat_session::Shaping`]).
+    pub fn jitter(mut self, max: std::time::Duration) -> Self {
+        self.jitter = Some(max);
         self
     }
 
@@ -608,6 +621,7 @@ impl NodeBuilder {
             local_network: self.local_network
                 || (!listen_addrs.is_empty() && listen_addrs.iter().all(is_loopback)),
             rotate_transports: self.rotate_transports,
+            jitter: self.jitter.unwrap_or(DEFAULT_JITTER),
             peers,
             transports,
             source,

@@ -58,12 +58,15 @@
 mod cipher;
 pub mod exchange;
 mod noise;
+mod shaping;
 
 use cipher::{CipherError, CipherState};
 pub use exchange::Query;
 use noise::SeededResolver;
 use samizdat_identity::{Identity, IdentityError, NodeId};
 use samizdat_wire::{DecodeError, Hello, Message, PROTOCOL_VERSION, PeerAddr, features};
+use shaping::Shaper;
+pub use shaping::{MAX_CHAFF, MIN_CHAFF, Shaping};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -73,6 +76,9 @@ pub const NOISE_PARAMS: &str = "Noise_XX_25519_AESGCM_SHA256";
 pub const MAX_FRAME_PLAINTEXT: usize = 65535 - TAG_LEN;
 use cipher::TAG_LEN;
 const HEADER_LEN: usize = 2 + TAG_LEN;
+/// A padding frame's bytes on the wire besides its zeros: the header, the message's tag and
+/// length, the body's tag.
+const PAD_FRAME_OVERHEAD: usize = HEADER_LEN + 1 + 4 + TAG_LEN;
 const SIGNED_STATIC_CONTEXT: &[u8] = b"samizdat 2026 noise static key v1";
 const AUTH_PAYLOAD_LEN: usize = 32 + 64;
 /// Noise XX's longest handshake message: the responder's (ephemeral key, encrypted static key
@@ -148,6 +154,8 @@ pub struct SessionConfig {
     pub max_clock_skew: Duration,
     /// How long the handshake (including both `Hello`s) may take.
     pub handshake_timeout: Duration,
+    /// Padding and chaff ([`Shaping`]).
+    pub shaping: Shaping,
 }
 
 impl SessionConfig {
@@ -163,6 +171,7 @@ impl SessionConfig {
             listen: Vec::new(),
             max_clock_skew: Duration::from_secs(600),
             handshake_timeout: Duration::from_secs(20),
+            shaping: Shaping::default(),
         }
     }
 }
@@ -257,6 +266,10 @@ pub struct Session {
     exchange: bool,
     /// Whether we opened this link under a throwaway identity.
     anonymous: bool,
+    /// Padding and chaff (boxed: most of a session's inline size otherwise).
+    shaper: Box<Shaper>,
+    /// The time of the latest input, for timers started by what it brought.
+    last_now: Instant,
 }
 
 impl std::fmt::Debug for Session {
@@ -409,6 +422,8 @@ impl Session {
             exchange_key: None,
             exchange: false,
             anonymous: false,
+            shaper: Box::new(Shaper::new(config.shaping, [0; 32])),
+            last_now: now,
         };
         (session, config.identity)
     }
@@ -420,6 +435,7 @@ impl Session {
         seed: [u8; 32],
         initiator: bool,
     ) -> Result<(), SessionError> {
+        self.shaper.reseed(seed);
         let params = NOISE_PARAMS.parse().map_err(SessionError::Crypto)?;
         let builder = snow::Builder::with_resolver(params, Box::new(SeededResolver::new(seed)));
         let static_key = builder.generate_keypair()?;
@@ -455,6 +471,7 @@ impl Session {
     /// transport connection.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> Result<(), SessionError> {
         self.check_alive(now)?;
+        self.last_now = now;
         self.inbuf.extend_from_slice(data);
         let result = self.process_inbuf();
         self.after_input(result)
@@ -466,6 +483,7 @@ impl Session {
     /// copied. The driver of a fast link should use this one.
     pub fn handle_input_owned(&mut self, now: Instant, data: Vec<u8>) -> Result<(), SessionError> {
         self.check_alive(now)?;
+        self.last_now = now;
         let result = self.feed_owned(data);
         self.after_input(result)
     }
@@ -546,13 +564,23 @@ impl Session {
             self.inbuf = Vec::new();
             return Err(SessionError::HandshakeTimeout);
         }
+        if self.established && matches!(self.state, State::Transport(_)) {
+            if let Some(size) = self.shaper.chaff_due(now) {
+                self.pad(size);
+            }
+        }
         Ok(())
     }
 
-    /// When [`Session::handle_timeout`] should next be called (only during the handshake).
+    /// When [`Session::handle_timeout`] should next be called: the handshake's deadline, then
+    /// the next chaff frame's time.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.established && !matches!(self.state, State::Failed | State::Done))
-            .then_some(self.deadline)
+        if self.established {
+            return matches!(self.state, State::Transport(_))
+                .then(|| self.shaper.next_chaff())
+                .flatten();
+        }
+        (!matches!(self.state, State::Failed | State::Done)).then_some(self.deadline)
     }
 
     /// Encrypted bytes to write to the transport, if any.
@@ -564,6 +592,7 @@ impl Session {
         if self.outbuf.is_empty() {
             return None;
         }
+        self.pad_flush();
         self.last_flush = self.outbuf.len();
         Some(std::mem::take(&mut self.outbuf))
     }
@@ -574,6 +603,7 @@ impl Session {
         if self.outbuf.is_empty() {
             return None;
         }
+        self.pad_flush();
         spare.clear();
         self.last_flush = self.outbuf.len();
         Some(std::mem::replace(&mut self.outbuf, spare))
@@ -598,6 +628,34 @@ impl Session {
     /// (messages sent before [`SessionEvent::Established`] are fine: the peer's `Hello` may
     /// still be in flight).
     pub fn send(&mut self, msg: &Message) -> Result<(), SessionError> {
+        let n = self.seal(msg)?;
+        self.shaper.sent_real(n);
+        Ok(())
+    }
+
+    /// Queues a padding frame of exactly `total` bytes on the wire.
+    fn pad(&mut self, total: usize) {
+        let payload = total.saturating_sub(PAD_FRAME_OVERHEAD);
+        let _ = self.seal(&Message::Padding(payload as u32));
+    }
+
+    /// Pads what is queued up to the next bucket boundary, if the budget allows.
+    fn pad_flush(&mut self) {
+        if matches!(self.state, State::Transport(_)) {
+            let max = PAD_FRAME_OVERHEAD + samizdat_wire::MAX_PADDING;
+            if let Some(total) = self.shaper.pad_for(self.outbuf.len(), PAD_FRAME_OVERHEAD, max) {
+                self.pad(total);
+            }
+        }
+    }
+
+    /// Real bytes and padding or chaff bytes this session has queued (frames on the wire).
+    pub fn shaping_totals(&self) -> (u64, u64) {
+        self.shaper.totals()
+    }
+
+    /// Encrypts and queues one frame; returns its length on the wire.
+    fn seal(&mut self, msg: &Message) -> Result<usize, SessionError> {
         let State::Transport(t) = &mut self.state else {
             return Err(SessionError::Unexpected("send before handshake"));
         };
@@ -617,10 +675,11 @@ impl Session {
         self.outbuf.resize(self.outbuf.len() + TAG_LEN, 0);
         let frame = &mut self.outbuf[start..];
         frame[..2].copy_from_slice(&(body_len as u16).to_be_bytes());
+        let total = frame.len();
         let (header, body) = frame.split_at_mut(HEADER_LEN);
         t.send.seal(header)?;
         t.send.seal(body)?;
-        Ok(())
+        Ok(total)
     }
 
     /// Processes what `inbuf` holds and drops the consumed bytes.
@@ -818,6 +877,8 @@ impl Session {
 
     fn on_message(&mut self, msg: Message) -> Result<(), SessionError> {
         match (self.established, msg) {
+            // Padding and chaff: dropped here, whenever they come.
+            (_, Message::Padding(_)) => {}
             (false, Message::Hello(hello)) => {
                 if hello.version != PROTOCOL_VERSION {
                     return Err(SessionError::Version(hello.version));
@@ -829,6 +890,7 @@ impl Session {
                 let (public_key, node_id) =
                     self.peer_key.ok_or(SessionError::Unexpected("hello before identity"))?;
                 self.established = true;
+                self.shaper.start(self.last_now);
                 self.events.push_back(SessionEvent::Established(Box::new(PeerInfo {
                     node_id,
                     public_key,

@@ -93,12 +93,75 @@ fn byte_at_a_time_delivery_works() {
 
 #[test]
 fn frame_lengths_are_not_in_clear() {
-    let (mut a, _b, _) = pair();
+    let (mut a, _b, _) = pair_with(Shaping::OFF);
     a.send(&Message::Ping { nonce: 5 }).unwrap();
     let wire = a.poll_transmit().unwrap();
     // Ping encodes to 9 bytes: a clear length would show as 0x0009 at the start.
     assert_eq!(wire.len(), HEADER_LEN + 9 + TAG_LEN);
     assert_ne!(&wire[..2], &[0, 9]);
+    // Shaped (the default), the flush is padded to the bucket.
+    let (mut a, _b, _) = pair();
+    a.send(&Message::Ping { nonce: 5 }).unwrap();
+    assert_eq!(a.poll_transmit().unwrap().len(), 512);
+}
+
+fn pair_with(shaping: Shaping) -> (Session, Session, Instant) {
+    let now = Instant::now();
+    let cfg = || SessionConfig { shaping: shaping.clone(), ..config() };
+    let mut a = Session::initiator(cfg(), [1; 32], T0, now).unwrap();
+    let mut b = Session::responder(cfg(), [2; 32], T0, now);
+    pump(&mut a, &mut b, now).unwrap();
+    while a.poll_event().is_some() {}
+    while b.poll_event().is_some() {}
+    assert!(a.is_established() && b.is_established());
+    (a, b, now)
+}
+
+#[test]
+fn padding_hides_message_sizes_within_the_budget_and_never_reaches_the_owner() {
+    let shaping = Shaping { allowance: 4096, chaff_every: None, ..Shaping::default() };
+    let (mut a, mut b, now) = pair_with(shaping);
+    let (real0, pad0) = a.shaping_totals();
+    let mut sizes = Vec::new();
+    for n in 0..200u64 {
+        // Messages of many sizes, one flush each.
+        let payload = vec![7u8; (n as usize * 37) % 900];
+        a.send(&Message::Dht { pow: None, payload }).unwrap();
+        let wire = a.poll_transmit().unwrap();
+        sizes.push(wire.len());
+        b.handle_input(now, &wire).unwrap();
+        match b.poll_event() {
+            Some(SessionEvent::Message(Message::Dht { payload, .. })) => {
+                assert_eq!(payload.len(), (n as usize * 37) % 900);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(b.poll_event().is_none(), "padding surfaced");
+    }
+    let (real, pad) = a.shaping_totals();
+    assert!(pad > pad0 && real > real0);
+    // The budget: the allowance plus 10 % of what was really sent.
+    assert!(pad <= 4096 + real / 10, "{pad} of padding for {real} real bytes");
+    // While it lasted, every flush was a multiple of the bucket.
+    let padded = sizes.iter().take_while(|&&n| n % 512 == 0).count();
+    assert!(padded >= 8, "{sizes:?}");
+    // Once the budget runs out, flushes go out as they are.
+    assert!(sizes.iter().any(|&n| n % 512 != 0));
+}
+
+#[test]
+fn chaff_comes_on_an_idle_link_and_the_peer_drops_it() {
+    let (mut a, mut b, now) = pair_with(Shaping::default());
+    let due = a.poll_timeout().expect("chaff is scheduled on an established link");
+    assert!(due >= now + Duration::from_secs(5) && due <= now + Duration::from_secs(15));
+    a.handle_timeout(due - Duration::from_millis(1)).unwrap();
+    assert!(a.poll_transmit().is_none(), "not yet");
+    a.handle_timeout(due).unwrap();
+    let chaff = a.poll_transmit().expect("chaff");
+    assert!((MIN_CHAFF..=MAX_CHAFF + 512).contains(&chaff.len()), "{}", chaff.len());
+    b.handle_input(due, &chaff).unwrap();
+    assert!(b.poll_event().is_none(), "chaff reaches nobody");
+    assert!(a.poll_timeout().unwrap() > due, "the next one is scheduled");
 }
 
 #[test]
@@ -614,7 +677,7 @@ fn handshake_deadline_applies_to_input_too() {
 
 #[test]
 fn established_sessions_have_no_deadline() {
-    let (a, b, now) = pair();
+    let (a, b, now) = pair_with(Shaping::OFF);
     assert_eq!(a.poll_timeout(), None);
     assert_eq!(b.poll_timeout(), None);
     let mut a = a;

@@ -5,8 +5,10 @@
 
 mod common;
 
-use samizdat_transport::https::{Decoy, HttpsAddr, HttpsServerConfig, ServerCert, upgrade_path};
-use samizdat_transport::meek::MeekAddr;
+use samizdat_transport::https::{
+    Decoy, HttpsAddr, HttpsServerConfig, ServerCert, request_key, upgrade_path,
+};
+use samizdat_transport::meek::{MeekAddr, request_body};
 use samizdat_transport::{HttpsTransport, Listener, MeekTransport, Transport, Transports};
 use std::io;
 use std::time::Duration;
@@ -79,11 +81,22 @@ async fn a_tunnel_carries_bytes_both_ways_straight_to_the_node() {
     let mut one = [0u8; 1];
     s.read_exact(&mut one).await.unwrap();
     assert_eq!(&one, b"x");
-    // The node going away ends the tunnel for the client.
+    // The node closing its end is a clean end of the tunnel for the client.
     drop(s);
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
     assert!(read.unwrap().is_ok() && rest.is_empty());
+
+    // The server going away mid-tunnel is an error, not a clean end that could pass for a
+    // whole stream.
+    let (c, i) =
+        tokio::join!(MeekTransport.dial(full.strip_prefix("meek/").unwrap()), listener.accept());
+    let (mut c, _s) = (c.unwrap(), i.unwrap().stream);
+    drop(listener);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut rest)).await;
+    let err = read.expect("the client notices").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,25 +122,29 @@ async fn a_wrong_pin_or_secret_opens_nothing_and_strangers_get_the_decoy() {
         r.extend_from_slice(body);
         r
     };
-    let body = [0u8; 9];
+    let body = [0u8; 40];
     let missing = exchange(&addr, &post("/nothing/here", &body)).await;
     assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{missing}");
     let forged = upgrade_path(&[7; 32], hour(), [3; 16]);
-    let forged = format!(
-        "{}/{}",
-        upgrade_path(&SECRET, hour(), [0; 16]).rsplit_once('/').unwrap().0,
-        forged.rsplit('/').next().unwrap()
-    );
+    let prefix = upgrade_path(&SECRET, hour(), [0; 16]).rsplit_once('/').unwrap().0.to_owned();
+    let forged = format!("{prefix}/{}", forged.rsplit('/').next().unwrap());
     assert_eq!(exchange(&addr, &post(&forged, &body)).await, missing);
-    // A valid path opens a session once (the node gets it), then it is taken.
+    // A valid path opens a session once (the node gets it); its requests need the MAC of the
+    // session's key, and whoever sees only the path gets the missing page.
     let valid = upgrade_path(&SECRET, hour(), [5; 16]);
-    let opened = exchange(&addr, &post(&valid, &body)).await;
-    assert!(opened.starts_with("HTTP/1.1 200 OK\r\n"), "{opened}");
-    let stream = listener.accept().await.unwrap().stream;
-    // A malformed body ends that session (400), and the path is then a stranger's.
-    let broken = exchange(&addr, &post(&valid, &[1, 2, 3])).await;
-    assert!(broken.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{broken}");
+    let key = request_key(&SECRET, &valid);
     assert_eq!(exchange(&addr, &post(&valid, &body)).await, missing);
+    let stream = listener.accept().await.unwrap().stream;
+    let opened = exchange(&addr, &post(&valid, &request_body(&key, 0, false, b""))).await;
+    assert!(opened.starts_with("HTTP/1.1 200 OK\r\n"), "{opened}");
+    assert_eq!(
+        exchange(&addr, &post(&valid, &request_body(&[1; 32], 1, false, b""))).await,
+        missing
+    );
+    // A request out of order ends the session (400), and the path is then a stranger's.
+    let gap = exchange(&addr, &post(&valid, &request_body(&key, 5, false, b""))).await;
+    assert!(gap.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{gap}");
+    assert_eq!(exchange(&addr, &post(&valid, &request_body(&key, 1, false, b""))).await, missing);
     drop(stream);
     let nothing = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
     assert!(nothing.is_err(), "nothing else reached the node");

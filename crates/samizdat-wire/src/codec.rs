@@ -177,6 +177,11 @@ impl<'a> Writer<'a> {
         self.bytes(b);
     }
 
+    /// Appends `n` zero bytes.
+    pub fn zeros(&mut self, n: usize) {
+        self.buf.resize(self.buf.len() + n, 0);
+    }
+
     /// Appends a `u32`-length-prefixed byte string.
     pub fn long_bytes(&mut self, b: &[u8]) {
         self.u32(u32::try_from(b.len()).unwrap_or(u32::MAX));

@@ -190,6 +190,9 @@ pub enum Message {
         /// The nonce of the `Ping`.
         nonce: u64,
     },
+    /// Padding or chaff: this many zero bytes, which the receiver drops (the session adds and
+    /// removes these itself; see `samizdat_session::Shaping`). At most [`MAX_PADDING`].
+    Padding(u32),
     /// Peer exchange.
     Peers(PeersMsg),
     /// The transfer protocol on the session's own (direct) stream.
@@ -206,6 +209,9 @@ pub enum Message {
         payload: Vec<u8>,
     },
 }
+
+/// Largest payload of one [`Message::Padding`].
+pub const MAX_PADDING: usize = 16 * 1024;
 
 /// Largest payload of one [`Message::Dht`].
 pub const MAX_DHT_PAYLOAD: usize = 16 * 1024;
@@ -323,6 +329,7 @@ impl fmt::Debug for Message {
             Message::Hello(h) => h.fmt(f),
             Message::Ping { .. } => f.write_str("Ping"),
             Message::Pong { .. } => f.write_str("Pong"),
+            Message::Padding(n) => write!(f, "Padding({n})"),
             Message::Peers(m) => m.fmt(f),
             Message::Transfer(m) => m.fmt(f),
             Message::Relay(m) => m.fmt(f),
@@ -377,6 +384,7 @@ mod tag {
     pub const HELLO: u8 = 0x01;
     pub const PING: u8 = 0x02;
     pub const PONG: u8 = 0x03;
+    pub const PADDING: u8 = 0x07;
     pub const GET_ADDR: u8 = 0x04;
     // 0x05 was the unsigned `Addr` of protocol version 2.
     pub const RECORDS: u8 = 0x06;
@@ -579,6 +587,12 @@ impl Message {
                 w.u8(tag::PONG);
                 w.u64(*nonce);
             }
+            Message::Padding(n) => {
+                let n = (*n as usize).min(MAX_PADDING);
+                w.u8(tag::PADDING);
+                w.u32(n as u32);
+                w.zeros(n);
+            }
             Message::Peers(PeersMsg::GetAddr) => w.u8(tag::GET_ADDR),
             Message::Peers(PeersMsg::Records { records, vouched }) => {
                 let records = &records[..records.len().min(MAX_PEER_RECORDS)];
@@ -640,6 +654,7 @@ impl Message {
             }),
             tag::PING => Message::Ping { nonce: r.u64("nonce")? },
             tag::PONG => Message::Pong { nonce: r.u64("nonce")? },
+            tag::PADDING => Message::Padding(r.long_bytes(MAX_PADDING, "padding")?.len() as u32),
             tag::GET_ADDR => Message::Peers(PeersMsg::GetAddr),
             tag::RECORDS => {
                 let vouched = r.u16("vouched")?;
@@ -756,6 +771,7 @@ mod tests {
                 ),
             any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
             any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
+            (0..=MAX_PADDING as u32).prop_map(Message::Padding),
             Just(Message::Peers(PeersMsg::GetAddr)),
             proptest::collection::vec(
                 proptest::collection::vec(any::<u8>(), 0..=MAX_PEER_RECORD_LEN),

@@ -750,50 +750,39 @@ where
             if let Some(sessions) = &ctx.meek {
                 let path = String::from_utf8_lossy(&head.path).into_owned();
                 if let Some(entry) = sessions.find_or_open(&path, &ctx.tokens) {
-                    let answer = match meaning.body {
+                    let body = match meaning.body {
                         BodyLen::Length(n) if n <= super::meek::MAX_REQUEST_BODY => {
                             let end = Instant::now() + HEAD_TIMEOUT;
-                            match read_body(&mut stream, &mut buf, n as usize, end).await {
-                                Some(body) => super::meek::exchange(&entry, &body).await,
-                                None => {
+                            let Some(body) =
+                                read_body(&mut stream, &mut buf, n as usize, end).await
+                            else {
+                                return Ok(None);
+                            };
+                            Some(body)
+                        }
+                        _ => None,
+                    };
+                    // A body the session's key did not make: a stranger who saw the path (a
+                    // proxy, its logs) gets what any POST there gets, and the session is
+                    // untouched.
+                    match body {
+                        Some(body) if entry.authentic(&body) => {
+                            let keep_alive = meaning.keep_alive && served + 1 < MAX_REQUESTS;
+                            match meek_answer(&mut stream, &entry, &body, keep_alive, head.version)
+                                .await?
+                            {
+                                MeekServed::KeepAlive => continue,
+                                MeekServed::Closed => return Ok(None),
+                                MeekServed::Refused => {
                                     sessions.close(&path);
                                     return Ok(None);
                                 }
                             }
                         }
-                        _ => None,
-                    };
-                    let Some(answer) = answer else {
-                        sessions.close(&path);
-                        return respond_and_close(
-                            &mut stream,
-                            Response::error(400),
-                            false,
-                            head.version,
-                        )
-                        .await;
-                    };
-                    if super::meek::finished(&entry).await {
-                        sessions.close(&path);
+                        // Left for the decoy below, as it came.
+                        Some(body) => drop(buf.splice(0..0, body)),
+                        None => {}
                     }
-                    let keep_alive = meaning.keep_alive && served + 1 < MAX_REQUESTS;
-                    let response = Response {
-                        code: 200,
-                        content_type: Some("application/octet-stream".into()),
-                        length: Some(answer.len() as u64),
-                        last_modified: None,
-                        location: None,
-                        after: vec![("Cache-Control", "no-store".into())],
-                        body: Body::Bytes(answer),
-                        close_after: false,
-                    };
-                    write_response(&mut stream, response, false, keep_alive, head.version).await?;
-                    if !keep_alive {
-                        let _ = stream.shutdown().await;
-                        linger(&mut stream).await;
-                        return Ok(None);
-                    }
-                    continue;
                 }
             }
         }
@@ -843,6 +832,47 @@ where
         }
     }
     Ok(None)
+}
+
+/// What became of a request of a request/response tunnel.
+enum MeekServed {
+    /// Answered; the connection stays open.
+    KeepAlive,
+    /// Answered; the connection is closed.
+    Closed,
+    /// The request broke the protocol: refused (400), the connection closed.
+    Refused,
+}
+
+/// Answers one authentic request of a tunnel session.
+async fn meek_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    entry: &super::meek::Entry,
+    body: &[u8],
+    keep_alive: bool,
+    version: Version,
+) -> io::Result<MeekServed> {
+    let Some(answer) = super::meek::exchange(entry, body).await else {
+        respond_and_close(stream, Response::error(400), false, version).await?;
+        return Ok(MeekServed::Refused);
+    };
+    let response = Response {
+        code: 200,
+        content_type: Some("application/octet-stream".into()),
+        length: Some(answer.len() as u64),
+        last_modified: None,
+        location: None,
+        after: vec![("Cache-Control", "no-store".into())],
+        body: Body::Bytes(answer),
+        close_after: false,
+    };
+    write_response(stream, response, false, keep_alive, version).await?;
+    if keep_alive {
+        return Ok(MeekServed::KeepAlive);
+    }
+    let _ = stream.shutdown().await;
+    linger(stream).await;
+    Ok(MeekServed::Closed)
 }
 
 /// A stream that first yields bytes already read past a request head.

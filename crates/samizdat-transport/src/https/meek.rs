@@ -19,11 +19,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Sessions open at once (only holders of the secret can open one).
-pub const MAX_SESSIONS: usize = 256;
+/// Sessions open at once (only holders of the secret can open one; each holds up to about
+/// 768 KiB of buffers).
+pub const MAX_SESSIONS: usize = 64;
 /// A session nobody polled for this long is dropped (clients poll at least every
 /// [`crate::meek::MAX_POLL`]).
-pub const SESSION_IDLE: Duration = Duration::from_secs(30);
+pub const SESSION_IDLE: Duration = Duration::from_secs(90);
 /// How long a request without data waits for the node to have something to send.
 pub const HOLD: Duration = Duration::from_millis(100);
 /// How long a request with data waits for an answer to it.
@@ -45,7 +46,17 @@ struct Session {
 /// the state).
 pub(crate) struct Entry {
     used: Mutex<Instant>,
+    /// The key the session's requests are authenticated with.
+    key: [u8; 32],
     session: tokio::sync::Mutex<Session>,
+}
+
+impl Entry {
+    /// Whether `body` is a request of this session (its MAC holds): anything else is a
+    /// stranger's, answered by the decoy.
+    pub(crate) fn authentic(&self, body: &[u8]) -> bool {
+        Request::parse(body, &self.key).is_some()
+    }
 }
 
 /// The sessions of one listener.
@@ -98,18 +109,25 @@ impl Sessions {
         if self.len() >= MAX_SESSIONS {
             return None;
         }
+        // A slot in the node's backlog first, so a full backlog does not use up the token.
+        let permit = self.tx.try_reserve().ok()?;
         let hour = super::http1::unix_now() / 3600;
-        if !tokens.lock().unwrap_or_else(|e| e.into_inner()).accept(path, hour) {
-            return None;
-        }
+        let key = {
+            let mut tokens = tokens.lock().unwrap_or_else(|e| e.into_inner());
+            if !tokens.accept(path, hour) {
+                return None;
+            }
+            tokens.request_key(path)
+        };
         let (mine, node) = tokio::io::duplex(WINDOW);
         let stream: BoxStream = Box::new(node);
         // Behind a CDN or proxy the TCP peer is not the client: no address.
-        self.tx.try_send(Incoming { stream, remote: None }).ok()?;
+        permit.send(Incoming { stream, remote: None });
         let session =
             Session { end: mine, next_seq: 0, last: None, up_closed: false, down_closed: false };
         let entry = Arc::new(Entry {
             used: Mutex::new(Instant::now()),
+            key,
             session: tokio::sync::Mutex::new(session),
         });
         self.map().insert(path.to_owned(), entry.clone());
@@ -125,22 +143,27 @@ impl Sessions {
 /// Serves one request of a session: its answer's body, or `None` when the request breaks the
 /// protocol (the caller then closes the session).
 pub(crate) async fn exchange(entry: &Entry, body: &[u8]) -> Option<Vec<u8>> {
-    let request = Request::parse(body)?;
+    let request = Request::parse(body, &entry.key)?;
     let mut s = entry.session.lock().await;
     *entry.used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     if request.seq.checked_add(1) == Some(s.next_seq) {
         // The client did not get the last answer: the same again.
         return s.last.clone();
     }
+    if request.seq < s.next_seq {
+        // A late duplicate (a proxy's own retry): nobody waits for it; it changes nothing.
+        return Some(vec![0]);
+    }
     if request.seq != s.next_seq {
         return None;
     }
-    if !request.data.is_empty() {
-        if s.up_closed {
-            return None;
-        }
+    if !request.data.is_empty() && !s.up_closed {
         let write = tokio::time::timeout(WRITE_TIMEOUT, s.end.write_all(request.data));
-        write.await.ok()?.ok()?;
+        match write.await {
+            Ok(Ok(())) => {}
+            // The node is gone (or stuck): its last bytes still go out below, then FIN.
+            Ok(Err(_)) | Err(_) => s.up_closed = true,
+        }
     }
     if request.fin && !s.up_closed {
         s.up_closed = true;
@@ -182,12 +205,6 @@ pub(crate) async fn exchange(entry: &Entry, body: &[u8]) -> Option<Vec<u8>> {
 /// The longest request body a session takes.
 pub(crate) const MAX_REQUEST_BODY: u64 = (REQUEST_HEAD + crate::meek::MAX_UP) as u64;
 
-/// Whether the session has ended both ways (its entry can go once its last answer is out).
-pub(crate) async fn finished(entry: &Entry) -> bool {
-    let s = entry.session.lock().await;
-    s.up_closed && s.down_closed
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -200,12 +217,16 @@ mod tests {
         super::super::token::upgrade_path(&SECRET, super::super::http1::unix_now() / 3600, [n; 16])
     }
 
-    fn body(seq: u64, fin: bool, data: &[u8]) -> Vec<u8> {
-        let mut b = seq.to_be_bytes().to_vec();
-        b.push(if fin { FIN } else { 0 });
-        b.extend_from_slice(data);
-        assert!(Request::parse(&b).is_some());
+    /// A request of the session opened on `path(n)`.
+    fn body_for(n: u8, seq: u64, fin: bool, data: &[u8]) -> Vec<u8> {
+        let key = super::super::token::request_key(&SECRET, &path(n));
+        let b = Request { seq, fin, data }.encode(&key);
+        assert!(Request::parse(&b, &key).is_some());
         b
+    }
+
+    fn body(seq: u64, fin: bool, data: &[u8]) -> Vec<u8> {
+        body_for(1, seq, fin, data)
     }
 
     #[tokio::test(start_paused = true)]
@@ -248,7 +269,7 @@ mod tests {
         // The client finishing is the node's EOF; the node finishing is the answer's FIN.
         let entry2 = sessions.find_or_open(&path(2), &tokens).unwrap();
         let mut node2 = rx.recv().await.unwrap().stream;
-        let (much, bye) = (vec![7u8; MAX_DOWN + 10], body(0, true, b"bye"));
+        let (much, bye) = (vec![7u8; MAX_DOWN + 10], body_for(2, 0, true, b"bye"));
         let (wrote, big) = tokio::join!(node2.write_all(&much), exchange(&entry2, &bye));
         wrote.unwrap();
         let big = big.unwrap();
@@ -256,12 +277,17 @@ mod tests {
         let mut rest = Vec::new();
         node2.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"bye");
-        assert!(exchange(&entry2, &body(1, false, b"more")).await.is_none(), "data after FIN");
+        // Data after the client's FIN is dropped; the node's bytes still come.
+        let more = exchange(&entry2, &body_for(2, 1, false, b"more")).await.unwrap();
+        assert_eq!(more, [[0].as_slice(), &[7u8; 10]].concat());
         drop(node2);
-        let last = exchange(&entry2, &body(1, false, b"")).await.unwrap();
-        assert_eq!(last, [[FIN].as_slice(), &[7u8; 10]].concat());
-        assert!(finished(&entry2).await);
-        assert!(!finished(&entry).await);
+        assert_eq!(exchange(&entry2, &body_for(2, 2, false, b"")).await.unwrap(), [FIN]);
+        // A late duplicate changes nothing; the session goes on.
+        assert_eq!(exchange(&entry2, &body_for(2, 0, false, b"x")).await.unwrap(), [0]);
+        assert_eq!(exchange(&entry2, &body_for(2, 3, false, b"")).await.unwrap(), [FIN]);
+        // Another session's key makes no request of this one.
+        assert!(!entry2.authentic(&body_for(1, 4, false, b"")));
+        assert!(entry2.authentic(&body_for(2, 4, false, b"")));
         sessions.close(&path(2));
         assert_eq!(sessions.len(), 1);
         drop(node);

@@ -17,7 +17,7 @@ mod http1;
 pub(crate) mod meek;
 mod parse;
 mod tls;
-mod token;
+pub(crate) mod token;
 
 pub use addr::{HttpsAddr, valid_tls_name};
 pub use client::{DIAL_TIMEOUT, PROFILE, emulation};
@@ -27,7 +27,7 @@ pub use http1::{
     MAX_REQUESTS, Prefixed, ServeCtx, civil_date, http_date, serve,
 };
 pub use tls::{ServerCert, der_pin};
-pub use token::{path_prefix, upgrade_path};
+pub use token::{path_prefix, request_key, upgrade_path};
 
 use crate::{BoxFuture, BoxStream, Incoming, Listener, Transport};
 use std::collections::HashMap;
@@ -53,7 +53,7 @@ const BACKLOG: usize = 64;
 pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a node serves the HTTPS transport.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpsServerConfig {
     /// The transport secret clients must prove (from the node's addresses).
     pub secret: [u8; 32],
@@ -66,6 +66,13 @@ pub struct HttpsServerConfig {
     pub pin: [u8; 32],
     /// What strangers get.
     pub decoy: Decoy,
+}
+
+impl std::fmt::Debug for HttpsServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the secret nor the name belongs in a log line.
+        f.debug_struct("HttpsServerConfig").field("terminates_tls", &self.cert.is_some()).finish()
+    }
 }
 
 impl HttpsServerConfig {

@@ -39,15 +39,36 @@ pub fn upgrade_path(secret: &[u8; 32], hour: u64, nonce: [u8; NONCE]) -> String 
     format!("/{}/{}", path_prefix(secret), BASE64URL_NOPAD.encode(&token))
 }
 
+/// The key that authenticates the requests of a request/response tunnel opened on `path`
+/// ([`crate::meek`]): only holders of the secret can make it, so whoever merely sees the path
+/// (a CDN, its logs) cannot speak in the session or tell it from a missing page.
+pub fn request_key(secret: &[u8; 32], path: &str) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("samizdat 2026 meek request key v1");
+    h.update(secret);
+    h.update(path.as_bytes());
+    *h.finalize().as_bytes()
+}
+
 /// Checks upgrade paths for one secret and remembers the nonces it has accepted.
-#[derive(Debug)]
 pub struct TokenCheck {
     secret: [u8; 32],
     prefix: String,
     seen: BTreeMap<u64, HashSet<[u8; NONCE]>>,
 }
 
+impl std::fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never goes into a log line.
+        f.write_str("TokenCheck(..)")
+    }
+}
+
 impl TokenCheck {
+    /// The request key of a tunnel on `path` ([`request_key`]).
+    pub fn request_key(&self, path: &str) -> [u8; 32] {
+        request_key(&self.secret, path)
+    }
+
     /// A checker for `secret`.
     pub fn new(secret: [u8; 32]) -> Self {
         TokenCheck { prefix: path_prefix(&secret), secret, seen: BTreeMap::new() }
@@ -89,7 +110,7 @@ impl TokenCheck {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -21,15 +21,18 @@ use crate::https::{HttpsAddr, upgrade_path};
 use crate::{BoxFuture, BoxStream, Listener, Transport};
 use std::fmt;
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use wreq::header::{CONNECTION, CONTENT_TYPE, HOST, HeaderValue};
 
 /// Flag: the sender has finished writing.
 pub const FIN: u8 = 1;
-/// Bytes before the data in a request body (`seq ‖ flags`).
-pub const REQUEST_HEAD: usize = 9;
+/// Bytes of a request's MAC.
+const MAC_LEN: usize = 16;
+/// Bytes before the data in a request body (`seq ‖ flags ‖ mac`).
+pub const REQUEST_HEAD: usize = 9 + MAC_LEN;
 /// The most data one request carries upstream.
 pub const MAX_UP: usize = 64 * 1024;
 /// The most data one answer carries downstream.
@@ -56,27 +59,52 @@ pub(crate) struct Request<'a> {
     pub data: &'a [u8],
 }
 
+/// The MAC over a request's `seq ‖ flags ‖ data` under the tunnel's request key.
+fn request_mac(key: &[u8; 32], head: &[u8], data: &[u8]) -> [u8; MAC_LEN] {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(head);
+    h.update(data);
+    let mut out = [0u8; MAC_LEN];
+    out.copy_from_slice(&h.finalize().as_bytes()[..MAC_LEN]);
+    out
+}
+
 impl<'a> Request<'a> {
-    /// Parses `seq ‖ flags ‖ data`; `None` for a body too short or too long, or unknown flags.
-    pub(crate) fn parse(body: &'a [u8]) -> Option<Self> {
+    /// Parses `seq ‖ flags ‖ mac ‖ data`; `None` for a body too short or too long, unknown
+    /// flags, or a MAC that `key` did not make.
+    pub(crate) fn parse(body: &'a [u8], key: &[u8; 32]) -> Option<Self> {
         if body.len() < REQUEST_HEAD || body.len() > REQUEST_HEAD + MAX_UP {
             return None;
         }
-        let seq = u64::from_be_bytes(body[..8].try_into().ok()?);
-        let flags = body[8];
+        let (head, rest) = body.split_at(9);
+        let (mac, data) = rest.split_at(MAC_LEN);
+        if !crate::https::token::constant_time_eq(&request_mac(key, head, data), mac) {
+            return None;
+        }
+        let seq = u64::from_be_bytes(head[..8].try_into().ok()?);
+        let flags = head[8];
         if flags & !FIN != 0 {
             return None;
         }
-        Some(Request { seq, fin: flags & FIN != 0, data: &body[REQUEST_HEAD..] })
+        Some(Request { seq, fin: flags & FIN != 0, data })
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self, key: &[u8; 32]) -> Vec<u8> {
         let mut out = Vec::with_capacity(REQUEST_HEAD + self.data.len());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.push(if self.fin { FIN } else { 0 });
+        let mac = request_mac(key, &out, self.data);
+        out.extend_from_slice(&mac);
         out.extend_from_slice(self.data);
         out
     }
+}
+
+/// A request body as the client sends it: `seq`, the [`FIN`] flag, the MAC under the
+/// tunnel's request key ([`crate::https::request_key`] of the secret and the session's path),
+/// and the data (at most [`MAX_UP`] bytes).
+pub fn request_body(key: &[u8; 32], seq: u64, fin: bool, data: &[u8]) -> Vec<u8> {
+    Request { seq, fin, data: &data[..data.len().min(MAX_UP)] }.encode(key)
 }
 
 /// A parsed meek address (the part after `meek/`): an [`HttpsAddr`] whose `socket` and `pin`
@@ -161,15 +189,57 @@ fn refused(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionRefused, format!("meek: {what}"))
 }
 
+/// Where a tunnel's requests go and how: enough to build a client for a new connection.
+struct Target {
+    front: String,
+    socket: std::net::SocketAddr,
+    /// Fronted tunnels speak HTTP/1.1 (see [`dial`]).
+    fronted: bool,
+}
+
+impl Target {
+    /// A fresh client whose one permitted connection is the next one it opens: nothing pooled
+    /// or remembered links two tunnels, and no connection but the checked one can join the
+    /// pool the tunnel's requests use.
+    fn client(&self) -> io::Result<(wreq::Client, OneConnection)> {
+        let gate = OneConnection::closed(RECONNECT_WAIT);
+        gate.permit(true);
+        let mut builder = wreq::Client::builder();
+        if self.fronted {
+            builder = builder.http1_only();
+        }
+        let client = builder
+            .emulation(crate::https::emulation())
+            .resolve(self.front.clone(), self.socket)
+            .tls_cert_verification(false)
+            .tls_verify_hostname(false)
+            .tls_info(true)
+            .no_proxy()
+            .pool_max_idle_per_host(1)
+            .connector_layer(gate.clone())
+            .build()
+            .map_err(crate::https::client::wreq_err)?;
+        Ok((client, gate))
+    }
+}
+
+/// A failed request: whether sending it again may help.
+fn transient(e: &io::Error) -> bool {
+    !matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::ConnectionRefused)
+}
+
 /// One tunnel's HTTP side: the client, where its requests go and how they are checked.
 struct Poster {
-    client: wreq::Client,
-    gate: OneConnection,
+    target: Target,
+    /// The client whose connection was checked last, and its gate.
+    client: std::sync::Mutex<(wreq::Client, OneConnection)>,
     origin: String,
     url: String,
     /// The Host header, when it differs from the SNI (a fronted tunnel).
     host: Option<HeaderValue>,
     pin: [u8; 32],
+    /// The key requests are authenticated with.
+    key: [u8; 32],
     /// The server said it closes the connection after its last answer: check a new one
     /// before the next request rather than wait for the refusal.
     closing: std::sync::atomic::AtomicBool,
@@ -183,27 +253,33 @@ impl Poster {
         }
     }
 
-    /// Loads the page on a new connection and checks the pin there.
+    fn current(&self) -> (wreq::Client, OneConnection) {
+        self.client.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Opens a new connection with a new client, loads the page on it and checks the pin
+    /// there; later requests use that client (and so that connection).
     async fn check_connection(&self) -> io::Result<()> {
-        self.gate.permit(true);
-        let page = self.with_host(self.client.get(format!("{}/", self.origin)));
+        let (client, gate) = self.target.client()?;
+        let page = self.with_host(client.get(format!("{}/", self.origin)));
         let page = tokio::time::timeout(REQUEST_TIMEOUT, page.send()).await;
-        self.gate.permit(false);
+        gate.permit(false);
         let page = page
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "meek: request timed out"))?
             .map_err(crate::https::client::wreq_err)?;
         crate::https::client::check_pin(&page, &self.pin)?;
         let mut read = 0usize;
         crate::https::client::drain(page, &mut read, false).await?;
+        *self.client.lock().unwrap_or_else(|e| e.into_inner()) = (client, gate);
         Ok(())
     }
 
-    /// Sends one request body, checks the pin and the status, and returns the answer's body.
-    async fn post(&self, body: Vec<u8>) -> io::Result<Vec<u8>> {
+    /// Sends one request, checks the pin and the status, and returns the answer's body.
+    async fn post(&self, client: &wreq::Client, request: &Request<'_>) -> io::Result<Vec<u8>> {
         let send = self
-            .with_host(self.client.post(&self.url))
+            .with_host(client.post(&self.url))
             .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
-            .body(body)
+            .body(request.encode(&self.key))
             .send();
         let response = tokio::time::timeout(REQUEST_TIMEOUT, send)
             .await
@@ -214,43 +290,59 @@ impl Poster {
         if close.is_some_and(|v| v.eq_ignore_ascii_case("close")) {
             self.closing.store(true, Ordering::SeqCst);
         }
-        if response.status().as_u16() != 200 {
-            return Err(refused("the server did not take the request"));
+        match response.status().as_u16() {
+            200 => {}
+            // The edge's own trouble (a CDN's 502, 503, 504): worth sending again.
+            500..=599 => return Err(io::Error::other("meek: the server failed the request")),
+            _ => return Err(refused("the server did not take the request")),
         }
-        let body = tokio::time::timeout(REQUEST_TIMEOUT, response.bytes())
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        let read = async {
+            while let Some(chunk) = futures_lite::StreamExt::next(&mut chunks).await {
+                let chunk = chunk.map_err(crate::https::client::wreq_err)?;
+                if body.len() + chunk.len() > 1 + MAX_DOWN {
+                    return Err(refused("answer too large"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(())
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, read)
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "meek: answer timed out"))?
-            .map_err(crate::https::client::wreq_err)?;
-        if body.is_empty() || body.len() > 1 + MAX_DOWN || body[0] & !FIN != 0 {
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "meek: answer timed out"))??;
+        if body.is_empty() || body[0] & !FIN != 0 {
             return Err(refused("malformed answer"));
         }
-        Ok(body.to_vec())
+        Ok(body)
     }
 
     /// [`Poster::post`], sent again up to [`RETRIES`] times while it fails for the network's
-    /// sake (never on a wrong pin or a refusal).
-    async fn post_retrying(&self, body: Vec<u8>) -> io::Result<Vec<u8>> {
+    /// sake (never on a wrong pin or a refusal); a request that would need a new connection
+    /// first gets one, checked.
+    async fn post_retrying(&self, request: &Request<'_>) -> io::Result<Vec<u8>> {
         let mut tries = 0;
         loop {
             if self.closing.swap(false, Ordering::SeqCst) {
-                self.check_connection().await?;
+                if let Err(e) = self.check_connection().await {
+                    if tries >= RETRIES || !transient(&e) {
+                        return Err(e);
+                    }
+                    tries += 1;
+                    continue;
+                }
             }
-            let result = self.post(body.clone()).await;
-            let unchecked = self.gate.take_refused();
+            let (client, gate) = self.current();
+            let result = self.post(&client, request).await;
+            let unchecked = gate.take_refused();
             match result {
                 Ok(answer) => return Ok(answer),
                 // The connection was gone: check a new one, then send again on it.
                 Err(_) if unchecked && tries < RETRIES => {
                     tries += 1;
-                    self.check_connection().await?;
+                    self.closing.store(true, Ordering::SeqCst);
                 }
-                Err(e)
-                    if tries < RETRIES
-                        && !matches!(
-                            e.kind(),
-                            io::ErrorKind::PermissionDenied | io::ErrorKind::ConnectionRefused
-                        ) =>
-                {
+                Err(e) if tries < RETRIES && transient(&e) => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(200 * tries as u64)).await;
                 }
@@ -262,27 +354,12 @@ impl Poster {
 
 async fn dial(addr: &MeekAddr) -> io::Result<BoxStream> {
     let https = &addr.https;
-    let gate = OneConnection::closed(RECONNECT_WAIT);
     // Fronting needs a Host other than the SNI, which only HTTP/1.1 can carry here (`wreq`
     // gives an HTTP/2 request the authority it connects to): a fronted tunnel offers only
     // http/1.1, an unfronted one Chromium's h2 and http/1.1, and sends no Host of its own.
     let fronted = addr.front != https.name;
-    // A fresh client per tunnel: nothing pooled or remembered links two tunnels.
-    let mut builder = wreq::Client::builder();
-    if fronted {
-        builder = builder.http1_only();
-    }
-    let client = builder
-        .emulation(crate::https::emulation())
-        .resolve(addr.front.clone(), https.socket)
-        .tls_cert_verification(false)
-        .tls_verify_hostname(false)
-        .tls_info(true)
-        .no_proxy()
-        .pool_max_idle_per_host(1)
-        .connector_layer(gate.clone())
-        .build()
-        .map_err(crate::https::client::wreq_err)?;
+    let target = Target { front: addr.front.clone(), socket: https.socket, fronted };
+    let first_client = target.client()?;
     let origin = match https.socket.port() {
         443 => format!("https://{}", addr.front),
         port => format!("https://{}:{port}", addr.front),
@@ -294,21 +371,85 @@ async fn dial(addr: &MeekAddr) -> io::Result<BoxStream> {
     let mut nonce = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
     let path = upgrade_path(&https.key, crate::https::client::hour_now(), nonce);
-    let url = format!("{origin}{path}");
-    let closing = Default::default();
-    let poster = Poster { client, gate, origin, url, host, pin: https.pin, closing };
+    let poster = Poster {
+        target,
+        client: std::sync::Mutex::new(first_client),
+        origin: origin.clone(),
+        url: format!("{origin}{path}"),
+        host,
+        pin: https.pin,
+        key: crate::https::request_key(&https.key, &path),
+        closing: Default::default(),
+    };
     // First the page, as a browser would, and the pin: nothing secret goes out before it holds.
     poster.check_connection().await?;
     // The first, empty request opens the session; a stranger's path would get the decoy's 404.
-    let first = poster.post_retrying(Request { seq: 0, fin: false, data: &[] }.encode()).await?;
+    let first = poster.post_retrying(&Request { seq: 0, fin: false, data: &[] }).await?;
     let (user, mine) = tokio::io::duplex(WINDOW);
+    let failed = Arc::new(AtomicBool::new(false));
     let mut tunnel = Tunnel { poster, mine, seq: 1, sent_fin: false, got_fin: false };
+    let flag = failed.clone();
     tokio::spawn(async move {
-        if tunnel.deliver(&first).await.is_ok() {
-            tunnel.run().await;
+        if tunnel.deliver(&first).await.is_ok() && tunnel.run().await.is_err() {
+            // The user reads an error, not a clean end, after what did arrive.
+            flag.store(true, Ordering::SeqCst);
+            let _ = tunnel.mine.shutdown().await;
         }
     });
-    Ok(Box::new(user))
+    Ok(Box::new(MeekStream { inner: user, failed }))
+}
+
+/// The user's end of a tunnel: a clean end of stream only when the node finished writing; a
+/// tunnel that broke ends in an error.
+struct MeekStream {
+    inner: DuplexStream,
+    failed: Arc<AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for MeekStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(())))
+            && buf.filled().len() == before
+            && buf.remaining() > 0
+            && self.failed.load(Ordering::SeqCst)
+        {
+            return std::task::Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "meek: the tunnel broke",
+            )));
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for MeekStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// The polling task of one tunnel.
@@ -335,7 +476,7 @@ impl Tunnel {
     }
 
     /// Takes what the user wrote: waits up to `wait` for the first bytes, then what is there.
-    /// An empty result with `sent_fin` newly set means the user finished writing.
+    /// Sets `fin` when the user finished writing.
     async fn gather(&mut self, wait: Duration, fin: &mut bool) -> Vec<u8> {
         let mut up = vec![0u8; MAX_UP];
         let mut n = 0;
@@ -360,29 +501,21 @@ impl Tunnel {
         up
     }
 
-    async fn run(&mut self) {
+    /// Polls until both sides have finished (`Ok`), or the tunnel breaks (`Err`); a user who
+    /// went away is `Ok` too.
+    async fn run(&mut self) -> io::Result<()> {
         let mut wait = Duration::ZERO;
         loop {
             if self.sent_fin && self.got_fin {
-                return;
+                return Ok(());
             }
             let mut fin = false;
             let up = self.gather(wait, &mut fin).await;
             let request = Request { seq: self.seq, fin: fin && !self.sent_fin, data: &up };
-            let answer = match self.poster.post_retrying(request.encode()).await {
-                Ok(a) => a,
-                // The tunnel is gone: the user reads EOF.
-                Err(_) => {
-                    let _ = self.mine.shutdown().await;
-                    return;
-                }
-            };
+            let answer = self.poster.post_retrying(&request).await?;
             self.seq += 1;
             self.sent_fin |= fin;
-            let got_data = match self.deliver(&answer).await {
-                Ok(d) => d,
-                Err(_) => return,
-            };
+            let Ok(got_data) = self.deliver(&answer).await else { return Ok(()) };
             wait = if got_data || !up.is_empty() {
                 Duration::ZERO
             } else if wait.is_zero() {
@@ -401,16 +534,23 @@ mod tests {
 
     #[test]
     fn request_bodies_round_trip_and_bad_ones_are_refused() {
+        let key = [5u8; 32];
         let r = Request { seq: 7, fin: true, data: b"abc" };
-        let enc = r.encode();
-        assert_eq!(Request::parse(&enc), Some(r));
-        assert_eq!(Request::parse(&enc[..8]), None);
-        let mut flags = enc.clone();
-        flags[8] = 2;
-        assert_eq!(Request::parse(&flags), None);
-        let big = vec![0u8; REQUEST_HEAD + MAX_UP + 1];
-        assert_eq!(Request::parse(&big), None);
-        assert!(Request::parse(&big[..REQUEST_HEAD + MAX_UP]).is_some());
+        let enc = r.encode(&key);
+        assert_eq!(Request::parse(&enc, &key), Some(r));
+        assert_eq!(Request::parse(&enc, &[6; 32]), None, "another key");
+        assert_eq!(Request::parse(&enc[..8], &key), None);
+        for i in 0..enc.len() {
+            let mut bad = enc.clone();
+            bad[i] ^= 1;
+            assert_eq!(Request::parse(&bad, &key), None, "byte {i} altered");
+        }
+        let big = vec![1u8; MAX_UP];
+        let full = Request { seq: 1, fin: false, data: &big }.encode(&key);
+        assert!(Request::parse(&full, &key).is_some());
+        let mut over = full.clone();
+        over.push(0);
+        assert_eq!(Request::parse(&over, &key), None);
     }
 
     #[test]
