@@ -26,7 +26,7 @@ use samizdat_discovery::{
 use samizdat_node::control::{self, ControlClient, ControlError};
 use samizdat_node::{
     Decoy, DiscoveryReport, FetchTarget, HttpsOptions, Invite, Node, NodeBuilder, NodeError,
-    PeerAddr, ServerCert, ShareLink,
+    PeerAddr, ServerCert, Shaping, ShareLink,
 };
 use serde_json::json;
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -148,6 +148,17 @@ enum Command {
         /// last worked).
         #[arg(long)]
         rotate_transports: bool,
+        /// Padding and chaff allowed on each link, in percent of the bytes it really carries
+        /// (beyond a 16 KiB allowance): flushes are padded to 512-byte sizes and idle links
+        /// send chaff while the budget lasts. 0 turns padding and chaff off.
+        #[arg(long, value_name = "PERCENT", default_value_t = 10,
+              value_parser = clap::value_parser!(u32).range(0..=100))]
+        padding_budget: u32,
+        /// The most the first write of a burst after a pause is held back, in milliseconds
+        /// (timing jitter); 0 for none.
+        #[arg(long, value_name = "MS", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(0..=1000))]
+        max_jitter_ms: u64,
         /// Find peers, and be found, through the BitTorrent Mainline DHT, under rendezvous
         /// keys derived from the network secret in FILE (`samizdat network-secret` makes one;
         /// the nodes of one network share it, out of band). The node's advertised addresses
@@ -404,6 +415,8 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
             seed,
             local_network,
             rotate_transports,
+            padding_budget,
+            max_jitter_ms,
             mainline_secret_file,
             mainline_bootstrap,
             lan,
@@ -441,6 +454,11 @@ async fn run(cmd: Command, json: bool) -> anyhow::Result<()> {
                 seed,
                 local_network: local_network || lan.is_some(),
                 rotate_transports,
+                shaping: match padding_budget {
+                    0 => Shaping::OFF,
+                    percent => Shaping { budget_percent: percent, ..Shaping::default() },
+                },
+                jitter: Duration::from_millis(max_jitter_ms),
                 mainline,
                 lan,
                 https,
@@ -633,6 +651,10 @@ struct NetOpts {
     seed: bool,
     local_network: bool,
     rotate_transports: bool,
+    /// Padding and chaff on every link (--padding-budget).
+    shaping: Shaping,
+    /// The bound of the writer's jitter (--max-jitter-ms).
+    jitter: Duration,
     /// The network secret and the Mainline bootstrap nodes, with --mainline-secret-file.
     mainline: Option<(NetworkSecret, Vec<String>)>,
     /// LAN discovery's settings, with --lan.
@@ -795,6 +817,8 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
         seed,
         local_network,
         rotate_transports,
+        shaping,
+        jitter,
         mainline,
         lan,
         https,
@@ -834,7 +858,9 @@ async fn run_node(dir: &Path, state: State, net: NetOpts, json: bool) -> anyhow:
     }
     .seed_downloads(seed)
     .local_network(local_network)
-    .rotate_transports(rotate_transports);
+    .rotate_transports(rotate_transports)
+    .shaping(shaping)
+    .jitter(jitter);
     if let Some(options) = https {
         b = b.https(options);
     }

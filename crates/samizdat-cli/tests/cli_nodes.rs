@@ -317,3 +317,22 @@ fn a_fetching_daemon_is_a_stranger_to_its_source() {
     let _ = stalled.kill();
     let _ = stalled.wait();
 }
+
+#[test]
+fn shaping_flags_are_checked_and_an_unshaped_node_still_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    for bad in [["--padding-budget", "101"], ["--max-jitter-ms", "5000"], ["--padding-budget", "x"]]
+    {
+        let out = cli(&["node", bad[0], bad[1], "--data", s(&tmp.path().join("n"))]);
+        assert!(!out.status.success(), "{bad:?}");
+    }
+    // Padding, chaff and jitter off on the seeder, on (the default) at the fetcher: each end
+    // pads as it chooses and the other drops it.
+    let data = tmp.path().join("a");
+    let extra = ["--padding-budget", "0", "--max-jitter-ms", "0"];
+    let (_daemon, _) = start_daemon(&data, &extra);
+    let file = tmp.path().join("f");
+    let content = write_random(&file, 2 << 20, 0x5eed);
+    let link = common::share_link(&file, &data);
+    common::fetch_checked(&link, &tmp.path().join("copy"), &content);
+}

@@ -146,6 +146,8 @@ pub(crate) struct Setup {
     pub rotate_transports: bool,
     /// The most a link's writes wait when a burst starts after a pause.
     pub jitter: Duration,
+    /// Padding and chaff on every link.
+    pub shaping: samizdat_session::Shaping,
     /// Where the DHT contacts are remembered across restarts (none for an ephemeral node).
     pub peer_book: Option<crate::peers::PeerBook>,
     /// The contacts remembered from the last run.
@@ -288,6 +290,7 @@ pub(crate) async fn run(setup: Setup, mut commands: mpsc::Receiver<Command>) {
     if let Some(ua) = setup.user_agent {
         session.user_agent = ua;
     }
+    session.shaping = setup.shaping;
     let mut seed = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
     let source = Counted { inner: Arc::new(RwLock::new(setup.source)), served: setup.served };

@@ -59,6 +59,7 @@ pub use samizdat_content::{
 pub use samizdat_discovery::{Discovery, Report as DiscoveryReport};
 pub use samizdat_engine::PeerSummary;
 pub use samizdat_identity::NodeId;
+pub use samizdat_session::Shaping;
 pub use samizdat_transport::https::{Decoy, ServerCert};
 pub use samizdat_transport::{
     HttpsTransport, MeekTransport, MemoryTransport, PtTransport, TcpTransport, Transport,
@@ -313,6 +314,7 @@ pub struct NodeBuilder {
     local_network: bool,
     rotate_transports: bool,
     jitter: Option<std::time::Duration>,
+    shaping: Option<Shaping>,
     transports: Option<Transports>,
     user_agent: Option<String>,
     seed_downloads: bool,
@@ -411,6 +413,14 @@ impl NodeBuilder {
     /// waits. Padding and chaff are the session's ([`samizdat_session::Shaping`]).
     pub fn jitter(mut self, max: std::time::Duration) -> Self {
         self.jitter = Some(max);
+        self
+    }
+
+    /// Pads and adds chaff to every link as `shaping` says (default [`Shaping::default`]: 512-
+    /// byte buckets and chaff within 16 KiB plus 10 % of the real bytes; [`Shaping::OFF`] for
+    /// none).
+    pub fn shaping(mut self, shaping: Shaping) -> Self {
+        self.shaping = Some(shaping);
         self
     }
 
@@ -622,6 +632,7 @@ impl NodeBuilder {
                 || (!listen_addrs.is_empty() && listen_addrs.iter().all(is_loopback)),
             rotate_transports: self.rotate_transports,
             jitter: self.jitter.unwrap_or(DEFAULT_JITTER),
+            shaping: self.shaping.unwrap_or_default(),
             peers,
             transports,
             source,

@@ -31,12 +31,17 @@ async fn direct_node() -> (Box<dyn Listener>, HttpsAddr) {
 }
 
 /// Both ways at once: 1 MiB up, 1 MiB down, then the ends close in turn.
-async fn carries_both_ways(full: &str, listener: &mut Box<dyn Listener>) {
+async fn carries_both_ways(
+    full: &str,
+    listener: &mut Box<dyn Listener>,
+    remote: Option<std::net::IpAddr>,
+) {
     let mut transports = Transports::new();
     transports.register(MeekTransport);
     let (client, incoming) = tokio::join!(transports.dial(full), listener.accept());
     let (mut client, incoming) = (client.unwrap(), incoming.unwrap());
-    assert_eq!(incoming.remote, None, "the TCP peer of a request is not the client");
+    // Straight to the node the client's address is known; behind a proxy it is not.
+    assert_eq!(incoming.remote, remote);
     let mut server = incoming.stream;
     // The node can speak first.
     server.write_all(b"hello").await.unwrap();
@@ -71,7 +76,7 @@ async fn carries_both_ways(full: &str, listener: &mut Box<dyn Listener>) {
 async fn a_tunnel_carries_bytes_both_ways_straight_to_the_node() {
     let (mut listener, addr) = direct_node().await;
     let meek = MeekAddr { https: addr, front: NAME.into() };
-    carries_both_ways(&format!("meek/{meek}"), &mut listener).await;
+    carries_both_ways(&format!("meek/{meek}"), &mut listener, Some([127, 0, 0, 1].into())).await;
     // A second tunnel is another session.
     let full = format!("meek/{meek}");
     let (c, i) =
@@ -134,9 +139,30 @@ async fn a_wrong_pin_or_secret_opens_nothing_and_strangers_get_the_decoy() {
     let valid = upgrade_path(&SECRET, hour(), [5; 16]);
     let key = request_key(&SECRET, &valid);
     assert_eq!(exchange(&addr, &post(&valid, &body)).await, missing);
-    let stream = listener.accept().await.unwrap().stream;
+    let mut stream = listener.accept().await.unwrap().stream;
     let opened = exchange(&addr, &post(&valid, &request_body(&key, 0, false, b""))).await;
     assert!(opened.starts_with("HTTP/1.1 200 OK\r\n"), "{opened}");
+    // A proxy may pass the body chunked: the same request, read the same way; a chunked
+    // body without the session's MAC is a stranger's.
+    let chunked = |body: &[u8]| {
+        let (a, b) = body.split_at(body.len() / 2);
+        let mut r = format!(
+            "POST {valid} HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            a.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(a);
+        r.extend_from_slice(format!("\r\n{:x};ext=1\r\n", b.len()).as_bytes());
+        r.extend_from_slice(b);
+        r.extend_from_slice(b"\r\n0\r\n\r\n");
+        r
+    };
+    let in_chunks = exchange(&addr, &chunked(&request_body(&key, 1, false, b"up"))).await;
+    assert!(in_chunks.starts_with("HTTP/1.1 200 OK\r\n"), "{in_chunks}");
+    assert_eq!(exchange(&addr, &chunked(&[9u8; 40])).await, missing);
+    let mut up = [0u8; 2];
+    stream.read_exact(&mut up).await.unwrap();
+    assert_eq!(&up, b"up");
     assert_eq!(
         exchange(&addr, &post(&valid, &request_body(&[1; 32], 1, false, b""))).await,
         missing
@@ -205,7 +231,7 @@ async fn fronted(http2: bool) {
     let edge: std::net::SocketAddr = format!("127.0.0.1:{}", nginx.port).parse().unwrap();
     let meek =
         MeekAddr { https: HttpsAddr { socket: edge, ..node_addr.clone() }, front: FRONT.into() };
-    carries_both_ways(&format!("meek/{meek}"), &mut listener).await;
+    carries_both_ways(&format!("meek/{meek}"), &mut listener, None).await;
 
     // Unfronted, the tunnel names the node in its SNI too (then the pin is the certificate
     // the CDN shows for that name), and speaks HTTP/2 where the CDN does.
@@ -213,7 +239,7 @@ async fn fronted(http2: bool) {
         https: HttpsAddr { socket: edge, pin: hidden.pin().unwrap(), ..node_addr.clone() },
         front: NAME.into(),
     };
-    carries_both_ways(&format!("meek/{unfronted}"), &mut listener).await;
+    carries_both_ways(&format!("meek/{unfronted}"), &mut listener, None).await;
     // With the wrong pin for the name it is sent, nginx's other certificate fails the dial:
     // the front's SNI really is what the client sends.
     let crossed = MeekAddr { front: NAME.into(), ..meek.clone() };

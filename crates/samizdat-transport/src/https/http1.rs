@@ -63,6 +63,8 @@ pub struct ServeCtx {
     boundary: Arc<AtomicU64>,
     local: Option<SocketAddr>,
     pub(crate) meek: Option<Arc<super::meek::Sessions>>,
+    /// The client's address, when the TCP peer is the client (no proxy in front).
+    pub(crate) peer: Option<std::net::IpAddr>,
 }
 
 impl ServeCtx {
@@ -74,6 +76,7 @@ impl ServeCtx {
             boundary: Arc::new(AtomicU64::new(0)),
             local: None,
             meek: None,
+            peer: None,
         }
     }
 
@@ -317,6 +320,32 @@ async fn read_body<S: AsyncRead + Unpin>(
     Some(buf.drain(..n).collect())
 }
 
+/// Reads a chunked body of at most `limit` bytes (its first bytes perhaps already in `buf`)
+/// by `deadline`; `None` when it is malformed, too long, or the client closes or is too slow.
+async fn read_chunked_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    deadline: Instant,
+) -> Option<Vec<u8>> {
+    let mut chunked = Chunked::default();
+    let mut body = Vec::new();
+    loop {
+        let ended = chunked.feed_into(buf, Some(&mut body)).ok()?;
+        if body.len() > limit {
+            return None;
+        }
+        if let Some(n) = ended {
+            buf.drain(..n);
+            return Some(body);
+        }
+        buf.clear();
+        if !matches!(tokio::time::timeout_at(deadline, read_more(stream, buf)).await, Ok(true)) {
+            return None;
+        }
+    }
+}
+
 /// Reads (and drops) what the client still sends, as a closing nginx does: until it stops
 /// for [`LINGERING_TIMEOUT`], closes, or [`LINGERING_TIME`] has passed.
 async fn linger<S: AsyncRead + Unpin>(stream: &mut S) {
@@ -527,6 +556,15 @@ impl Chunked {
     /// Feeds bytes; `Ok(Some(n))` when the body ended after `data[..n]`, `Err` for a body
     /// nginx refuses (malformed, or more than [`MAX_BODY`]).
     fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, ()> {
+        self.feed_into(data, None)
+    }
+
+    /// [`Chunked::feed`], appending the body's data to `out` if given.
+    fn feed_into(
+        &mut self,
+        data: &[u8],
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Result<Option<usize>, ()> {
         use ChunkState as S;
         let mut i = 0;
         while i < data.len() {
@@ -562,6 +600,9 @@ impl Chunked {
                 (S::Data, _) => {
                     let take =
                         usize::try_from(self.size).unwrap_or(usize::MAX).min(data.len() - i + 1);
+                    if let Some(out) = out.as_deref_mut() {
+                        out.extend_from_slice(&data[i - 1..i - 1 + take]);
+                    }
                     i += take - 1;
                     self.size -= take as u64;
                     if self.size == 0 { S::AfterData } else { S::Data }
@@ -706,7 +747,7 @@ where
         };
         buf.drain(..len);
         let head_only = head.method == b"HEAD";
-        let meaning = match meaning(&head) {
+        let mut meaning = match meaning(&head) {
             Ok(m) => m,
             Err(code) => {
                 return respond_and_close(
@@ -749,7 +790,7 @@ where
         if head.method == b"POST" {
             if let Some(sessions) = &ctx.meek {
                 let path = String::from_utf8_lossy(&head.path).into_owned();
-                if let Some(entry) = sessions.find_or_open(&path, &ctx.tokens) {
+                if let Some(entry) = sessions.find_or_open(&path, &ctx.tokens, ctx.peer) {
                     let body = match meaning.body {
                         BodyLen::Length(n) if n <= super::meek::MAX_REQUEST_BODY => {
                             let end = Instant::now() + HEAD_TIMEOUT;
@@ -758,6 +799,15 @@ where
                             else {
                                 return Ok(None);
                             };
+                            Some(body)
+                        }
+                        BodyLen::Chunked => {
+                            let end = Instant::now() + HEAD_TIMEOUT;
+                            let limit = super::meek::MAX_REQUEST_BODY as usize;
+                            let read = read_chunked_body(&mut stream, &mut buf, limit, end);
+                            let Some(body) = read.await else { return Ok(None) };
+                            // Read whatever it holds: nothing of it is left for the decoy.
+                            meaning.body = BodyLen::None;
                             Some(body)
                         }
                         _ => None,
@@ -779,8 +829,11 @@ where
                                 }
                             }
                         }
-                        // Left for the decoy below, as it came.
-                        Some(body) => drop(buf.splice(0..0, body)),
+                        // Left for the decoy below, as it came (a chunked one is gone already).
+                        Some(body) if meaning.body != BodyLen::None => {
+                            drop(buf.splice(0..0, body));
+                        }
+                        Some(_) => {}
                         None => {}
                     }
                 }

@@ -95,12 +95,14 @@ impl Sessions {
         });
     }
 
-    /// The session at `path`, opened now if `path` is a fresh valid token; `None` for a
-    /// stranger's path, or when the sessions or the node's backlog are full.
+    /// The session at `path`, opened now if `path` is a fresh valid token (by the client at
+    /// `remote`, when known); `None` for a stranger's path, or when the sessions or the node's
+    /// backlog are full.
     pub(crate) fn find_or_open(
         &self,
         path: &str,
         tokens: &Mutex<TokenCheck>,
+        remote: Option<std::net::IpAddr>,
     ) -> Option<Arc<Entry>> {
         if let Some(e) = self.map().get(path) {
             return Some(e.clone());
@@ -121,8 +123,7 @@ impl Sessions {
         };
         let (mine, node) = tokio::io::duplex(WINDOW);
         let stream: BoxStream = Box::new(node);
-        // Behind a CDN or proxy the TCP peer is not the client: no address.
-        permit.send(Incoming { stream, remote: None });
+        permit.send(Incoming { stream, remote });
         let session =
             Session { end: mine, next_seq: 0, last: None, up_closed: false, down_closed: false };
         let entry = Arc::new(Entry {
@@ -234,11 +235,11 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(4);
         let sessions = Sessions::new(tx);
         let tokens = Mutex::new(TokenCheck::new(SECRET));
-        assert!(sessions.find_or_open("/not/a/token", &tokens).is_none());
+        assert!(sessions.find_or_open("/not/a/token", &tokens, None).is_none());
         let p = path(1);
-        let entry = sessions.find_or_open(&p, &tokens).unwrap();
+        let entry = sessions.find_or_open(&p, &tokens, None).unwrap();
         let mut node = rx.recv().await.unwrap().stream;
-        assert!(sessions.find_or_open(&p, &tokens).is_some(), "the same session again");
+        assert!(sessions.find_or_open(&p, &tokens, None).is_some(), "the same session again");
         assert_eq!(sessions.len(), 1);
 
         // Nothing to send: the request is held, then answered empty.
@@ -267,7 +268,7 @@ mod tests {
         assert!(exchange(&entry, &vec![0u8; REQUEST_HEAD + MAX_UP + 1]).await.is_none());
 
         // The client finishing is the node's EOF; the node finishing is the answer's FIN.
-        let entry2 = sessions.find_or_open(&path(2), &tokens).unwrap();
+        let entry2 = sessions.find_or_open(&path(2), &tokens, None).unwrap();
         let mut node2 = rx.recv().await.unwrap().stream;
         let (much, bye) = (vec![7u8; MAX_DOWN + 10], body_for(2, 0, true, b"bye"));
         let (wrote, big) = tokio::join!(node2.write_all(&much), exchange(&entry2, &bye));
@@ -298,7 +299,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(MAX_SESSIONS + 8);
         let sessions = Sessions::new(tx);
         let tokens = Mutex::new(TokenCheck::new(SECRET));
-        let entry = sessions.find_or_open(&path(0), &tokens).unwrap();
+        let entry = sessions.find_or_open(&path(0), &tokens, None).unwrap();
         let mut node = rx.recv().await.unwrap().stream;
         tokio::time::advance(SESSION_IDLE / 2).await;
         sessions.sweep();
@@ -321,15 +322,15 @@ mod tests {
                     n
                 },
             );
-            assert!(sessions.find_or_open(&p, &tokens).is_some());
+            assert!(sessions.find_or_open(&p, &tokens, None).is_some());
         }
-        assert!(sessions.find_or_open(&path(9), &tokens).is_none(), "the table is full");
+        assert!(sessions.find_or_open(&path(9), &tokens, None).is_none(), "the table is full");
 
         // A node that takes no streams: its backlog full, nothing opens.
         let (tx, _rx) = mpsc::channel(1);
         let sessions = Sessions::new(tx);
-        assert!(sessions.find_or_open(&path(10), &tokens).is_some());
-        assert!(sessions.find_or_open(&path(11), &tokens).is_none());
+        assert!(sessions.find_or_open(&path(10), &tokens, None).is_some());
+        assert!(sessions.find_or_open(&path(11), &tokens, None).is_none());
         assert_eq!(format!("{sessions:?}"), "Sessions(..)");
     }
 }

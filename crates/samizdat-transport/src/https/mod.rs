@@ -189,6 +189,11 @@ async fn handle(
     tx: mpsc::Sender<Incoming>,
 ) {
     let opened = tokio::time::Instant::now();
+    // Terminating TLS ourselves, the TCP peer is the client (a meek session it opens is its).
+    let mut ctx = ctx;
+    if server.acceptor.is_some() {
+        ctx.peer = Some(remote);
+    }
     let _ = tcp.set_nodelay(true);
     let tunnel: Option<BoxStream> = match &server.acceptor {
         Some(acceptor) => {
