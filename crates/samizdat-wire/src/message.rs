@@ -654,7 +654,14 @@ impl Message {
             }),
             tag::PING => Message::Ping { nonce: r.u64("nonce")? },
             tag::PONG => Message::Pong { nonce: r.u64("nonce")? },
-            tag::PADDING => Message::Padding(r.long_bytes(MAX_PADDING, "padding")?.len() as u32),
+            tag::PADDING => {
+                let zeros = r.long_bytes(MAX_PADDING, "padding")?;
+                // Zeros only: one encoding per message, and no room for a covert channel.
+                if zeros.iter().any(|&b| b != 0) {
+                    return Err(DecodeError::Invalid { field: "padding" });
+                }
+                Message::Padding(zeros.len() as u32)
+            }
             tag::GET_ADDR => Message::Peers(PeersMsg::GetAddr),
             tag::RECORDS => {
                 let vouched = r.u16("vouched")?;
@@ -865,6 +872,22 @@ mod tests {
             let cut = cut.index(bytes.len());
             prop_assert!(Message::decode(&bytes[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn padding_is_zeros_within_its_limit() {
+        assert_eq!(Message::Padding(2).encode_to_vec(), [7, 0, 0, 0, 2, 0, 0]);
+        assert_eq!(Message::decode(&[7, 0, 0, 0, 2, 0, 0]), Ok(Message::Padding(2)));
+        // The fuzzer's find: bytes other than zeros would decode to the same message.
+        assert_eq!(
+            Message::decode(&[7, 0, 0, 0, 6, 58, 0, 128, 0, 0, 6]),
+            Err(DecodeError::Invalid { field: "padding" })
+        );
+        let mut over = vec![7];
+        over.extend_from_slice(&(MAX_PADDING as u32 + 1).to_be_bytes());
+        over.resize(over.len() + MAX_PADDING + 1, 0);
+        assert!(Message::decode(&over).is_err());
+        assert_eq!(format!("{:?}", Message::Padding(3)), "Padding(3)");
     }
 
     #[test]
