@@ -309,20 +309,37 @@ pub async fn dial(addr: &HttpsAddr) -> io::Result<BoxStream> {
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "https: dial timed out"))?
 }
 
-async fn dial_inner(addr: &HttpsAddr) -> io::Result<BoxStream> {
-    // A fresh client per dial: no session ticket, cookie or pooled connection links two
-    // dials of this node together.
-    let client = wreq::Client::builder()
+/// A Chromium-shaped client that connects to `socket` for `name` (the SNI), checks no
+/// certificate itself (the caller checks the pin on each answer), keeps one pooled connection
+/// and opens connections only as `gate` permits; `http1_only` for one that offers only
+/// http/1.1.
+pub(crate) fn pinned_client(
+    name: &str,
+    socket: std::net::SocketAddr,
+    gate: OneConnection,
+    http1_only: bool,
+) -> io::Result<wreq::Client> {
+    let mut builder = wreq::Client::builder();
+    if http1_only {
+        builder = builder.http1_only();
+    }
+    builder
         .emulation(emulation())
-        .resolve(addr.name.clone(), addr.socket)
+        .resolve(name.to_owned(), socket)
         .tls_cert_verification(false)
         .tls_verify_hostname(false)
         .tls_info(true)
         .no_proxy()
         .pool_max_idle_per_host(1)
-        .connector_layer(OneConnection::default())
+        .connector_layer(gate)
         .build()
-        .map_err(wreq_err)?;
+        .map_err(wreq_err)
+}
+
+async fn dial_inner(addr: &HttpsAddr) -> io::Result<BoxStream> {
+    // A fresh client per dial: no session ticket, cookie or pooled connection links two
+    // dials of this node together.
+    let client = pinned_client(&addr.name, addr.socket, OneConnection::default(), false)?;
     let origin = match addr.socket.port() {
         443 => format!("https://{}", addr.name),
         port => format!("https://{}:{port}", addr.name),

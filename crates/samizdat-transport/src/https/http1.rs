@@ -313,7 +313,7 @@ async fn read_body<S: AsyncRead + Unpin>(
     deadline: Instant,
 ) -> Option<Vec<u8>> {
     while buf.len() < n {
-        if !matches!(tokio::time::timeout_at(deadline, read_more(stream, buf)).await, Ok(true)) {
+        if !read_more_by(stream, buf, deadline).await {
             return None;
         }
     }
@@ -340,10 +340,19 @@ async fn read_chunked_body<S: AsyncRead + Unpin>(
             return Some(body);
         }
         buf.clear();
-        if !matches!(tokio::time::timeout_at(deadline, read_more(stream, buf)).await, Ok(true)) {
+        if !read_more_by(stream, buf, deadline).await {
             return None;
         }
     }
+}
+
+/// [`read_more`] by `deadline`; `false` also when it passes.
+async fn read_more_by<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> bool {
+    matches!(tokio::time::timeout_at(deadline, read_more(stream, buf)).await, Ok(true))
 }
 
 /// Reads (and drops) what the client still sends, as a closing nginx does: until it stops
@@ -672,7 +681,7 @@ impl Discard {
         let end = Instant::now() + LINGERING_TIME;
         while !matches!(self, Discard::Done) {
             let wait = (Instant::now() + LINGERING_TIMEOUT).min(end);
-            if !matches!(tokio::time::timeout_at(wait, read_more(stream, buf)).await, Ok(true)) {
+            if !read_more_by(stream, buf, wait).await {
                 return false;
             }
             if !self.take_buffered(buf) {

@@ -204,21 +204,12 @@ impl Target {
     fn client(&self) -> io::Result<(wreq::Client, OneConnection)> {
         let gate = OneConnection::closed(RECONNECT_WAIT);
         gate.permit(true);
-        let mut builder = wreq::Client::builder();
-        if self.fronted {
-            builder = builder.http1_only();
-        }
-        let client = builder
-            .emulation(crate::https::emulation())
-            .resolve(self.front.clone(), self.socket)
-            .tls_cert_verification(false)
-            .tls_verify_hostname(false)
-            .tls_info(true)
-            .no_proxy()
-            .pool_max_idle_per_host(1)
-            .connector_layer(gate.clone())
-            .build()
-            .map_err(crate::https::client::wreq_err)?;
+        let client = crate::https::client::pinned_client(
+            &self.front,
+            self.socket,
+            gate.clone(),
+            self.fronted,
+        )?;
         Ok((client, gate))
     }
 }
@@ -387,7 +378,8 @@ async fn dial(addr: &MeekAddr) -> io::Result<BoxStream> {
     let first = poster.post_retrying(&Request { seq: 0, fin: false, data: &[] }).await?;
     let (user, mine) = tokio::io::duplex(WINDOW);
     let failed = Arc::new(AtomicBool::new(false));
-    let mut tunnel = Tunnel { poster, mine, seq: 1, sent_fin: false, got_fin: false };
+    let mut tunnel =
+        Tunnel { poster, mine, seq: 1, sent_fin: false, got_fin: false, up: Vec::new() };
     let flag = failed.clone();
     tokio::spawn(async move {
         if tunnel.deliver(&first).await.is_ok() && tunnel.run().await.is_err() {
@@ -459,6 +451,8 @@ struct Tunnel {
     seq: u64,
     sent_fin: bool,
     got_fin: bool,
+    /// Where what the user writes is gathered (kept across polls).
+    up: Vec<u8>,
 }
 
 impl Tunnel {
@@ -478,7 +472,8 @@ impl Tunnel {
     /// Takes what the user wrote: waits up to `wait` for the first bytes, then what is there.
     /// Sets `fin` when the user finished writing.
     async fn gather(&mut self, wait: Duration, fin: &mut bool) -> Vec<u8> {
-        let mut up = vec![0u8; MAX_UP];
+        let mut up = std::mem::take(&mut self.up);
+        up.resize(MAX_UP, 0);
         let mut n = 0;
         if self.sent_fin {
             tokio::time::sleep(wait).await;
@@ -513,10 +508,12 @@ impl Tunnel {
             let up = self.gather(wait, &mut fin).await;
             let request = Request { seq: self.seq, fin: fin && !self.sent_fin, data: &up };
             let answer = self.poster.post_retrying(&request).await?;
+            let sent_data = !up.is_empty();
+            self.up = up;
             self.seq += 1;
             self.sent_fin |= fin;
             let Ok(got_data) = self.deliver(&answer).await else { return Ok(()) };
-            wait = if got_data || !up.is_empty() {
+            wait = if got_data || sent_data {
                 Duration::ZERO
             } else if wait.is_zero() {
                 MIN_POLL
